@@ -1,0 +1,215 @@
+"""Backbones: plain ``nn.Module``s on ``torch_geometric.nn`` with one signature.
+
+``Backbone(in_channels, hidden_channels, out_channels, num_layers, dropout, norm, act)`` and
+``forward(x, edge_index) -> logits [N, out_channels]``.
+
+Dropout is applied to the input of every layer (input features included), as in Kipf & Welling.
+``x`` may be a sparse CSR matrix (bag-of-words features, see ``gnnzoo.data.datasets.maybe_sparse``):
+input dropout then acts on the stored values only, and the first layer starts with its linear
+map, which CSR supports. For SAGE and GIN, whose PyG layers aggregate before the linear map, the
+first layer is computed in the equivalent order (mean/sum aggregation commutes with a linear map).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch_geometric.nn import APPNP as APPNPProp
+from torch_geometric.nn import GATConv, GCNConv, GINConv, SAGEConv
+
+NORMS = {None: None, "none": None, "batch": nn.BatchNorm1d, "layer": nn.LayerNorm}
+ACTS = {"relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU, "tanh": nn.Tanh}
+
+
+def dropout_input(x: Tensor, p: float, training: bool) -> Tensor:
+    """Dropout that keeps sparse CSR input sparse (drops stored values only)."""
+    if x.is_sparse_csr:
+        if not training or p == 0.0:
+            return x
+        vals = F.dropout(x.values(), p, True)
+        return torch.sparse_csr_tensor(x.crow_indices(), x.col_indices(), vals, x.size())
+    return F.dropout(x, p, training)
+
+
+def _check(name: str, in_channels: int, hidden_channels: int, out_channels: int, num_layers: int,
+           dropout: float, norm: str | None, act: str) -> None:
+    for key, v in (("in_channels", in_channels), ("hidden_channels", hidden_channels),
+                   ("out_channels", out_channels), ("num_layers", num_layers)):
+        if not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name}: {key} must be a positive integer, got {v!r}")
+    if not 0.0 <= float(dropout) < 1.0:
+        raise ValueError(f"{name}: dropout must be in [0, 1), got {dropout}")
+    if norm not in NORMS:
+        raise ValueError(f"{name}: norm must be one of {[k for k in NORMS if k]}, or null, got {norm!r}")
+    if act not in ACTS:
+        raise ValueError(f"{name}: act must be one of {list(ACTS)}, got {act!r}")
+
+
+class Backbone(nn.Module):
+    """Shared skeleton: ``layers[i]`` with dropout before, norm + activation after (but the last)."""
+
+    name = "backbone"
+
+    def __init__(self, in_channels: int, hidden_channels: int, out_channels: int, num_layers: int = 2,
+                 dropout: float = 0.5, norm: str | None = None, act: str = "relu", name: str | None = None):
+        super().__init__()
+        if name is not None and name != self.name:
+            raise ValueError(f"config name {name!r} does not match backbone class {type(self).__name__} ({self.name!r})")
+        _check(self.name, in_channels, hidden_channels, out_channels, num_layers, dropout, norm, act)
+        self.in_channels, self.hidden_channels, self.out_channels = in_channels, hidden_channels, out_channels
+        self.num_layers, self.dropout = num_layers, float(dropout)
+        self.norm_name, self.act_name = norm if norm != "none" else None, act
+        self.layers = nn.ModuleList()
+        self.norms = nn.ModuleList()
+        dims = self.layer_dims()
+        for i, (d_in, d_out) in enumerate(dims):
+            self.layers.append(self.make_layer(i, d_in, d_out))
+            if i < len(dims) - 1 and self.norm_name:
+                self.norms.append(NORMS[self.norm_name](d_out))
+        self.act = ACTS[act]()
+
+    def layer_dims(self) -> list[tuple[int, int]]:
+        dims = [self.in_channels] + [self.hidden_channels] * (self.num_layers - 1) + [self.out_channels]
+        return list(zip(dims[:-1], dims[1:]))
+
+    def make_layer(self, i: int, d_in: int, d_out: int) -> nn.Module:
+        raise NotImplementedError
+
+    def apply_layer(self, i: int, x: Tensor, edge_index: Tensor) -> Tensor:
+        return self.layers[i](x, edge_index)
+
+    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
+        last = len(self.layers) - 1
+        for i in range(len(self.layers)):
+            x = dropout_input(x, self.dropout, self.training)
+            x = self.apply_layer(i, x, edge_index)
+            if i < last:
+                if self.norm_name:
+                    x = self.norms[i](x)
+                x = self.act(x)
+        return x
+
+    def extra_repr(self) -> str:
+        return f"dropout={self.dropout}, norm={self.norm_name}, act={self.act_name}"
+
+
+class MLP(Backbone):
+    """Graph-agnostic baseline: ignores ``edge_index``."""
+
+    name = "mlp"
+
+    def make_layer(self, i, d_in, d_out):
+        return nn.Linear(d_in, d_out)
+
+    def apply_layer(self, i, x, edge_index):
+        return self.layers[i](x)
+
+
+class GCN(Backbone):
+    name = "gcn"
+
+    def __init__(self, *args, cached: bool = False, add_self_loops: bool = True, **kwargs):
+        self._conv_kwargs = dict(cached=cached, add_self_loops=add_self_loops)
+        super().__init__(*args, **kwargs)
+
+    def make_layer(self, i, d_in, d_out):
+        return GCNConv(d_in, d_out, **self._conv_kwargs)
+
+
+class SAGE(Backbone):
+    name = "sage"
+
+    def __init__(self, *args, aggr: str = "mean", **kwargs):
+        if aggr not in ("mean", "add", "sum", "max"):
+            raise ValueError(f"sage: aggr must be mean, sum or max, got {aggr!r}")
+        self.aggr = aggr
+        super().__init__(*args, **kwargs)
+
+    def make_layer(self, i, d_in, d_out):
+        return SAGEConv(d_in, d_out, aggr=self.aggr)
+
+    def apply_layer(self, i, x, edge_index):
+        conv = self.layers[i]
+        if not x.is_sparse_csr:
+            return conv(x, edge_index)
+        if self.aggr == "max":
+            return conv(x.to_dense(), edge_index)
+        # lin_l(aggr(x_j)) + lin_r(x_i) == aggr(W_l x_j) + b_l + lin_r(x_i) for mean/sum
+        h = F.linear(x, conv.lin_l.weight)
+        out = conv.propagate(edge_index, x=(h, h), size=None)
+        if conv.lin_l.bias is not None:
+            out = out + conv.lin_l.bias
+        return out + conv.lin_r(x)
+
+
+class GAT(Backbone):
+    """GAT; ``hidden_channels`` is the total width of a hidden layer (``heads`` x per-head size)."""
+
+    name = "gat"
+
+    def __init__(self, *args, heads: int = 8, out_heads: int = 1, attn_dropout: float = 0.6, **kwargs):
+        hidden = kwargs.get("hidden_channels", args[1] if len(args) > 1 else None)
+        if not isinstance(heads, int) or heads < 1 or (hidden and hidden % heads):
+            raise ValueError(f"gat: heads must be a positive integer dividing hidden_channels={hidden}, got {heads!r}")
+        if not 0.0 <= float(attn_dropout) < 1.0:
+            raise ValueError(f"gat: attn_dropout must be in [0, 1), got {attn_dropout}")
+        self.heads, self.out_heads, self.attn_dropout = heads, out_heads, float(attn_dropout)
+        super().__init__(*args, **kwargs)
+
+    def make_layer(self, i, d_in, d_out):
+        if i < self.num_layers - 1:
+            return GATConv(d_in, d_out // self.heads, heads=self.heads, dropout=self.attn_dropout)
+        return GATConv(d_in, d_out, heads=self.out_heads, concat=False, dropout=self.attn_dropout)
+
+
+class GIN(Backbone):
+    """GIN; each layer's MLP is Linear -> act -> Linear."""
+
+    name = "gin"
+
+    def __init__(self, *args, train_eps: bool = False, **kwargs):
+        self.train_eps = train_eps
+        super().__init__(*args, **kwargs)
+
+    def make_layer(self, i, d_in, d_out):
+        mlp = nn.Sequential(nn.Linear(d_in, self.hidden_channels), ACTS[self.act_name](),
+                            nn.Linear(self.hidden_channels, d_out))
+        return GINConv(mlp, train_eps=self.train_eps)
+
+    def apply_layer(self, i, x, edge_index):
+        conv = self.layers[i]
+        if not x.is_sparse_csr:
+            return conv(x, edge_index)
+        # nn[0]((1+eps) x_i + sum_j x_j) == (1+eps) W x_i + sum_j W x_j + b
+        first = conv.nn[0]
+        h = F.linear(x, first.weight)
+        out = conv.propagate(edge_index, x=(h, h), size=None) + (1 + conv.eps) * h + first.bias
+        for m in list(conv.nn)[1:]:
+            out = m(out)
+        return out
+
+
+class APPNP(Backbone):
+    """APPNP: an MLP of ``num_layers`` linear layers, then ``K`` steps of personalised PageRank."""
+
+    name = "appnp"
+
+    def __init__(self, *args, K: int = 10, alpha: float = 0.1, **kwargs):
+        if not isinstance(K, int) or K < 1:
+            raise ValueError(f"appnp: K must be a positive integer, got {K!r}")
+        if not 0.0 < float(alpha) <= 1.0:
+            raise ValueError(f"appnp: alpha must be in (0, 1], got {alpha}")
+        super().__init__(*args, **kwargs)
+        self.prop = APPNPProp(K=K, alpha=float(alpha))
+
+    def make_layer(self, i, d_in, d_out):
+        return nn.Linear(d_in, d_out)
+
+    def apply_layer(self, i, x, edge_index):
+        return self.layers[i](x)
+
+    def forward(self, x, edge_index):
+        return self.prop(super().forward(x, edge_index), edge_index)
+
+
+BACKBONES = {cls.name: cls for cls in (MLP, GCN, SAGE, GAT, GIN, APPNP)}

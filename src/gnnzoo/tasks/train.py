@@ -1,0 +1,159 @@
+"""The training task: config -> trained backbone -> zoo entry -> monitored metric."""
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from gnnzoo.data.datasets import GraphData
+from gnnzoo.lit.backbone_module import BackboneModule
+from gnnzoo.lit.metrics import make_metric
+from gnnzoo.utils.config import check_config, is_multirun
+from gnnzoo.utils.errors import ConfigError
+from gnnzoo.utils.logging import close_loggers, console, print_config, print_result
+from gnnzoo.zoo.ids import identity_config, init_id, run_id
+from gnnzoo.zoo.record import SCHEMA, host_info, now_iso, package_versions
+from gnnzoo.zoo.recorder import ZooRecorder
+from gnnzoo.zoo.store import Zoo
+
+log = logging.getLogger("gnnzoo")
+
+
+def seed_everything(seed: int) -> None:
+    pl.seed_everything(int(seed), workers=True, verbose=False)
+
+
+def load_graph(cfg: DictConfig) -> GraphData:
+    """Instantiate ``cfg.dataset.loader`` with the data/cache roots and check its declared dims."""
+    graph: GraphData = instantiate(cfg.dataset.loader, data_dir=cfg.paths.data_dir, cache_dir=cfg.paths.cache_dir)
+    for key in ("num_features", "num_classes"):
+        declared, actual = cfg.dataset.get(key), getattr(graph, key)
+        if declared is not None and int(declared) != int(actual):
+            raise ConfigError(f"dataset/{cfg.dataset.name}.yaml declares {key}={declared} but the data has "
+                              f"{actual}; fix the yaml (backbone dims are interpolated from it)")
+    return graph
+
+
+def build_backbone(cfg: DictConfig) -> torch.nn.Module:
+    seed_everything(cfg.init_seed)
+    return instantiate(cfg.backbone)
+
+
+def _instantiate_dict(node: DictConfig | None) -> list:
+    if not node:
+        return []
+    return [instantiate(v) for v in node.values() if v is not None and "_target_" in v]
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train one backbone as configured; write its zoo entry; return its metrics.
+
+    A run whose id is already ``completed`` in the zoo is skipped (its recorded metrics are returned
+    with ``skipped=True``). A run that raises is recorded as ``failed`` and the error re-raised.
+    """
+    check_config(cfg)
+    zoo = Zoo(cfg.paths.zoo_dir)
+    rid = run_id(cfg, cfg.zoo.id_ignore)
+    if cfg.zoo.skip_completed:
+        done = zoo.get(rid)
+        if done is not None and done.status == "completed":
+            console.print(f"[yellow]skip[/] run {rid}: already completed in {zoo.root}")
+            return {**done.record.get("metrics", {}), "run_id": rid, "skipped": True}
+
+    rec: dict[str, Any] = {
+        "schema": SCHEMA, "kind": "run", "run_id": rid, "status": "failed", "error": None,
+        "dataset": cfg.dataset.name, "backbone": cfg.backbone.name,
+        "seed": int(cfg.seed), "init_seed": int(cfg.init_seed), "init_id": None,
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "identity": sorted(identity_config(cfg, cfg.zoo.id_ignore)),
+        "monitor": OmegaConf.to_container(cfg.monitor),
+        "started_at": now_iso(), "versions": package_versions(), "host": host_info(),
+    }
+    t0 = time.perf_counter()
+    recorder = ZooRecorder(cfg.monitor.metric, cfg.monitor.mode, cfg.zoo.snapshot_every,
+                           zoo.entry_dir(rid) if cfg.zoo.enabled else None)
+    loggers: list = []
+    try:
+        graph = load_graph(cfg)
+        backbone = build_backbone(cfg)
+        rec["init_id"] = init_id(backbone.state_dict())
+        seed_everything(cfg.seed)
+        datamodule = instantiate(cfg.data, graph=graph)
+        module = BackboneModule(
+            backbone,
+            optimizer=instantiate(cfg.optimizer),
+            scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+            metric=make_metric(graph.metric, graph.num_classes, graph.ogb_name),
+            monitor=cfg.monitor.metric,
+        )
+        loggers = _instantiate_dict(cfg.get("logger"))
+        for lg in loggers:
+            lg.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "run_id": rid, "init_id": rec["init_id"]})
+        trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=_instantiate_dict(cfg.get("callbacks")) + [recorder],
+                                          logger=loggers or False)
+        trainer.fit(module, datamodule=datamodule)
+        if recorder.best_state is None:
+            raise RuntimeError("training produced no validation epoch; nothing to select (check trainer.max_epochs)")
+        backbone.load_state_dict(recorder.best_state)
+        test = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+        metrics = {
+            cfg.monitor.metric: recorder.best_value,
+            "val/acc": recorder.metric_at_best("val/acc"),
+            "test/acc": float(test["test/acc"]),
+            "test/loss": float(test["test/loss"]),
+            "best_epoch": recorder.best_epoch,
+        }
+        for lg in loggers:
+            lg.log_metrics({"best/val_acc": metrics["val/acc"], "best/test_acc": metrics["test/acc"],
+                            "best/epoch": recorder.best_epoch})
+        rec.update(status="completed", best_epoch=recorder.best_epoch, best_val=recorder.best_value,
+                   test_at_best_val=metrics["test/acc"], metrics=metrics)
+        return_value = {**metrics, "run_id": rid, "skipped": False}
+    except BaseException as e:
+        rec["error"] = f"{type(e).__name__}: {e}"
+        rec["traceback"] = traceback.format_exc(limit=20)
+        raise
+    finally:
+        rec.update(wall_time_s=time.perf_counter() - t0, finished_at=now_iso(),
+                   curves=recorder.curves, snapshots=recorder.snapshots)
+        if cfg.zoo.enabled:
+            entry = zoo.write(rec, recorder.best_state if rec["status"] == "completed" else None)
+            rec["entry_dir"] = str(entry)
+        close_loggers(loggers)
+    return_value["entry_dir"] = rec.get("entry_dir")
+    return return_value
+
+
+def run(cfg: DictConfig) -> float:
+    """``train.py``'s body: print config, train, print the result, return the monitored metric.
+
+    In a multirun (or with ``fail_fast=false``) a failed run is recorded and NaN is returned so the
+    sweep goes on; otherwise the error propagates.
+    """
+    if cfg.extras.print_config:
+        print_config(cfg)
+    fail_fast = cfg.get("fail_fast")
+    if fail_fast is None:
+        fail_fast = not is_multirun()
+    try:
+        result = train(cfg)
+    except Exception as e:
+        if fail_fast:
+            raise
+        log.error("run failed and was recorded in the zoo: %s: %s", type(e).__name__, e)
+        console.print(f"[red]failed[/] {cfg.dataset.name}/{cfg.backbone.name} seed={cfg.seed}: {type(e).__name__}: {e}")
+        return float("nan")
+    print_result(cfg, result)
+    value = result.get(cfg.monitor.metric)
+    return float(value) if value is not None else float("nan")
+
+
+def entry_path(cfg: DictConfig) -> Path:
+    return Path(cfg.paths.zoo_dir) / run_id(cfg, cfg.zoo.id_ignore)

@@ -1,0 +1,48 @@
+"""Config checks that run before any work, so bad values fail fast with a clear message."""
+from __future__ import annotations
+
+from omegaconf import DictConfig, OmegaConf
+
+from gnnzoo.utils.errors import ConfigError
+
+
+def _range(cfg: DictConfig, key: str, lo: float, hi: float, lo_open: bool = False, hi_open: bool = False) -> None:
+    node, _, leaf = key.rpartition(".")
+    parent = OmegaConf.select(cfg, node) if node else cfg
+    if parent is None or leaf not in parent or parent[leaf] is None:
+        return
+    v = parent[leaf]
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ConfigError(f"{key} must be a number, got {v!r}")
+    bad = (v < lo or (lo_open and v == lo)) or (v > hi or (hi_open and v == hi))
+    if bad:
+        lb, rb = ("(" if lo_open else "["), (")" if hi_open else "]")
+        raise ConfigError(f"{key}={v} is out of range: expected a value in {lb}{lo}, {hi}{rb}")
+
+
+def check_config(cfg: DictConfig) -> None:
+    inf = float("inf")
+    _range(cfg, "backbone.dropout", 0, 1, hi_open=True)
+    _range(cfg, "backbone.attn_dropout", 0, 1, hi_open=True)
+    _range(cfg, "backbone.num_layers", 1, inf)
+    _range(cfg, "backbone.hidden_channels", 1, inf)
+    _range(cfg, "optimizer.lr", 0, inf, lo_open=True)
+    _range(cfg, "optimizer.weight_decay", 0, inf)
+    _range(cfg, "optimizer.momentum", 0, 1)
+    _range(cfg, "trainer.max_epochs", 1, inf)
+    _range(cfg, "zoo.snapshot_every", 0, inf)
+    if cfg.monitor.mode not in ("min", "max"):
+        raise ConfigError(f"monitor.mode must be 'min' or 'max', got {cfg.monitor.mode!r}")
+    if not str(cfg.monitor.metric).startswith("val/"):
+        raise ConfigError(f"monitor.metric must be a validation metric (val/acc, val/loss), got {cfg.monitor.metric!r}")
+
+
+def is_multirun() -> bool:
+    """True inside a Hydra multirun job."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
+    except Exception:
+        return False

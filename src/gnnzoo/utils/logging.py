@@ -1,0 +1,56 @@
+"""Console output (rich) and logger lifecycle."""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.syntax import Syntax
+from rich.tree import Tree
+
+console = Console(highlight=False)
+
+_ORDER = ("dataset", "backbone", "optimizer", "scheduler", "data", "trainer", "callbacks", "logger", "zoo", "paths")
+
+
+def print_config(cfg: DictConfig, order: Sequence[str] = _ORDER, resolve: bool = True) -> None:
+    """Print the composed config as a rich tree, main groups first."""
+    tree = Tree("[bold]config[/]", guide_style="dim")
+    keys = [k for k in order if k in cfg] + [k for k in cfg if k not in order]
+    for key in keys:
+        branch = tree.add(f"[bold cyan]{key}[/]")
+        node = cfg[key]
+        if isinstance(node, DictConfig):
+            text = OmegaConf.to_yaml(node, resolve=resolve)
+        else:
+            text = str(node)
+        branch.add(Syntax(text.rstrip() or "null", "yaml", theme="ansi_dark", background_color="default"))
+    console.print(tree)
+
+
+def print_result(cfg: DictConfig, result: dict[str, Any]) -> None:
+    tag = "[yellow]skipped (already in zoo)[/]" if result.get("skipped") else "[green]done[/]"
+    val, test = result.get("val/acc"), result.get("test/acc")
+    fmt = lambda v: "n/a" if v is None else f"{100 * v:.2f}%"  # noqa: E731
+    console.print(f"{tag} {cfg.backbone.name} on {cfg.dataset.name} seed={cfg.seed}: "
+                  f"val/acc={fmt(val)} test/acc={fmt(test)} (best epoch {result.get('best_epoch')}) "
+                  f"run_id={result.get('run_id')} zoo={result.get('entry_dir') or cfg.paths.zoo_dir}")
+
+
+def close_loggers(loggers: Sequence[Any]) -> None:
+    """Finish every logger; always end the W&B run so multirun jobs never share one."""
+    for lg in loggers:
+        try:
+            lg.finalize("success")
+        except Exception:
+            pass
+    try:
+        import sys
+
+        if "wandb" in sys.modules:
+            import wandb
+
+            if wandb.run is not None:
+                wandb.finish()
+    except Exception:
+        pass

@@ -1,0 +1,70 @@
+"""ZooRecorder: a Lightning callback that keeps learning curves, best-val weights and snapshots."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+
+from gnnzoo.zoo.store import SNAPSHOTS, save_weights
+
+
+class ZooRecorder(pl.Callback):
+    """Reads ``pl_module.last_eval`` after every validation epoch.
+
+    * appends the epoch's metrics to ``curves``;
+    * keeps an in-memory copy of the weights at the best value of ``monitor`` (strictly better,
+      so ties keep the earliest epoch);
+    * every ``snapshot_every`` epochs writes ``snapshots/epoch_XXXX.safetensors`` into ``entry_dir``.
+    """
+
+    def __init__(self, monitor: str = "val/acc", mode: str = "max", snapshot_every: int = 0,
+                 entry_dir: str | Path | None = None):
+        if mode not in ("min", "max"):
+            raise ValueError(f"monitor.mode must be 'min' or 'max', got {mode!r}")
+        self.monitor, self.mode = monitor, mode
+        self.snapshot_every = int(snapshot_every or 0)
+        self.entry_dir = Path(entry_dir) if entry_dir else None
+        self.curves: dict[str, list] = {"epoch": []}
+        self.best_value: float | None = None
+        self.best_epoch: int | None = None
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.snapshots: list[dict] = []
+
+    def _better(self, v: float) -> bool:
+        if math.isnan(v):
+            return False
+        if self.best_value is None:
+            return True
+        return v > self.best_value if self.mode == "max" else v < self.best_value
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        metrics = dict(pl_module.last_eval)
+        metrics.update(pl_module.last_train)
+        epoch = int(trainer.current_epoch)
+        self.curves["epoch"].append(epoch)
+        n = len(self.curves["epoch"])
+        for k, v in metrics.items():
+            col = self.curves.setdefault(k, [float("nan")] * (n - 1))
+            col.append(float(v))
+        for col in self.curves.values():  # keep columns aligned when a metric is missing this epoch
+            if len(col) < n:
+                col.append(float("nan"))
+        if self.monitor not in metrics:
+            raise KeyError(f"monitor metric {self.monitor!r} is not computed; available: {sorted(metrics)}")
+        value = float(metrics[self.monitor])
+        if self._better(value):
+            self.best_value, self.best_epoch = value, epoch
+            self.best_state = {k: v.detach().clone() for k, v in pl_module.backbone.state_dict().items()}
+        if self.snapshot_every and self.entry_dir and (epoch + 1) % self.snapshot_every == 0:
+            rel = f"{SNAPSHOTS}/epoch_{epoch + 1:04d}.safetensors"
+            save_weights(self.entry_dir / rel, pl_module.backbone.state_dict(), metadata={"epoch": str(epoch + 1)})
+            self.snapshots.append({"epoch": epoch + 1, "file": rel})
+
+    def metric_at_best(self, key: str) -> float | None:
+        if self.best_epoch is None or key not in self.curves:
+            return None
+        return self.curves[key][self.curves["epoch"].index(self.best_epoch)]

@@ -1,0 +1,268 @@
+"""Reading and writing the zoo: one folder per run under ``paths.zoo_dir``.
+
+```
+<zoo_dir>/<run_id>/
+    weights.safetensors          best-validation weights
+    snapshots/epoch_0010.safetensors ...   optional (zoo.snapshot_every)
+    record.json                  written last: an entry without it is incomplete and ignored
+```
+
+Every file is written to a temporary name in the same folder and renamed into place, so a run
+killed at any point leaves either the old file or the new one, never half of one. Loading never
+unpickles code: weights are safetensors, and ``.pt``/``.ckpt`` files are read with
+``torch.load(weights_only=True)``.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import torch
+from torch import nn
+
+from gnnzoo.zoo.ids import tensors_digest
+from gnnzoo.zoo.record import RecordError, validate_record
+
+log = logging.getLogger(__name__)
+
+WEIGHTS = "weights.safetensors"
+RECORD = "record.json"
+SNAPSHOTS = "snapshots"
+
+
+class ZooError(RuntimeError):
+    """A zoo entry or weights file that cannot be used (missing, corrupt, foreign, unsafe)."""
+
+
+# ------------------------------------------------------------------------------------ writing
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_bytes(path, json.dumps(obj, indent=1, default=_json_default).encode())
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, torch.Tensor):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    return str(o)
+
+
+def save_weights(path: Path, state: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> str:
+    """Write a state dict as safetensors, atomically; return its sha256 digest."""
+    from safetensors.torch import save
+
+    tensors = {k: v.detach().cpu().contiguous().clone() for k, v in state.items()}
+    atomic_write_bytes(Path(path), save(tensors, metadata=dict(metadata or {})))
+    return tensors_digest(tensors)
+
+
+def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """Load a weights file without executing code; :class:`ZooError` if corrupt, foreign or unsafe."""
+    path = Path(path)
+    if not path.is_file():
+        raise ZooError(f"weights file not found: {path}")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        try:
+            return load_file(str(path))
+        except Exception as e:  # safetensors raises its own error types on corrupt headers
+            raise ZooError(f"corrupt safetensors file {path}: {e}") from e
+    if path.suffix in (".pt", ".pth", ".ckpt", ".bin"):
+        try:
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise ZooError(
+                f"refused to load {path}: it is not a plain tensor file ({type(e).__name__}: "
+                f"{str(e).splitlines()[0] if str(e) else ''}). Files are loaded with weights_only=True "
+                "and never unpickle code.") from e
+        if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+            obj = obj["state_dict"]  # Lightning checkpoint
+        if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
+            raise ZooError(f"{path} does not hold a state dict of tensors")
+        return obj
+    raise ZooError(f"unsupported weights file type {path.suffix!r} ({path}); use .safetensors or .pt")
+
+
+# ------------------------------------------------------------------------------------ reading
+
+
+class ZooEntry:
+    """One run folder of the zoo."""
+
+    def __init__(self, path: Path, record: dict):
+        self.path = path
+        self.record = record
+
+    @property
+    def run_id(self) -> str:
+        return self.record["run_id"]
+
+    @property
+    def status(self) -> str:
+        return self.record["status"]
+
+    def weights_path(self) -> Path:
+        return self.path / self.record.get("weights", {}).get("file", WEIGHTS)
+
+    def state_dict(self, verify: bool = True) -> dict[str, torch.Tensor]:
+        if self.status != "completed":
+            raise ZooError(f"zoo entry {self.run_id} has status {self.status!r}: no weights to load")
+        state = load_weights(self.weights_path())
+        expected = self.record.get("weights", {}).get("sha256")
+        if verify and expected and tensors_digest(state) != expected:
+            raise ZooError(f"weights of zoo entry {self.run_id} do not match the digest in its record (corrupt)")
+        return state
+
+    def snapshot(self, epoch: int) -> dict[str, torch.Tensor]:
+        for snap in self.record.get("snapshots", []):
+            if snap["epoch"] == epoch:
+                return load_weights(self.path / snap["file"])
+        raise ZooError(f"zoo entry {self.run_id} has no snapshot at epoch {epoch}")
+
+    def build_backbone(self) -> nn.Module:
+        from hydra.utils import instantiate
+
+        return instantiate(self.record["config"]["backbone"])
+
+    def load(self, eval_mode: bool = True) -> nn.Module:
+        """Rebuild the backbone from the recorded config and load the best-val weights into it."""
+        model = self.build_backbone()
+        model.load_state_dict(self.state_dict())
+        return model.eval() if eval_mode else model
+
+    def __repr__(self) -> str:
+        return f"ZooEntry({self.run_id}, {self.status}, {self.path})"
+
+
+class Zoo:
+    """Reader (and writer) of a zoo directory.
+
+    >>> zoo = Zoo("zoo")
+    >>> df = zoo.df(dataset="cora", status="completed")
+    >>> model = zoo.load(df.run_id.iloc[0])
+    """
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root).expanduser()
+
+    # --- writing
+    def entry_dir(self, run_id: str) -> Path:
+        return self.root / run_id
+
+    def write(self, record: dict, weights: Mapping[str, torch.Tensor] | None = None) -> Path:
+        """Write weights (if any) then the record, each atomically. Returns the entry folder."""
+        validate_record(record, f"record for {record.get('run_id')}")
+        d = self.entry_dir(record["run_id"])
+        d.mkdir(parents=True, exist_ok=True)
+        if weights is not None:
+            digest = save_weights(d / WEIGHTS, weights, metadata={"run_id": record["run_id"]})
+            record["weights"] = {"file": WEIGHTS, "sha256": digest,
+                                 "num_params": int(sum(v.numel() for v in weights.values())),
+                                 "names": {k: list(v.shape) for k, v in weights.items()}}
+        atomic_write_json(d / RECORD, record)
+        return d
+
+    # --- reading
+    def _read(self, d: Path) -> ZooEntry | None:
+        f = d / RECORD
+        if not f.is_file():
+            return None  # incomplete (killed before the record was written) or not an entry
+        try:
+            rec = validate_record(json.loads(f.read_text()), str(f))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            warnings.warn(f"skipping corrupt zoo record {f}: {e}", stacklevel=3)
+            return None
+        except RecordError as e:
+            warnings.warn(f"skipping foreign or invalid zoo record: {e}", stacklevel=3)
+            return None
+        return ZooEntry(d, rec)
+
+    def entries(self) -> Iterator[ZooEntry]:
+        if not self.root.is_dir():
+            return
+        for d in sorted(self.root.iterdir()):
+            if d.is_dir() and not d.name.startswith("."):
+                e = self._read(d)
+                if e is not None:
+                    yield e
+
+    def get(self, run_id: str) -> ZooEntry | None:
+        d = self.entry_dir(run_id)
+        return self._read(d) if d.is_dir() else None
+
+    def __getitem__(self, run_id: str) -> ZooEntry:
+        e = self.get(run_id)
+        if e is None:
+            raise KeyError(f"no zoo entry {run_id!r} in {self.root}")
+        return e
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.entries())
+
+    def is_completed(self, run_id: str) -> bool:
+        e = self.get(run_id)
+        return e is not None and e.status == "completed"
+
+    def df(self, **filters: Any):
+        """All valid records as a DataFrame, one row per entry; ``filters`` are column == value
+        (a list/tuple value means 'is in'). Config values appear as ``cfg.<dotted.key>`` columns."""
+        import pandas as pd
+
+        rows = [flatten_record(e.record) for e in self.entries()]
+        df = pd.DataFrame(rows)
+        for key, value in filters.items():
+            if key not in df.columns:
+                if df.empty:
+                    continue
+                raise KeyError(f"unknown zoo column {key!r}; columns: {sorted(df.columns)[:40]} ...")
+            df = df[df[key].isin(value)] if isinstance(value, (list, tuple, set)) else df[df[key] == value]
+        return df.reset_index(drop=True)
+
+    def load(self, run_id: str, eval_mode: bool = True) -> nn.Module:
+        return self[run_id].load(eval_mode)
+
+
+def _flatten(prefix: str, tree: Any, out: dict) -> None:
+    if isinstance(tree, dict):
+        for k, v in tree.items():
+            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+    elif isinstance(tree, list):
+        out[prefix] = json.dumps(tree)
+    else:
+        out[prefix] = tree
+
+
+def flatten_record(rec: dict) -> dict:
+    row = {k: rec.get(k) for k in ("run_id", "kind", "status", "dataset", "backbone", "seed", "init_seed",
+                                   "init_id", "best_epoch", "best_val", "test_at_best_val", "wall_time_s",
+                                   "finished_at", "error")}
+    for k, v in (rec.get("metrics") or {}).items():
+        row[k] = v
+    row["epochs"] = len((rec.get("curves") or {}).get("epoch", []))
+    cfg: dict = {}
+    _flatten("cfg", rec.get("config", {}), cfg)
+    row.update(cfg)
+    return row

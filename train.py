@@ -1,0 +1,19 @@
+"""Train a GNN backbone and write the run into the zoo.
+
+    python train.py                                   # GCN on Cora
+    python train.py dataset=citeseer backbone=gat     # swap components
+    python train.py -m seed=0,1,2 backbone=gcn,sage   # sweep; every run lands in the zoo
+"""
+import hydra
+from omegaconf import DictConfig
+
+
+@hydra.main(version_base="1.3", config_path="conf", config_name="train")
+def main(cfg: DictConfig) -> float:
+    from gnnzoo.tasks.train import run
+
+    return run(cfg)
+
+
+if __name__ == "__main__":
+    main()
