@@ -78,26 +78,31 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     }
     t0 = time.perf_counter()
     recorder = ZooRecorder(cfg.monitor.metric, cfg.monitor.mode, cfg.zoo.snapshot_every,
-                           zoo.entry_dir(rid) if cfg.zoo.enabled else None)
+                           zoo.entry_dir(rid) if cfg.zoo.enabled else None, cfg.monitor.get("patience"))
     loggers: list = []
     try:
         graph = load_graph(cfg)
         backbone = build_backbone(cfg)
         rec["init_id"] = init_id(backbone.state_dict())
         seed_everything(cfg.seed)
-        datamodule = instantiate(cfg.data, graph=graph)
+        data_cfg = OmegaConf.to_container(cfg.data)
+        fused = bool(data_cfg.pop("fused_eval", True)) and data_cfg.get("batch_size") is None
+        datamodule = instantiate(data_cfg, graph=graph)
         module = BackboneModule(
             backbone,
             optimizer=instantiate(cfg.optimizer),
             scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
             metric=make_metric(graph.metric, graph.num_classes, graph.ogb_name),
             monitor=cfg.monitor.metric,
+            fused_eval=fused,
         )
         loggers = _instantiate_dict(cfg.get("logger"))
         for lg in loggers:
             lg.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "run_id": rid, "init_id": rec["init_id"]})
-        trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=_instantiate_dict(cfg.get("callbacks")) + [recorder],
-                                          logger=loggers or False)
+        extra = {"limit_val_batches": 0} if fused else {}
+        callbacks = _instantiate_dict(cfg.get("callbacks"))
+        trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks + [recorder], logger=loggers or False, **extra)
+        module.log_to_lightning = bool(callbacks or module.scheduler_factory or trainer.progress_bar_callback)
         trainer.fit(module, datamodule=datamodule)
         if recorder.best_state is None:
             raise RuntimeError("training produced no validation epoch; nothing to select (check trainer.max_epochs)")

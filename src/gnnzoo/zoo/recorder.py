@@ -11,20 +11,24 @@ from gnnzoo.zoo.store import SNAPSHOTS, save_weights
 
 
 class ZooRecorder(pl.Callback):
-    """Reads ``pl_module.last_eval`` after every validation epoch.
+    """Reads ``pl_module.last_eval`` at the end of every training epoch that was evaluated.
 
     * appends the epoch's metrics to ``curves``;
     * keeps an in-memory copy of the weights at the best value of ``monitor`` (strictly better,
       so ties keep the earliest epoch);
+    * stops training when ``monitor`` has not improved for ``patience`` evaluated epochs
+      (``None`` = never), so one monitor block drives selection and early stopping;
     * every ``snapshot_every`` epochs writes ``snapshots/epoch_XXXX.safetensors`` into ``entry_dir``.
     """
 
     def __init__(self, monitor: str = "val/acc", mode: str = "max", snapshot_every: int = 0,
-                 entry_dir: str | Path | None = None):
+                 entry_dir: str | Path | None = None, patience: int | None = None):
         if mode not in ("min", "max"):
             raise ValueError(f"monitor.mode must be 'min' or 'max', got {mode!r}")
         self.monitor, self.mode = monitor, mode
         self.snapshot_every = int(snapshot_every or 0)
+        self.patience = None if patience is None else int(patience)
+        self.stopped_epoch: int | None = None
         self.entry_dir = Path(entry_dir) if entry_dir else None
         self.curves: dict[str, list] = {"epoch": []}
         self.best_value: float | None = None
@@ -39,12 +43,14 @@ class ZooRecorder(pl.Callback):
             return True
         return v > self.best_value if self.mode == "max" else v < self.best_value
 
-    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking:
-            return
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Lightning 2 runs the validation loop inside the epoch, before on_train_epoch_end; with
+        # fused evaluation the module evaluates after the optimizer step. Either way last_eval is fresh.
+        epoch = int(trainer.current_epoch)
+        if pl_module.last_eval_epoch != epoch:
+            return  # not evaluated this epoch (check_val_every_n_epoch > 1)
         metrics = dict(pl_module.last_eval)
         metrics.update(pl_module.last_train)
-        epoch = int(trainer.current_epoch)
         self.curves["epoch"].append(epoch)
         n = len(self.curves["epoch"])
         for k, v in metrics.items():
@@ -59,6 +65,11 @@ class ZooRecorder(pl.Callback):
         if self._better(value):
             self.best_value, self.best_epoch = value, epoch
             self.best_state = {k: v.detach().clone() for k, v in pl_module.backbone.state_dict().items()}
+        elif self.patience is not None and self.best_epoch is not None:
+            waited = sum(1 for e in self.curves["epoch"] if e > self.best_epoch)
+            if waited >= self.patience:
+                trainer.should_stop = True
+                self.stopped_epoch = epoch
         if self.snapshot_every and self.entry_dir and (epoch + 1) % self.snapshot_every == 0:
             rel = f"{SNAPSHOTS}/epoch_{epoch + 1:04d}.safetensors"
             save_weights(self.entry_dir / rel, pl_module.backbone.state_dict(), metadata={"epoch": str(epoch + 1)})
