@@ -42,6 +42,12 @@ class GraphDataModule(pl.LightningDataModule):
         self.shuffle = shuffle
         self._full = FullBatch(graph.data)
 
+    def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
+        # Lightning's default walks every attribute of a Data object even when nothing moves.
+        if device.type == "cpu" and batch.x.device.type == "cpu":
+            return batch
+        return batch.to(device)
+
     def train_dataloader(self):
         if self.batch_size is None:
             return self._full

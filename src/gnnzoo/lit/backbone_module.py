@@ -44,13 +44,19 @@ class BackboneModule(pl.LightningModule):
         self.log_to_lightning = True
         self.last_eval_epoch = -1
         self.last_eval: dict[str, float] = {}
-        self.last_train: dict[str, float] = {}
         self._tr_loss = self._tr_correct = self._tr_count = 0.0
 
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
         return self.backbone(x, edge_index)
 
     # ---------------------------------------------------------------- training
+    @property
+    def last_train(self) -> dict[str, float]:
+        """Mean train loss/accuracy over the current (or last) epoch's steps so far."""
+        if not self._tr_count:
+            return {}
+        return {"train/loss": self._tr_loss / self._tr_count, "train/acc": self._tr_correct / self._tr_count}
+
     def on_train_epoch_start(self) -> None:
         self._tr_loss = self._tr_correct = self._tr_count = 0.0
 
@@ -80,9 +86,6 @@ class BackboneModule(pl.LightningModule):
             self.backbone.train()
 
     def on_train_epoch_end(self) -> None:
-        if self._tr_count:
-            self.last_train = {"train/loss": self._tr_loss / self._tr_count,
-                               "train/acc": self._tr_correct / self._tr_count}
         if self.fused_eval:
             self._log_eval()
 
@@ -125,12 +128,6 @@ class BackboneModule(pl.LightningModule):
         res = self._evaluate(batch)
         self.last_eval = res
         self.log_dict(res, batch_size=1)
-
-    def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
-        # Lightning walks every attribute of a Data object even when nothing moves; skip that on CPU.
-        if device.type == "cpu" and batch.x.device.type == "cpu":
-            return batch
-        return batch.to(device)
 
     # ---------------------------------------------------------------- optimisation
     def configure_optimizers(self):

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from gnnzoo.data.datasets import GraphData
 from gnnzoo.lit.backbone_module import BackboneModule
 from gnnzoo.lit.metrics import make_metric
-from gnnzoo.utils.config import check_config, is_multirun
+from gnnzoo.utils.config import check_config, instantiate_clean, is_multirun
 from gnnzoo.utils.errors import ConfigError
 from gnnzoo.utils.logging import close_loggers, console, print_config, print_result
 from gnnzoo.zoo.ids import identity_config, init_id, run_id
@@ -32,7 +32,7 @@ def seed_everything(seed: int) -> None:
 
 def load_graph(cfg: DictConfig) -> GraphData:
     """Instantiate ``cfg.dataset.loader`` with the data/cache roots and check its declared dims."""
-    graph: GraphData = instantiate(cfg.dataset.loader, data_dir=cfg.paths.data_dir, cache_dir=cfg.paths.cache_dir)
+    graph: GraphData = instantiate_clean(cfg.dataset.loader, data_dir=cfg.paths.data_dir, cache_dir=cfg.paths.cache_dir)
     for key in ("num_features", "num_classes"):
         declared, actual = cfg.dataset.get(key), getattr(graph, key)
         if declared is not None and int(declared) != int(actual):
@@ -43,7 +43,7 @@ def load_graph(cfg: DictConfig) -> GraphData:
 
 def build_backbone(cfg: DictConfig) -> torch.nn.Module:
     seed_everything(cfg.init_seed)
-    return instantiate(cfg.backbone)
+    return instantiate_clean(cfg.backbone)
 
 
 def _instantiate_dict(node: DictConfig | None) -> list:

@@ -46,3 +46,18 @@ def is_multirun() -> bool:
         return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
     except Exception:
         return False
+
+
+def instantiate_clean(node, **kwargs):
+    """``hydra.utils.instantiate`` that re-raises gnnzoo's own errors (missing data, bad values) as
+    they are, instead of wrapped in Hydra's InstantiationException with the message as a repr."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__
+        if isinstance(cause, (FileNotFoundError, ValueError, ImportError)):
+            raise cause from None
+        raise

@@ -1,0 +1,76 @@
+"""`python train.py -m ...` end to end in a subprocess, as users run it."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT, make_cfg, shared_data_dir
+from gnnzoo.zoo import Zoo
+
+
+def run_train(args, tmp_path, timeout=900, data_dir=None):
+    env = dict(os.environ, WANDB_SILENT="true", HYDRA_FULL_ERROR="1")
+    if data_dir is not None:
+        env["GNNZOO_DATA_DIR"] = str(data_dir)
+    cmd = [sys.executable, str(ROOT / "train.py"), *args, f"paths.zoo_dir={tmp_path}/zoo",
+           f"paths.log_dir={tmp_path}/logs", f"paths.cache_dir={tmp_path}/cache", "extras.print_config=false"]
+    return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_sweep_with_diverging_job_goes_on(tmp_path):
+    p = run_train(["-m", "dataset=synthetic", "logger=none", "optimizer=sgd", "optimizer.momentum=0",
+                   "optimizer.lr=0.05,1e30,0.1", "trainer.max_epochs=5", "trainer.enable_progress_bar=false"],
+                  tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    df = Zoo(tmp_path / "zoo").df()
+    assert sorted(df.status) == ["completed", "completed", "failed"]
+    failed = df[df.status == "failed"].iloc[0]
+    assert failed["cfg.optimizer.lr"] == 1e30 and "DivergenceError" in failed["error"]
+    # relaunching the same sweep skips the completed runs and retries only the failed one
+    p2 = run_train(["-m", "dataset=synthetic", "logger=none", "optimizer=sgd", "optimizer.momentum=0",
+                    "optimizer.lr=0.05,1e30,0.1", "trainer.max_epochs=5", "trainer.enable_progress_bar=false"],
+                   tmp_path)
+    assert p2.returncode == 0
+    assert p2.stdout.count("already completed") == 2
+    assert len(Zoo(tmp_path / "zoo").df()) == 3
+
+
+def test_wandb_offline_run_is_finished(tmp_path):
+    """Default logger: W&B offline; the run is closed so the next one starts fresh."""
+    import wandb
+
+    from gnnzoo.tasks.train import train
+
+    cfg = make_cfg(["dataset=synthetic", "trainer.max_epochs=3", "logger=wandb"], tmp_path)
+    res = train(cfg)
+    assert wandb.run is None
+    runs = list((tmp_path / "out" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1 and res["run_id"]
+
+
+def test_csv_logger_gets_metrics(tmp_path):
+    from gnnzoo.tasks.train import train
+
+    cfg = make_cfg(["dataset=synthetic", "trainer.max_epochs=4", "logger=csv"], tmp_path)
+    train(cfg)
+    [metrics] = list((tmp_path / "out" / "csv").rglob("metrics.csv"))
+    text = metrics.read_text()
+    assert "val/acc" in text and "train/loss" in text and "best/test_acc" in text
+
+
+@pytest.mark.slow
+def test_issue_sweep_cora_citeseer_gcn_gat(tmp_path):
+    """The README's sweep: 3 seeds x 2 datasets x 2 backbones, W&B offline, all into the zoo."""
+    data = shared_data_dir()
+    if data is None:
+        pytest.skip("GNNZOO_DATA_DIR not set")
+    p = run_train(["-m", "seed=0,1,2", "dataset=cora,citeseer", "backbone=gcn,gat",
+                   "trainer.enable_progress_bar=false"], tmp_path, timeout=1800, data_dir=data)
+    assert p.returncode == 0, p.stderr[-3000:]
+    df = Zoo(tmp_path / "zoo").df(status="completed")
+    assert len(df) == 12
+    assert set(df.dataset) == {"cora", "citeseer"} and set(df.backbone) == {"gcn", "gat"}
+    assert df.groupby("dataset")["test/acc"].mean()["cora"] > 0.78
