@@ -25,6 +25,7 @@ def test_sweep_with_diverging_job_goes_on(tmp_path):
                    "optimizer.lr=0.05,1e30,0.1", "trainer.max_epochs=5", "trainer.enable_progress_bar=false"],
                   tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
+    assert "sweep summary: 2 done, 0 skipped, 1 failed" in p.stdout
     df = Zoo(tmp_path / "zoo").df()
     assert sorted(df.status) == ["completed", "completed", "failed"]
     failed = df[df.status == "failed"].iloc[0]
@@ -35,6 +36,7 @@ def test_sweep_with_diverging_job_goes_on(tmp_path):
                    tmp_path)
     assert p2.returncode == 0
     assert p2.stdout.count("already completed") == 2
+    assert "sweep summary: 0 done, 2 skipped, 1 failed" in p2.stdout
     assert len(Zoo(tmp_path / "zoo").df()) == 3
 
 

@@ -8,3 +8,13 @@ __version__ = "0.1.0"
 _warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
 _warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
 _warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
+
+import logging as _logging
+
+
+class _NoAdverts(_logging.Filter):
+    def filter(self, record: _logging.LogRecord) -> bool:
+        return "litlogger" not in record.getMessage()
+
+
+_logging.getLogger("pytorch_lightning.utilities.rank_zero").addFilter(_NoAdverts())

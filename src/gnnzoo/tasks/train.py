@@ -18,10 +18,11 @@ from gnnzoo.lit.metrics import make_metric
 from gnnzoo.utils.config import check_config, instantiate_clean, is_multirun
 from gnnzoo.utils.errors import ConfigError
 from gnnzoo.utils.logging import close_loggers, console, print_config, print_result
+from gnnzoo.utils.sweep import threads_for_job, write_job_status
 from gnnzoo.zoo.ids import identity_config, init_id, run_id
 from gnnzoo.zoo.record import SCHEMA, host_info, now_iso, package_versions
 from gnnzoo.zoo.recorder import ZooRecorder
-from gnnzoo.zoo.store import Zoo
+from gnnzoo.zoo.store import Zoo, clean_stale_tmp
 
 log = logging.getLogger("gnnzoo")
 
@@ -76,6 +77,8 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         "monitor": OmegaConf.to_container(cfg.monitor),
         "started_at": now_iso(), "versions": package_versions(), "host": host_info(),
     }
+    if cfg.zoo.enabled:
+        clean_stale_tmp(zoo.entry_dir(rid))  # left by a job killed mid-write
     t0 = time.perf_counter()
     recorder = ZooRecorder(cfg.monitor.metric, cfg.monitor.mode, cfg.zoo.snapshot_every,
                            zoo.entry_dir(rid) if cfg.zoo.enabled else None, cfg.monitor.get("patience"))
@@ -136,28 +139,49 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     return return_value
 
 
+def _set_threads(cfg: DictConfig) -> None:
+    threads = cfg.get("threads")
+    if threads is None and is_multirun():
+        from hydra.core.hydra_config import HydraConfig
+
+        threads = threads_for_job(HydraConfig.get().launcher.get("n_jobs"))
+    if threads:
+        torch.set_num_threads(int(threads))
+
+
 def run(cfg: DictConfig) -> float:
     """``train.py``'s body: print config, train, print the result, return the monitored metric.
 
     In a multirun (or with ``fail_fast=false``) a failed run is recorded and NaN is returned so the
-    sweep goes on; otherwise the error propagates.
+    sweep goes on; otherwise the error propagates. In a multirun each job also leaves
+    ``gnnzoo_job.json`` (done / skipped / failed) in its output folder for the sweep summary.
     """
+    multirun = is_multirun()
+    _set_threads(cfg)
     if cfg.extras.print_config:
         print_config(cfg)
     fail_fast = cfg.get("fail_fast")
     if fail_fast is None:
-        fail_fast = not is_multirun()
+        fail_fast = not multirun
     try:
         result = train(cfg)
     except Exception as e:
+        err = f"{type(e).__name__}: {e}"
+        if multirun:
+            write_job_status(cfg.paths.output_dir, "failed", error=err.splitlines()[0][:500],
+                             run_id=run_id(cfg, cfg.zoo.id_ignore), zoo_dir=str(Path(cfg.paths.zoo_dir).resolve()))
         if fail_fast:
             raise
-        log.error("run failed and was recorded in the zoo: %s: %s", type(e).__name__, e)
-        console.print(f"[red]failed[/] {cfg.dataset.name}/{cfg.backbone.name} seed={cfg.seed}: {type(e).__name__}: {e}")
+        log.error("run failed and was recorded in the zoo: %s", err)
+        console.print(f"[red]failed[/] {cfg.dataset.name}/{cfg.backbone.name} seed={cfg.seed}: {err}")
         return float("nan")
     print_result(cfg, result)
     value = result.get(cfg.monitor.metric)
-    return float(value) if value is not None else float("nan")
+    value = float(value) if value is not None else float("nan")
+    if multirun:
+        write_job_status(cfg.paths.output_dir, "skipped" if result.get("skipped") else "done",
+                         run_id=result["run_id"], value=value, zoo_dir=str(Path(cfg.paths.zoo_dir).resolve()))
+    return value
 
 
 def entry_path(cfg: DictConfig) -> Path:

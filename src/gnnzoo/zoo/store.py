@@ -42,9 +42,12 @@ class ZooError(RuntimeError):
 # ------------------------------------------------------------------------------------ writing
 
 
+TMP_MARK = ".tmp-"
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{TMP_MARK}{os.getpid()}-", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -55,6 +58,33 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def clean_stale_tmp(directory: Path, min_age_s: float = 600.0) -> int:
+    """Remove temporary files left by writers that were killed (their pid is gone here and the
+    file is older than ``min_age_s``). Returns how many were removed."""
+    import time
+
+    removed = 0
+    if not directory.is_dir():
+        return 0
+    now = time.time()
+    for p in directory.rglob(f"*{TMP_MARK}*"):
+        try:
+            pid = int(p.name.split(TMP_MARK, 1)[1].split("-", 1)[0])
+        except (IndexError, ValueError):
+            continue
+        try:
+            os.kill(pid, 0)
+            alive = True
+        except ProcessLookupError:
+            alive = False
+        except PermissionError:
+            alive = True
+        if not alive and now - p.stat().st_mtime > min_age_s:
+            p.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def atomic_write_json(path: Path, obj: Any) -> None:
@@ -177,6 +207,12 @@ class Zoo:
         validate_record(record, f"record for {record.get('run_id')}")
         d = self.entry_dir(record["run_id"])
         d.mkdir(parents=True, exist_ok=True)
+        if record["status"] == "failed":
+            existing = self._read(d)
+            if existing is not None and existing.status == "completed":
+                # a duplicate job that failed must not clobber the completed entry
+                log.warning("not overwriting completed zoo entry %s with a failed record", record["run_id"])
+                return d
         if weights is not None:
             digest = save_weights(d / WEIGHTS, weights, metadata={"run_id": record["run_id"]})
             record["weights"] = {"file": WEIGHTS, "sha256": digest,
