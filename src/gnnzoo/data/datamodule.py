@@ -52,7 +52,9 @@ class GraphDataModule(pl.LightningDataModule):
         if self.batch_size is None:
             return self._full
         d = self.graph.data
-        return NeighborLoader(d, d.train_mask, self.num_neighbors, self.batch_size, self.shuffle)
+        t = self.trainer
+        rank, world = (t.global_rank, t.world_size) if t is not None else (0, 1)
+        return NeighborLoader(d, d.train_mask, self.num_neighbors, self.batch_size, self.shuffle, rank, world)
 
     def val_dataloader(self):
         return self._full

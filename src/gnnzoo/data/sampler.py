@@ -79,20 +79,30 @@ class NeighborLoader:
     """Mini-batches of seed nodes (shuffled each epoch) with their sampled neighbourhoods."""
 
     def __init__(self, data: Data, input_nodes: Tensor, num_neighbors: Sequence[int],
-                 batch_size: int, shuffle: bool = True):
+                 batch_size: int, shuffle: bool = True, rank: int = 0, world_size: int = 1):
         self.data = data
         self.input_nodes = input_nodes.nonzero().view(-1) if input_nodes.dtype == torch.bool else input_nodes
         self.sampler = NeighborSampler(data.edge_index, data.num_nodes, num_neighbors)
         self.batch_size = int(batch_size)
         self.shuffle = shuffle
+        self.rank, self.world_size = int(rank), int(world_size)
+        self.epoch = 0
 
     def __len__(self) -> int:
-        return (self.input_nodes.numel() + self.batch_size - 1) // self.batch_size
+        per_rank = (self.input_nodes.numel() + self.world_size - 1) // self.world_size
+        return (per_rank + self.batch_size - 1) // self.batch_size
 
     def __iter__(self) -> Iterator[Data]:
         nodes = self.input_nodes
         if self.shuffle:
-            nodes = nodes[torch.randperm(nodes.numel())]
+            if self.world_size > 1:  # same permutation on every rank, then each takes its share
+                g = torch.Generator().manual_seed(self.epoch)
+                nodes = nodes[torch.randperm(nodes.numel(), generator=g)]
+            else:
+                nodes = nodes[torch.randperm(nodes.numel())]
+        self.epoch += 1
+        if self.world_size > 1:
+            nodes = nodes[self.rank::self.world_size]
         for i in range(0, nodes.numel(), self.batch_size):
             seeds = nodes[i:i + self.batch_size]
             n_id, edge_index = self.sampler.sample(seeds)

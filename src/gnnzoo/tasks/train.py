@@ -9,6 +9,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.utilities.rank_zero import rank_zero_only
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -53,6 +54,20 @@ def _instantiate_dict(node: DictConfig | None) -> list:
     return [instantiate(v) for v in node.values() if v is not None and "_target_" in v]
 
 
+def base_record(cfg: DictConfig, rid: str) -> dict[str, Any]:
+    """The record skeleton every run writes (single or batched); filled in as the run goes."""
+    return {
+        "schema": SCHEMA, "kind": "run", "run_id": rid, "status": "failed", "error": None,
+        "dataset": cfg.dataset.name, "backbone": cfg.backbone.name,
+        "seed": int(cfg.seed), "init_seed": int(cfg.init_seed), "init_id": None,
+        "config": OmegaConf.to_container(cfg, resolve=True),
+        "identity": sorted(identity_config(cfg, cfg.zoo.id_ignore)),
+        "monitor": OmegaConf.to_container(cfg.monitor),
+        "started_at": now_iso(), "versions": package_versions(), "host": host_info(),
+        "batch": None,  # batched runs: {"size", "index", "wall_time_s"} of the batch they trained in
+    }
+
+
 def train(cfg: DictConfig) -> dict[str, Any]:
     """Train one backbone as configured; write its zoo entry; return its metrics.
 
@@ -68,15 +83,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             console.print(f"[yellow]skip[/] run {rid}: already completed in {zoo.root}")
             return {**done.record.get("metrics", {}), "run_id": rid, "skipped": True}
 
-    rec: dict[str, Any] = {
-        "schema": SCHEMA, "kind": "run", "run_id": rid, "status": "failed", "error": None,
-        "dataset": cfg.dataset.name, "backbone": cfg.backbone.name,
-        "seed": int(cfg.seed), "init_seed": int(cfg.init_seed), "init_id": None,
-        "config": OmegaConf.to_container(cfg, resolve=True),
-        "identity": sorted(identity_config(cfg, cfg.zoo.id_ignore)),
-        "monitor": OmegaConf.to_container(cfg.monitor),
-        "started_at": now_iso(), "versions": package_versions(), "host": host_info(),
-    }
+    rec = base_record(cfg, rid)
     if cfg.zoo.enabled:
         clean_stale_tmp(zoo.entry_dir(rid))  # left by a job killed mid-write
     t0 = time.perf_counter()
@@ -131,7 +138,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     finally:
         rec.update(wall_time_s=time.perf_counter() - t0, finished_at=now_iso(),
                    curves=recorder.curves, snapshots=recorder.snapshots)
-        if cfg.zoo.enabled:
+        if cfg.zoo.enabled and rank_zero_only.rank == 0:  # DDP: one writer
             entry = zoo.write(rec, recorder.best_state if rec["status"] == "completed" else None)
             rec["entry_dir"] = str(entry)
         close_loggers(loggers)
@@ -163,6 +170,8 @@ def run(cfg: DictConfig) -> float:
     fail_fast = cfg.get("fail_fast")
     if fail_fast is None:
         fail_fast = not multirun
+    if int(cfg.zoo.get("parallel_models", 1)) > 1:
+        return _run_parallel_seeds(cfg)
     try:
         result = train(cfg)
     except Exception as e:
@@ -182,6 +191,28 @@ def run(cfg: DictConfig) -> float:
         write_job_status(cfg.paths.output_dir, "skipped" if result.get("skipped") else "done",
                          run_id=result["run_id"], value=value, zoo_dir=str(Path(cfg.paths.zoo_dir).resolve()))
     return value
+
+
+def _run_parallel_seeds(cfg: DictConfig) -> float:
+    """``zoo.parallel_models=N``: N seeds of this config as one batched training."""
+    import statistics
+
+    from gnnzoo.batched.trainer import seed_configs, train_batched
+
+    cfgs = seed_configs(cfg, int(cfg.zoo.parallel_models))
+    results = train_batched(cfgs, progress=bool(cfg.trainer.get("enable_progress_bar", True)))
+    values = []
+    for c, r in zip(cfgs, results):
+        if r.get("status") == "failed":
+            console.print(f"[red]failed[/] seed={c.seed}: {r.get('error')}")
+            continue
+        print_result(c, r)
+        values.append(float(r[cfg.monitor.metric]))
+    if not values:
+        return float("nan")
+    mean = statistics.fmean(values)
+    console.print(f"{len(values)}/{len(cfgs)} seeds completed; mean {cfg.monitor.metric} = {mean:.4f}")
+    return mean
 
 
 def entry_path(cfg: DictConfig) -> Path:

@@ -70,7 +70,7 @@ class ZooRecorder(pl.Callback):
             if waited >= self.patience:
                 trainer.should_stop = True
                 self.stopped_epoch = epoch
-        if self.snapshot_every and self.entry_dir and (epoch + 1) % self.snapshot_every == 0:
+        if self.snapshot_every and self.entry_dir and trainer.is_global_zero and (epoch + 1) % self.snapshot_every == 0:
             rel = f"{SNAPSHOTS}/epoch_{epoch + 1:04d}.safetensors"
             save_weights(self.entry_dir / rel, pl_module.backbone.state_dict(), metadata={"epoch": str(epoch + 1)})
             self.snapshots.append({"epoch": epoch + 1, "file": rel})

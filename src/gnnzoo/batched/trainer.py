@@ -1,0 +1,261 @@
+"""Train many single-run configs as one batched model; each gets its own zoo entry.
+
+``train_batched(cfgs)`` takes fully composed train configs (exactly what ``train.py`` would run one
+by one) that differ only in per-model settings (seed, init_seed, optimizer and its hyperparameters,
+dropout rates), and trains them together:
+
+* initial weights: each model is built by the single path (``build_backbone``, seeded with its
+  ``init_seed``), so init ids equal those of single runs;
+* one forward/backward for all models per epoch; per-model losses are summed, so every model gets
+  exactly its own gradient; a vectorised optimizer applies each model's own update rule;
+* evaluation (val and test, one eval-mode forward) after each step; best-val weights, early stopping
+  (``monitor.patience``) and NaN divergence are tracked per model;
+* every model is written to the zoo with the same record schema and run id as a single run, so
+  batched and single sweeps resume each other.
+
+Limits (each raises a clear error): full-batch data only, no LR schedulers, optimizers SGD / Adam /
+AdamW, and the batched backbone's own limits (``gnnzoo.batched.models``).
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from gnnzoo.batched.graph import GraphOps
+from gnnzoo.batched.models import BatchedBackbone
+from gnnzoo.batched.optim import BatchedOptimizer, optimizer_kind
+from gnnzoo.data.datasets import GraphData
+from gnnzoo.lit.metrics import make_metric
+from gnnzoo.utils.config import check_config
+from gnnzoo.utils.errors import ConfigError
+from gnnzoo.utils.logging import close_loggers, console
+from gnnzoo.zoo.ids import identity_config, init_id, run_id
+from gnnzoo.zoo.record import now_iso
+from gnnzoo.zoo.store import Zoo
+
+# per-model settings: may differ inside one batch
+PER_MODEL = ("seed", "init_seed", "optimizer", "backbone.dropout", "backbone.attn_dropout")
+
+
+def batch_key(cfg: DictConfig) -> str:
+    """Configs with equal keys can train in one batch (same data, architecture, epochs, monitor)."""
+    ident = identity_config(cfg, list(cfg.zoo.id_ignore) + list(PER_MODEL))
+    return json.dumps(ident, sort_keys=True, default=str)
+
+
+def _check_batchable(cfg: DictConfig) -> None:
+    if cfg.data.get("batch_size") is not None:
+        raise NotImplementedError("batched training is full-batch only (data.batch_size=null); "
+                                  "neighbour-sampled runs train one by one")
+    if cfg.get("scheduler"):
+        raise NotImplementedError("batched training has no LR schedulers (scheduler=none)")
+    optimizer_kind(cfg.optimizer._target_)
+    if cfg.get("callbacks"):
+        raise NotImplementedError("batched training runs no extra Lightning callbacks (callbacks=default is empty)")
+
+
+def _replay_to_loggers(cfg: DictConfig, rec: dict) -> None:
+    """Give each model its own logger run: hyperparameters, per-epoch curves, best metrics."""
+    from hydra.utils import instantiate
+
+    loggers = [instantiate(v) for v in (cfg.get("logger") or {}).values() if v and "_target_" in v]
+    if not loggers:
+        return
+    try:
+        curves = rec["curves"]
+        for lg in loggers:
+            lg.log_hyperparams({**rec["config"], "run_id": rec["run_id"], "init_id": rec["init_id"]})
+            for j, epoch in enumerate(curves["epoch"]):
+                lg.log_metrics({k: v[j] for k, v in curves.items() if k != "epoch" and not k.startswith("test/")},
+                               step=epoch)
+            if rec["status"] == "completed":
+                lg.log_metrics({"best/val_acc": rec["metrics"]["val/acc"], "best/test_acc": rec["metrics"]["test/acc"],
+                                "best/epoch": rec["best_epoch"]})
+    finally:
+        close_loggers(loggers)
+
+
+def train_batched(cfgs: Sequence[DictConfig], graph: GraphData | None = None, progress: bool = True) -> list[dict[str, Any]]:
+    """Train ``cfgs`` together; return one result dict per config (same keys as ``train()``)."""
+    from gnnzoo.tasks.train import base_record, build_backbone, load_graph
+
+    if not cfgs:
+        return []
+    keys = {batch_key(c) for c in cfgs}
+    if len(keys) > 1:
+        raise ConfigError("configs in one batch must differ only in seed, init_seed, optimizer and dropout; "
+                          "group them with gnnzoo.batched.trainer.group_configs")
+    results: list[dict[str, Any] | None] = [None] * len(cfgs)
+    todo = []
+    for i, cfg in enumerate(cfgs):
+        check_config(cfg)
+        _check_batchable(cfg)
+        rid = run_id(cfg, cfg.zoo.id_ignore)
+        done = Zoo(cfg.paths.zoo_dir).get(rid) if cfg.zoo.skip_completed else None
+        if done is not None and done.status == "completed":
+            results[i] = {**done.record.get("metrics", {}), "run_id": rid, "skipped": True,
+                          "entry_dir": str(done.path), "status": "completed"}
+        elif rid in {r for _, r in todo}:
+            results[i] = {"run_id": rid, "skipped": True, "duplicate": True, "status": "duplicate"}
+        else:
+            todo.append((i, rid))
+    if not todo:
+        return results  # type: ignore[return-value]
+
+    cfg0 = cfgs[todo[0][0]]
+    t0 = time.perf_counter()
+    graph = graph or load_graph(cfg0)
+    recs = []
+    singles = []
+    for i, rid in todo:
+        rec = base_record(cfgs[i], rid)
+        model = build_backbone(cfgs[i])
+        rec["init_id"] = init_id(model.state_dict())
+        singles.append(model)
+        recs.append(rec)
+    N = len(singles)
+    model = BatchedBackbone.from_singles(singles)
+    del singles
+    opts = [cfgs[i].optimizer for i, _ in todo]
+    opt = BatchedOptimizer(
+        model.parameters_by_name(), [optimizer_kind(o._target_) for o in opts], [o.lr for o in opts],
+        [o.get("weight_decay", 0.0) for o in opts], [o.get("momentum", 0.0) for o in opts],
+        [tuple(o.get("betas", (0.9, 0.999))) for o in opts], [o.get("eps", 1e-8) for o in opts])
+    seeds = [int(cfgs[i].seed) for i, _ in todo]
+    model.generator = torch.Generator().manual_seed(hash(tuple(seeds)) % (2**31))
+
+    d = graph.data
+    ops = GraphOps(d.edge_index, d.num_nodes)
+    y = d.y
+    idx = {k: getattr(d, f"{k}_mask").nonzero().view(-1) for k in ("train", "val", "test")}
+    metric = make_metric(graph.metric, graph.num_classes, graph.ogb_name)
+    epochs = int(cfg0.trainer.max_epochs)
+    mon, mode = cfg0.monitor.metric, cfg0.monitor.mode
+    patience = cfg0.monitor.get("patience")
+    C = graph.num_classes
+
+    curves = [{"epoch": []} for _ in range(N)]
+    best_val = torch.full((N,), -math.inf if mode == "max" else math.inf, dtype=torch.float64)
+    best_epoch = [None] * N
+    best_state = {name: p.detach().clone() for name, p in model.parameters_by_name().items()}
+    errors: list[str | None] = [None] * N
+    active = torch.ones(N, dtype=torch.bool)
+
+    def per_model_ce(logits: torch.Tensor, nodes: torch.Tensor) -> torch.Tensor:
+        lg = logits[:, nodes]
+        return F.cross_entropy(lg.reshape(-1, C), y[nodes].repeat(N), reduction="none").view(N, -1).mean(1)
+
+    def acc(pred: torch.Tensor, nodes: torch.Tensor) -> list[float]:
+        if graph.metric == "acc":
+            return (pred[:, nodes] == y[nodes]).float().mean(1).tolist()
+        return [metric(pred[m, nodes], y[nodes]) for m in range(N)]
+
+    bar = Progress(TextColumn("[bold]batched[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=console,
+                   disable=not progress, transient=True)
+    with bar:
+        task = bar.add_task(f"{N} x {cfg0.backbone.name} on {cfg0.dataset.name}", total=epochs, info="")
+        for epoch in range(epochs):
+            model.train()
+            opt.zero_grad()
+            logits = model(d.x, ops)
+            losses = per_model_ce(logits, idx["train"])
+            finite = torch.isfinite(losses.detach())
+            for m in (~finite & active).nonzero().view(-1).tolist():
+                errors[m] = (f"DivergenceError: training loss became {float(losses[m].detach())} at epoch {epoch}, "
+                             f"step {epoch}")
+                active[m] = False
+            opt.active = active.clone()
+            if not bool(active.any()):
+                break
+            torch.where(active, losses, torch.zeros_like(losses)).sum().backward()
+            opt.step()
+            with torch.no_grad():
+                tr_loss = losses.detach().tolist()
+                tr_acc = acc(logits.detach().argmax(-1), idx["train"])
+                model.eval()
+                ev = model(d.x, ops)
+                pred = ev.argmax(-1)
+                res = {"val/loss": per_model_ce(ev, idx["val"]).tolist(), "val/acc": acc(pred, idx["val"]),
+                       "test/loss": per_model_ce(ev, idx["test"]).tolist(), "test/acc": acc(pred, idx["test"]),
+                       "train/loss": tr_loss, "train/acc": tr_acc}
+            value = torch.tensor(res[mon], dtype=torch.float64)
+            improved = (value > best_val) if mode == "max" else (value < best_val)
+            improved &= active & ~torch.isnan(value)
+            for m in active.nonzero().view(-1).tolist():
+                c = curves[m]
+                c["epoch"].append(epoch)
+                for k, v in res.items():
+                    c.setdefault(k, []).append(float(v[m]))
+            if bool(improved.any()):
+                best_val = torch.where(improved, value, best_val)
+                for m in improved.nonzero().view(-1).tolist():
+                    best_epoch[m] = epoch
+                with torch.no_grad():
+                    sel = improved
+                    for name, p in model.parameters_by_name().items():
+                        best_state[name] = torch.where(sel.view(-1, *([1] * (p.dim() - 1))), p.detach(), best_state[name])
+            if patience is not None:
+                for m in active.nonzero().view(-1).tolist():
+                    if best_epoch[m] is not None and sum(e > best_epoch[m] for e in curves[m]["epoch"]) >= patience:
+                        active[m] = False
+                opt.active = active.clone()
+            bar.update(task, advance=1, info=f"{int(active.sum())} training, best val "
+                                              f"{float(best_val.max()) if mode == 'max' else float(best_val.min()):.3f}")
+            if not bool(active.any()):
+                break
+    wall = time.perf_counter() - t0
+
+    buffers = {n: model.p(n) for n in model.names if n not in best_state}
+    for m, ((i, rid), rec) in enumerate(zip(todo, recs)):
+        cfg = cfgs[i]
+        c = curves[m]
+        rec.update(wall_time_s=wall / N, finished_at=now_iso(), curves=c, snapshots=[],
+                   batch={"size": N, "index": m, "wall_time_s": wall})
+        state = None
+        if errors[m] is None and best_epoch[m] is not None:
+            j = c["epoch"].index(best_epoch[m])
+            metrics = {mon: c[mon][j], "val/acc": c["val/acc"][j], "test/acc": c["test/acc"][j],
+                       "test/loss": c["test/loss"][j], "best_epoch": best_epoch[m]}
+            rec.update(status="completed", best_epoch=best_epoch[m], best_val=c[mon][j],
+                       test_at_best_val=c["test/acc"][j], metrics=metrics)
+            state = {n: (best_state[n][m] if n in best_state else buffers[n][m]).detach().clone() for n in model.names}
+        else:
+            rec["error"] = errors[m] or "RuntimeError: no evaluated epoch"
+        entry_dir = None
+        if cfg.zoo.enabled:
+            entry_dir = str(Zoo(cfg.paths.zoo_dir).write(rec, state))
+        _replay_to_loggers(cfg, rec)
+        results[i] = {**(rec.get("metrics") or {}), "run_id": rid, "skipped": False, "entry_dir": entry_dir,
+                      "status": rec["status"], "error": rec["error"]}
+    return results  # type: ignore[return-value]
+
+
+def group_configs(cfgs: Sequence[DictConfig], max_models: int) -> list[list[int]]:
+    """Indices of ``cfgs`` grouped into batchable chunks of at most ``max_models``."""
+    groups: dict[str, list[int]] = {}
+    for i, c in enumerate(cfgs):
+        groups.setdefault(batch_key(c), []).append(i)
+    out = []
+    for idxs in groups.values():
+        for s in range(0, len(idxs), max_models):
+            out.append(idxs[s:s + max_models])
+    return out
+
+
+def seed_configs(cfg: DictConfig, n: int) -> list[DictConfig]:
+    """``n`` copies of ``cfg`` with seeds ``seed, seed+1, ...`` (``zoo.parallel_models=n``)."""
+    out = []
+    for k in range(n):
+        c = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
+        c.seed = int(cfg.seed) + k
+        c.zoo.parallel_models = 1
+        out.append(c)
+    return out

@@ -1,0 +1,117 @@
+"""Hydra launcher ``hydra/launcher=batched``: packs a sweep's jobs into batched trainings.
+
+    python train.py -m hydra/launcher=batched hydra.launcher.max_models=64 \
+        optimizer=sgd,adam optimizer.lr=0.01,0.1 backbone.dropout=0.1,0.5 seed=0,1
+
+Jobs are composed exactly as the basic launcher composes them; those that differ only in per-model
+settings (seed, init_seed, optimizer, dropout) are trained together, up to ``max_models`` per batch
+(see ``gnnzoo.batched.trainer``). Each job still gets its output folder, its zoo entry and its
+return value; jobs that cannot be batched (different shapes, mini-batches, schedulers) run in the
+groups they form, and a group that cannot be batched at all runs job by job through ``train.py``'s task.
+"""
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, List, Optional, Sequence
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.hydra_config import HydraConfig
+from hydra.core.utils import JobReturn, JobStatus, configure_log, run_job, setup_globals
+from hydra.plugins.launcher import Launcher
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class BatchedLauncherConf:
+    _target_: str = "hydra_plugins.gnnzoo_batched_launcher.batched_launcher.BatchedLauncher"
+    # most models trained together in one process
+    max_models: int = 64
+    # show a progress bar per batch
+    progress: bool = True
+
+
+ConfigStore.instance().store(group="hydra/launcher", name="batched", node=BatchedLauncherConf, provider="gnnzoo")
+
+
+class BatchedLauncher(Launcher):
+    def __init__(self, max_models: int = 64, progress: bool = True) -> None:
+        if int(max_models) < 1:
+            raise ValueError(f"hydra.launcher.max_models must be >= 1, got {max_models}")
+        self.max_models = int(max_models)
+        self.progress = progress
+        self.config: Optional[DictConfig] = None
+        self.hydra_context: Optional[HydraContext] = None
+        self.task_function: Optional[TaskFunction] = None
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config = config
+        self.hydra_context = hydra_context
+        self.task_function = task_function
+
+    def _job_config(self, overrides: Sequence[str], idx: int) -> DictConfig:
+        sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        with open_dict(sweep_config):
+            sweep_config.hydra.job.id = f"{sweep_config.hydra.job.name}_{idx}"
+            sweep_config.hydra.job.num = idx
+            out = Path(sweep_config.hydra.sweep.dir) / str(sweep_config.hydra.sweep.subdir)
+            sweep_config.hydra.runtime.output_dir = str(out.resolve())
+        return sweep_config
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from gnnzoo.batched.trainer import group_configs, train_batched
+        from gnnzoo.utils.sweep import write_job_status
+
+        setup_globals()
+        assert self.config is not None and self.hydra_context is not None
+        configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
+        Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        sweep_cfgs, task_cfgs = [], []
+        for k, overrides in enumerate(job_overrides):
+            sc = self._job_config(overrides, initial_job_idx + k)
+            HydraConfig.instance().set_config(sc)
+            tc = OmegaConf.create(OmegaConf.to_container(sc, resolve=False))
+            with open_dict(tc):
+                del tc["hydra"]
+                tc.paths.output_dir = sc.hydra.runtime.output_dir
+            OmegaConf.resolve(tc)
+            Path(tc.paths.output_dir).mkdir(parents=True, exist_ok=True)
+            sweep_cfgs.append(sc)
+            task_cfgs.append(tc)
+
+        returns: List[Optional[JobReturn]] = [None] * len(task_cfgs)
+        groups = group_configs(task_cfgs, self.max_models)
+        log.info(f"batched launcher: {len(task_cfgs)} jobs in {len(groups)} batch(es) of <= {self.max_models}")
+        for g in groups:
+            cfgs = [task_cfgs[i] for i in g]
+            try:
+                results = train_batched(cfgs, progress=self.progress)
+            except NotImplementedError as e:
+                log.warning(f"jobs {g} cannot be batched ({e}); running them one by one")
+                for i in g:
+                    HydraConfig.instance().set_config(sweep_cfgs[i])
+                    returns[i] = run_job(hydra_context=self.hydra_context, task_function=self.task_function,
+                                         config=sweep_cfgs[i], job_dir_key="hydra.sweep.dir",
+                                         job_subdir_key="hydra.sweep.subdir")
+                continue
+            for i, res in zip(g, results):
+                tc = task_cfgs[i]
+                mon = tc.monitor.metric
+                value = res.get(mon)
+                failed = res.get("status") == "failed"
+                status = "failed" if failed else ("skipped" if res.get("skipped") else "done")
+                info: Any = {"run_id": res["run_id"], "zoo_dir": str(Path(tc.paths.zoo_dir).resolve())}
+                if failed:
+                    info["error"] = (res.get("error") or "")[:500]
+                else:
+                    info["value"] = value
+                write_job_status(tc.paths.output_dir, status, **info)
+                ret = JobReturn(overrides=list(job_overrides[i]), cfg=tc, hydra_cfg=sweep_cfgs[i],
+                                working_dir=os.getcwd(), task_name=sweep_cfgs[i].hydra.job.name,
+                                status=JobStatus.COMPLETED,
+                                _return_value=float("nan") if failed or value is None else float(value))
+                returns[i] = ret
+        return returns  # type: ignore[return-value]

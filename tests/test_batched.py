@@ -1,0 +1,159 @@
+"""Batched training: equals N single models; zoo entries identical in schema; launcher packs sweeps."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import make_cfg
+from gnnzoo.backbones import BACKBONES
+from gnnzoo.batched.graph import GraphOps
+from gnnzoo.batched.models import BatchedBackbone
+from gnnzoo.batched.optim import BatchedOptimizer
+from gnnzoo.batched.trainer import group_configs, train_batched
+from gnnzoo.data.synthetic import make_sbm_graph
+from gnnzoo.tasks.train import load_graph, train
+from gnnzoo.utils.errors import ConfigError
+from gnnzoo.zoo import Zoo
+from test_sweeps import run_train
+
+SYN = ["dataset=synthetic", "dataset.loader.num_nodes=400"]
+
+
+def _singles(name, n, **kw):
+    out = []
+    for s in range(n):
+        torch.manual_seed(s)
+        m = BACKBONES[name](40, 16, 4, dropout=0.0, **kw)
+        out.append(m.eval())
+    return out
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
+@pytest.mark.parametrize("name,kw", [(n, {}) for n in sorted(BACKBONES)] + [("gcn", {"norm": "layer", "num_layers": 3}),
+                                                                             ("sage", {"aggr": "sum"})])
+def test_forward_loss_grad_equal_single(name, kw, sparse):
+    d = make_sbm_graph(num_nodes=300, num_features=40, seed=0)
+    x = d.x.clamp(min=0) * (torch.rand(d.x.shape, generator=torch.Generator().manual_seed(0)) < 0.2)
+    x = x.to_sparse_csr() if sparse else x
+    singles = _singles(name, 3, **kw)
+    B = BatchedBackbone.from_singles(singles).eval()
+    out = B(x, GraphOps(d.edge_index, 300))
+    m = d.train_mask
+    losses = torch.stack([F.cross_entropy(out[i][m], d.y[m]) for i in range(3)])
+    losses.sum().backward()
+    for i, single in enumerate(singles):
+        ref = single(x, d.edge_index)
+        assert torch.allclose(out[i], ref, atol=1e-5)
+        loss = F.cross_entropy(ref[m], d.y[m])
+        assert torch.allclose(losses[i], loss, atol=1e-5)
+        loss.backward()
+        for pname, p in single.named_parameters():
+            assert torch.allclose(B.p(pname).grad[i], p.grad, atol=1e-5), pname
+        state = B.single_state(i)
+        assert state.keys() == single.state_dict().keys()
+
+
+def test_per_model_optimizers_equal_torch():
+    d = make_sbm_graph(num_nodes=200, num_features=40, seed=1)
+    specs = [("sgd", dict(lr=0.1, weight_decay=5e-4, momentum=0.9)), ("adam", dict(lr=0.01, weight_decay=5e-3)),
+             ("adamw", dict(lr=0.02, weight_decay=1e-2)), ("sgd", dict(lr=0.5, weight_decay=0.0, momentum=0.0))]
+    singles = _singles("gcn", len(specs))
+    B = BatchedBackbone.from_singles(singles)
+    opt = BatchedOptimizer(B.parameters_by_name(), [k for k, _ in specs], [s["lr"] for _, s in specs],
+                           [s["weight_decay"] for _, s in specs], [s.get("momentum", 0.0) for _, s in specs])
+    torch_opts = [{"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[k](m.parameters(), **s)
+                  for (k, s), m in zip(specs, singles)]
+    ops = GraphOps(d.edge_index, 200)
+    m = d.train_mask
+    for _ in range(6):
+        opt.zero_grad()
+        out = B(d.x, ops)
+        sum(F.cross_entropy(out[i][m], d.y[m]) for i in range(len(specs))).backward()
+        opt.step()
+        for single, o in zip(singles, torch_opts):
+            o.zero_grad()
+            F.cross_entropy(single(d.x, d.edge_index)[m], d.y[m]).backward()
+            o.step()
+    for i, single in enumerate(singles):
+        for pname, p in single.named_parameters():
+            assert torch.allclose(B.p(pname)[i], p, atol=1e-5), (specs[i][0], pname)
+
+
+def test_batched_training_equals_single_runs(tmp_path):
+    """Dropout off: the batched zoo entries match single Lightning runs (curves, best epoch, weights)."""
+    ov = SYN + ["backbone.dropout=0.0", "trainer.max_epochs=15"]
+    per = [["seed=0", "optimizer=adam", "optimizer.lr=0.01"], ["seed=1", "optimizer=sgd", "optimizer.lr=0.2"],
+           ["seed=2", "optimizer=adamw", "optimizer.lr=0.02"]]
+    batched = train_batched([make_cfg(ov + p + [f"paths.zoo_dir={tmp_path}/b"], tmp_path) for p in per], progress=False)
+    zb, zs = Zoo(tmp_path / "b"), Zoo(tmp_path / "s")
+    for p, rb in zip(per, batched):
+        rs = train(make_cfg(ov + p + [f"paths.zoo_dir={tmp_path}/s"], tmp_path))
+        assert rs["run_id"] == rb["run_id"]
+        eb, es = zb[rb["run_id"]].record, zs[rs["run_id"]].record
+        assert set(eb) == set(es)  # same schema
+        assert eb["init_id"] == es["init_id"] and eb["best_epoch"] == es["best_epoch"]
+        for k in ("val/acc", "test/acc", "train/loss", "val/loss"):
+            assert eb["curves"][k] == pytest.approx(es["curves"][k], abs=1e-4), k
+        assert eb["metrics"]["test/acc"] == pytest.approx(es["metrics"]["test/acc"])
+        wb, ws = zb[rb["run_id"]].state_dict(), zs[rs["run_id"]].state_dict()
+        assert all(torch.allclose(wb[k], ws[k], atol=1e-4) for k in ws)
+        # loads back into the single backbone and reproduces its recorded test accuracy
+        model = zb.load(rb["run_id"])
+        d = load_graph(make_cfg(ov, tmp_path)).data
+        with torch.no_grad():
+            pred = model(d.x, d.edge_index).argmax(-1)
+        assert float((pred[d.test_mask] == d.y[d.test_mask]).float().mean()) == pytest.approx(rb["test/acc"])
+
+
+def test_divergence_is_isolated_and_dropout_varies(tmp_path):
+    cfgs = [make_cfg(SYN + ["trainer.max_epochs=6", "optimizer=sgd", "optimizer.momentum=0", f"optimizer.lr={lr}",
+                            f"backbone.dropout={p}"], tmp_path)
+            for lr, p in ((0.1, 0.0), (1e30, 0.5), (0.1, 0.8))]
+    res = train_batched(cfgs, progress=False)
+    assert [r["status"] for r in res] == ["completed", "failed", "completed"]
+    assert "DivergenceError" in res[1]["error"]
+    zoo = Zoo(tmp_path / "zoo")
+    assert zoo[res[1]["run_id"]].status == "failed"
+    assert zoo[res[0]["run_id"]].record["batch"]["size"] == 3
+    # resumes: completed ids are skipped, the failed one is retried
+    again = train_batched(cfgs, progress=False)
+    assert [r["skipped"] for r in again] == [True, False, True]
+
+
+def test_grouping_and_clear_errors(tmp_path):
+    cfgs = [make_cfg(SYN + [f"backbone.hidden_channels={h}", f"seed={s}"], tmp_path) for h in (16, 32) for s in (0, 1, 2)]
+    groups = group_configs(cfgs, max_models=2)
+    assert sorted(len(g) for g in groups) == [1, 1, 2, 2]
+    assert all(len({cfgs[i].backbone.hidden_channels for i in g}) == 1 for g in groups)
+    with pytest.raises(ConfigError, match="differ only in"):
+        train_batched(cfgs[:4], progress=False)
+    with pytest.raises(ValueError, match="separate batches"):
+        BatchedBackbone.from_singles([BACKBONES["gcn"](4, 8, 2), BACKBONES["gcn"](4, 16, 2)])
+    with pytest.raises(NotImplementedError, match="norm='batch'"):
+        BatchedBackbone.from_singles([BACKBONES["gcn"](4, 8, 2, norm="batch")])
+    with pytest.raises(NotImplementedError, match="full-batch"):
+        train_batched([make_cfg(SYN + ["data=neighbor"], tmp_path)], progress=False)
+
+
+def test_parallel_models_setting(tmp_path):
+    from gnnzoo.tasks.train import run
+
+    value = run(make_cfg(SYN + ["trainer.max_epochs=5", "zoo.parallel_models=4", "seed=10"], tmp_path))
+    df = Zoo(tmp_path / "zoo").df()
+    assert sorted(df.seed) == [10, 11, 12, 13] and set(df.status) == {"completed"}
+    assert value == pytest.approx(df.best_val.mean())
+
+
+def test_batched_launcher_packs_a_sweep(tmp_path):
+    args = ["-m", "hydra/launcher=batched", "hydra.launcher.max_models=3", "dataset=synthetic", "logger=none",
+            "trainer.max_epochs=5", "seed=0,1", "optimizer=sgd,adam", "backbone.hidden_channels=16,32"]
+    p = run_train(args, tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "sweep summary: 8 done, 0 skipped, 0 failed" in p.stdout
+    df = Zoo(tmp_path / "zoo").df(status="completed")
+    assert len(df) == 8
+    assert sorted(df["cfg.backbone.hidden_channels"].tolist()) == [16] * 4 + [32] * 4
+    # the same grid through the basic launcher finds every run already done
+    p2 = run_train(args[:1] + args[3:], tmp_path)
+    assert "sweep summary: 0 done, 8 skipped, 0 failed" in p2.stdout
