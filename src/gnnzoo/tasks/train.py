@@ -170,6 +170,8 @@ def run(cfg: DictConfig) -> float:
     fail_fast = cfg.get("fail_fast")
     if fail_fast is None:
         fail_fast = not multirun
+    if cfg.get("soup") and cfg.soup.get("strategy"):
+        return _run_soup(cfg, multirun, fail_fast)
     if int(cfg.zoo.get("parallel_models", 1)) > 1:
         return _run_parallel_seeds(cfg)
     try:
@@ -191,6 +193,25 @@ def run(cfg: DictConfig) -> float:
         write_job_status(cfg.paths.output_dir, "skipped" if result.get("skipped") else "done",
                          run_id=result["run_id"], value=value, zoo_dir=str(Path(cfg.paths.zoo_dir).resolve()))
     return value
+
+
+def _run_soup(cfg: DictConfig, multirun: bool, fail_fast: bool) -> float:
+    from gnnzoo.soups.task import run_soup
+
+    try:
+        res = run_soup(cfg)
+    except Exception as e:
+        err = f"{type(e).__name__}: {e}"
+        if multirun:
+            write_job_status(cfg.paths.output_dir, "failed", error=err.splitlines()[0][:500])
+        if fail_fast:
+            raise
+        console.print(f"[red]soup failed[/]: {err}")
+        return float("nan")
+    if multirun:
+        write_job_status(cfg.paths.output_dir, "done", run_id=res["run_id"], value=res["soup/val_acc"],
+                         zoo_dir=str(Path(cfg.paths.zoo_dir).resolve()))
+    return float(res["soup/val_acc"])
 
 
 def _run_parallel_seeds(cfg: DictConfig) -> float:

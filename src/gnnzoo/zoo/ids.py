@@ -10,7 +10,7 @@ from omegaconf import DictConfig, OmegaConf
 
 # Keys that never change what a run computes: where files go, how it is shown and logged.
 DEFAULT_ID_IGNORE = (
-    "paths", "logger", "extras", "zoo", "fail_fast", "task_name", "tags", "threads",
+    "paths", "logger", "extras", "zoo", "fail_fast", "task_name", "tags", "threads", "soup",
     "trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.log_every_n_steps",
     "trainer.default_root_dir",
 )

@@ -1,0 +1,244 @@
+"""Soup strategies: uniform, greedy, GIS, Learned Souping (LS) and Partition Learned Souping (PLS).
+
+All strategies see the ingredients' state dicts and an :class:`Evaluator` that runs the backbone on
+the full graph in eval mode through ``torch.func.functional_call`` (the template model's own
+weights are never used). Fitting uses the ``fit`` node set (validation nodes, or half of them with
+``soup.holdout``); nothing here looks at test nodes.
+
+Buffers (e.g. GIN's ``eps``, BatchNorm running statistics) are not mixed by the learned strategies:
+they are averaged uniformly, and BatchNorm statistics are recomputed on the final soup
+(:func:`recompute_batchnorm`).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+
+State = dict[str, Tensor]
+
+
+@dataclass
+class Evaluator:
+    model: nn.Module  # template backbone, eval mode
+    x: Tensor
+    edge_index: Tensor
+    y: Tensor
+    masks: dict[str, Tensor]  # "fit", "select", "val", "test"
+    calls: int = 0
+
+    def logits(self, state: State, x: Tensor | None = None, edge_index: Tensor | None = None) -> Tensor:
+        self.calls += 1
+        return functional_call(self.model, state, (self.x if x is None else x,
+                                                   self.edge_index if edge_index is None else edge_index))
+
+    @torch.no_grad()
+    def accuracy(self, state: State, split: str) -> float:
+        pred = self.logits(state).argmax(-1)
+        m = self.masks[split]
+        return float((pred[m] == self.y[m]).float().mean())
+
+    @torch.no_grad()
+    def accuracies(self, state: State, splits: Sequence[str]) -> dict[str, float]:
+        pred = self.logits(state).argmax(-1)
+        return {s: float((pred[self.masks[s]] == self.y[self.masks[s]]).float().mean()) for s in splits}
+
+
+@dataclass
+class SoupResult:
+    state: State
+    info: dict[str, Any] = field(default_factory=dict)  # coefficients, kept ingredients, curves
+
+
+def _param_names(ev: Evaluator) -> list[str]:
+    return [n for n, _ in ev.model.named_parameters()]
+
+
+def mix(states: Sequence[State], weights: Sequence[float]) -> State:
+    return {k: sum(w * s[k] for w, s in zip(weights, states)) for k in states[0]}
+
+
+def uniform(states: Sequence[State], ev: Evaluator, **_) -> SoupResult:
+    n = len(states)
+    return SoupResult(mix(states, [1.0 / n] * n), {"weights": [1.0 / n] * n})
+
+
+def _ranked(states: Sequence[State], ev: Evaluator) -> tuple[list[int], list[float]]:
+    accs = [ev.accuracy(s, "fit") for s in states]
+    order = sorted(range(len(states)), key=lambda i: -accs[i])  # stable: ties keep ingredient order
+    return order, accs
+
+
+def greedy(states: Sequence[State], ev: Evaluator, **_) -> SoupResult:
+    """Wortsman et al.: add ingredients best-first while fit accuracy strictly improves."""
+    order, accs = _ranked(states, ev)
+    kept = [order[0]]
+    soup = dict(states[order[0]])
+    best = accs[order[0]]
+    for i in order[1:]:
+        n = len(kept)
+        cand = {k: soup[k] * (n / (n + 1)) + states[i][k] / (n + 1) for k in soup}
+        acc = ev.accuracy(cand, "fit")
+        if acc > best:
+            soup, best = cand, acc
+            kept.append(i)
+    weights = [1.0 / len(kept) if i in kept else 0.0 for i in range(len(states))]
+    return SoupResult(soup, {"kept": kept, "weights": weights, "fit_acc": best, "ingredient_fit_acc": accs})
+
+
+def gis(states: Sequence[State], ev: Evaluator, granularity: int = 20, **_) -> SoupResult:
+    """Greedy interpolated soup: soup <- best of a*soup + (1-a)*next over a in linspace(0, 1, G)."""
+    order, accs = _ranked(states, ev)
+    soup = dict(states[order[0]])
+    weights = torch.zeros(len(states), dtype=torch.float64)
+    weights[order[0]] = 1.0
+    best = accs[order[0]]
+    alphas = []
+    grid = torch.linspace(0, 1, int(granularity)).tolist()
+    for i in order[1:]:
+        best_a, best_acc, best_state = None, -math.inf, None
+        for a in grid:  # ascending: strict '>' keeps the smallest alpha on ties
+            cand = {k: a * soup[k] + (1 - a) * states[i][k] for k in soup}
+            acc = ev.accuracy(cand, "fit")
+            if acc > best_acc:
+                best_a, best_acc, best_state = a, acc, cand
+        soup, best = best_state, best_acc
+        weights *= best_a
+        weights[i] += 1 - best_a
+        alphas.append(best_a)
+    return SoupResult(soup, {"alphas": alphas, "order": order, "weights": weights.tolist(), "fit_acc": best,
+                             "ingredient_fit_acc": accs})
+
+
+class _Mixer(nn.Module):
+    """One mixing logit per (parameter tensor, ingredient); softmax over ingredients; output scale beta."""
+
+    def __init__(self, names: list[str], k: int, init: str, generator: torch.Generator):
+        super().__init__()
+        raw = torch.empty(len(names), k)
+        if init == "ones":
+            raw.fill_(1.0)
+        elif init == "uniform":
+            bound = math.sqrt(6.0 / (len(names) + k))  # xavier_uniform_, with our generator
+            raw.uniform_(-bound, bound, generator=generator)
+        elif init == "normal":
+            raw.normal_(0.0, math.sqrt(2.0 / (len(names) + k)), generator=generator)
+        else:
+            raise ValueError(f"soup.init must be ones, uniform or normal, got {init!r}")
+        self.names = names
+        self.alpha_raw = nn.Parameter(raw)
+        self.beta = nn.Parameter(torch.ones(()))
+
+    def weights(self) -> Tensor:
+        return torch.softmax(self.alpha_raw, dim=1)  # [P, K]
+
+
+def _learned(states: Sequence[State], ev: Evaluator, steps: Callable[[int], tuple[Tensor, Tensor, Tensor, Tensor]],
+             epochs: int, lr: float, weight_decay: float, optimizer: str, init: str, t0: int | None,
+             seed: int, train_mode: bool) -> SoupResult:
+    names = _param_names(ev)
+    k = len(states)
+    stacked = {n: torch.stack([s[n] for s in states]).detach() for n in names}  # never require grad
+    buffers = {n: sum(s[n] for s in states) / k for n in states[0] if n not in stacked}
+    g = torch.Generator().manual_seed(int(seed))
+    mixer = _Mixer(names, k, init, g)
+    opt_cls = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[optimizer]
+    opt = opt_cls(mixer.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=int(t0)) if t0 else None
+    ev.model.train(train_mode)
+    losses = []
+
+    def mixed(w: Tensor) -> State:
+        out = {n: (w[j].view(k, *([1] * (stacked[n].dim() - 1))) * stacked[n]).sum(0) for j, n in enumerate(names)}
+        out.update(buffers)
+        return out
+
+    for epoch in range(int(epochs)):
+        x, edge_index, y, fit = steps(epoch)
+        opt.zero_grad()
+        logits = ev.logits(mixed(mixer.weights()), x, edge_index) * mixer.beta
+        loss = F.cross_entropy(logits[fit], y[fit])
+        loss.backward()
+        opt.step()
+        if sched is not None:
+            sched.step()
+        losses.append(float(loss.detach()))
+    ev.model.eval()
+    grad_tensors = [f"mixer.{n}" for n, p in mixer.named_parameters() if p.grad is not None]
+    grad_tensors += [f"model.{n}" for n, p in ev.model.named_parameters() if p.grad is not None]
+    grad_tensors += [f"ingredients.{n}" for n, t in stacked.items() if t.requires_grad or t.grad is not None]
+    grad_tensors += [f"ingredient_states.{n}" for s in states for n, t in s.items() if t.requires_grad]
+    with torch.no_grad():
+        w = mixer.weights()
+        state = {n: t.detach() for n, t in mixed(w).items()}
+    coeffs = {n: w[j].tolist() for j, n in enumerate(names)}
+    return SoupResult(state, {"coefficients": coeffs, "beta": float(mixer.beta.detach()), "loss": losses,
+                              "weights": w.mean(0).tolist(), "grad_tensors": grad_tensors})
+
+
+def learned(states: Sequence[State], ev: Evaluator, epochs: int = 100, lr: float = 1.0, weight_decay: float = 0.0,
+            optimizer: str = "sgd", init: str = "uniform", t0: int | None = 4, seed: int = 0,
+            train_mode: bool = False, **_) -> SoupResult:
+    """Learned Souping: full-graph forward of the mixed model, cross-entropy on the fit nodes."""
+    fit = ev.masks["fit"]
+    return _learned(states, ev, lambda e: (ev.x, ev.edge_index, ev.y, fit), epochs, lr, weight_decay, optimizer,
+                    init, t0, seed, train_mode)
+
+
+def partition_learned(states: Sequence[State], ev: Evaluator, parts: Any, num_parts_per_step: int = 4,
+                      epochs: int = 100, lr: float = 1.0, weight_decay: float = 0.0, optimizer: str = "sgd",
+                      init: str = "uniform", t0: int | None = 4, seed: int = 0, train_mode: bool = False,
+                      **_) -> SoupResult:
+    """Partition Learned Souping: each step uses R of K partitions (their induced subgraph)."""
+    from gnnzoo.soups.partition import PartitionSchedule
+
+    sched = PartitionSchedule(parts, ev.edge_index, int(num_parts_per_step), seed)
+    fit = ev.masks["fit"]
+    seen = torch.zeros_like(fit)
+    max_nodes = 0
+
+    def step(epoch: int):
+        nonlocal max_nodes
+        nodes, sub_ei = sched.next()
+        seen[nodes] = True
+        max_nodes = max(max_nodes, nodes.numel())
+        x = ev.x.index_select(0, nodes) if not ev.x.is_sparse_csr else _csr_rows(ev.x, nodes)
+        return x, sub_ei, ev.y[nodes], fit[nodes]
+
+    res = _learned(states, ev, step, epochs, lr, weight_decay, optimizer, init, t0, seed, train_mode)
+    res.info.update(fit_covered=float(seen[fit].float().mean()), num_parts=sched.num_parts,
+                    max_step_nodes=max_nodes)
+    return res
+
+
+def _csr_rows(x: Tensor, idx: Tensor) -> Tensor:
+    from gnnzoo.data.sampler import csr_rows
+
+    return csr_rows(x, idx)
+
+
+@torch.no_grad()
+def recompute_batchnorm(model: nn.Module, state: State, x: Tensor, edge_index: Tensor) -> State:
+    """Recompute BatchNorm running statistics of ``state`` with one full-graph pass (dropout off)."""
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns:
+        return state
+    model.load_state_dict(state)
+    model.eval()
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None
+        m.train()
+    model(x, edge_index)
+    model.eval()
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+STRATEGIES: dict[str, Callable[..., SoupResult]] = {
+    "uniform": uniform, "greedy": greedy, "gis": gis, "learned": learned, "partition_learned": partition_learned,
+}

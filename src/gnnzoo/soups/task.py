@@ -1,0 +1,146 @@
+"""The soup task (``python train.py soup=<strategy>``): ingredients -> soup -> metrics -> zoo entry."""
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from gnnzoo.soups.ingredients import IngredientMismatchError, from_zoo, train_ingredients
+from gnnzoo.soups.memory import PeakMemory
+from gnnzoo.soups.partition import make_parts
+from gnnzoo.soups.strategies import STRATEGIES, Evaluator, recompute_batchnorm
+from gnnzoo.utils.logging import close_loggers, console
+from gnnzoo.zoo.ids import identity_config, run_id
+from gnnzoo.zoo.record import SCHEMA, host_info, now_iso, package_versions
+from gnnzoo.zoo.store import Zoo
+
+log = logging.getLogger("gnnzoo")
+
+
+def split_holdout(val: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split the validation nodes into disjoint fit / select halves (seeded)."""
+    idx = val.nonzero().view(-1)
+    idx = idx[torch.randperm(idx.numel(), generator=torch.Generator().manual_seed(int(seed)))]
+    fit, select = torch.zeros_like(val), torch.zeros_like(val)
+    fit[idx[: idx.numel() // 2]] = True
+    select[idx[idx.numel() // 2:]] = True
+    return fit, select
+
+
+def soup_run_id(cfg: DictConfig, ingredient_ids: list[str]) -> str:
+    return run_id({"config": identity_config(cfg, cfg.zoo.id_ignore), "soup_strategy": OmegaConf.to_container(cfg.soup, resolve=True),
+                   "ingredients": sorted(ingredient_ids)})
+
+
+def run_soup(cfg: DictConfig) -> dict[str, Any]:
+    from gnnzoo.tasks.train import load_graph
+
+    s = cfg.soup
+    if s.strategy not in STRATEGIES:
+        raise ValueError(f"unknown soup strategy {s.strategy!r}; choose from {sorted(STRATEGIES)}")
+    if s.get("from_zoo"):
+        query = {k: v for k, v in OmegaConf.to_container(s.from_zoo).items() if v is not None}
+        ing = from_zoo(cfg.paths.zoo_dir, query, s.get("limit"))
+    else:
+        if int(s.ingredients) < 1:
+            raise ValueError(f"soup.ingredients must be >= 1, got {s.ingredients}")
+        ing = train_ingredients(cfg, int(s.ingredients))
+    ing_dataset = ing.entries[0].record.get("dataset")
+    if ing_dataset != cfg.dataset.name:
+        raise IngredientMismatchError(f"ingredients were trained on {ing_dataset!r} but the soup evaluates on "
+                                      f"{cfg.dataset.name!r}; set dataset={ing_dataset}")
+    graph = load_graph(cfg)
+    d = graph.data
+    template = instantiate(ing.backbone_cfg).eval()
+    if s.holdout:
+        fit, select = split_holdout(d.val_mask, cfg.seed)
+    else:
+        fit = select = d.val_mask
+    ev = Evaluator(template, d.x, d.edge_index, d.y, {"fit": fit, "select": select, "val": d.val_mask,
+                                                       "test": d.test_mask})
+    ing_acc = [ev.accuracies(st, ["select", "test"]) for st in ing.states]
+    kwargs = dict(OmegaConf.to_container(s.params, resolve=True)) if s.get("params") else {}
+    kwargs.setdefault("seed", int(cfg.seed))
+    rid = soup_run_id(cfg, ing.ids)
+    console.print(f"[bold]soup[/] {s.strategy} of {len(ing)} {cfg.backbone.name} ingredients on {cfg.dataset.name}"
+                  f"{' (holdout: fit on half of val)' if s.holdout else ''}")
+    with PeakMemory() as pm:
+        t0 = time.perf_counter()
+        if s.strategy == "partition_learned":
+            kwargs["parts"] = make_parts(kwargs.pop("partition", "metis"), d.edge_index, d.num_nodes,
+                                         int(kwargs.pop("num_parts", 32)), fit, cfg.seed)
+        res = STRATEGIES[s.strategy](ing.states, ev, **kwargs)
+        elapsed = time.perf_counter() - t0
+    state = recompute_batchnorm(template, res.state, d.x, d.edge_index)
+    final = ev.accuracies(state, ["select", "test"])
+    best_i = max(range(len(ing)), key=lambda i: ing_acc[i]["select"])
+    metrics = {
+        "soup/val_acc": final["select"], "soup/test_acc": final["test"], "soup/time_s": elapsed,
+        "soup/peak_mem_mb": pm.peak_mb, "soup/mem_delta_mb": pm.delta_mb,
+        "soup/forward_calls": ev.calls,
+        "ingredients/best_val_acc": ing_acc[best_i]["select"],
+        "ingredients/best_test_acc": ing_acc[best_i]["test"],
+        "ingredients/mean_test_acc": sum(a["test"] for a in ing_acc) / len(ing_acc),
+        "ingredients/max_test_acc": max(a["test"] for a in ing_acc),
+    }
+    info = {k: v for k, v in res.info.items() if k != "parts"}
+    rec = {
+        "schema": SCHEMA, "kind": "soup", "run_id": rid, "status": "completed", "error": None,
+        "dataset": cfg.dataset.name, "backbone": cfg.backbone.name, "seed": int(cfg.seed),
+        "init_seed": int(cfg.init_seed), "init_id": ing.entries[0].record.get("init_id"),
+        "config": OmegaConf.to_container(cfg, resolve=True), "monitor": OmegaConf.to_container(cfg.monitor),
+        "strategy": s.strategy, "ingredients": ing.ids, "ingredient_accuracy": ing_acc,
+        "coefficients": info, "metrics": metrics, "best_val": final["select"], "test_at_best_val": final["test"],
+        "wall_time_s": elapsed, "finished_at": now_iso(), "versions": package_versions(), "host": host_info(),
+        "curves": {"epoch": list(range(len(info.get("loss", [])))), "soup/loss": info.get("loss", [])},
+    }
+    entry = Zoo(cfg.paths.zoo_dir).write(rec, state) if cfg.zoo.enabled else None
+    _log_soup(cfg, metrics, ing.ids, ing_acc, final)
+    console.print(f"[green]soup[/] {s.strategy}: test {100 * final['test']:.2f}% (best ingredient by val "
+                  f"{100 * metrics['ingredients/best_test_acc']:.2f}%, mean {100 * metrics['ingredients/mean_test_acc']:.2f}%)"
+                  f" in {elapsed:.2f}s, peak RSS {pm.peak_mb:.0f} MB; zoo={entry}")
+    return {**metrics, "run_id": rid, "entry_dir": str(entry) if entry else None}
+
+
+def _log_soup(cfg: DictConfig, metrics: dict, ids: list[str], ing_acc: list[dict], final: dict) -> None:
+    """Metrics to the configured loggers, a W&B bar chart, and a PNG bar chart in the output folder."""
+    names = [f"ingr {i}" for i in range(len(ids))] + [f"soup ({cfg.soup.strategy})"]
+    accs = [100 * a["test"] for a in ing_acc] + [100 * final["test"]]
+    loggers = [instantiate(v) for v in (cfg.get("logger") or {}).values() if v and "_target_" in v]
+    try:
+        for lg in loggers:
+            lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+            lg.log_metrics(metrics)
+            if type(lg).__name__ == "WandbLogger":
+                import wandb
+
+                table = wandb.Table(data=[[n, a] for n, a in zip(names, accs)], columns=["model", "test_acc"])
+                lg.experiment.log({"soup/ingredients_vs_soup": wandb.plot.bar(table, "model", "test_acc",
+                                                                             title="test accuracy: ingredients vs soup")})
+    finally:
+        close_loggers(loggers)
+    out = cfg.paths.get("output_dir")
+    if out:
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+
+            fig, ax = plt.subplots(figsize=(max(5, 0.35 * len(names)), 3.5))
+            ax.bar(range(len(names)), accs, color=["C0"] * (len(names) - 1) + ["C3"])
+            ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=7)
+            ax.set_ylim(min(accs) - 3, max(accs) + 1.5)
+            ax.set_ylabel("test accuracy (%)")
+            ax.set_title(f"{cfg.soup.strategy} soup on {cfg.dataset.name} ({cfg.backbone.name})")
+            fig.tight_layout()
+            Path(out).mkdir(parents=True, exist_ok=True)
+            fig.savefig(Path(out) / f"soup_{cfg.soup.strategy}.png", dpi=110)
+            plt.close(fig)
+        except Exception as e:  # a plot must never fail the run
+            log.warning("soup bar chart not written: %s", e)

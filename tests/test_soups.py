@@ -1,0 +1,134 @@
+"""Soups: uniform / greedy / GIS / LS / PLS semantics, ingredients, holdout, zoo output."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from conftest import make_cfg
+from gnnzoo.backbones import GCN
+from gnnzoo.data.synthetic import make_sbm_graph
+from gnnzoo.soups.ingredients import IngredientMismatchError, from_entries
+from gnnzoo.soups.partition import PartitionSchedule, make_parts
+from gnnzoo.soups.strategies import Evaluator, gis, greedy, learned, partition_learned, uniform
+from gnnzoo.soups.task import run_soup, split_holdout
+from gnnzoo.tasks.train import train
+from gnnzoo.zoo import Zoo
+
+SYN = ["dataset=synthetic", "dataset.loader.num_nodes=500", "trainer.max_epochs=20"]
+
+
+@pytest.fixture(scope="module")
+def setup():
+    d = make_sbm_graph(num_nodes=600, num_features=16, seed=3, feature_noise=2.0)
+    ev_model = GCN(16, 16, 4, dropout=0.0).eval()
+    states = []
+    for s in range(5):  # diverse "ingredients": perturbations of one trained-ish model
+        torch.manual_seed(s)
+        m = GCN(16, 16, 4)
+        states.append({k: v.detach().clone() for k, v in m.state_dict().items()})
+    ev = Evaluator(ev_model, d.x, d.edge_index, d.y, {"fit": d.val_mask, "select": d.val_mask, "val": d.val_mask,
+                                                      "test": d.test_mask})
+    return d, ev, states
+
+
+def test_uniform_of_identical_models_is_that_model(setup):
+    d, ev, states = setup
+    same = [states[0]] * 4
+    soup = uniform(same, ev).state
+    for k in states[0]:
+        assert torch.allclose(soup[k], states[0][k], atol=1e-7)
+    assert ev.accuracy(soup, "test") == ev.accuracy(states[0], "test")
+
+
+def test_greedy_and_gis_never_worse_than_best_ingredient_on_fit(setup):
+    d, ev, states = setup
+    best = max(ev.accuracy(s, "fit") for s in states)
+    g = greedy(states, ev)
+    assert ev.accuracy(g.state, "fit") >= best and g.info["kept"][0] == max(range(5), key=lambda i: ev.accuracy(states[i], "fit"))
+    r = gis(states, ev, granularity=5)
+    assert ev.accuracy(r.state, "fit") >= best
+    assert len(r.info["alphas"]) == 4 and math.isclose(sum(r.info["weights"]), 1.0, rel_tol=1e-6)
+    # GIS with one ingredient returns it
+    one = gis(states[:1], ev)
+    assert all(torch.equal(one.state[k], states[0][k]) for k in states[0])
+
+
+def test_learned_only_coefficients_get_gradients(setup):
+    d, ev, states = setup
+    res = learned(states, ev, epochs=5, lr=1.0)
+    assert sorted(res.info["grad_tensors"]) == ["mixer.alpha_raw", "mixer.beta"]
+    assert all(t.grad is None and not t.requires_grad for s in states for t in s.values())
+    assert len(res.info["loss"]) == 5
+
+
+def test_learned_ones_zero_epochs_is_uniform(setup):
+    d, ev, states = setup
+    res = learned(states, ev, epochs=0, init="ones")
+    uni = uniform(states, ev).state
+    assert all(torch.allclose(res.state[k], uni[k], atol=1e-6) for k in uni)
+
+
+def test_learned_improves_fit_loss(setup):
+    d, ev, states = setup
+    res = learned(states, ev, epochs=30, lr=10.0, init="ones", t0=None)
+    assert res.info["loss"][-1] < res.info["loss"][0]
+
+
+def test_pls_steps_cover_every_validation_node(setup):
+    d, ev, states = setup
+    K, R = 8, 3
+    parts = make_parts("metis", d.edge_index, d.num_nodes, K, d.val_mask, 0)
+    assert parts.unique().numel() == K
+    res = partition_learned(states, ev, parts=parts, num_parts_per_step=R, epochs=math.ceil(K / R), lr=1.0)
+    assert res.info["fit_covered"] == 1.0
+    assert res.info["max_step_nodes"] < d.num_nodes  # only part of the graph per step
+    # random fallback, and the schedule's subgraphs contain only edges inside the chosen parts
+    rparts = make_parts("random", d.edge_index, d.num_nodes, K, d.val_mask, 0)
+    counts = torch.bincount(rparts[d.val_mask])
+    assert counts.max() - counts.min() <= 1
+    sched = PartitionSchedule(rparts, d.edge_index, R, 0)
+    nodes, ei = sched.next()
+    assert ei.numel() == 0 or int(ei.max()) < nodes.numel()
+
+
+def test_holdout_split():
+    val = torch.zeros(100, dtype=torch.bool)
+    val[10:60] = True
+    fit, select = split_holdout(val, 0)
+    assert not (fit & select).any() and torch.equal(fit | select, val) and int(fit.sum()) == 25
+
+
+def test_soup_task_end_to_end_and_ingredient_reuse(tmp_path):
+    cfg = make_cfg(SYN + ["soup=learned", "soup.ingredients=4", "soup.params.epochs=10", "soup.holdout=true"], tmp_path)
+    res = run_soup(cfg)
+    zoo = Zoo(tmp_path / "zoo")
+    soups = zoo.df(kind="soup")
+    runs = zoo.df(kind="run")
+    assert len(soups) == 1 and len(runs) == 4
+    assert runs.init_id.nunique() == 1 and sorted(runs.seed) == [0, 1, 2, 3]
+    rec = zoo[res["run_id"]].record
+    assert rec["strategy"] == "learned" and sorted(rec["ingredients"]) == sorted(runs.run_id)
+    for key in ("soup/val_acc", "soup/test_acc", "soup/time_s", "soup/peak_mem_mb", "ingredients/best_test_acc",
+                "ingredients/mean_test_acc"):
+        assert key in rec["metrics"]
+    assert (tmp_path / "out" / "soup_learned.png").is_file()
+    model = zoo.load(res["run_id"])  # the soup loads back into the backbone
+    assert sum(p.numel() for p in model.parameters()) > 0
+    # another strategy reuses the 4 ingredients from the zoo instead of training them again
+    res2 = run_soup(make_cfg(SYN + ["soup=gis", "soup.ingredients=4", "soup.params.granularity=5"], tmp_path))
+    assert len(Zoo(tmp_path / "zoo").df(kind="run")) == 4 and res2["run_id"] != res["run_id"]
+    # from_zoo with a filter
+    res3 = run_soup(make_cfg(SYN + ["soup=uniform", "+soup.from_zoo.dataset=synthetic"], tmp_path))
+    assert res3["soup/test_acc"] > 0
+
+
+def test_mismatched_ingredients_raise_clear_error(tmp_path):
+    a = train(make_cfg(SYN + ["trainer.max_epochs=2"], tmp_path))
+    b = train(make_cfg(SYN + ["trainer.max_epochs=2", "backbone.hidden_channels=32"], tmp_path))
+    zoo = Zoo(tmp_path / "zoo")
+    with pytest.raises(IngredientMismatchError, match=r"backbone.hidden_channels: 16 vs 32"):
+        from_entries([zoo[a["run_id"]], zoo[b["run_id"]]])
+    with pytest.raises(IngredientMismatchError, match="different architectures"):
+        run_soup(make_cfg(SYN + ["soup=uniform", "+soup.from_zoo.dataset=synthetic"], tmp_path))
