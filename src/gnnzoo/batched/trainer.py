@@ -148,14 +148,15 @@ def train_batched(cfgs: Sequence[DictConfig], graph: GraphData | None = None, pr
     errors: list[str | None] = [None] * N
     active = torch.ones(N, dtype=torch.bool)
 
-    def per_model_ce(logits: torch.Tensor, nodes: torch.Tensor) -> torch.Tensor:
-        lg = logits[:, nodes]
-        return F.cross_entropy(lg.reshape(-1, C), y[nodes].repeat(N), reduction="none").view(N, -1).mean(1)
+    def ce_and_pred(logits: torch.Tensor, nodes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        lp = torch.log_softmax(logits[:, nodes], dim=-1)  # [N, |nodes|, C]
+        loss = -lp.gather(2, y[nodes].view(1, -1, 1).expand(N, -1, 1)).squeeze(2).mean(1)
+        return loss, lp.detach().argmax(-1)
 
     def acc(pred: torch.Tensor, nodes: torch.Tensor) -> list[float]:
         if graph.metric == "acc":
-            return (pred[:, nodes] == y[nodes]).float().mean(1).tolist()
-        return [metric(pred[m, nodes], y[nodes]) for m in range(N)]
+            return (pred == y[nodes]).float().mean(1).tolist()
+        return [metric(pred[m], y[nodes]) for m in range(N)]
 
     bar = Progress(TextColumn("[bold]batched[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=console,
@@ -166,7 +167,7 @@ def train_batched(cfgs: Sequence[DictConfig], graph: GraphData | None = None, pr
             model.train()
             opt.zero_grad()
             logits = model(d.x, ops)
-            losses = per_model_ce(logits, idx["train"])
+            losses, tr_pred = ce_and_pred(logits, idx["train"])
             finite = torch.isfinite(losses.detach())
             for m in (~finite & active).nonzero().view(-1).tolist():
                 errors[m] = (f"DivergenceError: training loss became {float(losses[m].detach())} at epoch {epoch}, "
@@ -178,14 +179,13 @@ def train_batched(cfgs: Sequence[DictConfig], graph: GraphData | None = None, pr
             torch.where(active, losses, torch.zeros_like(losses)).sum().backward()
             opt.step()
             with torch.no_grad():
-                tr_loss = losses.detach().tolist()
-                tr_acc = acc(logits.detach().argmax(-1), idx["train"])
                 model.eval()
                 ev = model(d.x, ops)
-                pred = ev.argmax(-1)
-                res = {"val/loss": per_model_ce(ev, idx["val"]).tolist(), "val/acc": acc(pred, idx["val"]),
-                       "test/loss": per_model_ce(ev, idx["test"]).tolist(), "test/acc": acc(pred, idx["test"]),
-                       "train/loss": tr_loss, "train/acc": tr_acc}
+                v_loss, v_pred = ce_and_pred(ev, idx["val"])
+                t_loss, t_pred = ce_and_pred(ev, idx["test"])
+                res = {"val/loss": v_loss.tolist(), "val/acc": acc(v_pred, idx["val"]),
+                       "test/loss": t_loss.tolist(), "test/acc": acc(t_pred, idx["test"]),
+                       "train/loss": losses.detach().tolist(), "train/acc": acc(tr_pred, idx["train"])}
             value = torch.tensor(res[mon], dtype=torch.float64)
             improved = (value > best_val) if mode == "max" else (value < best_val)
             improved &= active & ~torch.isnan(value)

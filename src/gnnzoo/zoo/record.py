@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import platform
 import socket
 from importlib import metadata
@@ -19,14 +20,20 @@ class RecordError(ValueError):
     """A record.json that is not a valid gnnzoo record."""
 
 
-def package_versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
+@functools.lru_cache(maxsize=1)
+def _package_versions() -> tuple[tuple[str, str], ...]:
+    out = [("python", platform.python_version())]
     for name in _PACKAGES:
         try:
-            out[name] = metadata.version(name)
+            out.append((name, metadata.version(name)))
         except metadata.PackageNotFoundError:
-            out[name] = "not installed"
-    return out
+            out.append((name, "not installed"))
+    return tuple(out)
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of the packages that shape results (looked up once per process)."""
+    return dict(_package_versions())
 
 
 def now_iso() -> str:
