@@ -132,3 +132,18 @@ def test_mismatched_ingredients_raise_clear_error(tmp_path):
         from_entries([zoo[a["run_id"]], zoo[b["run_id"]]])
     with pytest.raises(IngredientMismatchError, match="different architectures"):
         run_soup(make_cfg(SYN + ["soup=uniform", "+soup.from_zoo.dataset=synthetic"], tmp_path))
+
+
+@pytest.mark.slow
+def test_soup_multirun_compares_all_strategies(tmp_path):
+    from test_sweeps import run_train
+
+    p = run_train(["-m", "soup=uniform,greedy,gis,learned,partition_learned", "soup.ingredients=4", "dataset=synthetic",
+                   "logger=none", "trainer.max_epochs=10", "soup.params.epochs=10", "trainer.enable_progress_bar=false"],
+                  tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "sweep summary: 5 done, 0 skipped, 0 failed" in p.stdout
+    zoo = Zoo(tmp_path / "zoo")
+    soups = zoo.df(kind="soup")
+    assert sorted(soups["cfg.soup.strategy"]) == sorted(["uniform", "greedy", "gis", "learned", "partition_learned"])
+    assert len(zoo.df(kind="run")) == 4  # the ingredients were trained once and reused

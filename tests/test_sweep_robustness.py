@@ -147,3 +147,14 @@ def test_optuna_search_resumes_from_sqlite(tmp_path):
     study = optuna.load_study(study_name="synthetic-gcn", storage=f"sqlite:///{tmp_path}/optuna.sqlite")
     assert len(study.trials) == 6
     assert len(Zoo(tmp_path / "zoo").df()) == 4
+
+
+@pytest.mark.slow
+def test_ddp_on_cpu_writes_one_entry(tmp_path):
+    """trainer=ddp with 2 CPU processes (gloo): one run, one zoo writer."""
+    p = run_train(["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", *FAST, "data=neighbor",
+                   "data.batch_size=16", "data.num_neighbors=[5,5]"], tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    entries = list(Zoo(tmp_path / "zoo").entries())
+    assert len(entries) == 1 and entries[0].status == "completed"
+    assert entries[0].record["config"]["trainer"]["strategy"] == "ddp"

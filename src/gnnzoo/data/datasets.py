@@ -223,7 +223,10 @@ def ogb_node(data_dir: str, cache_dir: str, name: str, to_undirected: bool = Tru
     _link_raw(src / "split", dst / "split")
     # ogb asks interactively to re-download when the release marker is missing: write it.
     (dst / f"RELEASE_v{meta['version']}.txt").write_text("gnnzoo: prepared from local raw files\n")
-    ds = PygNodePropPredDataset(name, root=str(dst.parent))
+    # ogb 1.3.6 reloads its processed file with torch.load, whose weights_only default (torch >= 2.6)
+    # rejects PyG's Data containers: allowlist exactly those classes (still no arbitrary code).
+    with torch.serialization.safe_globals(_pyg_safe_globals()):
+        ds = PygNodePropPredDataset(name, root=str(dst.parent))
     data = ds[0]
     split = ds.get_idx_split()
     n = data.num_nodes
@@ -235,6 +238,13 @@ def ogb_node(data_dir: str, cache_dir: str, name: str, to_undirected: bool = Tru
         data.edge_index = undirect(data.edge_index, num_nodes=n)
     return _finish(data, name, int(meta["num classes"]), normalize_features, sparse_features,
                    metric="ogb", ogb_name=name)
+
+
+def _pyg_safe_globals() -> list:
+    from torch_geometric.data.data import DataEdgeAttr, DataTensorAttr
+    from torch_geometric.data.storage import EdgeStorage, GlobalStorage, NodeStorage
+
+    return [DataEdgeAttr, DataTensorAttr, GlobalStorage, NodeStorage, EdgeStorage]
 
 
 def synthetic(data_dir: str | None = None, cache_dir: str | None = None, **options) -> GraphData:
