@@ -45,13 +45,18 @@ def write_results(name: str, payload: dict, markdown: str) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     payload = {"benchmark": name, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                "machine": machine(), **payload}
-    (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=1) + "\n")
+    (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=1, default=_jsonable) + "\n")
     m = machine()
     header = (f"# {name}\n\nMeasured {payload['date']} on {m['processor']}, {m['cpus']} CPUs, torch "
               f"{m['torch']} ({m['torch_threads']} threads){', GPU ' + m['cuda'] if m['cuda'] else ''}. "
               f"Produced by `python benchmarks/{name}.py`.\n\n")
     (RESULTS / f"{name}.md").write_text(header + markdown.rstrip() + "\n")
     print(header + markdown)
+
+
+def _jsonable(o):
+    """numpy / torch scalars and anything else json cannot write."""
+    return o.item() if hasattr(o, "item") else str(o)
 
 
 def mean_std(xs: Sequence[float]) -> tuple[float, float]:

@@ -12,13 +12,16 @@ not bit for bit).
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import compose, mean_std, md_table, write_results  # noqa: E402
+from datetime import datetime, timezone  # noqa: E402
+
+from _common import RESULTS, compose, mean_std, md_table, write_results  # noqa: E402
 
 from gnnzoo.batched.trainer import seed_configs, train_batched  # noqa: E402
 from gnnzoo.tasks.train import load_graph, train  # noqa: E402
@@ -28,8 +31,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--models", type=int, default=32)
     ap.add_argument("--backbones", nargs="+", default=["gcn", "sage", "gat", "gin"])
+    ap.add_argument("--merge", action="store_true", help="keep the other backbones of the existing results file")
     args = ap.parse_args()
-    rows, out = [], {}
+    out = {}
+    if args.merge and (RESULTS / "batched.json").is_file():
+        out = json.loads((RESULTS / "batched.json").read_text())["results"]
     for bb in args.backbones:
         tmp = tempfile.mkdtemp(prefix=f"gnnzoo-batched-{bb}-")
         base = [f"backbone={bb}", "logger=none", "extras.print_config=false", "trainer.enable_progress_bar=false",
@@ -48,13 +54,16 @@ def main() -> None:
         acc_s = mean_std([100 * r["test/acc"] for r in res_s])
         assert [r["run_id"] for r in res_b] == [r["run_id"] for r in res_s]
         speed = t_s / t_b
-        rows.append([bb, f"{t_b:.1f}", f"{t_s:.1f}", f"**{speed:.1f}×**", f"{acc_b[0]:.2f} ± {acc_b[1]:.2f}",
-                     f"{acc_s[0]:.2f} ± {acc_s[1]:.2f}"])
         out[bb] = {"batched_s": t_b, "sequential_s": t_s, "speedup": speed, "test_acc_batched": acc_b,
-                   "test_acc_sequential": acc_s}
-        print(rows[-1], flush=True)
+                   "test_acc_sequential": acc_s, "measured": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        print(bb, out[bb], flush=True)
+    rows = []
+    for bb, r in out.items():
+        acc_b, acc_s = r["test_acc_batched"], r["test_acc_sequential"]
+        rows.append([bb, f"{r['batched_s']:.1f}", f"{r['sequential_s']:.1f}", f"**{r['speedup']:.1f}×**",
+                     f"{acc_b[0]:.2f} ± {acc_b[1]:.2f}", f"{acc_s[0]:.2f} ± {acc_s[1]:.2f}", r.get("measured", "")])
     md = md_table(["backbone", f"batched s ({args.models} models)", f"sequential s ({args.models} runs)", "speedup",
-                   "test acc % batched", "test acc % sequential"], rows)
+                   "test acc % batched", "test acc % sequential", "measured (UTC)"], rows)
     gcn = out.get("gcn", {}).get("speedup")
     if gcn is not None:
         md += f"\n\nTarget ≥ 8× for GCN: **{'met' if gcn >= 8 else 'NOT met'}** ({gcn:.1f}×).\n"

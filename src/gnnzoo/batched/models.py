@@ -21,10 +21,9 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch_geometric.utils import softmax as scatter_softmax
 
 from gnnzoo.backbones.models import APPNP, GAT, GCN, GIN, MLP, SAGE, Backbone
-from gnnzoo.batched.graph import GraphOps
+from gnnzoo.batched.graph import GraphOps, SegmentSum, SparseMatmul, segment_softmax
 
 _ACT = {"relu": F.relu, "elu": F.elu, "gelu": F.gelu, "tanh": torch.tanh}
 
@@ -64,19 +63,6 @@ def _drop(h: Tensor, p: Tensor, training: bool, gen: torch.Generator | None) -> 
     mask, keep = _keep_mask(tuple(h.shape), 1 - p, gen)
     scale = (1.0 / keep).view(-1, *([1] * (h.dim() - 1)))
     return h * (mask * scale)
-
-
-class _BlockSparseLinear(torch.autograd.Function):
-    """``Xb @ Wflat`` for a constant sparse ``Xb``; the weight gradient uses ``XbT`` (given)."""
-
-    @staticmethod
-    def forward(ctx, Xb: Tensor, XbT: Tensor, Wflat: Tensor) -> Tensor:
-        ctx.XbT = XbT
-        return Xb @ Wflat
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        return None, None, ctx.XbT @ grad
 
 
 _BLOCK_CACHE: dict[tuple, dict[str, Tensor]] = {}
@@ -127,7 +113,7 @@ def _linear_first(x: Tensor, W: Tensor, p: Tensor, training: bool, gen) -> Tenso
         xb = torch.sparse_csr_tensor(st["crow"], st["col"], v.reshape(-1), (N * n, N * din))
         xbt = torch.sparse_csr_tensor(st["crow_t"], st["col_t"], vt.reshape(-1), (N * din, N * n))
         wflat = W.transpose(1, 2).reshape(N * din, out)
-        return _BlockSparseLinear.apply(xb, xbt, wflat).view(N, n, out)
+        return SparseMatmul.apply(xb, xbt, wflat).view(N, n, out)
     xb = _drop(x.unsqueeze(0).expand(N, n, din), p, True, gen)
     return torch.bmm(xb, W.transpose(1, 2))
 
@@ -263,7 +249,7 @@ class BatchedBackbone(nn.Module):
         return self._stack(t, x, layer)
 
     def _forward_gat(self, t: GAT, x: Tensor, ops: GraphOps) -> Tensor:
-        src, dst = ops.gat_edges
+        src, dst, deg = ops.gat_edges
         n = ops.n
         N = self.num_models
 
@@ -272,14 +258,17 @@ class BatchedBackbone(nn.Module):
             heads = t.out_heads if last else t.heads
             h = self._lin_in(i, h, self.p(f"layers.{i}.lin.weight"))
             C = h.size(-1) // heads
-            h = h.view(N, n, heads, C)
-            a_src = (h * self.p(f"layers.{i}.att_src")).sum(-1)  # [N, n, H]
-            a_dst = (h * self.p(f"layers.{i}.att_dst")).sum(-1)
-            alpha = F.leaky_relu(a_src[:, src] + a_dst[:, dst], 0.2)  # [N, E, H]
-            alpha = scatter_softmax(alpha, dst, num_nodes=n, dim=1)
-            alpha = _drop(alpha, self.attn_dropout, self.training, self.generator)
-            msg = h[:, src] * alpha.unsqueeze(-1)  # [N, E, H, C]
-            out = torch.zeros(N, n, heads, C, dtype=h.dtype).index_add_(1, dst, msg)
+            # node-major [n, N, H, C]; edges sorted by destination, so softmax and aggregation are
+            # segment reductions along dim 0 (scatter/index_add dispatch per index and are slow on CPU)
+            hn = h.view(N, n, heads, C).transpose(0, 1).contiguous()
+            a_src = (hn * self.p(f"layers.{i}.att_src").transpose(0, 1)).sum(-1)  # [n, N, H]
+            a_dst = (hn * self.p(f"layers.{i}.att_dst").transpose(0, 1)).sum(-1)
+            alpha = F.leaky_relu(a_src.index_select(0, src) + a_dst.index_select(0, dst), 0.2)  # [E, N, H]
+            alpha = segment_softmax(alpha, dst, deg)
+            if self.training and bool((self.attn_dropout > 0).any()):
+                alpha = _drop(alpha.transpose(0, 1), self.attn_dropout, True, self.generator).transpose(0, 1)
+            msg = hn.index_select(0, src) * alpha.unsqueeze(-1)  # [E, N, H, C]
+            out = SegmentSum.apply(msg, deg, dst).transpose(0, 1)
             out = out.mean(dim=2) if last else out.reshape(N, n, heads * C)
             return out + self.p(f"layers.{i}.bias").unsqueeze(1)
         return self._stack(t, x, layer)
