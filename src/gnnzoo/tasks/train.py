@@ -141,7 +141,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         if cfg.zoo.enabled and rank_zero_only.rank == 0:  # DDP: one writer
             entry = zoo.write(rec, recorder.best_state if rec["status"] == "completed" else None)
             rec["entry_dir"] = str(entry)
-        close_loggers(loggers)
+        close_loggers(loggers, "success" if rec["status"] == "completed" else "failed")
     return_value["entry_dir"] = rec.get("entry_dir")
     return return_value
 
@@ -235,6 +235,3 @@ def _run_parallel_seeds(cfg: DictConfig) -> float:
     console.print(f"{len(values)}/{len(cfgs)} seeds completed; mean {cfg.monitor.metric} = {mean:.4f}")
     return mean
 
-
-def entry_path(cfg: DictConfig) -> Path:
-    return Path(cfg.paths.zoo_dir) / run_id(cfg, cfg.zoo.id_ignore)

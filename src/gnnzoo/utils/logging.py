@@ -37,11 +37,11 @@ def print_result(cfg: DictConfig, result: dict[str, Any]) -> None:
                   f"run_id={result.get('run_id')} zoo={result.get('entry_dir') or cfg.paths.zoo_dir}")
 
 
-def close_loggers(loggers: Sequence[Any]) -> None:
+def close_loggers(loggers: Sequence[Any], status: str = "success") -> None:
     """Finish every logger; always end the W&B run so multirun jobs never share one."""
     for lg in loggers:
         try:
-            lg.finalize("success")
+            lg.finalize(status)
         except Exception:
             pass
     try:
