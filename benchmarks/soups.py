@@ -112,9 +112,10 @@ def part_scaling(ctx, k: int, tmp: str) -> tuple[dict, str]:
         base = ["dataset=synthetic", f"dataset.loader.num_nodes={n}", "dataset.loader.avg_degree=10", "backbone=sage",
                 "data=neighbor", "data.batch_size=256", "trainer.max_epochs=20", "trainer.check_val_every_n_epoch=5",
                 "logger=none", "extras.print_config=false", "trainer.enable_progress_bar=false",
-                f"paths.zoo_dir={tmp}/zoo", f"paths.output_dir={tmp}/out", "soup.params.epochs=10"]
+                f"paths.zoo_dir={tmp}/zoo", f"paths.output_dir={tmp}/out"]
         t_ing = train_ingredients(base, k)
-        res = {m: run_method(ctx, base + [f"soup={m}", f"soup.ingredients={k}"]) for m in ("learned", "partition_learned")}
+        res = {m: run_method(ctx, base + [f"soup={m}", f"soup.ingredients={k}", "soup.params.epochs=10"])
+               for m in ("learned", "partition_learned")}
         ls, pls = res["learned"], res["partition_learned"]
         r_mem = pls["soup/mem_delta_mb"] / max(ls["soup/mem_delta_mb"], 1e-9)
         d_acc = 100 * (pls["soup/test_acc"] - ls["soup/test_acc"])
