@@ -139,7 +139,7 @@ def test_soup_multirun_compares_all_strategies(tmp_path):
     from test_sweeps import run_train
 
     p = run_train(["-m", "soup=uniform,greedy,gis,learned,partition_learned", "soup.ingredients=4", "dataset=synthetic",
-                   "logger=none", "trainer.max_epochs=10", "soup.params.epochs=10", "trainer.enable_progress_bar=false"],
+                   "logger=none", "trainer.max_epochs=10", "++soup.params.epochs=10", "trainer.enable_progress_bar=false"],
                   tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
     assert "sweep summary: 5 done, 0 skipped, 0 failed" in p.stdout
