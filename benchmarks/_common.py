@@ -41,7 +41,7 @@ def md_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
     return "\n".join(out)
 
 
-def write_results(name: str, payload: dict, markdown: str) -> None:
+def write_results(name: str, payload: dict, markdown: str, command: str | None = None) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     payload = {"benchmark": name, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                "machine": machine(), **payload}
@@ -49,7 +49,7 @@ def write_results(name: str, payload: dict, markdown: str) -> None:
     m = machine()
     header = (f"# {name}\n\nMeasured {payload['date']} on {m['processor']}, {m['cpus']} CPUs, torch "
               f"{m['torch']} ({m['torch_threads']} threads){', GPU ' + m['cuda'] if m['cuda'] else ''}. "
-              f"Produced by `python benchmarks/{name}.py`.\n\n")
+              f"Produced by `{command or f'python benchmarks/{name}.py'}`.\n\n")
     (RESULTS / f"{name}.md").write_text(header + markdown.rstrip() + "\n")
     print(header + markdown)
 

@@ -149,7 +149,8 @@ def main() -> None:
         write_results("soups", {"seeds": args.seeds, "ingredients": args.ingredients, "cells": cells}, md)
     if args.part in ("scaling", "all"):
         out, md = part_scaling(ctx, args.ingredients, tmp)
-        write_results("soups_scaling", {"ingredients": args.ingredients, "results": {str(k): v for k, v in out.items()}}, md)
+        write_results("soups_scaling", {"ingredients": args.ingredients, "results": {str(k): v for k, v in out.items()}}, md,
+                      command="python benchmarks/soups.py --part scaling")
 
 
 if __name__ == "__main__":
