@@ -195,6 +195,7 @@ def partition_learned(states: Sequence[State], ev: Evaluator, parts: Any, num_pa
                       init: str = "uniform", t0: int | None = 4, seed: int = 0, train_mode: bool = False,
                       **_) -> SoupResult:
     """Partition Learned Souping: each step uses R of K partitions (their induced subgraph)."""
+    from gnnzoo.data.sampler import gather_rows
     from gnnzoo.soups.partition import PartitionSchedule
 
     sched = PartitionSchedule(parts, ev.edge_index, int(num_parts_per_step), seed)
@@ -207,19 +208,13 @@ def partition_learned(states: Sequence[State], ev: Evaluator, parts: Any, num_pa
         nodes, sub_ei = sched.next()
         seen[nodes] = True
         max_nodes = max(max_nodes, nodes.numel())
-        x = ev.x.index_select(0, nodes) if not ev.x.is_sparse_csr else _csr_rows(ev.x, nodes)
+        x = gather_rows(ev.x, nodes)
         return x, sub_ei, ev.y[nodes], fit[nodes]
 
     res = _learned(states, ev, step, epochs, lr, weight_decay, optimizer, init, t0, seed, train_mode)
     res.info.update(fit_covered=float(seen[fit].float().mean()), num_parts=sched.num_parts,
                     max_step_nodes=max_nodes)
     return res
-
-
-def _csr_rows(x: Tensor, idx: Tensor) -> Tensor:
-    from gnnzoo.data.sampler import csr_rows
-
-    return csr_rows(x, idx)
 
 
 @torch.no_grad()
