@@ -107,3 +107,15 @@ def test_train_returns_monitor_metric(tmp_path):
     assert isinstance(value, float) and not math.isnan(value)
     rec = next(Zoo(tmp_path / "zoo").entries()).record
     assert value == rec["best_val"]
+
+
+def test_sparse_transpose_cache_follows_values():
+    """The cached CSR transpose reuses the index structure but always takes the current values."""
+    from gnnzoo.backbones.models import _transpose_csr, dropout_input
+
+    torch.manual_seed(0)
+    x = ((torch.rand(30, 20) < 0.3) * torch.rand(30, 20)).to_sparse_csr()
+    assert torch.equal(_transpose_csr(x).to_dense(), x.to_dense().t())
+    for _ in range(3):  # dropout keeps the index tensors, changes the values
+        xd = dropout_input(x, 0.5, True)
+        assert torch.equal(_transpose_csr(xd).to_dense(), xd.to_dense().t())

@@ -17,7 +17,71 @@ from torch import Tensor, nn
 from torch_geometric.nn import APPNP as APPNPProp
 from torch_geometric.nn import GATConv, GCNConv, GINConv, SAGEConv
 
+from collections import OrderedDict
+
+from torch_geometric.nn.dense.linear import Linear as PygLinear
+
 NORMS = {None: None, "none": None, "batch": nn.BatchNorm1d, "layer": nn.LayerNorm}
+
+# CSR transpose structure, keyed by the index tensors' storage: input dropout builds a new CSR each
+# step but keeps the index tensors, so the structure is computed once per dataset. Entries hold the
+# index tensors themselves, so a key's storage cannot be freed and reused while it is cached.
+_TRANSPOSE: OrderedDict = OrderedDict()
+_TRANSPOSE_MAX = 4
+
+
+def _transpose_csr(x: Tensor) -> Tensor:
+    crow, col = x.crow_indices(), x.col_indices()
+    key = (crow.data_ptr(), col.data_ptr(), col.numel(), tuple(x.shape))
+    hit = _TRANSPOSE.get(key)
+    if hit is None:
+        n_rows, n_cols = x.shape
+        row = torch.repeat_interleave(torch.arange(n_rows, device=col.device), crow.diff())
+        perm = torch.argsort(col * n_rows + row, stable=True)
+        crow_t = torch.zeros(n_cols + 1, dtype=crow.dtype, device=col.device)
+        crow_t[1:] = torch.bincount(col, minlength=n_cols).cumsum(0)
+        hit = (crow, col, perm, crow_t, row[perm].to(col.dtype))
+        _TRANSPOSE[key] = hit
+        while len(_TRANSPOSE) > _TRANSPOSE_MAX:
+            _TRANSPOSE.popitem(last=False)
+    else:
+        _TRANSPOSE.move_to_end(key)
+    perm, crow_t, col_t = hit[2:]
+    return torch.sparse_csr_tensor(crow_t, col_t, x.values()[perm], (x.shape[1], x.shape[0]))
+
+
+class _SparseLinear(torch.autograd.Function):
+    """``x @ W^T`` for a constant CSR ``x``; the weight gradient uses a cached transpose of ``x``
+    (torch's own backward re-sorts the matrix on every call, which dominated first-layer cost)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor) -> Tensor:
+        ctx.x = x
+        return x @ weight.t()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        if not ctx.needs_input_grad[1]:
+            return None, None
+        return None, (_transpose_csr(ctx.x) @ grad).t()
+
+
+def sparse_linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``F.linear`` for CSR ``x`` (no gradient w.r.t. ``x``); dense ``x`` goes to ``F.linear``."""
+    if not x.is_sparse_csr or x.requires_grad:
+        return F.linear(x, weight, bias)
+    out = _SparseLinear.apply(x, weight)
+    return out if bias is None else out + bias
+
+
+class _SparseAwareLinear(nn.Linear):
+    def forward(self, x: Tensor) -> Tensor:
+        return sparse_linear(x, self.weight, self.bias)
+
+
+class _SparseAwarePygLinear(PygLinear):
+    def forward(self, x: Tensor) -> Tensor:
+        return sparse_linear(x, self.weight, self.bias) if x.is_sparse_csr else super().forward(x)
 ACTS = {"relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU, "tanh": nn.Tanh}
 
 
@@ -67,6 +131,13 @@ class Backbone(nn.Module):
             if i < len(dims) - 1 and self.norm_name:
                 self.norms.append(NORMS[self.norm_name](d_out))
         self.act = ACTS[act]()
+        # the first layer may see sparse CSR input: its linear maps take the cached-transpose path
+        # (same parameters and names, same results; only the class changes)
+        for m in self.layers[0].modules():
+            if type(m) is nn.Linear:
+                m.__class__ = _SparseAwareLinear
+            elif type(m) is PygLinear:
+                m.__class__ = _SparseAwarePygLinear
 
     def layer_dims(self) -> list[tuple[int, int]]:
         dims = [self.in_channels] + [self.hidden_channels] * (self.num_layers - 1) + [self.out_channels]
@@ -135,7 +206,7 @@ class SAGE(Backbone):
         if self.aggr == "max":
             return conv(x.to_dense(), edge_index)
         # lin_l(aggr(x_j)) + lin_r(x_i) == aggr(W_l x_j) + b_l + lin_r(x_i) for mean/sum
-        h = F.linear(x, conv.lin_l.weight)
+        h = sparse_linear(x, conv.lin_l.weight)
         out = conv.propagate(edge_index, x=(h, h), size=None)
         if conv.lin_l.bias is not None:
             out = out + conv.lin_l.bias
@@ -182,7 +253,7 @@ class GIN(Backbone):
             return conv(x, edge_index)
         # nn[0]((1+eps) x_i + sum_j x_j) == (1+eps) W x_i + sum_j W x_j + b
         first = conv.nn[0]
-        h = F.linear(x, first.weight)
+        h = sparse_linear(x, first.weight)
         out = conv.propagate(edge_index, x=(h, h), size=None) + (1 + conv.eps) * h + first.bias
         for m in list(conv.nn)[1:]:
             out = m(out)

@@ -143,7 +143,11 @@ def _learned(states: Sequence[State], ev: Evaluator, steps: Callable[[int], tupl
              seed: int, train_mode: bool) -> SoupResult:
     names = _param_names(ev)
     k = len(states)
-    stacked = {n: torch.stack([s[n] for s in states]).detach() for n in names}  # never require grad
+    # [K, numel] per tensor, never requiring grad: mixing is one [K] @ [K, numel] product, whose backward
+    # is a matrix-vector product for the coefficients only (a broadcast multiply + sum would build a
+    # [K, *shape] temporary in both directions)
+    stacked = {n: torch.stack([s[n].reshape(-1) for s in states]).detach() for n in names}
+    shapes = {n: states[0][n].shape for n in names}
     buffers = {n: sum(s[n] for s in states) / k for n in states[0] if n not in stacked}
     g = torch.Generator().manual_seed(int(seed))
     mixer = _Mixer(names, k, init, g)
@@ -154,7 +158,7 @@ def _learned(states: Sequence[State], ev: Evaluator, steps: Callable[[int], tupl
     losses = []
 
     def mixed(w: Tensor) -> State:
-        out = {n: (w[j].view(k, *([1] * (stacked[n].dim() - 1))) * stacked[n]).sum(0) for j, n in enumerate(names)}
+        out = {n: (w[j] @ stacked[n]).view(shapes[n]) for j, n in enumerate(names)}
         out.update(buffers)
         return out
 
