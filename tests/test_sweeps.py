@@ -76,3 +76,46 @@ def test_issue_sweep_cora_citeseer_gcn_gat(tmp_path):
     assert len(df) == 12
     assert set(df.dataset) == {"cora", "citeseer"} and set(df.backbone) == {"gcn", "gat"}
     assert df.groupby("dataset")["test/acc"].mean()["cora"] > 0.78
+
+
+def test_sweep_composer_equals_hydra(tmp_path):
+    """The fast composition (one template per group selection + value overrides) equals Hydra's."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import ConfigCompositionException
+    from hydra.types import RunMode
+    from omegaconf import OmegaConf
+
+    from conftest import CONF
+    from gnnzoo.utils.compose import SweepComposer
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        loader = GlobalHydra.instance().hydra.config_loader
+        master = loader.load_configuration("train", overrides=["logger=none"], run_mode=RunMode.MULTIRUN)
+        jobs = [["optimizer=sgd", f"optimizer.lr={lr}", f"backbone.hidden_channels={h}", "seed=3", "logger=none"]
+                for lr in (0.1, 0.5) for h in (16, 32)]
+        jobs += [["optimizer=adam", "optimizer.lr=0.01", "backbone.dropout=0.9", "logger=none"],
+                 ["backbone=sage", "+backbone.extra=1", "optimizer.weight_decay=0.1"],
+                 ["dataset=citeseer", "paths.zoo_dir=/x/y", "monitor.metric=val/loss", "monitor.mode=min"]]
+        composer = SweepComposer(loader, master)
+        for ov in jobs:
+            fast, ref = composer.compose(ov), loader.load_sweep_config(master, ov)
+            assert OmegaConf.to_container(fast, resolve=False) == OmegaConf.to_container(ref, resolve=False), ov
+            assert list(fast.hydra.overrides.task) == ov
+        # templates: sgd, adam, sage (its "+" override is part of the template), citeseer
+        assert not composer.full_only and len(composer.templates) == 4
+        with pytest.raises(ConfigCompositionException, match="no_such_key"):
+            composer.compose(["optimizer=sgd", "optimizer.no_such_key=1"])
+
+
+def test_default_sweeper_is_gnnzoo_and_presets_still_switch():
+    from hydra import compose, initialize_config_dir
+
+    from conftest import CONF
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        assert compose("train", return_hydra_config=True).hydra.sweeper._target_.endswith("GnnzooSweeper")
+        opt = compose("train", overrides=["hparams_search=optuna"], return_hydra_config=True)
+        assert "OptunaSweeper" in opt.hydra.sweeper._target_
+        basic = compose("train", overrides=["hydra/sweeper=basic"], return_hydra_config=True)
+        assert basic.hydra.sweeper._target_.endswith("BasicSweeper")

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class BatchedLauncherConf:
-    _target_: str = "hydra_plugins.gnnzoo_batched_launcher.batched_launcher.BatchedLauncher"
+    _target_: str = "hydra_plugins.gnnzoo.launcher.BatchedLauncher"
     # most models trained together in one process
     max_models: int = 64
     # show a progress bar per batch
@@ -52,8 +52,19 @@ class BatchedLauncher(Launcher):
         self.hydra_context = hydra_context
         self.task_function = task_function
 
-    def _job_config(self, overrides: Sequence[str], idx: int) -> DictConfig:
-        sweep_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+    def _job_configs(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> List[DictConfig]:
+        """Every job's sweep config as Hydra composes it (see ``gnnzoo.utils.compose``): taken from the
+        gnnzoo sweeper's validation when it ran, else composed here."""
+        from gnnzoo.utils.compose import SweepComposer, take_composed
+
+        composer = SweepComposer(self.hydra_context.config_loader, self.config)
+        out = []
+        for k, overrides in enumerate(job_overrides):
+            sc = take_composed(overrides)
+            out.append(self._job_config(sc if sc is not None else composer.compose(overrides), initial_job_idx + k))
+        return out
+
+    def _job_config(self, sweep_config: DictConfig, idx: int) -> DictConfig:
         with open_dict(sweep_config):
             sweep_config.hydra.job.id = f"{sweep_config.hydra.job.name}_{idx}"
             sweep_config.hydra.job.num = idx
@@ -70,12 +81,10 @@ class BatchedLauncher(Launcher):
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
         sweep_cfgs, task_cfgs = [], []
-        for k, overrides in enumerate(job_overrides):
-            sc = self._job_config(overrides, initial_job_idx + k)
+        for sc in self._job_configs(job_overrides, initial_job_idx):
             HydraConfig.instance().set_config(sc)
-            tc = OmegaConf.create(OmegaConf.to_container(sc, resolve=False))
+            tc = OmegaConf.create({k: v for k, v in OmegaConf.to_container(sc, resolve=False).items() if k != "hydra"})
             with open_dict(tc):
-                del tc["hydra"]
                 tc.paths.output_dir = sc.hydra.runtime.output_dir
             OmegaConf.resolve(tc)
             Path(tc.paths.output_dir).mkdir(parents=True, exist_ok=True)
