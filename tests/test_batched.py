@@ -199,3 +199,24 @@ def test_keep_mask_rates():
     assert bool(mask[0].all())  # dropout 0 keeps everything
     assert torch.allclose(mask.float().mean(1), keep, atol=0.005)
     assert torch.allclose(used, keep, atol=1 / 65536)
+
+
+@pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
+def test_receptive_field_forward_equals_full(sparse):
+    """GCN restricted to the receptive field of some nodes gives those nodes' full-graph logits and
+    the same gradients."""
+    d = make_sbm_graph(num_nodes=300, num_features=40, seed=2)
+    x = d.x.clamp(min=0) * (torch.rand_like(d.x) < 0.2)
+    x = x.to_sparse_csr() if sparse else x
+    B = BatchedBackbone.from_singles(_singles("gcn", 3, num_layers=3))
+    ops = GraphOps(d.edge_index, 300)
+    nodes = torch.tensor([3, 17, 50, 51, 200])
+    full = B(x, ops)[:, nodes]
+    g_full = torch.autograd.grad(full.square().sum(), list(B.parameters()))
+    part = B(x, ops, out_nodes=nodes)
+    g_part = torch.autograd.grad(part.square().sum(), list(B.parameters()))
+    assert torch.allclose(full, part, atol=1e-5)
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(g_full, g_part))
+    fields, _ = ops.receptive_field("gcn", nodes, 3)
+    assert torch.equal(fields[-1], nodes) and all(a.numel() >= b.numel() for a, b in zip(fields, fields[1:]))
+    assert ops.receptive_field("gcn", nodes, 1)[0][0].numel() < 300

@@ -43,10 +43,39 @@ class SparseOp:
         return cls(A.to_sparse_csr(), A.t().coalesce().to_sparse_csr())
 
     def __call__(self, H: Tensor) -> Tensor:
-        """``H`` [n, ...] -> ``A @ H`` with the trailing dims flattened and restored."""
+        """``H`` [n_in, ...] -> ``A @ H`` [n_out, ...] with the trailing dims flattened and restored."""
         shape = H.shape
         out = SparseMatmul.apply(self.A, self.AT, H.reshape(shape[0], -1).contiguous())
-        return out.view(shape[0], *shape[1:])
+        return out.view(self.A.shape[0], *shape[1:])
+
+    def restrict(self, rows: Tensor, cols: Tensor) -> "SparseOp":
+        """The [len(rows), len(cols)] block ``A[rows][:, cols]`` (``cols`` must hold every column
+        that the rows use)."""
+        n = self.A.shape[1]
+        A = self.A.to_sparse_coo().coalesce()
+        r, c = A.indices()
+        keep = torch.zeros(self.A.shape[0], dtype=torch.bool)
+        keep[rows] = True
+        sel = keep[r]
+        pos_r = torch.full((self.A.shape[0],), -1, dtype=torch.long)
+        pos_r[rows] = torch.arange(rows.numel())
+        pos_c = torch.full((n,), -1, dtype=torch.long)
+        pos_c[cols] = torch.arange(cols.numel())
+        rr, cc = pos_r[r[sel]], pos_c[c[sel]]
+        if bool((cc < 0).any()):
+            raise ValueError("restrict: cols misses columns used by rows")
+        B = torch.sparse_coo_tensor(torch.stack([rr, cc]), A.values()[sel], (rows.numel(), cols.numel())).coalesce()
+        return SparseOp(B.to_sparse_csr(), B.t().coalesce().to_sparse_csr())
+
+    def in_neighbourhood(self, rows: Tensor) -> Tensor:
+        """Sorted columns used by ``rows`` together with ``rows`` themselves."""
+        crow, col = self.A.crow_indices(), self.A.col_indices()
+        mask = torch.zeros(self.A.shape[1], dtype=torch.bool)
+        mask[rows] = True
+        starts, lens = crow[rows], crow[rows + 1] - crow[rows]
+        idx = torch.repeat_interleave(starts - torch.cumsum(lens, 0) + lens, lens) + torch.arange(int(lens.sum()))
+        mask[col[idx]] = True
+        return mask.nonzero().view(-1)
 
 
 class GraphOps:
@@ -61,6 +90,22 @@ class GraphOps:
         if key not in self._cache:
             self._cache[key] = build()
         return self._cache[key]
+
+    def receptive_field(self, kind: str, out_nodes: Tensor, num_layers: int) -> tuple[list[Tensor], list[SparseOp]]:
+        """Node sets and operators to compute ``num_layers`` propagations of operator ``kind`` at
+        ``out_nodes`` only: ``nodes[0]`` are the input rows, ``ops[l]`` maps ``nodes[l]`` to
+        ``nodes[l + 1]``, ``nodes[-1] == sorted(out_nodes)``. Cached per (kind, nodes, layers)."""
+        key = ("rf", kind, num_layers, out_nodes.data_ptr(), out_nodes.numel())
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] is out_nodes:  # the same tensor (a key's memory cannot be reused: held here)
+            return hit[1], hit[2]
+        full = getattr(self, kind)
+        nodes = [torch.unique(out_nodes)]
+        for _ in range(num_layers):
+            nodes.insert(0, full.in_neighbourhood(nodes[0]))
+        ops = [full.restrict(nodes[i + 1], nodes[i]) for i in range(num_layers)]
+        self._cache[key] = (out_nodes, nodes, ops)
+        return nodes, ops
 
     @property
     def gcn(self) -> SparseOp:

@@ -150,8 +150,8 @@ def train_batched(cfgs: Sequence[DictConfig], graph: GraphData | None = None, pr
     errors: list[str | None] = [None] * N
     active = torch.ones(N, dtype=torch.bool)
 
-    def ce_and_pred(logits: torch.Tensor, nodes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        lp = torch.log_softmax(logits[:, nodes], dim=-1)  # [N, |nodes|, C]
+    def ce_and_pred(logits: torch.Tensor, nodes: torch.Tensor, rows_only: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        lp = torch.log_softmax(logits if rows_only else logits[:, nodes], dim=-1)  # [N, |nodes|, C]
         loss = -lp.gather(2, y[nodes].view(1, -1, 1).expand(N, -1, 1)).squeeze(2).mean(1)
         return loss, lp.detach().argmax(-1)
 
@@ -168,8 +168,8 @@ def train_batched(cfgs: Sequence[DictConfig], graph: GraphData | None = None, pr
         for epoch in range(epochs):
             model.train()
             opt.zero_grad()
-            logits = model(d.x, ops)
-            losses, tr_pred = ce_and_pred(logits, idx["train"])
+            logits = model(d.x, ops, out_nodes=idx["train"])  # training loss: train nodes' receptive field only
+            losses, tr_pred = ce_and_pred(logits, idx["train"], rows_only=True)
             finite = torch.isfinite(losses.detach())
             for m in (~finite & active).nonzero().view(-1).tolist():
                 errors[m] = (f"DivergenceError: training loss became {float(losses[m].detach())} at epoch {epoch}, "
