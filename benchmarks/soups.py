@@ -171,8 +171,12 @@ def main() -> None:
                       command="python " + " ".join(["benchmarks/soups.py"] + sys.argv[1:]))
     if args.part in ("scaling", "all"):
         out, md = part_scaling(ctx, args.ingredients, tmp)
-        write_results("soups_scaling", {"ingredients": args.ingredients, "results": {str(k): v for k, v in out.items()}}, md,
-                      command="python benchmarks/soups.py --part scaling")
+        if reused:
+            md += (f"\nIngredients: {reused} zoo entries reused from an earlier run of this script (same configs and run "
+                   "ids; `--ingredients-from`); every soup was recomputed in this run.\n")
+        write_results("soups_scaling", {"ingredients": args.ingredients, "results": {str(k): v for k, v in out.items()},
+                                        "ingredients_reused": reused}, md,
+                      command="python " + " ".join(["benchmarks/soups.py"] + sys.argv[1:]))
 
 
 if __name__ == "__main__":
