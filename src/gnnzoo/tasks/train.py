@@ -54,14 +54,16 @@ def _instantiate_dict(node: DictConfig | None) -> list:
     return [instantiate(v) for v in node.values() if v is not None and "_target_" in v]
 
 
-def base_record(cfg: DictConfig, rid: str) -> dict[str, Any]:
-    """The record skeleton every run writes (single or batched); filled in as the run goes."""
+def base_record(cfg: DictConfig, rid: str, plain: dict | None = None) -> dict[str, Any]:
+    """The record skeleton every run writes (single or batched); filled in as the run goes.
+    ``plain``: ``cfg`` already resolved to containers, if the caller has it."""
+    plain = OmegaConf.to_container(cfg, resolve=True) if plain is None else plain
     return {
         "schema": SCHEMA, "kind": "run", "run_id": rid, "status": "failed", "error": None,
         "dataset": cfg.dataset.name, "backbone": cfg.backbone.name,
         "seed": int(cfg.seed), "init_seed": int(cfg.init_seed), "init_id": None,
-        "config": OmegaConf.to_container(cfg, resolve=True),
-        "identity": sorted(identity_config(cfg, cfg.zoo.id_ignore)),
+        "config": plain,
+        "identity": sorted(identity_config(plain, cfg.zoo.id_ignore)),
         "monitor": OmegaConf.to_container(cfg.monitor),
         "started_at": now_iso(), "versions": package_versions(), "host": host_info(),
         "batch": None,  # batched runs: {"size", "index", "wall_time_s"} of the batch they trained in
