@@ -62,7 +62,7 @@ def train_ingredients(overrides: list[str], k: int) -> float:
     return time.perf_counter() - t0
 
 
-def part_main(ctx, seeds: int, k: int, tmp: str) -> tuple[dict, str]:
+def part_main(ctx, seeds: int, k: int, tmp: str, tuned: dict | None = None) -> tuple[dict, str]:
     cells, rows = {}, []
     for dataset in ("cora", "citeseer"):
         for backbone in ("gcn", "sage", "gat"):
@@ -76,7 +76,11 @@ def part_main(ctx, seeds: int, k: int, tmp: str) -> tuple[dict, str]:
                         f"paths.zoo_dir={tmp}/zoo", f"paths.output_dir={tmp}/out"]
                 ing_s.append(train_ingredients(base, k))
                 for m in METHODS:
-                    res = run_method(ctx, base + [f"soup={m}", f"soup.ingredients={k}"])
+                    extra = []
+                    if m == "learned" and tuned:
+                        t = tuned[f"{dataset}/{backbone}"]
+                        extra = [f"soup.params.lr={t['lr']}", f"soup.params.epochs={t['epochs']}"]
+                    res = run_method(ctx, base + [f"soup={m}", f"soup.ingredients={k}"] + extra)
                     acc[m].append(100 * res["soup/test_acc"])
                     secs[m].append(res["soup/time_s"])
                     mem[m].append(res["soup/mem_delta_mb"])
@@ -100,6 +104,10 @@ def part_main(ctx, seeds: int, k: int, tmp: str) -> tuple[dict, str]:
     lost = [f"{key}: {LABEL[m]}" for key, c in cells.items() for m in METHODS
             if mean_std(c["test_acc"][m])[0] < mean_std(c["test_acc"]["best ingredient"])[0]]
     md += ("\n\nSoups below the best ingredient (by val) on mean test accuracy: " + (", ".join(lost) or "none") + ".\n")
+    if tuned:
+        md += ("\nLS per cell (lr, epochs) from `benchmarks/results/soups_tune.md` (chosen on held-out soup seeds with "
+               "soup.holdout, never on these seeds or on test nodes): "
+               + ", ".join(f"{c} lr {t['lr']:g} / {t['epochs']} ep" for c, t in tuned.items()) + ".\n")
     md += ("\nSettings: conf/soup/*.yaml defaults (GIS G=20; LS 25 epochs, PLS 50 epochs, SGD lr 10, init ones, T0 4; PLS "
            "METIS K=32, R=8). Published reference (Enhanced Soups abstract): LS up to +1.2 pt and 2.1× faster than "
            "GIS; PLS 24.5× faster and −76% memory on ogbn-products/GraphSAGE.\n")
@@ -156,13 +164,22 @@ def main() -> None:
     ap.add_argument("--ingredients-from", default=None, metavar="DIR",
                     help="temp folder of an earlier run of this script: its ingredient entries (same configs, same "
                          "run ids) are copied into the new zoo and not retrained; soups are always recomputed")
+    ap.add_argument("--tuned", action="store_true",
+                    help="LS lr/epochs per cell from benchmarks/results/soups_tune.json (benchmarks/soups_tune.py)")
     args = ap.parse_args()
+    tuned = None
+    if args.tuned:
+        import json
+
+        from _common import RESULTS
+
+        tuned = json.loads((RESULTS / "soups_tune.json").read_text())["cells"]
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(["torch", "torch_geometric", "gnnzoo.soups.task", "gnnzoo.tasks.train", "_common"])
     tmp = tempfile.mkdtemp(prefix="gnnzoo-soups-")
     reused = copy_ingredients(args.ingredients_from, tmp) if args.ingredients_from else 0
     if args.part in ("main", "all"):
-        cells, md = part_main(ctx, args.seeds, args.ingredients, tmp)
+        cells, md = part_main(ctx, args.seeds, args.ingredients, tmp, tuned)
         if reused:
             md += (f"\nIngredients: {reused} zoo entries reused from an earlier run of this script (same configs and run "
                    "ids; `--ingredients-from`); every soup was recomputed in this run.\n")
