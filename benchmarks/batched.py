@@ -12,8 +12,8 @@ not bit for bit).
 from __future__ import annotations
 
 import argparse
-import statistics
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -82,7 +82,8 @@ def main() -> None:
            "ids on both sides). Both sides include writing every zoo entry; the batched side includes building "
            "the N initial models through the single-model path; the sequential side composes each run's config "
            "(as `train.py` would). With `--repeats R`: medians over R batched/sequential pairs, ratio per pair.\n")
-    write_results("batched", {"models": args.models, "results": out}, md)
+    write_results("batched", {"models": args.models, "results": out}, md,
+                  command="python " + " ".join(["benchmarks/batched.py"] + sys.argv[1:]))
 
 
 if __name__ == "__main__":
