@@ -79,7 +79,7 @@ def part_main(ctx, seeds: int, k: int, tmp: str, tuned: dict | None = None) -> t
                     extra = []
                     if m == "learned" and tuned:
                         t = tuned[f"{dataset}/{backbone}"]
-                        extra = [f"soup.params.lr={t['lr']}", f"soup.params.epochs={t['epochs']}"]
+                        extra = [f"soup.params.{k}={t[k]}" for k in ("lr", "epochs", "init") if k in t]
                     res = run_method(ctx, base + [f"soup={m}", f"soup.ingredients={k}"] + extra)
                     acc[m].append(100 * res["soup/test_acc"])
                     secs[m].append(res["soup/time_s"])
@@ -107,7 +107,8 @@ def part_main(ctx, seeds: int, k: int, tmp: str, tuned: dict | None = None) -> t
     if tuned:
         md += ("\nLS per cell (lr, epochs) from `benchmarks/results/soups_tune.md` (chosen on held-out soup seeds with "
                "soup.holdout, never on these seeds or on test nodes): "
-               + ", ".join(f"{c} lr {t['lr']:g} / {t['epochs']} ep" for c, t in tuned.items()) + ".\n")
+               + ", ".join(f"{c} " + " ".join(f"{k} {t[k]}" for k in ("lr", "epochs", "init") if k in t)
+                           for c, t in tuned.items()) + ".\n")
     md += ("\nSettings: conf/soup/*.yaml defaults (GIS G=20; LS 25 epochs, PLS 50 epochs, SGD lr 10, init ones, T0 4; PLS "
            "METIS K=32, R=8). Published reference (Enhanced Soups abstract): LS up to +1.2 pt and 2.1× faster than "
            "GIS; PLS 24.5× faster and −76% memory on ogbn-products/GraphSAGE.\n")
@@ -165,7 +166,8 @@ def main() -> None:
                     help="temp folder of an earlier run of this script: its ingredient entries (same configs, same "
                          "run ids) are copied into the new zoo and not retrained; soups are always recomputed")
     ap.add_argument("--tuned", action="store_true",
-                    help="LS lr/epochs per cell from benchmarks/results/soups_tune.json (benchmarks/soups_tune.py)")
+                    help="LS settings per cell from benchmarks/results/soups_tune.json (benchmarks/soups_tune.py); "
+                         "results go to soups_tuned.{md,json}")
     args = ap.parse_args()
     tuned = None
     if args.tuned:
@@ -183,7 +185,7 @@ def main() -> None:
         if reused:
             md += (f"\nIngredients: {reused} zoo entries reused from an earlier run of this script (same configs and run "
                    "ids; `--ingredients-from`); every soup was recomputed in this run.\n")
-        write_results("soups", {"seeds": args.seeds, "ingredients": args.ingredients, "cells": cells,
+        write_results("soups_tuned" if tuned else "soups", {"seeds": args.seeds, "ingredients": args.ingredients, "cells": cells,
                                 "ingredients_reused": reused}, md,
                       command="python " + " ".join(["benchmarks/soups.py"] + sys.argv[1:]))
     if args.part in ("scaling", "all"):
