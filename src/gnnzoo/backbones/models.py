@@ -11,14 +11,13 @@ first layer is computed in the equivalent order (mean/sum aggregation commutes w
 """
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import APPNP as APPNPProp
 from torch_geometric.nn import GATConv, GCNConv, GINConv, SAGEConv
-
-from collections import OrderedDict
-
 from torch_geometric.nn.dense.linear import Linear as PygLinear
 
 NORMS = {None: None, "none": None, "batch": nn.BatchNorm1d, "layer": nn.LayerNorm}
@@ -30,18 +29,24 @@ _TRANSPOSE: OrderedDict = OrderedDict()
 _TRANSPOSE_MAX = 4
 
 
+def csr_transpose_structure(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(perm, crow_t, col_t): the index structure of ``x^T`` for CSR ``x``, with
+    ``values(x^T) = values(x)[perm]``."""
+    crow, col = x.crow_indices(), x.col_indices()
+    n_rows, n_cols = x.shape
+    row = torch.repeat_interleave(torch.arange(n_rows, device=col.device), crow.diff())
+    perm = torch.argsort(col * n_rows + row, stable=True)
+    crow_t = torch.zeros(n_cols + 1, dtype=crow.dtype, device=col.device)
+    crow_t[1:] = torch.bincount(col, minlength=n_cols).cumsum(0)
+    return perm, crow_t, row[perm].to(col.dtype)
+
+
 def _transpose_csr(x: Tensor) -> Tensor:
     crow, col = x.crow_indices(), x.col_indices()
     key = (crow.data_ptr(), col.data_ptr(), col.numel(), tuple(x.shape))
     hit = _TRANSPOSE.get(key)
     if hit is None:
-        n_rows, n_cols = x.shape
-        row = torch.repeat_interleave(torch.arange(n_rows, device=col.device), crow.diff())
-        perm = torch.argsort(col * n_rows + row, stable=True)
-        crow_t = torch.zeros(n_cols + 1, dtype=crow.dtype, device=col.device)
-        crow_t[1:] = torch.bincount(col, minlength=n_cols).cumsum(0)
-        hit = (crow, col, perm, crow_t, row[perm].to(col.dtype))
-        _TRANSPOSE[key] = hit
+        hit = _TRANSPOSE[key] = (crow, col, *csr_transpose_structure(x))
         while len(_TRANSPOSE) > _TRANSPOSE_MAX:
             _TRANSPOSE.popitem(last=False)
     else:

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gnnzoo.backbones.models import APPNP, GAT, GCN, GIN, MLP, SAGE, Backbone
+from gnnzoo.backbones.models import APPNP, GAT, GCN, GIN, MLP, SAGE, Backbone, csr_transpose_structure
 from gnnzoo.batched.graph import GraphOps, SegmentSum, SparseMatmul, segment_softmax
 
 _ACT = {"relu": F.relu, "elu": F.elu, "gelu": F.gelu, "tanh": torch.tanh}
@@ -79,11 +79,7 @@ def _block_structure(x: Tensor, N: int) -> dict[str, Tensor]:
         n, d = x.shape
         crow, col = x.crow_indices(), x.col_indices()
         nnz = col.numel()
-        rows = torch.repeat_interleave(torch.arange(n), crow[1:] - crow[:-1])
-        perm = torch.argsort(col * n + rows)
-        crow_t = torch.zeros(d + 1, dtype=crow.dtype)
-        torch.cumsum(torch.bincount(col, minlength=d), 0, out=crow_t[1:])
-        col_t = rows[perm].to(col.dtype)
+        perm, crow_t, col_t = csr_transpose_structure(x)
         offs = torch.arange(N).view(N, 1)
 
         def block(cr, cl, n_cols):
@@ -93,8 +89,9 @@ def _block_structure(x: Tensor, N: int) -> dict[str, Tensor]:
         bcrow, bcol = block(crow, col, d)
         bcrow_t, bcol_t = block(crow_t, col_t, n)
         _BLOCK_CACHE.clear()  # one graph at a time
+        # the index tensors are held so that their storage (the key) cannot be reused while cached
         _BLOCK_CACHE[key] = {"crow": bcrow, "col": bcol, "crow_t": bcrow_t, "col_t": bcol_t, "perm": perm,
-                             "vals_t": x.values()[perm]}
+                             "source": (crow, col)}
     return _BLOCK_CACHE[key]
 
 
