@@ -3,8 +3,9 @@
 Each model ``i`` of a batch has its own optimizer type (``sgd``, ``adam``, ``adamw``), learning rate,
 weight decay and momentum (SGD) / betas (Adam). The update of model ``i`` is exactly what
 ``torch.optim.<type>`` would do to that model alone (same formulas, same order of operations;
-see tests/test_batched.py). Mixed types in one batch compute each update rule once for all models
-and select per model.
+see tests/test_batched.py). Each run of consecutive models of one type is updated in place through a
+slice of the stacked tensors (the batched trainer orders models by type, so a batch has at most three
+runs); models marked inactive are left unchanged.
 """
 from __future__ import annotations
 
@@ -42,9 +43,7 @@ class BatchedOptimizer:
         self.beta1 = torch.tensor([x[0] for x in b], dtype=torch.float64)
         self.beta2 = torch.tensor([x[1] for x in b], dtype=torch.float64)
         self.eps = f(eps, 1e-8)
-        self.is_sgd = torch.tensor([k == "sgd" for k in kinds])
-        self.is_adamw = torch.tensor([k == "adamw" for k in kinds])
-        self.any_sgd, self.any_adam = bool(self.is_sgd.any()), bool((~self.is_sgd).any())
+        self.segments = self._segments(list(kinds))
         self.step_count = 0
         self.state: dict[str, dict[str, Tensor]] = {name: {} for name in params}
         self.active = torch.ones(n, dtype=torch.bool)  # models whose training has stopped get no updates
@@ -57,10 +56,9 @@ class BatchedOptimizer:
     def _b(v: Tensor, like: Tensor) -> Tensor:
         return v.to(like.dtype).view(-1, *([1] * (like.dim() - 1)))
 
-    def _segments(self) -> list[tuple[int, int, str]]:
-        """Runs of consecutive models with one optimizer type: each is updated in place through a
-        slice (the batched trainer orders models by type, so a batch has at most three runs)."""
-        kinds = ["sgd" if s else ("adamw" if w else "adam") for s, w in zip(self.is_sgd.tolist(), self.is_adamw.tolist())]
+    @staticmethod
+    def _segments(kinds: list[str]) -> list[tuple[int, int, str]]:
+        """Runs ``(start, end, kind)`` of consecutive models with one optimizer type."""
         runs, start = [], 0
         for i in range(1, len(kinds) + 1):
             if i == len(kinds) or kinds[i] != kinds[start]:
@@ -73,8 +71,6 @@ class BatchedOptimizer:
         self.step_count += 1
         t = self.step_count
         frozen = None if bool(self.active.all()) else (~self.active).nonzero().view(-1)
-        if not hasattr(self, "segments"):
-            self.segments = self._segments()
         for name, p in self.params.items():
             g = p.grad
             if g is None:
