@@ -54,8 +54,7 @@ class SweepComposer:
     def full(self, overrides: Sequence[str]) -> DictConfig:
         return self.loader.load_sweep_config(self.master, list(overrides))
 
-    def _split(self, overrides: Sequence[str]) -> Optional[tuple[tuple[str, ...], list]]:
-        parsed = self._parser.parse_overrides(list(overrides))
+    def _split(self, parsed: list) -> Optional[tuple[tuple[str, ...], list]]:
         structural, values = [], []
         for o in parsed:
             key = o.key_or_group
@@ -72,7 +71,8 @@ class SweepComposer:
 
     def compose(self, overrides: Sequence[str]) -> DictConfig:
         """The job's sweep config, equal to ``config_loader.load_sweep_config(master, overrides)``."""
-        split = None if self.full_only else self._split(overrides)
+        parsed = None if self.full_only else self._parser.parse_overrides(list(overrides))
+        split = None if parsed is None else self._split(parsed)
         if split is None:
             return self.full(overrides)
         structural, values = split
@@ -84,7 +84,7 @@ class SweepComposer:
             cfg.hydra.overrides.task = list(overrides)
             dn = cfg.hydra.job.config.override_dirname
             cfg.hydra.job.override_dirname = self._dirname(
-                overrides=self._parser.parse_overrides(list(overrides)), kv_sep=dn.kv_sep, item_sep=dn.item_sep,
+                overrides=parsed, kv_sep=dn.kv_sep, item_sep=dn.item_sep,
                 exclude_keys=dn.exclude_keys)
         OmegaConf.copy_cache(from_config=self.master, to_config=cfg)
         if values and structural not in self.checked:
