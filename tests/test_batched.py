@@ -201,14 +201,15 @@ def test_keep_mask_rates():
     assert torch.allclose(used, keep, atol=1 / 65536)
 
 
+@pytest.mark.parametrize("layers", [2, 3])
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
-def test_receptive_field_forward_equals_full(sparse):
+def test_receptive_field_forward_equals_full(sparse, layers):
     """GCN restricted to the receptive field of some nodes gives those nodes' full-graph logits and
     the same gradients."""
     d = make_sbm_graph(num_nodes=300, num_features=40, seed=2)
     x = d.x.clamp(min=0) * (torch.rand_like(d.x) < 0.2)
     x = x.to_sparse_csr() if sparse else x
-    B = BatchedBackbone.from_singles(_singles("gcn", 3, num_layers=3))
+    B = BatchedBackbone.from_singles(_singles("gcn", 3, num_layers=layers))
     ops = GraphOps(d.edge_index, 300)
     nodes = torch.tensor([3, 17, 50, 51, 200])
     full = B(x, ops)[:, nodes]
@@ -217,6 +218,22 @@ def test_receptive_field_forward_equals_full(sparse):
     g_part = torch.autograd.grad(part.square().sum(), list(B.parameters()))
     assert torch.allclose(full, part, atol=1e-5)
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(g_full, g_part))
-    fields, _ = ops.receptive_field("gcn", nodes, 3)
+    fields, _ = ops.receptive_field("gcn", nodes, layers)
     assert torch.equal(fields[-1], nodes) and all(a.numel() >= b.numel() for a, b in zip(fields, fields[1:]))
-    assert ops.receptive_field("gcn", nodes, 1)[0][0].numel() < 300
+    assert fields[1].numel() < 300  # the hidden layer really is restricted
+
+
+def test_optimizer_leaves_inactive_models_unchanged():
+    singles = _singles("gcn", 4)
+    B = BatchedBackbone.from_singles(singles)
+    params = B.parameters_by_name()
+    opt = BatchedOptimizer(params, ["sgd", "sgd", "adam", "adam"], [0.1] * 4, [5e-4] * 4, [0.9] * 4)
+    d = make_sbm_graph(num_nodes=200, num_features=40, seed=1)
+    ops = GraphOps(d.edge_index, 200)
+    before = {k: v.detach().clone() for k, v in params.items()}
+    B(d.x, ops).square().sum().backward()
+    opt.active = torch.tensor([True, False, True, False])
+    opt.step()
+    for k, v in params.items():
+        assert torch.equal(v[1], before[k][1]) and torch.equal(v[3], before[k][3]), k
+        assert not torch.equal(v[0], before[k][0]) and not torch.equal(v[2], before[k][2]), k
