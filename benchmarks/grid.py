@@ -31,23 +31,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--max-models", type=int, default=180)
     ap.add_argument("--epochs", type=int, default=200)
-    ap.add_argument("--from-zoo", default=None, metavar="DIR",
-                    help="rebuild the tables from the temp folder of an earlier run of this script (its zoo is "
-                         "read); wall time is then taken from file timestamps: folder creation to last zoo write")
     args = ap.parse_args()
-    if args.from_zoo:
-        tmp = args.from_zoo
-        zoo_files = list(Path(tmp, "zoo").glob("*/record.json"))
-        first = min(p.stat().st_mtime for p in Path(tmp, "logs").rglob("*"))
-        wall = max(f.stat().st_mtime for f in zoo_files) - first
-        timing = ("from file timestamps of an earlier run of this script: the sweep's first log file (written once "
-                  "Hydra starts, after imports) to the last zoo record; that run's own JSON write failed "
-                  "(numpy int64, fixed since)")
-        stdout = ""
-    else:
-        tmp, wall, stdout = run_grid(args)
-        timing = "the whole `train.py -m` process, measured around the subprocess"
-    report(tmp, wall, stdout, timing, args)
+    tmp, wall, stdout = run_grid(args)
+    report(tmp, wall, stdout, "the whole `train.py -m` process, measured around the subprocess", args)
 
 
 def run_grid(args) -> tuple[str, float, str]:
