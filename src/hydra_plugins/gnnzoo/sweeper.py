@@ -1,10 +1,11 @@
-"""Hydra sweeper ``hydra/sweeper=gnnzoo`` (the default in ``conf/train.yaml``): Hydra's basic sweeper
-with a faster batch validation.
+"""Hydra sweeper ``hydra/sweeper=gnnzoo`` (the default, set in ``conf/hydra/default.yaml``): Hydra's
+basic sweeper with a faster batch validation.
 
 The basic sweeper composes every job of a batch before launching it, to fail before any job runs;
 for a 540-job grid that is ~540 full compositions. This sweeper validates with
 :class:`gnnzoo.utils.compose.SweepComposer` (each distinct set of group overrides composed once,
-checked against Hydra's full composition) and hands the composed configs to the batched launcher.
+checked against Hydra's full composition) and, when the launcher is the batched one, hands it the
+composed configs (other launchers compose each job themselves, so nothing is kept for them).
 Sweep semantics (grid expansion, ``max_batch_size``, ``params``) are the basic sweeper's.
 """
 from dataclasses import dataclass
@@ -28,5 +29,8 @@ class GnnzooSweeper(BasicSweeper):
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         from gnnzoo.utils.compose import SweepComposer
 
+        from hydra_plugins.gnnzoo.launcher import BatchedLauncher
+
         assert self.hydra_context is not None and self.config is not None
-        SweepComposer(self.hydra_context.config_loader, self.config).compose_all(batch, keep=True)
+        keep = isinstance(self.launcher, BatchedLauncher)
+        SweepComposer(self.hydra_context.config_loader, self.config).compose_all(batch, keep=keep)
