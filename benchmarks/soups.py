@@ -79,7 +79,7 @@ def part_main(ctx, seeds: int, k: int, tmp: str, tuned: dict | None = None) -> t
                     extra = []
                     if m == "learned" and tuned:
                         t = tuned[f"{dataset}/{backbone}"]
-                        extra = [f"soup.params.{k}={t[k]}" for k in ("lr", "epochs", "init") if k in t]
+                        extra = [f"soup.params.{k}={t[k]}" for k in ("lr", "epochs", "init", "keep") if k in t]
                     res = run_method(ctx, base + [f"soup={m}", f"soup.ingredients={k}"] + extra)
                     acc[m].append(100 * res["soup/test_acc"])
                     secs[m].append(res["soup/time_s"])
@@ -107,7 +107,7 @@ def part_main(ctx, seeds: int, k: int, tmp: str, tuned: dict | None = None) -> t
     if tuned:
         md += ("\nLS per cell (lr, epochs) from `benchmarks/results/soups_tune.md` (chosen on held-out soup seeds with "
                "soup.holdout, never on these seeds or on test nodes): "
-               + ", ".join(f"{c} " + " ".join(f"{k} {t[k]}" for k in ("lr", "epochs", "init") if k in t)
+               + ", ".join(f"{c} " + " ".join(f"{k} {t[k]}" for k in ("lr", "epochs", "init", "keep") if k in t)
                            for c, t in tuned.items()) + ".\n")
     md += ("\nSettings: conf/soup/*.yaml defaults (GIS G=20; LS 25 epochs, PLS 50 epochs, SGD lr 10, init ones, T0 4; PLS "
            "METIS K=32, R=8). Published reference (Enhanced Soups abstract): LS up to +1.2 pt and 2.1× faster than "

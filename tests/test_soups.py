@@ -76,6 +76,35 @@ def test_learned_improves_fit_loss(setup):
     assert res.info["loss"][-1] < res.info["loss"][0]
 
 
+def test_learned_keep_best_returns_the_best_fit_epoch(setup):
+    d, ev, states = setup
+    uni_acc = ev.accuracy(uniform(states, ev).state, "fit")
+    last = learned(states, ev, epochs=12, lr=30.0, init="ones", t0=None, keep="last")
+    best = learned(states, ev, epochs=12, lr=30.0, init="ones", t0=None, keep="best")
+    curve = best.info["fit_acc_curve"]
+    assert len(curve) == 13 and curve[0] == pytest.approx(uni_acc)  # the start, then after each of 12 steps
+    assert best.info["fit_acc"] == max(curve) == curve[best.info["kept_epoch"]]
+    assert ev.accuracy(best.state, "fit") == pytest.approx(max(curve))
+    assert ev.accuracy(best.state, "fit") >= max(uni_acc, ev.accuracy(last.state, "fit"))
+    assert best.info["loss"] == last.info["loss"]  # the same trajectory; only the returned epoch differs
+    with pytest.raises(ValueError, match="keep"):
+        learned(states, ev, epochs=1, keep="first")
+
+
+def test_learned_greedy_init_starts_at_the_greedy_soup(setup):
+    d, ev, states = setup
+    g = greedy(states, ev)
+    res = learned(states, ev, epochs=0, init="greedy")
+    assert res.info["greedy_kept"] == g.info["kept"]
+    assert all(torch.allclose(res.state[k], g.state[k], atol=1e-5) for k in g.state)
+    fitted = learned(states, ev, epochs=10, lr=10.0, init="greedy", keep="best")
+    assert ev.accuracy(fitted.state, "fit") >= g.info["fit_acc"]  # keep=best includes the (greedy) start
+    parts = make_parts("random", d.edge_index, d.num_nodes, 4, d.val_mask, 0)
+    for bad in ({"init": "greedy"}, {"keep": "best"}):  # both need full-graph evaluations
+        with pytest.raises(ValueError, match="partition_learned"):
+            partition_learned(states, ev, parts=parts, epochs=1, **bad)
+
+
 def test_pls_steps_cover_every_validation_node(setup):
     d, ev, states = setup
     K, R = 8, 3
@@ -122,6 +151,12 @@ def test_soup_task_end_to_end_and_ingredient_reuse(tmp_path):
     # from_zoo with a filter
     res3 = run_soup(make_cfg(SYN + ["soup=uniform", "+soup.from_zoo.dataset=synthetic"], tmp_path))
     assert res3["soup/test_acc"] > 0
+    # zoo.enabled=false: no soup entry, but fresh ingredients still go to the zoo (the soup reads them there)
+    res4 = run_soup(make_cfg(SYN + ["soup=uniform", "soup.ingredients=2", "soup.seed_offset=50", "zoo.enabled=false"],
+                             tmp_path))
+    assert res4["entry_dir"] is None
+    after = Zoo(tmp_path / "zoo")
+    assert len(after.df(kind="run")) == 6 and len(after.df(kind="soup")) == 3
 
 
 def test_mismatched_ingredients_raise_clear_error(tmp_path):

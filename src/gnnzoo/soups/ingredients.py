@@ -91,7 +91,8 @@ def from_zoo(zoo_dir: str, query: dict, limit: int | None = None) -> Ingredients
 
 def ingredient_configs(cfg: DictConfig, k: int) -> list[DictConfig]:
     """K ingredient run configs: the soup config without the soup, one shared ``init_seed``, seeds
-    ``soup.seed_offset + 0..K-1``."""
+    ``soup.seed_offset + 0..K-1``. Ingredients always go to the zoo (the soup reads them from there and
+    its record names them), whatever ``zoo.enabled`` says: that switch applies to the soup's own entry."""
     out = []
     base = OmegaConf.to_container(cfg, resolve=False)
     base.pop("soup", None)
@@ -99,6 +100,7 @@ def ingredient_configs(cfg: DictConfig, k: int) -> list[DictConfig]:
         c = OmegaConf.create(base)
         c.init_seed = int(cfg.init_seed)
         c.seed = int(cfg.soup.seed_offset) + i
+        c.zoo.enabled = True
         out.append(c)
     return out
 

@@ -115,13 +115,23 @@ def gis(states: Sequence[State], ev: Evaluator, granularity: int = 20, **_) -> S
                              "ingredient_fit_acc": accs})
 
 
+_WARM_FLOOR = 1e-6  # weight of ingredients a warm start leaves out: a finite logit (-inf would turn into NaN/inf
+#                     under weight decay); at 1e-6 they stay out in practice, as gradients scale with the weight
+INITS = ("ones", "uniform", "normal", "greedy")
+KEEPS = ("last", "best")
+
+
 class _Mixer(nn.Module):
     """One mixing logit per (parameter tensor, ingredient); softmax over ingredients; output scale beta."""
 
-    def __init__(self, names: list[str], k: int, init: str, generator: torch.Generator):
+    def __init__(self, names: list[str], k: int, init: str, generator: torch.Generator,
+                 start: Sequence[float] | None = None):
         super().__init__()
         raw = torch.empty(len(names), k)
-        if init == "ones":
+        if start is not None:  # warm start: softmax(log w) = w, so training starts at that soup exactly
+            w = torch.as_tensor(start, dtype=torch.float32).clamp_min(_WARM_FLOOR)
+            raw.copy_((w / w.sum()).log().expand(len(names), k))
+        elif init == "ones":
             raw.fill_(1.0)
         elif init == "uniform":
             bound = math.sqrt(6.0 / (len(names) + k))  # xavier_uniform_, with our generator
@@ -129,7 +139,7 @@ class _Mixer(nn.Module):
         elif init == "normal":
             raw.normal_(0.0, math.sqrt(2.0 / (len(names) + k)), generator=generator)
         else:
-            raise ValueError(f"soup.init must be ones, uniform or normal, got {init!r}")
+            raise ValueError(f"soup.init must be ones, uniform, normal or greedy, got {init!r}")
         self.names = names
         self.alpha_raw = nn.Parameter(raw)
         self.beta = nn.Parameter(torch.ones(()))
@@ -140,9 +150,20 @@ class _Mixer(nn.Module):
 
 def _learned(states: Sequence[State], ev: Evaluator, steps: Callable[[int], tuple[Tensor, Tensor, Tensor, Tensor]],
              epochs: int, lr: float, weight_decay: float, optimizer: str, init: str, t0: int | None,
-             seed: int, train_mode: bool) -> SoupResult:
+             seed: int, train_mode: bool, keep: str = "last") -> SoupResult:
+    """Fit the mixing coefficients. ``keep='best'`` returns the coefficients with the best accuracy on the
+    fit nodes over the epochs (ties: lower fit loss), which needs full-fit-set steps (LS, not PLS)."""
+    if init not in INITS:
+        raise ValueError(f"soup.init must be one of {', '.join(INITS)}, got {init!r}")
+    if keep not in KEEPS:
+        raise ValueError(f"soup.keep must be one of {', '.join(KEEPS)}, got {keep!r}")
     names = _param_names(ev)
     k = len(states)
+    start, info = None, {}
+    if init == "greedy":  # warm start at the greedy soup (its K + <=K-1 evaluations count in the soup's time)
+        g_res = greedy(states, ev)
+        start = g_res.info["weights"]
+        info.update(greedy_kept=g_res.info["kept"], greedy_fit_acc=g_res.info["fit_acc"])
     # [K, numel] per tensor, never requiring grad: mixing is one [K] @ [K, numel] product, whose backward
     # is a matrix-vector product for the coefficients only (a broadcast multiply + sum would build a
     # [K, *shape] temporary in both directions)
@@ -150,7 +171,7 @@ def _learned(states: Sequence[State], ev: Evaluator, steps: Callable[[int], tupl
     shapes = {n: states[0][n].shape for n in names}
     buffers = {n: sum(s[n] for s in states) / k for n in states[0] if n not in stacked}
     g = torch.Generator().manual_seed(int(seed))
-    mixer = _Mixer(names, k, init, g)
+    mixer = _Mixer(names, k, init, g, start)
     opt_cls = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[optimizer]
     opt = opt_cls(mixer.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=int(t0)) if t0 else None
@@ -162,16 +183,43 @@ def _learned(states: Sequence[State], ev: Evaluator, steps: Callable[[int], tupl
         out.update(buffers)
         return out
 
+    best: tuple = (-math.inf, -math.inf, -1, None)  # (fit accuracy, -fit loss, epoch, coefficients) kept
+    fit_accs: list[float] = []
+
+    def consider(acc: float, loss: float) -> None:
+        nonlocal best
+        fit_accs.append(acc)
+        if (acc, -loss) > best[:2]:
+            best = (acc, -loss, len(fit_accs) - 1, mixer.alpha_raw.detach().clone())
+
+    def score(x: Tensor, edge_index: Tensor, y: Tensor, fit: Tensor) -> tuple[float, float]:
+        """Eval-mode fit accuracy and loss of the current coefficients (one extra forward, no grad)."""
+        with torch.no_grad():
+            ev.model.eval()
+            out = ev.logits(mixed(mixer.weights()), x, edge_index)[fit]
+            ev.model.train(train_mode)
+            return float((out.argmax(-1) == y[fit]).float().mean()), float(F.cross_entropy(out * mixer.beta, y[fit]))
+
     for epoch in range(int(epochs)):
         x, edge_index, y, fit = steps(epoch)
         opt.zero_grad()
         logits = ev.logits(mixed(mixer.weights()), x, edge_index) * mixer.beta
         loss = F.cross_entropy(logits[fit], y[fit])
+        if keep == "best":  # the step's own forward scores the coefficients it starts from (eval mode: free)
+            acc, l_val = score(x, edge_index, y, fit) if train_mode else (
+                float((logits[fit].detach().argmax(-1) == y[fit]).float().mean()), float(loss.detach()))
+            consider(acc, l_val)
         loss.backward()
         opt.step()
         if sched is not None:
             sched.step()
         losses.append(float(loss.detach()))
+    if keep == "best":
+        consider(*score(*steps(int(epochs))))  # the coefficients after the last step
+        with torch.no_grad():
+            mixer.alpha_raw.copy_(best[3])
+        # kept_epoch e: the coefficients after e steps (epochs = those after the last step)
+        info.update(kept_epoch=best[2], fit_acc=best[0], fit_acc_curve=fit_accs)
     ev.model.eval()
     grad_tensors = [f"mixer.{n}" for n, p in mixer.named_parameters() if p.grad is not None]
     grad_tensors += [f"model.{n}" for n, p in ev.model.named_parameters() if p.grad is not None]
@@ -181,24 +229,34 @@ def _learned(states: Sequence[State], ev: Evaluator, steps: Callable[[int], tupl
         w = mixer.weights()
         state = {n: t.detach() for n, t in mixed(w).items()}
     coeffs = {n: w[j].tolist() for j, n in enumerate(names)}
-    return SoupResult(state, {"coefficients": coeffs, "beta": float(mixer.beta.detach()), "loss": losses,
-                              "weights": w.mean(0).tolist(), "grad_tensors": grad_tensors})
+    info.update(coefficients=coeffs, beta=float(mixer.beta.detach()), loss=losses, weights=w.mean(0).tolist(),
+                grad_tensors=grad_tensors)
+    return SoupResult(state, info)
 
 
 def learned(states: Sequence[State], ev: Evaluator, epochs: int = 100, lr: float = 1.0, weight_decay: float = 0.0,
             optimizer: str = "sgd", init: str = "uniform", t0: int | None = 4, seed: int = 0,
-            train_mode: bool = False, **_) -> SoupResult:
-    """Learned Souping: full-graph forward of the mixed model, cross-entropy on the fit nodes."""
+            train_mode: bool = False, keep: str = "last", **_) -> SoupResult:
+    """Learned Souping: full-graph forward of the mixed model, cross-entropy on the fit nodes.
+
+    ``init='greedy'`` starts from the greedy soup's weights instead of a uniform or random mix;
+    ``keep='best'`` returns the epoch with the best fit accuracy (the criterion greedy and GIS select by)."""
     fit = ev.masks["fit"]
     return _learned(states, ev, lambda e: (ev.x, ev.edge_index, ev.y, fit), epochs, lr, weight_decay, optimizer,
-                    init, t0, seed, train_mode)
+                    init, t0, seed, train_mode, keep)
 
 
 def partition_learned(states: Sequence[State], ev: Evaluator, parts: Any, num_parts_per_step: int = 4,
                       epochs: int = 100, lr: float = 1.0, weight_decay: float = 0.0, optimizer: str = "sgd",
                       init: str = "uniform", t0: int | None = 4, seed: int = 0, train_mode: bool = False,
-                      **_) -> SoupResult:
+                      keep: str = "last", **_) -> SoupResult:
     """Partition Learned Souping: each step uses R of K partitions (their induced subgraph)."""
+    if keep != "last":  # scoring every epoch on the whole fit set would need the full graph PLS avoids
+        raise ValueError(f"soup.params.keep={keep!r} is not available for partition_learned (only 'last'): "
+                         "choosing an epoch needs full-graph evaluations, which PLS exists to avoid")
+    if init == "greedy":
+        raise ValueError("soup.params.init='greedy' is not available for partition_learned: the greedy warm start "
+                         "evaluates on the full graph, which PLS exists to avoid")
     from gnnzoo.data.sampler import gather_rows
     from gnnzoo.soups.partition import PartitionSchedule
 
