@@ -119,3 +119,29 @@ def test_sparse_transpose_cache_follows_values():
     for _ in range(3):  # dropout keeps the index tensors, changes the values
         xd = dropout_input(x, 0.5, True)
         assert torch.equal(_transpose_csr(xd).to_dense(), xd.to_dense().t())
+
+
+def test_accuracy_metric_matches_torchmetrics():
+    from torchmetrics.functional.classification import multiclass_accuracy
+
+    from gnnzoo.lit.metrics import make_metric
+
+    g = torch.Generator().manual_seed(0)
+    y = torch.randint(0, 7, (1000,), generator=g)
+    logits = torch.randn(1000, 7, generator=g)
+    acc = make_metric("acc", 7)
+    expected = float(multiclass_accuracy(logits.argmax(-1), y, 7, average="micro"))
+    assert acc(logits, y) == pytest.approx(expected) and acc(logits.argmax(-1), y) == pytest.approx(expected)
+    assert math.isnan(acc(logits[:0], y[:0]))
+
+
+def test_graph_cache_gives_each_run_its_own_data_object(tmp_path):
+    cfg = make_cfg(["dataset=synthetic", "dataset.loader.num_nodes=300"], tmp_path)
+    a, b = load_graph(cfg), load_graph(cfg)
+    assert a.data is not b.data and torch.equal(a.data.y, b.data.y)
+    a.data.extra = torch.ones(1)
+    a.data.y = a.data.y + 1  # rebinding an attribute on one copy leaves the cache and other copies alone
+    c = load_graph(cfg)
+    assert "extra" not in c.data and torch.equal(c.data.y, b.data.y)
+    other = load_graph(make_cfg(["dataset=synthetic", "dataset.loader.num_nodes=200"], tmp_path))
+    assert other.num_nodes == 200  # a different loader config is loaded, not served from the cache

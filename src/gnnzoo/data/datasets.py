@@ -47,7 +47,7 @@ class GraphData:
     name: str
     num_features: int
     num_classes: int
-    metric: str = "acc"  # "acc" (torchmetrics) or "ogb" (ogb Evaluator)
+    metric: str = "acc"  # "acc" (fraction correct) or "ogb" (ogb Evaluator)
     ogb_name: str | None = None
     info: dict = field(default_factory=dict)
 

@@ -1,10 +1,9 @@
-"""Node-classification metrics: torchmetrics accuracy, or ogb's Evaluator for OGB datasets."""
+"""Node-classification metrics: accuracy, or ogb's Evaluator for OGB datasets."""
 from __future__ import annotations
 
 from typing import Callable
 
 from torch import Tensor
-from torchmetrics.functional.classification import multiclass_accuracy
 
 
 def make_metric(kind: str, num_classes: int, ogb_name: str | None = None) -> Callable[[Tensor, Tensor], float]:
@@ -15,7 +14,9 @@ def make_metric(kind: str, num_classes: int, ogb_name: str | None = None) -> Cal
                 pred = pred.argmax(-1)
             if y.numel() == 0:
                 return float("nan")
-            return float(multiclass_accuracy(pred, y, num_classes, average="micro", validate_args=False))
+            # micro accuracy is the fraction of correct predictions; computed directly, since torchmetrics'
+            # multiclass_accuracy (same value) cost ~0.1 ms per call, twice per epoch
+            return float((pred == y).sum()) / y.numel()
         return acc
     if kind == "ogb":
         from ogb.nodeproppred import Evaluator

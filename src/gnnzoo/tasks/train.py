@@ -1,6 +1,9 @@
 """The training task: config -> trained backbone -> zoo entry -> monitored metric."""
 from __future__ import annotations
 
+import copy
+import dataclasses
+import json
 import logging
 import time
 import traceback
@@ -32,9 +35,25 @@ def seed_everything(seed: int) -> None:
     pl.seed_everything(int(seed), workers=True, verbose=False)
 
 
+# The last graph loaded in this process, keyed by its resolved loader config and roots: sweeps that run
+# many jobs in one process (joblib workers, the batched launcher, soups) load and preprocess it once.
+_GRAPH_CACHE: dict[str, GraphData] = {}
+
+
 def load_graph(cfg: DictConfig) -> GraphData:
-    """Instantiate ``cfg.dataset.loader`` with the data/cache roots and check its declared dims."""
-    graph: GraphData = instantiate_clean(cfg.dataset.loader, data_dir=cfg.paths.data_dir, cache_dir=cfg.paths.cache_dir)
+    """Instantiate ``cfg.dataset.loader`` with the data/cache roots and check its declared dims.
+
+    The graph is cached in-process (one entry); each call gets its own shallow copy (new ``Data``
+    stores over the same tensors), so moving a copy to a device or setting attributes on it does not
+    touch the cached one. Tensors are shared: nothing in gnnzoo writes into them in place."""
+    key = json.dumps([OmegaConf.to_container(cfg.dataset.loader, resolve=True), str(cfg.paths.data_dir),
+                      str(cfg.paths.cache_dir)], sort_keys=True, default=str)
+    cached = _GRAPH_CACHE.get(key)
+    if cached is None:
+        cached = instantiate_clean(cfg.dataset.loader, data_dir=cfg.paths.data_dir, cache_dir=cfg.paths.cache_dir)
+        _GRAPH_CACHE.clear()
+        _GRAPH_CACHE[key] = cached
+    graph = dataclasses.replace(cached, data=copy.copy(cached.data), info=dict(cached.info))
     for key in ("num_features", "num_classes"):
         declared, actual = cfg.dataset.get(key), getattr(graph, key)
         if declared is not None and int(declared) != int(actual):
@@ -78,14 +97,15 @@ def train(cfg: DictConfig) -> dict[str, Any]:
     """
     check_config(cfg)
     zoo = Zoo(cfg.paths.zoo_dir)
-    rid = run_id(cfg, cfg.zoo.id_ignore)
+    plain = OmegaConf.to_container(cfg, resolve=True)  # resolved once: run id and record both read it
+    rid = run_id(plain, cfg.zoo.id_ignore)
     if cfg.zoo.skip_completed:
         done = zoo.get(rid)
         if done is not None and done.status == "completed":
             console.print(f"[yellow]skip[/] run {rid}: already completed in {zoo.root}")
             return {**done.record.get("metrics", {}), "run_id": rid, "skipped": True}
 
-    rec = base_record(cfg, rid)
+    rec = base_record(cfg, rid, plain)
     if cfg.zoo.enabled:
         clean_stale_tmp(zoo.entry_dir(rid))  # left by a job killed mid-write
     t0 = time.perf_counter()
