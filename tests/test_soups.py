@@ -87,6 +87,9 @@ def test_learned_keep_best_returns_the_best_fit_epoch(setup):
     assert ev.accuracy(best.state, "fit") == pytest.approx(max(curve))
     assert ev.accuracy(best.state, "fit") >= max(uni_acc, ev.accuracy(last.state, "fit"))
     assert best.info["loss"] == last.info["loss"]  # the same trajectory; only the returned epoch differs
+    # train_mode: the step's forward runs with dropout, so each epoch is scored by its own eval forward
+    tm = learned(states, ev, epochs=3, lr=30.0, init="ones", t0=None, keep="best", train_mode=True)
+    assert ev.accuracy(tm.state, "fit") == pytest.approx(tm.info["fit_acc"]) and not ev.model.training
     with pytest.raises(ValueError, match="keep"):
         learned(states, ev, epochs=1, keep="first")
 
