@@ -145,3 +145,15 @@ def test_graph_cache_gives_each_run_its_own_data_object(tmp_path):
     assert "extra" not in c.data and torch.equal(c.data.y, b.data.y)
     other = load_graph(make_cfg(["dataset=synthetic", "dataset.loader.num_nodes=200"], tmp_path))
     assert other.num_nodes == 200  # a different loader config is loaded, not served from the cache
+
+
+def test_progress_bar_is_gnnzoos_unless_one_is_configured(tmp_path, capfd):
+    syn = ["dataset=synthetic", "dataset.loader.num_nodes=300", "trainer.max_epochs=7", "zoo.skip_completed=false"]
+    train(make_cfg(syn + ["trainer.enable_progress_bar=true"], tmp_path))
+    err = capfd.readouterr().err
+    assert "7/7" in err and "epoch=6" in err and "best=" in err  # one bar over the run, postfix from the module
+    train(make_cfg(syn + ["trainer.enable_progress_bar=true",
+                          "+callbacks.bar._target_=pytorch_lightning.callbacks.TQDMProgressBar"], tmp_path))
+    assert "best=" not in capfd.readouterr().err  # a configured bar replaces gnnzoo's, without a clash
+    train(make_cfg(syn + ["trainer.enable_progress_bar=false"], tmp_path))
+    assert "7/7" not in capfd.readouterr().err

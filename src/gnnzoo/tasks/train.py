@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+from pytorch_lightning.callbacks.progress import ProgressBar
 import torch
 from lightning_fabric.utilities.rank_zero import rank_zero_only
 from hydra.utils import instantiate
@@ -19,6 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from gnnzoo.data.datasets import GraphData
 from gnnzoo.lit.backbone_module import BackboneModule
 from gnnzoo.lit.metrics import make_metric
+from gnnzoo.lit.progress import EpochProgressBar
 from gnnzoo.utils.config import check_config, instantiate_clean, is_multirun
 from gnnzoo.utils.errors import ConfigError
 from gnnzoo.utils.logging import close_loggers, console, print_config, print_result
@@ -133,8 +135,16 @@ def train(cfg: DictConfig) -> dict[str, Any]:
             lg.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "run_id": rid, "init_id": rec["init_id"]})
         extra = {"limit_val_batches": 0} if fused else {}
         callbacks = _instantiate_dict(cfg.get("callbacks"))
-        trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks + [recorder], logger=loggers or False, **extra)
-        module.log_to_lightning = bool(callbacks or module.scheduler_factory or trainer.progress_bar_callback)
+        # gnnzoo's bar unless a configured callback is a progress bar (then Lightning uses that); after the
+        # recorder, so its epoch-end postfix shows the best value including this epoch
+        own_bar = []
+        if cfg.trainer.get("enable_progress_bar", True) and not any(isinstance(c, ProgressBar) for c in callbacks):
+            own_bar = [EpochProgressBar()]
+        trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks + [recorder] + own_bar,
+                                          logger=loggers or False, **extra)
+        # EpochProgressBar reads the module directly; anything else may read Lightning's logged metrics
+        module.log_to_lightning = bool(callbacks or module.scheduler_factory
+                                       or (trainer.progress_bar_callback is not None and not own_bar))
         trainer.fit(module, datamodule=datamodule)
         if recorder.best_state is None:
             raise RuntimeError("training produced no validation epoch; nothing to select (check trainer.max_epochs)")
