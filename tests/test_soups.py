@@ -162,6 +162,15 @@ def test_soup_task_end_to_end_and_ingredient_reuse(tmp_path):
     assert len(after.df(kind="run")) == 6 and len(after.df(kind="soup")) == 3
 
 
+def test_bad_soup_params_fail_before_any_ingredient_trains(tmp_path):
+    for bad, match in ((["soup=learned", "soup.params.init=bogus"], "soup.params.init"),
+                       (["soup=learned", "soup.params.optimizer=lbfgs"], "soup.params.optimizer"),
+                       (["soup=partition_learned", "++soup.params.keep=best"], "partition_learned")):
+        with pytest.raises(ValueError, match=match):
+            run_soup(make_cfg(SYN + bad + ["soup.ingredients=2"], tmp_path))
+    assert not (tmp_path / "zoo").exists() or len(Zoo(tmp_path / "zoo").df()) == 0
+
+
 def test_mismatched_ingredients_raise_clear_error(tmp_path):
     a = train(make_cfg(SYN + ["trainer.max_epochs=2"], tmp_path))
     b = train(make_cfg(SYN + ["trainer.max_epochs=2", "backbone.hidden_channels=32"], tmp_path))

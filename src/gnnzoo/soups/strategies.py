@@ -139,7 +139,7 @@ class _Mixer(nn.Module):
         elif init == "normal":
             raw.normal_(0.0, math.sqrt(2.0 / (len(names) + k)), generator=generator)
         else:
-            raise ValueError(f"soup.init must be ones, uniform, normal or greedy, got {init!r}")
+            raise ValueError(f"soup.params.init must be one of {', '.join(INITS)}, got {init!r}")
         self.names = names
         self.alpha_raw = nn.Parameter(raw)
         self.beta = nn.Parameter(torch.ones(()))
@@ -154,9 +154,9 @@ def _learned(states: Sequence[State], ev: Evaluator, steps: Callable[[int], tupl
     """Fit the mixing coefficients. ``keep='best'`` returns the coefficients with the best accuracy on the
     fit nodes over the epochs (ties: lower fit loss), which needs full-fit-set steps (LS, not PLS)."""
     if init not in INITS:
-        raise ValueError(f"soup.init must be one of {', '.join(INITS)}, got {init!r}")
+        raise ValueError(f"soup.params.init must be one of {', '.join(INITS)}, got {init!r}")
     if keep not in KEEPS:
-        raise ValueError(f"soup.keep must be one of {', '.join(KEEPS)}, got {keep!r}")
+        raise ValueError(f"soup.params.keep must be one of {', '.join(KEEPS)}, got {keep!r}")
     names = _param_names(ev)
     k = len(states)
     start, info = None, {}
@@ -244,6 +244,22 @@ def learned(states: Sequence[State], ev: Evaluator, epochs: int = 100, lr: float
     fit = ev.masks["fit"]
     return _learned(states, ev, lambda e: (ev.x, ev.edge_index, ev.y, fit), epochs, lr, weight_decay, optimizer,
                     init, t0, seed, train_mode, keep)
+
+
+def check_params(strategy: str, params: dict) -> None:
+    """Reject bad ``soup.params`` before any ingredient is trained (the strategies check them again)."""
+    if strategy not in ("learned", "partition_learned"):
+        return
+    init, keep = params.get("init", "uniform"), params.get("keep", "last")
+    if init not in INITS:
+        raise ValueError(f"soup.params.init must be one of {', '.join(INITS)}, got {init!r}")
+    if keep not in KEEPS:
+        raise ValueError(f"soup.params.keep must be one of {', '.join(KEEPS)}, got {keep!r}")
+    if strategy == "partition_learned" and (init == "greedy" or keep != "last"):
+        raise ValueError("partition_learned takes neither soup.params.init=greedy nor soup.params.keep=best: both need "
+                         "full-graph evaluations, which PLS exists to avoid")
+    if params.get("optimizer", "sgd") not in ("sgd", "adam", "adamw"):
+        raise ValueError(f"soup.params.optimizer must be sgd, adam or adamw, got {params.get('optimizer')!r}")
 
 
 def partition_learned(states: Sequence[State], ev: Evaluator, parts: Any, num_parts_per_step: int = 4,

@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from gnnzoo.soups.ingredients import IngredientMismatchError, from_zoo, train_ingredients
 from gnnzoo.soups.memory import PeakMemory
 from gnnzoo.soups.partition import make_parts
-from gnnzoo.soups.strategies import STRATEGIES, Evaluator, recompute_batchnorm
+from gnnzoo.soups.strategies import STRATEGIES, Evaluator, check_params, recompute_batchnorm
 from gnnzoo.utils.logging import close_loggers, console
 from gnnzoo.zoo.ids import identity_config, run_id
 from gnnzoo.zoo.record import SCHEMA, host_info, now_iso, package_versions
@@ -43,6 +43,7 @@ def run_soup(cfg: DictConfig) -> dict[str, Any]:
     s = cfg.soup
     if s.strategy not in STRATEGIES:
         raise ValueError(f"unknown soup strategy {s.strategy!r}; choose from {sorted(STRATEGIES)}")
+    check_params(s.strategy, OmegaConf.to_container(s.params, resolve=True) if s.get("params") else {})
     if s.get("from_zoo"):
         query = {k: v for k, v in OmegaConf.to_container(s.from_zoo).items() if v is not None}
         ing = from_zoo(cfg.paths.zoo_dir, query, s.get("limit"))
