@@ -8,6 +8,8 @@ from typing import Any
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks.progress import ProgressBar
 
+from gnnzoo.zoo.recorder import ZooRecorder
+
 
 class EpochProgressBar(ProgressBar):
     """One tqdm bar over all training steps of the run, with the epoch, train loss and the monitored
@@ -64,7 +66,7 @@ class EpochProgressBar(ProgressBar):
         value = getattr(pl_module, "last_eval", {}).get(monitor) if monitor else None
         if value is not None:
             post[monitor] = f"{value:.4f}"
-        best = [cb.best_value for cb in trainer.callbacks if type(cb).__name__ == "ZooRecorder"]
+        best = [cb.best_value for cb in trainer.callbacks if isinstance(cb, ZooRecorder)]
         if best and best[0] is not None:
             post["best"] = f"{best[0]:.4f}"
         self.bar.set_postfix(post, refresh=False)  # drawn with the next (throttled) update

@@ -119,6 +119,7 @@ _WARM_FLOOR = 1e-6  # weight of ingredients a warm start leaves out: a finite lo
 #                     under weight decay); at 1e-6 they stay out in practice, as gradients scale with the weight
 INITS = ("ones", "uniform", "normal", "greedy")
 KEEPS = ("last", "best")
+OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}
 
 
 class _Mixer(nn.Module):
@@ -136,10 +137,8 @@ class _Mixer(nn.Module):
         elif init == "uniform":
             bound = math.sqrt(6.0 / (len(names) + k))  # xavier_uniform_, with our generator
             raw.uniform_(-bound, bound, generator=generator)
-        elif init == "normal":
+        else:  # "normal" (check_params has rejected anything else)
             raw.normal_(0.0, math.sqrt(2.0 / (len(names) + k)), generator=generator)
-        else:
-            raise ValueError(f"soup.params.init must be one of {', '.join(INITS)}, got {init!r}")
         self.names = names
         self.alpha_raw = nn.Parameter(raw)
         self.beta = nn.Parameter(torch.ones(()))
@@ -151,12 +150,9 @@ class _Mixer(nn.Module):
 def _learned(states: Sequence[State], ev: Evaluator, steps: Callable[[int], tuple[Tensor, Tensor, Tensor, Tensor]],
              epochs: int, lr: float, weight_decay: float, optimizer: str, init: str, t0: int | None,
              seed: int, train_mode: bool, keep: str = "last") -> SoupResult:
-    """Fit the mixing coefficients. ``keep='best'`` returns the coefficients with the best accuracy on the
-    fit nodes over the epochs (ties: lower fit loss), which needs full-fit-set steps (LS, not PLS)."""
-    if init not in INITS:
-        raise ValueError(f"soup.params.init must be one of {', '.join(INITS)}, got {init!r}")
-    if keep not in KEEPS:
-        raise ValueError(f"soup.params.keep must be one of {', '.join(KEEPS)}, got {keep!r}")
+    """Fit the mixing coefficients (arguments checked by :func:`check_params`). ``keep='best'`` returns the
+    coefficients with the best accuracy on the fit nodes over the epochs (ties: lower fit loss), which
+    needs full-fit-set steps (LS, not PLS)."""
     names = _param_names(ev)
     k = len(states)
     start, info = None, {}
@@ -172,8 +168,7 @@ def _learned(states: Sequence[State], ev: Evaluator, steps: Callable[[int], tupl
     buffers = {n: sum(s[n] for s in states) / k for n in states[0] if n not in stacked}
     g = torch.Generator().manual_seed(int(seed))
     mixer = _Mixer(names, k, init, g, start)
-    opt_cls = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[optimizer]
-    opt = opt_cls(mixer.parameters(), lr=lr, weight_decay=weight_decay)
+    opt = OPTIMIZERS[optimizer](mixer.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=int(t0)) if t0 else None
     ev.model.train(train_mode)
     losses = []
@@ -241,13 +236,15 @@ def learned(states: Sequence[State], ev: Evaluator, epochs: int = 100, lr: float
 
     ``init='greedy'`` starts from the greedy soup's weights instead of a uniform or random mix;
     ``keep='best'`` returns the epoch with the best fit accuracy (the criterion greedy and GIS select by)."""
+    check_params("learned", {"init": init, "keep": keep, "optimizer": optimizer})
     fit = ev.masks["fit"]
     return _learned(states, ev, lambda e: (ev.x, ev.edge_index, ev.y, fit), epochs, lr, weight_decay, optimizer,
                     init, t0, seed, train_mode, keep)
 
 
 def check_params(strategy: str, params: dict) -> None:
-    """Reject bad ``soup.params`` before any ingredient is trained (the strategies check them again)."""
+    """Reject bad ``soup.params`` of LS/PLS: the soup task calls it before any ingredient is trained, the
+    strategies when called directly."""
     if strategy not in ("learned", "partition_learned"):
         return
     init, keep = params.get("init", "uniform"), params.get("keep", "last")
@@ -258,8 +255,8 @@ def check_params(strategy: str, params: dict) -> None:
     if strategy == "partition_learned" and (init == "greedy" or keep != "last"):
         raise ValueError("partition_learned takes neither soup.params.init=greedy nor soup.params.keep=best: both need "
                          "full-graph evaluations, which PLS exists to avoid")
-    if params.get("optimizer", "sgd") not in ("sgd", "adam", "adamw"):
-        raise ValueError(f"soup.params.optimizer must be sgd, adam or adamw, got {params.get('optimizer')!r}")
+    if params.get("optimizer", "sgd") not in OPTIMIZERS:
+        raise ValueError(f"soup.params.optimizer must be one of {', '.join(OPTIMIZERS)}, got {params.get('optimizer')!r}")
 
 
 def partition_learned(states: Sequence[State], ev: Evaluator, parts: Any, num_parts_per_step: int = 4,
@@ -267,12 +264,7 @@ def partition_learned(states: Sequence[State], ev: Evaluator, parts: Any, num_pa
                       init: str = "uniform", t0: int | None = 4, seed: int = 0, train_mode: bool = False,
                       keep: str = "last", **_) -> SoupResult:
     """Partition Learned Souping: each step uses R of K partitions (their induced subgraph)."""
-    if keep != "last":  # scoring every epoch on the whole fit set would need the full graph PLS avoids
-        raise ValueError(f"soup.params.keep={keep!r} is not available for partition_learned (only 'last'): "
-                         "choosing an epoch needs full-graph evaluations, which PLS exists to avoid")
-    if init == "greedy":
-        raise ValueError("soup.params.init='greedy' is not available for partition_learned: the greedy warm start "
-                         "evaluates on the full graph, which PLS exists to avoid")
+    check_params("partition_learned", {"init": init, "keep": keep, "optimizer": optimizer})
     from gnnzoo.data.sampler import gather_rows
     from gnnzoo.soups.partition import PartitionSchedule
 

@@ -132,7 +132,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         )
         loggers = _instantiate_dict(cfg.get("logger"))
         for lg in loggers:
-            lg.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "run_id": rid, "init_id": rec["init_id"]})
+            lg.log_hyperparams({**plain, "run_id": rid, "init_id": rec["init_id"]})
         extra = {"limit_val_batches": 0} if fused else {}
         callbacks = _instantiate_dict(cfg.get("callbacks"))
         # gnnzoo's bar unless a configured callback is a progress bar (then Lightning uses that); after the
