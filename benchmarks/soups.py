@@ -10,7 +10,7 @@ reused by every method. Each method then runs `gnnzoo.soups.task.run_soup` in it
 child's peak RSS while the strategy runs (sampled), absolute and above the level at its start.
 Test accuracy only; methods that fit do so on the validation nodes.
 
-    python benchmarks/soups.py [--part main|scaling|all] [--seeds 5] [--ingredients 16]
+    python benchmarks/soups.py [--part main|scaling|all] [--seeds 5] [--ingredients 16] [--out NAME]
 """
 from __future__ import annotations
 
@@ -184,7 +184,11 @@ def main() -> None:
     ap.add_argument("--tuned", action="store_true",
                     help="LS settings per cell from benchmarks/results/soups_tune.json (benchmarks/soups_tune.py); "
                          "results go to soups_tuned.{md,json}")
+    ap.add_argument("--out", default=None, metavar="NAME",
+                    help="results name for part main (default soups, or soups_tuned with --tuned; with --seeds other "
+                         "than 5, soups_<N>seeds so the issue's 5-seed table is not overwritten)")
     args = ap.parse_args()
+    out_name = args.out or ("soups_tuned" if args.tuned else "soups" if args.seeds == 5 else f"soups_{args.seeds}seeds")
     tuned = None
     if args.tuned:
         import json
@@ -201,7 +205,7 @@ def main() -> None:
         if reused:
             md += (f"\nIngredients: {reused} zoo entries reused from an earlier run of this script (same configs and run "
                    "ids; `--ingredients-from`); every soup was recomputed in this run.\n")
-        write_results("soups_tuned" if tuned else "soups", {"seeds": args.seeds, "ingredients": args.ingredients, "cells": cells,
+        write_results(out_name, {"seeds": args.seeds, "ingredients": args.ingredients, "cells": cells,
                                 "ingredients_reused": reused}, md,
                       command="python " + " ".join(["benchmarks/soups.py"] + sys.argv[1:]))
     if args.part in ("scaling", "all"):
