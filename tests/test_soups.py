@@ -194,3 +194,21 @@ def test_soup_multirun_compares_all_strategies(tmp_path):
     soups = zoo.df(kind="soup")
     assert sorted(soups["cfg.soup.strategy"]) == sorted(["uniform", "greedy", "gis", "learned", "partition_learned"])
     assert len(zoo.df(kind="run")) == 4  # the ingredients were trained once and reused
+
+
+def test_unsplit_mask_is_labelled_nodes_in_no_split():
+    from torch_geometric.data import Data
+
+    from gnnzoo.soups.task import unsplit_mask
+
+    n = 10
+    masks = {k: torch.zeros(n, dtype=torch.bool) for k in ("train_mask", "val_mask", "test_mask")}
+    masks["train_mask"][:2] = True
+    masks["val_mask"][2:4] = True
+    masks["test_mask"][4:7] = True
+    y = torch.arange(n) % 3
+    y[9] = -1  # unlabelled
+    rest = unsplit_mask(Data(y=y, **masks))
+    assert rest.tolist() == [False] * 7 + [True, True, False]
+    masks["test_mask"][7:] = True  # every node in a split: nothing left to score on
+    assert unsplit_mask(Data(y=y, **masks)) is None
