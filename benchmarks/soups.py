@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import compose, mean_std, md_table, write_results  # noqa: E402
 
 METHODS = ["uniform", "greedy", "gis", "learned", "partition_learned"]
+TUNED_KEYS = ("optimizer", "lr", "epochs", "init", "keep")  # soup.params a soups_tune pick may set
 LABEL = {"uniform": "uniform", "greedy": "greedy", "gis": "GIS", "learned": "LS", "partition_learned": "PLS"}
 
 
@@ -90,7 +91,7 @@ def part_main(ctx, seeds: int, k: int, tmp: str, tuned: dict | None = None) -> t
                     extra = []
                     if m == "learned" and tuned:
                         t = tuned[f"{dataset}/{backbone}"]
-                        extra = [f"soup.params.{k}={t[k]}" for k in ("optimizer", "lr", "epochs", "init", "keep") if k in t]
+                        extra = [f"soup.params.{k}={t[k]}" for k in TUNED_KEYS if k in t]
                     res = run_method(ctx, base + [f"soup={m}", f"soup.ingredients={k}"] + extra)
                     acc[m].append(100 * res["soup/test_acc"])
                     secs[m].append(res["soup/time_s"])
@@ -124,7 +125,7 @@ def part_main(ctx, seeds: int, k: int, tmp: str, tuned: dict | None = None) -> t
     if tuned:
         md += ("\nLS per cell (lr, init, keep) from `benchmarks/results/soups_tune.md` (chosen on held-out soup seeds with "
                "soup.holdout, never on these seeds or on test nodes): "
-               + ", ".join(f"{c} " + " ".join(f"{k} {t[k]}" for k in ("optimizer", "lr", "epochs", "init", "keep") if k in t)
+               + ", ".join(f"{c} " + " ".join(f"{k} {t[k]}" for k in TUNED_KEYS if k in t)
                            for c, t in tuned.items()) + ".\n")
     md += (f"\nSettings: conf/soup/*.yaml defaults ({settings()}). Published reference (Enhanced Soups abstract): "
            "LS up to +1.2 pt and 2.1× faster than GIS; PLS 24.5× faster and −76% memory on ogbn-products/GraphSAGE.\n")

@@ -148,6 +148,16 @@ def test_soup_task_end_to_end_and_ingredient_reuse(tmp_path):
     assert (tmp_path / "out" / "soup_learned.png").is_file()
     model = zoo.load(res["run_id"])  # the soup loads back into the backbone
     assert sum(p.numel() for p in model.parameters()) > 0
+    # soup/unsplit_acc scores the stored soup on the labelled nodes that are in no split
+    from gnnzoo.soups.task import unsplit_mask
+    from gnnzoo.tasks.train import load_graph
+
+    d = load_graph(cfg).data
+    rest = unsplit_mask(d)
+    assert rest is not None and not (rest & (d.val_mask | d.test_mask | d.train_mask)).any()
+    with torch.no_grad():
+        pred = model.eval()(d.x, d.edge_index).argmax(-1)
+    assert rec["metrics"]["soup/unsplit_acc"] == pytest.approx(float((pred[rest] == d.y[rest]).float().mean()))
     # another strategy reuses the 4 ingredients from the zoo instead of training them again
     res2 = run_soup(make_cfg(SYN + ["soup=gis", "soup.ingredients=4", "soup.params.granularity=5"], tmp_path))
     assert len(Zoo(tmp_path / "zoo").df(kind="run")) == 4 and res2["run_id"] != res["run_id"]
