@@ -19,7 +19,11 @@ on the labelled nodes that are in no split (``soup/unsplit_acc``: Planetoid's pu
 never touching test nodes. Its grid is optimizer x lr x epochs (init ones, keep last; 40 epochs stays
 inside the 0.5x GIS time budget); results go to ``soups_tune_unsplit.{md,json}``.
 
-    python benchmarks/soups_tune.py [--seeds 10 11 12 13] [--zoo DIR] [--protocol holdout|unsplit]
+``--protocol beta`` scores the same way and tunes the learning rate of LS's output scale beta
+(``beta_lr``: = lr, a tenth of it, or 0 = fixed at 1) for SGD lr 10 and Adam lr 0.1 at 25 epochs
+(``soups_tune_beta.{md,json}``).
+
+    python benchmarks/soups_tune.py [--seeds 10 11 12 13] [--zoo DIR] [--protocol holdout|unsplit|beta]
 """
 from __future__ import annotations
 
@@ -35,16 +39,26 @@ from _common import compose, md_table, write_results  # noqa: E402
 CELLS = [(d, b) for d in ("cora", "citeseer") for b in ("gcn", "sage", "gat")]
 LRS, INITS, KEEPS = (3.0, 10.0, 30.0), ("ones", "normal", "greedy"), ("last", "best")
 GRIDS = {
-    # (lr, init, keep) at the default optimizer and epochs
+    # (lr, init, keep)
     "holdout": [{"lr": lr, "init": i, "keep": k} for lr, i, k in itertools.product(LRS, INITS, KEEPS)],
-    # (optimizer, lr, epochs) at init ones, keep last
+    # (optimizer, lr, epochs)
     "unsplit": [{"optimizer": o, "lr": lr, "epochs": e} for o, lrs in (("sgd", (10.0, 30.0)), ("adam", (0.1, 0.3)))
                 for lr in lrs for e in (25, 40)],
+    # (optimizer, lr, beta_lr); beta_lr None: = lr
+    "beta": [{"optimizer": o, "lr": lr, "beta_lr": b} for o, lr in (("sgd", 10.0), ("adam", 0.1))
+             for b in (None, lr / 10, 0.0)],
+}
+# the LS params each grid holds fixed (the defaults when it was run), passed explicitly so that a later change of
+# conf/soup/learned.yaml changes neither a re-run nor what `benchmarks/soups.py --tuned` makes of its picks
+FIXED = {
+    "holdout": {"optimizer": "sgd", "epochs": 25, "t0": 4},
+    "unsplit": {"init": "ones", "keep": "last", "t0": 4},
+    "beta": {"epochs": 25, "init": "ones", "keep": "last", "t0": 4},
 }
 
 
 def label(k: tuple) -> str:
-    return " / ".join(f"{v:g}" if isinstance(v, float) else str(v) for _, v in k)
+    return " / ".join("= lr" if v is None else f"{v:g}" if isinstance(v, float) else str(v) for _, v in k)
 
 
 def main() -> None:
@@ -61,8 +75,10 @@ def main() -> None:
     grid = [tuple(g.items()) for g in GRIDS[args.protocol]]
     metric = "soup/val_acc" if args.protocol == "holdout" else "soup/unsplit_acc"
     zoo = args.zoo or tempfile.mkdtemp(prefix="gnnzoo-soups-tune-")
+    fixed = FIXED[args.protocol]
     d = compose(["soup=learned"]).soup.params
-    current = tuple((k, type(v)(d[k])) for k, v in grid[0])
+    # the current default, if the grid's fixed settings are the defaults (else no row is marked current)
+    current = tuple((k, d[k]) for k, _ in grid[0]) if all(d[k] == v for k, v in fixed.items()) else None
     scores: dict[str, dict[tuple, list[float]]] = {}
     gis: dict[str, list[float]] = {}
     for ds, bb in CELLS:
@@ -76,7 +92,8 @@ def main() -> None:
             train_ingredients(compose(base + ["soup=uniform"]), 16)
             gis[cell].append(run_soup(compose(base + ["soup=gis"]))[metric])
             for k in grid:
-                r = run_soup(compose(base + ["soup=learned"] + [f"soup.params.{n}={v}" for n, v in k]))
+                r = run_soup(compose(base + ["soup=learned"] + [f"soup.params.{n}={'null' if v is None else v}"
+                                                                for n, v in (*fixed.items(), *k)]))
                 scores[cell].setdefault(k, []).append(r[metric])
         print(cell, {label(k): round(100 * sum(v) / len(v), 2) for k, v in scores[cell].items()}, flush=True)
 
@@ -108,10 +125,11 @@ def main() -> None:
                "init ones, keep last, T0 4.")
     md += (" Ties go to the current default. Test nodes are not used. "
            f"With the chosen default, LS ≥ GIS on these held-out seeds in **{beat}/{len(cells)} cells**.\n")
-    out = {c: {**dict(per_cell[c]), "select_acc": {label(k): mean(v) for k, v in scores[c].items()},
+    out = {c: {**fixed, **dict(per_cell[c]), "select_acc": {label(k): mean(v) for k, v in scores[c].items()},
                "gis_select_acc": mean(gis[c])} for c in cells}
     name = "soups_tune" if args.protocol == "holdout" else f"soups_tune_{args.protocol}"
-    write_results(name, {"seeds": args.seeds, "protocol": args.protocol, "metric": metric, "default": dict(default),
+    write_results(name, {"seeds": args.seeds, "protocol": args.protocol, "metric": metric, "fixed": fixed,
+                         "default": {**fixed, **dict(default)},
                                  "overall": {label(k): v for k, v in overall.items()}, "cells": out}, md,
                   command="python " + " ".join(["benchmarks/soups_tune.py"] + sys.argv[1:]))
 

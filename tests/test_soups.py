@@ -63,6 +63,18 @@ def test_learned_only_coefficients_get_gradients(setup):
     assert len(res.info["loss"]) == 5
 
 
+def test_learned_beta_lr_zero_fixes_the_output_scale(setup):
+    d, ev, states = setup
+    res = learned(states, ev, epochs=5, lr=10.0, init="ones", beta_lr=0.0)
+    assert res.info["grad_tensors"] == ["mixer.alpha_raw"] and res.info["beta"] == 1.0
+    assert res.info["loss"][-1] < res.info["loss"][0]  # mixing alone still lowers the loss
+    slow = learned(states, ev, epochs=5, lr=10.0, init="ones", beta_lr=0.01)  # its own, smaller rate
+    fast = learned(states, ev, epochs=5, lr=10.0, init="ones")  # beta_lr None: the coefficients' rate
+    assert abs(slow.info["beta"] - 1.0) < abs(fast.info["beta"] - 1.0)
+    # the coefficients keep their own rate: after one step (same start, same gradient) they agree
+    one = [learned(states, ev, epochs=1, lr=10.0, init="ones", beta_lr=b).info["coefficients"] for b in (0.0, None)]
+    assert one[0] == one[1]
+
 def test_learned_ones_zero_epochs_is_uniform(setup):
     d, ev, states = setup
     res = learned(states, ev, epochs=0, init="ones")
@@ -175,6 +187,7 @@ def test_soup_task_end_to_end_and_ingredient_reuse(tmp_path):
 def test_bad_soup_params_fail_before_any_ingredient_trains(tmp_path):
     for bad, match in ((["soup=learned", "soup.params.init=bogus"], "soup.params.init"),
                        (["soup=learned", "soup.params.optimizer=lbfgs"], "soup.params.optimizer"),
+                       (["soup=learned", "soup.params.beta_lr=-1"], "soup.params.beta_lr"),
                        (["soup=partition_learned", "++soup.params.keep=best"], "partition_learned")):
         with pytest.raises(ValueError, match=match):
             run_soup(make_cfg(SYN + bad + ["soup.ingredients=2"], tmp_path))

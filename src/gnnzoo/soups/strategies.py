@@ -149,10 +149,11 @@ class _Mixer(nn.Module):
 
 def _learned(states: Sequence[State], ev: Evaluator, steps: Callable[[int], tuple[Tensor, Tensor, Tensor, Tensor]],
              epochs: int, lr: float, weight_decay: float, optimizer: str, init: str, t0: int | None,
-             seed: int, train_mode: bool, keep: str = "last") -> SoupResult:
+             seed: int, train_mode: bool, keep: str = "last", beta_lr: float | None = None) -> SoupResult:
     """Fit the mixing coefficients (arguments checked by :func:`check_params`). ``keep='best'`` returns the
     coefficients with the best accuracy on the fit nodes over the epochs (ties: lower fit loss), which
-    needs full-fit-set steps (LS, not PLS)."""
+    needs full-fit-set steps (LS, not PLS). ``beta_lr``: learning rate of the output scale beta (None: ``lr``;
+    0: beta stays 1, so the loss can only fall by mixing, not by sharpening the logits)."""
     names = _param_names(ev)
     k = len(states)
     start, info = None, {}
@@ -168,7 +169,10 @@ def _learned(states: Sequence[State], ev: Evaluator, steps: Callable[[int], tupl
     buffers = {n: sum(s[n] for s in states) / k for n in states[0] if n not in stacked}
     g = torch.Generator().manual_seed(int(seed))
     mixer = _Mixer(names, k, init, g, start)
-    opt = OPTIMIZERS[optimizer](mixer.parameters(), lr=lr, weight_decay=weight_decay)
+    beta_lr = lr if beta_lr is None else float(beta_lr)
+    mixer.beta.requires_grad_(beta_lr > 0)
+    groups = [{"params": [mixer.alpha_raw]}] + ([{"params": [mixer.beta], "lr": beta_lr}] if beta_lr > 0 else [])
+    opt = OPTIMIZERS[optimizer](groups, lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=int(t0)) if t0 else None
     ev.model.train(train_mode)
     losses = []
@@ -231,7 +235,7 @@ def _learned(states: Sequence[State], ev: Evaluator, steps: Callable[[int], tupl
 
 def learned(states: Sequence[State], ev: Evaluator, epochs: int = 100, lr: float = 1.0, weight_decay: float = 0.0,
             optimizer: str = "sgd", init: str = "uniform", t0: int | None = 4, seed: int = 0,
-            train_mode: bool = False, keep: str = "last", **_) -> SoupResult:
+            train_mode: bool = False, keep: str = "last", beta_lr: float | None = None, **_) -> SoupResult:
     """Learned Souping: full-graph forward of the mixed model, cross-entropy on the fit nodes.
 
     ``init='greedy'`` starts from the greedy soup's weights instead of a uniform or random mix;
@@ -239,7 +243,7 @@ def learned(states: Sequence[State], ev: Evaluator, epochs: int = 100, lr: float
     check_params("learned", {"init": init, "keep": keep, "optimizer": optimizer})
     fit = ev.masks["fit"]
     return _learned(states, ev, lambda e: (ev.x, ev.edge_index, ev.y, fit), epochs, lr, weight_decay, optimizer,
-                    init, t0, seed, train_mode, keep)
+                    init, t0, seed, train_mode, keep, beta_lr)
 
 
 def check_params(strategy: str, params: dict) -> None:
@@ -255,6 +259,9 @@ def check_params(strategy: str, params: dict) -> None:
     if strategy == "partition_learned" and (init == "greedy" or keep != "last"):
         raise ValueError("partition_learned takes neither soup.params.init=greedy nor soup.params.keep=best: both need "
                          "full-graph evaluations, which PLS exists to avoid")
+    beta_lr = params.get("beta_lr")
+    if beta_lr is not None and (isinstance(beta_lr, bool) or not isinstance(beta_lr, (int, float)) or beta_lr < 0):
+        raise ValueError(f"soup.params.beta_lr must be null (= lr) or a number >= 0 (0: output scale fixed), got {beta_lr!r}")
     if params.get("optimizer", "sgd") not in OPTIMIZERS:
         raise ValueError(f"soup.params.optimizer must be one of {', '.join(OPTIMIZERS)}, got {params.get('optimizer')!r}")
 
@@ -262,7 +269,7 @@ def check_params(strategy: str, params: dict) -> None:
 def partition_learned(states: Sequence[State], ev: Evaluator, parts: Any, num_parts_per_step: int = 4,
                       epochs: int = 100, lr: float = 1.0, weight_decay: float = 0.0, optimizer: str = "sgd",
                       init: str = "uniform", t0: int | None = 4, seed: int = 0, train_mode: bool = False,
-                      keep: str = "last", **_) -> SoupResult:
+                      keep: str = "last", beta_lr: float | None = None, **_) -> SoupResult:
     """Partition Learned Souping: each step uses R of K partitions (their induced subgraph)."""
     check_params("partition_learned", {"init": init, "keep": keep, "optimizer": optimizer})
     from gnnzoo.data.sampler import gather_rows
@@ -281,7 +288,8 @@ def partition_learned(states: Sequence[State], ev: Evaluator, parts: Any, num_pa
         x = gather_rows(ev.x, nodes)
         return x, sub_ei, ev.y[nodes], fit[nodes]
 
-    res = _learned(states, ev, step, epochs, lr, weight_decay, optimizer, init, t0, seed, train_mode)
+    res = _learned(states, ev, step, epochs, lr, weight_decay, optimizer, init, t0, seed, train_mode,
+                   beta_lr=beta_lr)
     res.info.update(fit_covered=float(seen[fit].float().mean()), num_parts=sched.num_parts,
                     max_step_nodes=max_nodes)
     return res
