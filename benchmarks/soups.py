@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import compose, mean_std, md_table, write_results  # noqa: E402
 
 METHODS = ["uniform", "greedy", "gis", "learned", "partition_learned"]
-TUNED_KEYS = ("optimizer", "lr", "epochs", "init", "keep")  # soup.params a soups_tune pick may set
+TUNED_KEYS = ("optimizer", "lr", "beta_lr", "epochs", "init", "keep", "t0")  # soup.params a soups_tune pick may set
 LABEL = {"uniform": "uniform", "greedy": "greedy", "gis": "GIS", "learned": "LS", "partition_learned": "PLS"}
 
 
@@ -70,7 +70,8 @@ def settings() -> str:
     for m, name in (("learned", "LS"), ("partition_learned", "PLS")):
         p = compose([f"soup={m}"]).soup.params
         extra = f", keep {p.keep}" if "keep" in p else f", {p.partition} K={p.num_parts} R={p.num_parts_per_step}"
-        out.append(f"{name} {p.epochs} epochs, {p.optimizer} lr {p.lr:g}, init {p.init}, T0 {p.t0}{extra}")
+        beta = "= lr" if p.beta_lr is None else f"{p.beta_lr:g}"
+        out.append(f"{name} {p.epochs} epochs, {p.optimizer} lr {p.lr:g} (beta lr {beta}), init {p.init}, T0 {p.t0}{extra}")
     return "; ".join(out)
 
 
@@ -91,7 +92,7 @@ def part_main(ctx, seeds: int, k: int, tmp: str, tuned: dict | None = None) -> t
                     extra = []
                     if m == "learned" and tuned:
                         t = tuned[f"{dataset}/{backbone}"]
-                        extra = [f"soup.params.{k}={t[k]}" for k in TUNED_KEYS if k in t]
+                        extra = [f"soup.params.{k}={'null' if t[k] is None else t[k]}" for k in TUNED_KEYS if k in t]
                     res = run_method(ctx, base + [f"soup={m}", f"soup.ingredients={k}"] + extra)
                     acc[m].append(100 * res["soup/test_acc"])
                     secs[m].append(res["soup/time_s"])
@@ -123,7 +124,7 @@ def part_main(ctx, seeds: int, k: int, tmp: str, tuned: dict | None = None) -> t
             if mean_std(c["test_acc"][m])[0] < mean_std(c["test_acc"]["best ingredient"])[0]]
     md += ("\n\nSoups below the best ingredient (by val) on mean test accuracy: " + (", ".join(lost) or "none") + ".\n")
     if tuned:
-        md += ("\nLS per cell (lr, init, keep) from `benchmarks/results/soups_tune.md` (chosen on held-out soup seeds with "
+        md += ("\nLS per cell from `benchmarks/results/soups_tune.md` (chosen on held-out soup seeds with "
                "soup.holdout, never on these seeds or on test nodes): "
                + ", ".join(f"{c} " + " ".join(f"{k} {t[k]}" for k in TUNED_KEYS if k in t)
                            for c, t in tuned.items()) + ".\n")
@@ -196,7 +197,12 @@ def main() -> None:
 
         from _common import RESULTS
 
-        tuned = json.loads((RESULTS / "soups_tune.json").read_text())["cells"]
+        from soups_tune import FIXED
+
+        tune = json.loads((RESULTS / "soups_tune.json").read_text())
+        # each pick with the settings its grid held fixed (older result files do not list them)
+        fixed = tune.get("fixed", FIXED[tune.get("protocol", "holdout")])
+        tuned = {c: {**fixed, **t} for c, t in tune["cells"].items()}
     ctx = mp.get_context("forkserver")
     ctx.set_forkserver_preload(["torch", "torch_geometric", "gnnzoo.soups.task", "gnnzoo.tasks.train", "_common"])
     tmp = tempfile.mkdtemp(prefix="gnnzoo-soups-")
