@@ -63,6 +63,17 @@ def train_ingredients(overrides: list[str], k: int) -> float:
     return time.perf_counter() - t0
 
 
+def paired_ci(diff: list[float], level: float = 0.95) -> tuple[float, float]:
+    """Student-t confidence interval of the mean of paired differences (NaN with fewer than two)."""
+    from scipy import stats
+
+    m, sd = mean_std(diff)
+    if len(diff) < 2:
+        return float("nan"), float("nan")
+    h = stats.t.ppf(0.5 + level / 2, len(diff) - 1) * sd / len(diff) ** 0.5
+    return float(m - h), float(m + h)
+
+
 def settings() -> str:
     """The soup defaults as composed from conf/soup (so the table never describes settings it did not use)."""
     g = compose(["soup=gis"]).soup.params
@@ -103,20 +114,24 @@ def part_main(ctx, seeds: int, k: int, tmp: str, tuned: dict | None = None) -> t
             gis_t, ls_t = mean_std(secs["gis"])[0], mean_std(secs["learned"])[0]
             diff = [a - b for a, b in zip(acc["learned"], acc["gis"])]  # paired: same ingredients, same seed
             row = [dataset, backbone] + [f"{mean_std(acc[m])[0]:.2f} ± {mean_std(acc[m])[1]:.2f}" for m in acc]
-            row += [f"{mean_std(diff)[0]:+.2f} ± {mean_std(diff)[1]:.2f} ({sum(d >= 0 for d in diff)}/{len(diff)})"]
+            lo, hi = paired_ci(diff)
+            row += [f"{mean_std(diff)[0]:+.2f} ± {mean_std(diff)[1]:.2f} ({sum(d >= 0 for d in diff)}/{len(diff)})",
+                    f"[{lo:+.2f}, {hi:+.2f}]"]
             row += [f"{gis_t:.2f}", f"{ls_t:.2f}", f"{mean_std(secs['partition_learned'])[0]:.2f}", f"{ls_t / gis_t:.2f}"]
             rows.append(row)
             print(row, flush=True)
     md = md_table(["dataset", "backbone", "best ingredient", "uniform", "greedy", "GIS", "LS", "PLS", "LS − GIS paired",
-                   "GIS s", "LS s", "PLS s", "LS/GIS time"], rows)
+                   "95% CI", "GIS s", "LS s", "PLS s", "LS/GIS time"], rows)
     all_diff = [a - b for c in cells.values() for a, b in zip(c["test_acc"]["learned"], c["test_acc"]["gis"])]
     ok_acc = [mean_std(c["test_acc"]["learned"])[0] >= mean_std(c["test_acc"]["gis"])[0] for c in cells.values()]
     ok_time = [mean_std(c["time_s"]["learned"])[0] <= 0.5 * mean_std(c["time_s"]["gis"])[0] for c in cells.values()]
     md += (f"\n\nTest accuracy %, mean ± std over {seeds} soups of {k} ingredients each. Target LS ≥ GIS accuracy: "
            f"**{sum(ok_acc)}/{len(ok_acc)} cells**; LS time ≤ 0.5× GIS: **{sum(ok_time)}/{len(ok_time)} cells**. "
            "LS − GIS paired: mean ± std of the per-seed differences (same ingredients), and in how many seeds LS ≥ GIS; "
-           f"over all cells LS − GIS = {mean_std(all_diff)[0]:+.2f} pt, LS ≥ GIS in {sum(d >= 0 for d in all_diff)}/"
-           f"{len(all_diff)} soups.\n\n")
+           f"95% CI: Student-t interval of the mean paired difference (an interval that holds 0 means the cell "
+           f"cannot tell LS from GIS at this many seeds). Over all cells LS − GIS = {mean_std(all_diff)[0]:+.2f} pt "
+           "[{:+.2f}, {:+.2f}], LS ≥ GIS in {}/{} soups.\n\n".format(*paired_ci(all_diff), sum(d >= 0 for d in all_diff),
+                                                                    len(all_diff)))
     mrows = [[key] + [f"{mean_std(c['mem_delta_mb'][m])[0]:.1f}" for m in METHODS] for key, c in cells.items()]
     md += "Peak RSS above the child's starting level while the method runs (MB):\n\n"
     md += md_table(["cell"] + [LABEL[m] for m in METHODS], mrows)
