@@ -172,7 +172,10 @@ def part_scaling(ctx, k: int, tmp: str) -> tuple[dict, str]:
                    "PLS mem MB", "PLS/LS mem", "peak RSS MB LS / PLS"], rows)
     ok = [v["mem_ratio"] <= 0.35 and abs(v["acc_diff_pt"]) <= 0.5 for v in out.values()]
     md += (f"\n\nGraphSAGE (2 layers, hidden 64), {k} ingredients trained with neighbour sampling, 10 soup epochs "
-           "each (LS: full graph per step; PLS: 8 of 32 METIS parts per step). Memory: peak RSS above the child's "
+           "each (LS: full graph per step; PLS: 8 of 32 METIS parts per step); otherwise conf/soup defaults ("
+           + ", ".join(f"{n} {p.optimizer} lr {p.lr:g}" for n, p in (("LS", compose(["soup=learned"]).soup.params),
+                                                                    ("PLS", compose(["soup=partition_learned"]).soup.params)))
+           + "). Memory: peak RSS above the child's "
            f"level at the start of the method. Target PLS mem ≤ 0.35× LS within 0.5 pt: **{sum(ok)}/{len(ok)}**.\n")
     return out, md
 
