@@ -72,8 +72,16 @@ def test_learned_beta_lr_zero_fixes_the_output_scale(setup):
     fast = learned(states, ev, epochs=5, lr=10.0, init="ones")  # beta_lr None: the coefficients' rate
     assert abs(slow.info["beta"] - 1.0) < abs(fast.info["beta"] - 1.0)
     # the coefficients keep their own rate: after one step (same start, same gradient) they agree
-    one = [learned(states, ev, epochs=1, lr=10.0, init="ones", beta_lr=b).info["coefficients"] for b in (0.0, None)]
-    assert one[0] == one[1]
+    one = [learned(states, ev, epochs=1, lr=10.0, init="ones", beta_lr=b).info["coefficients"]
+           for b in (0.0, 0.01, None)]
+    assert one[0] == one[1] == one[2]
+    parts = make_parts("random", d.edge_index, d.num_nodes, 4, d.val_mask, 0)
+    pls = partition_learned(states, ev, parts=parts, epochs=5, lr=10.0, init="ones", beta_lr=0.0)
+    assert pls.info["beta"] == 1.0 and pls.info["loss"][-1] < pls.info["loss"][0]  # PLS passes beta_lr on
+    for strategy, kw in ((learned, {}), (partition_learned, {"parts": parts})):
+        with pytest.raises(ValueError, match="soup.params.beta_lr"):  # checked on direct calls too
+            strategy(states, ev, epochs=1, beta_lr=-1.0, **kw)
+
 
 def test_learned_ones_zero_epochs_is_uniform(setup):
     d, ev, states = setup

@@ -240,7 +240,7 @@ def learned(states: Sequence[State], ev: Evaluator, epochs: int = 100, lr: float
 
     ``init='greedy'`` starts from the greedy soup's weights instead of a uniform or random mix;
     ``keep='best'`` returns the epoch with the best fit accuracy (the criterion greedy and GIS select by)."""
-    check_params("learned", {"init": init, "keep": keep, "optimizer": optimizer})
+    check_params("learned", {"init": init, "keep": keep, "optimizer": optimizer, "beta_lr": beta_lr})
     fit = ev.masks["fit"]
     return _learned(states, ev, lambda e: (ev.x, ev.edge_index, ev.y, fit), epochs, lr, weight_decay, optimizer,
                     init, t0, seed, train_mode, keep, beta_lr)
@@ -271,7 +271,7 @@ def partition_learned(states: Sequence[State], ev: Evaluator, parts: Any, num_pa
                       init: str = "uniform", t0: int | None = 4, seed: int = 0, train_mode: bool = False,
                       keep: str = "last", beta_lr: float | None = None, **_) -> SoupResult:
     """Partition Learned Souping: each step uses R of K partitions (their induced subgraph)."""
-    check_params("partition_learned", {"init": init, "keep": keep, "optimizer": optimizer})
+    check_params("partition_learned", {"init": init, "keep": keep, "optimizer": optimizer, "beta_lr": beta_lr})
     from gnnzoo.data.sampler import gather_rows
     from gnnzoo.soups.partition import PartitionSchedule
 
