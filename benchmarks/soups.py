@@ -67,11 +67,10 @@ def paired_ci(diff: list[float], level: float = 0.95) -> tuple[float, float]:
     """Student-t confidence interval of the mean of paired differences (NaN with fewer than two)."""
     from scipy import stats
 
-    m, sd = mean_std(diff)
     if len(diff) < 2:
         return float("nan"), float("nan")
-    h = stats.t.ppf(0.5 + level / 2, len(diff) - 1) * sd / len(diff) ** 0.5
-    return float(m - h), float(m + h)
+    ci = stats.ttest_1samp(diff, 0.0).confidence_interval(level)
+    return float(ci.low), float(ci.high)
 
 
 def settings() -> str:
