@@ -114,6 +114,22 @@ def test_learned_keep_best_returns_the_best_fit_epoch(setup):
         learned(states, ev, epochs=1, keep="first")
 
 
+def test_learned_train_mode_dropout_follows_the_soup_seed(setup):
+    d, ev, states = setup
+    drop = Evaluator(GCN(16, 16, 4, dropout=0.5).eval(), d.x, d.edge_index, d.y, ev.masks)
+    parts = make_parts("random", d.edge_index, d.num_nodes, 4, d.val_mask, 0)
+    for strategy, kw in ((learned, {}), (partition_learned, {"parts": parts, "num_parts_per_step": 2})):
+        before = torch.get_rng_state()
+        runs = [strategy(states, drop, epochs=4, lr=10.0, init="ones", train_mode=True, seed=s, **kw).info
+                for s in (0, 0, 1)]
+        assert torch.equal(torch.get_rng_state(), before)  # the caller's RNG is left as it was
+        assert runs[0]["loss"] == runs[1]["loss"] and runs[0]["coefficients"] == runs[1]["coefficients"]
+        assert runs[0]["loss"][0] != runs[2]["loss"][0]  # another seed, other dropout masks (same start)
+        evals = strategy(states, drop, epochs=4, lr=10.0, init="ones", train_mode=False, seed=0, **kw).info
+        assert evals["loss"][0] != runs[0]["loss"][0]  # dropout is on in the fit forward
+        assert not drop.model.training
+
+
 def test_learned_greedy_init_starts_at_the_greedy_soup(setup):
     d, ev, states = setup
     g = greedy(states, ev)

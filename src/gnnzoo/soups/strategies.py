@@ -11,6 +11,7 @@ they are averaged uniformly, and BatchNorm statistics are recomputed on the fina
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -147,6 +148,14 @@ class _Mixer(nn.Module):
         return torch.softmax(self.alpha_raw, dim=1)  # [P, K]
 
 
+@contextlib.contextmanager
+def _seeded_rng(seed: int, device: torch.device):
+    """Seed torch's global RNG (what dropout draws from) for the block, restoring the caller's state after."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
+
+
 def _learned(states: Sequence[State], ev: Evaluator, steps: Callable[[int], tuple[Tensor, Tensor, Tensor, Tensor]],
              epochs: int, lr: float, weight_decay: float, optimizer: str, init: str, t0: int | None,
              seed: int, train_mode: bool, keep: str = "last", beta_lr: float | None = None) -> SoupResult:
@@ -199,26 +208,28 @@ def _learned(states: Sequence[State], ev: Evaluator, steps: Callable[[int], tupl
             ev.model.train(train_mode)
             return float((out.argmax(-1) == y[fit]).float().mean()), float(F.cross_entropy(out * mixer.beta, y[fit]))
 
-    for epoch in range(int(epochs)):
-        x, edge_index, y, fit = steps(epoch)
-        opt.zero_grad()
-        logits = ev.logits(mixed(mixer.weights()), x, edge_index) * mixer.beta
-        loss = F.cross_entropy(logits[fit], y[fit])
-        if keep == "best":  # the step's own forward scores the coefficients it starts from (eval mode: free)
-            acc, l_val = score(x, edge_index, y, fit) if train_mode else (
-                float((logits[fit].detach().argmax(-1) == y[fit]).float().mean()), float(loss.detach()))
-            consider(acc, l_val)
-        loss.backward()
-        opt.step()
-        if sched is not None:
-            sched.step()
-        losses.append(float(loss.detach()))
-    if keep == "best":
-        consider(*score(*steps(int(epochs))))  # the coefficients after the last step
-        with torch.no_grad():
-            mixer.alpha_raw.copy_(best[3])
-        # kept_epoch e: the coefficients after e steps (epochs = those after the last step)
-        info.update(kept_epoch=best[2], fit_acc=best[0], fit_acc_curve=fit_accs)
+    # dropout masks (train_mode) follow the soup's seed, so a soup is reproducible; the caller's RNG is restored
+    with _seeded_rng(int(seed), ev.x.device) if train_mode else contextlib.nullcontext():
+        for epoch in range(int(epochs)):
+            x, edge_index, y, fit = steps(epoch)
+            opt.zero_grad()
+            logits = ev.logits(mixed(mixer.weights()), x, edge_index) * mixer.beta
+            loss = F.cross_entropy(logits[fit], y[fit])
+            if keep == "best":  # the step's own forward scores the coefficients it starts from (eval mode: free)
+                acc, l_val = score(x, edge_index, y, fit) if train_mode else (
+                    float((logits[fit].detach().argmax(-1) == y[fit]).float().mean()), float(loss.detach()))
+                consider(acc, l_val)
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+            losses.append(float(loss.detach()))
+        if keep == "best":
+            consider(*score(*steps(int(epochs))))  # the coefficients after the last step
+            with torch.no_grad():
+                mixer.alpha_raw.copy_(best[3])
+            # kept_epoch e: the coefficients after e steps (epochs = those after the last step)
+            info.update(kept_epoch=best[2], fit_acc=best[0], fit_acc_curve=fit_accs)
     ev.model.eval()
     grad_tensors = [f"mixer.{n}" for n, p in mixer.named_parameters() if p.grad is not None]
     grad_tensors += [f"model.{n}" for n, p in ev.model.named_parameters() if p.grad is not None]
