@@ -27,7 +27,12 @@ inside the 0.5x GIS time budget); results go to ``soups_tune_unsplit.{md,json}``
 METIS K=32, R=8; ``soups_tune_pls.{md,json}``): its SGD lr 10 / 50 epochs default was never tuned
 against the Adam setting that LS now uses.
 
-    python benchmarks/soups_tune.py [--seeds 10 11 12 13] [--zoo DIR] [--protocol holdout|unsplit|beta|pls]
+``--protocol mode`` / ``pls_mode`` score the same way and ask whether dropout while fitting the coefficients
+(``train_mode=true``; off by default) regularises LS / PLS: PLS's stochastic partition steps beat LS's full-graph
+steps in most benchmark cells, and dropout is the other source of noise a fit can have
+(``soups_tune_mode.{md,json}``, ``soups_tune_pls_mode.{md,json}``).
+
+    python benchmarks/soups_tune.py [--seeds 10 11 12 13] [--zoo DIR] [--protocol holdout|unsplit|beta|pls|mode|pls_mode]
 """
 from __future__ import annotations
 
@@ -54,9 +59,13 @@ GRIDS = {
     # (optimizer, lr, epochs) for partition_learned
     "pls": [{"optimizer": o, "lr": lr, "epochs": e} for o, lrs in (("sgd", (10.0,)), ("adam", (0.1, 0.3)))
             for lr in lrs for e in (25, 50)],
+    # (train_mode, lr): dropout on while fitting the coefficients, as a regulariser (LS, then PLS)
+    "mode": [{"train_mode": t, "lr": lr} for t in (False, True) for lr in (0.1, 0.3)],
+    "pls_mode": [{"train_mode": t, "lr": lr} for t in (False, True) for lr in (0.3,)],
 }
 # the soup strategy each grid tunes
-METHOD = {"holdout": "learned", "unsplit": "learned", "beta": "learned", "pls": "partition_learned"}
+METHOD = {"holdout": "learned", "unsplit": "learned", "beta": "learned", "pls": "partition_learned",
+          "mode": "learned", "pls_mode": "partition_learned"}
 # the LS params each grid holds fixed (the defaults when it was run), passed explicitly so that a later change of
 # conf/soup/learned.yaml changes neither a re-run nor what `benchmarks/soups.py --tuned` makes of its picks
 FIXED = {
@@ -64,7 +73,17 @@ FIXED = {
     "unsplit": {"init": "ones", "keep": "last", "t0": 4},
     "beta": {"epochs": 25, "init": "ones", "keep": "last", "t0": 4},
     "pls": {"init": "ones", "t0": 4, "partition": "metis", "num_parts": 32, "num_parts_per_step": 8},
+    "mode": {"optimizer": "adam", "epochs": 25, "init": "ones", "keep": "last", "t0": 4},
+    "pls_mode": {"optimizer": "adam", "epochs": 50, "init": "ones", "t0": 4, "partition": "metis", "num_parts": 32,
+                 "num_parts_per_step": 8},
 }
+
+
+def describe(fixed: dict) -> str:
+    """A grid's fixed settings as its table footer names them (read from FIXED, so the two cannot drift apart)."""
+    names = {"t0": "T0 {}", "num_parts": "K={}", "num_parts_per_step": "R={}", "partition": "{} partitions",
+             "epochs": "{} epochs", "train_mode": "train mode {}"}
+    return ", ".join(names.get(n, n + " {}").format(v) for n, v in fixed.items())
 
 
 def label(k: tuple) -> str:
@@ -128,13 +147,14 @@ def main() -> None:
     beat = sum(mean(scores[c][default]) >= mean(gis[c]) for c in cells)
     if args.protocol == "holdout":
         md += ("\n\nMean select-half accuracy % (soup.holdout=true: fit on half of val, scored on the other half) over "
-               f"soup seeds {args.seeds} (the soups benchmark uses seeds 0..4, soups_10seeds 0..9), 16 ingredients, 25 LS epochs, SGD, T0 4. "
+               f"soup seeds {args.seeds} (the soups benchmark uses seeds 0..4, soups_10seeds 0..9), 16 ingredients, "
+               f"held fixed: {describe(fixed)}. "
                "init `greedy` starts from the greedy soup's weights (its evaluations count in LS time); keep `best` "
                "returns the epoch with the best fit accuracy.")
     else:
         md += ("\n\nMean accuracy % on the labelled nodes in no split (soup/unsplit_acc), fitting on the whole of val as "
-               f"the benchmark does, over soup seeds {args.seeds} (the soups benchmark uses seeds 0..4, soups_10seeds 0..9), 16 ingredients, "
-               + ("init ones, T0 4, METIS K=32, R=8." if method == "partition_learned" else "init ones, keep last, T0 4."))
+               f"the benchmark does, over soup seeds {args.seeds} (the soups benchmark uses seeds 0..4, soups_10seeds "
+               f"0..9), 16 ingredients, held fixed: {describe(fixed)}.")
     md += (" Ties go to the current default. Test nodes are not used. "
            f"With the chosen default, {what} ≥ GIS on these held-out seeds in **{beat}/{len(cells)} cells**.\n")
     out = {c: {**fixed, **dict(per_cell[c]), "select_acc": {label(k): mean(v) for k, v in scores[c].items()},
