@@ -83,6 +83,17 @@ def test_learned_beta_lr_zero_fixes_the_output_scale(setup):
             strategy(states, ev, epochs=1, beta_lr=-1.0, **kw)
 
 
+def test_learned_weight_decay_pulls_the_mix_not_the_output_scale(setup):
+    d, ev, states = setup
+    spread, beta = {}, {}
+    for wd in (0.0, 0.5):
+        info = learned(states, ev, epochs=6, lr=1.0, init="normal", optimizer="sgd", weight_decay=wd, t0=None).info
+        w = torch.tensor(list(info["coefficients"].values()))
+        spread[wd], beta[wd] = float((w - 1 / len(states)).abs().max()), info["beta"]
+    assert spread[0.5] < spread[0.0] / 2  # the coefficients are pulled towards the uniform mix
+    assert beta[0.5] > 0.5  # beta is not decayed (x 0.5 per step would leave about 1/64 of it)
+
+
 def test_learned_ones_zero_epochs_is_uniform(setup):
     d, ev, states = setup
     res = learned(states, ev, epochs=0, init="ones")

@@ -180,7 +180,10 @@ def _learned(states: Sequence[State], ev: Evaluator, steps: Callable[[int], tupl
     mixer = _Mixer(names, k, init, g, start)
     beta_lr = lr if beta_lr is None else float(beta_lr)
     mixer.beta.requires_grad_(beta_lr > 0)
-    groups = [{"params": [mixer.alpha_raw]}] + ([{"params": [mixer.beta], "lr": beta_lr}] if beta_lr > 0 else [])
+    # weight decay acts on the mixing logits only (it pulls them together, i.e. towards the uniform soup); on beta
+    # it would pull the output scale to 0, which regularises nothing
+    groups = [{"params": [mixer.alpha_raw]}] + ([{"params": [mixer.beta], "lr": beta_lr, "weight_decay": 0.0}]
+                                                 if beta_lr > 0 else [])
     opt = OPTIMIZERS[optimizer](groups, lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=int(t0)) if t0 else None
     ev.model.train(train_mode)
