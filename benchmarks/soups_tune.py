@@ -32,7 +32,10 @@ against the Adam setting that LS now uses.
 steps in most benchmark cells, and dropout is the other source of noise a fit can have
 (``soups_tune_mode.{md,json}``, ``soups_tune_pls_mode.{md,json}``).
 
-    python benchmarks/soups_tune.py [--seeds 10 11 12 13] [--zoo DIR] [--protocol holdout|unsplit|beta|pls|mode|pls_mode]
+``--protocol wd`` scores the same way and tunes LS's weight decay, which acts on the mixing logits only and so
+pulls the fit towards the uniform soup (``soups_tune_wd.{md,json}``).
+
+    python benchmarks/soups_tune.py [--seeds 10 11 12 13] [--zoo DIR] [--protocol holdout|unsplit|beta|pls|mode|pls_mode|wd]
 """
 from __future__ import annotations
 
@@ -62,10 +65,12 @@ GRIDS = {
     # (train_mode, lr): dropout on while fitting the coefficients, as a regulariser (LS, then PLS)
     "mode": [{"train_mode": t, "lr": lr} for t in (False, True) for lr in (0.1, 0.3)],
     "pls_mode": [{"train_mode": t, "lr": lr} for t in (False, True) for lr in (0.3,)],
+    # weight decay on the mixing logits: a pull towards the uniform soup, against fitting val's noise
+    "wd": [{"weight_decay": w} for w in (0.0, 1e-3, 1e-2, 1e-1)],
 }
 # the soup strategy each grid tunes
 METHOD = {"holdout": "learned", "unsplit": "learned", "beta": "learned", "pls": "partition_learned",
-          "mode": "learned", "pls_mode": "partition_learned"}
+          "mode": "learned", "pls_mode": "partition_learned", "wd": "learned"}
 # the LS params each grid holds fixed (the defaults when it was run), passed explicitly so that a later change of
 # conf/soup/learned.yaml changes neither a re-run nor what `benchmarks/soups.py --tuned` makes of its picks
 FIXED = {
@@ -76,6 +81,7 @@ FIXED = {
     "mode": {"optimizer": "adam", "epochs": 25, "init": "ones", "keep": "last", "t0": 4},
     "pls_mode": {"optimizer": "adam", "epochs": 50, "init": "ones", "t0": 4, "partition": "metis", "num_parts": 32,
                  "num_parts_per_step": 8},
+    "wd": {"optimizer": "adam", "lr": 0.1, "epochs": 25, "init": "ones", "keep": "last", "t0": 4},
 }
 
 
