@@ -73,12 +73,16 @@ def paired_ci(diff: list[float], level: float = 0.95) -> tuple[float, float]:
     return float(ci.low), float(ci.high)
 
 
+def defaults(strategy: str):
+    """``soup.params`` of a strategy as composed from conf/soup (so a table never describes settings it did not use)."""
+    return compose([f"soup={strategy}"]).soup.params
+
+
 def settings() -> str:
-    """The soup defaults as composed from conf/soup (so the table never describes settings it did not use)."""
-    g = compose(["soup=gis"]).soup.params
-    out = [f"GIS G={g.granularity}"]
+    """The soup defaults, for the main table's footer."""
+    out = [f"GIS G={defaults('gis').granularity}"]
     for m, name in (("learned", "LS"), ("partition_learned", "PLS")):
-        p = compose([f"soup={m}"]).soup.params
+        p = defaults(m)
         extra = f", keep {p.keep}" if "keep" in p else f", {p.partition} K={p.num_parts} R={p.num_parts_per_step}"
         beta = "= lr" if p.beta_lr is None else f"{p.beta_lr:g}"
         out.append(f"{name} {p.epochs} epochs, {p.optimizer} lr {p.lr:g} (beta lr {beta}), init {p.init}, T0 {p.t0}{extra}")
@@ -173,8 +177,8 @@ def part_scaling(ctx, k: int, tmp: str) -> tuple[dict, str]:
     ok = [v["mem_ratio"] <= 0.35 and abs(v["acc_diff_pt"]) <= 0.5 for v in out.values()]
     md += (f"\n\nGraphSAGE (2 layers, hidden 64), {k} ingredients trained with neighbour sampling, 10 soup epochs "
            "each (LS: full graph per step; PLS: 8 of 32 METIS parts per step); otherwise conf/soup defaults ("
-           + ", ".join(f"{n} {p.optimizer} lr {p.lr:g}" for n, p in (("LS", compose(["soup=learned"]).soup.params),
-                                                                    ("PLS", compose(["soup=partition_learned"]).soup.params)))
+           + ", ".join(f"{n} {p.optimizer} lr {p.lr:g}" for n, p in (("LS", defaults("learned")),
+                                                                    ("PLS", defaults("partition_learned"))))
            + "). Memory: peak RSS above the child's "
            f"level at the start of the method. Target PLS mem ≤ 0.35× LS within 0.5 pt: **{sum(ok)}/{len(ok)}**.\n")
     return out, md
