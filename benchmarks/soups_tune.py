@@ -64,7 +64,7 @@ GRIDS = {
             for lr in lrs for e in (25, 50)],
     # (train_mode, lr): dropout on while fitting the coefficients, as a regulariser (LS, then PLS)
     "mode": [{"train_mode": t, "lr": lr} for t in (False, True) for lr in (0.1, 0.3)],
-    "pls_mode": [{"train_mode": t, "lr": lr} for t in (False, True) for lr in (0.3,)],
+    "pls_mode": [{"train_mode": t} for t in (False, True)],
     # weight decay on the mixing logits: a pull towards the uniform soup, against fitting val's noise
     "wd": [{"weight_decay": w} for w in (0.0, 1e-3, 1e-2, 1e-1)],
 }
@@ -79,8 +79,8 @@ FIXED = {
     "beta": {"epochs": 25, "init": "ones", "keep": "last", "t0": 4},
     "pls": {"init": "ones", "t0": 4, "partition": "metis", "num_parts": 32, "num_parts_per_step": 8},
     "mode": {"optimizer": "adam", "epochs": 25, "init": "ones", "keep": "last", "t0": 4},
-    "pls_mode": {"optimizer": "adam", "epochs": 50, "init": "ones", "t0": 4, "partition": "metis", "num_parts": 32,
-                 "num_parts_per_step": 8},
+    "pls_mode": {"optimizer": "adam", "lr": 0.3, "epochs": 50, "init": "ones", "t0": 4, "partition": "metis",
+                 "num_parts": 32, "num_parts_per_step": 8},
     "wd": {"optimizer": "adam", "lr": 0.1, "epochs": 25, "init": "ones", "keep": "last", "t0": 4},
 }
 
