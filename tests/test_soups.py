@@ -172,6 +172,26 @@ def test_pls_steps_cover_every_validation_node(setup):
     assert ei.numel() == 0 or int(ei.max()) < nodes.numel()
 
 
+def test_pls_parts_are_checked_and_steps_without_fit_nodes_are_skipped(setup, caplog):
+    d, ev, states = setup
+    n_fit = int(d.val_mask.sum())
+    for method in ("metis", "random"):  # more parts than fit nodes: one clear error (METIS would degenerate)
+        with pytest.raises(ValueError, match=rf"num_parts must be in \[1, {n_fit}\]"):
+            make_parts(method, d.edge_index, d.num_nodes, n_fit + 1, d.val_mask, 0)
+    with pytest.raises(ValueError, match="metis or random"):
+        make_parts("spectral", d.edge_index, d.num_nodes, 4, d.val_mask, 0)
+    # as many parts as fit nodes: METIS leaves some empty; the ids come back compact (no empty part)
+    parts = make_parts("metis", d.edge_index, d.num_nodes, n_fit, d.val_mask, 0)
+    assert torch.equal(parts.unique(), torch.arange(int(parts.max()) + 1))
+    # one part per step, and a part with no fit node: its steps make no update (before: a NaN loss)
+    only = (~d.val_mask).long()  # part 0: the fit nodes; part 1: the others, no fit node
+    res = partition_learned(states, ev, parts=only, num_parts_per_step=1, epochs=6, lr=1.0)
+    assert res.info["empty_steps"] == 3 and len(res.info["loss"]) == 3
+    assert all(math.isfinite(v) for v in res.info["loss"]) and all(
+        math.isfinite(c) for cs in res.info["coefficients"].values() for c in cs)
+    assert "no fit node" in caplog.text
+
+
 def test_holdout_split():
     val = torch.zeros(100, dtype=torch.bool)
     val[10:60] = True
@@ -223,10 +243,19 @@ def test_bad_soup_params_fail_before_any_ingredient_trains(tmp_path):
     for bad, match in ((["soup=learned", "soup.params.init=bogus"], "soup.params.init"),
                        (["soup=learned", "soup.params.optimizer=lbfgs"], "soup.params.optimizer"),
                        (["soup=learned", "soup.params.beta_lr=-1"], "soup.params.beta_lr"),
-                       (["soup=partition_learned", "++soup.params.keep=best"], "partition_learned")):
+                       (["soup=partition_learned", "++soup.params.keep=best"], "partition_learned"),
+                       (["soup=partition_learned", "soup.params.num_parts_per_step=40"], "1 <= R <= K"),
+                       (["soup=partition_learned", "soup.params.partition=spectral"], "metis or random")):
         with pytest.raises(ValueError, match=match):
             run_soup(make_cfg(SYN + bad + ["soup.ingredients=2"], tmp_path))
     assert not (tmp_path / "zoo").exists() or len(Zoo(tmp_path / "zoo").df()) == 0
+
+
+def test_soup_without_fit_nodes_raises_clear_error(tmp_path):
+    one_val = SYN + ["trainer.max_epochs=2", "soup.ingredients=1", "dataset.loader.val_fraction=0.002"]  # 1 val node
+    with pytest.raises(ValueError, match="too few to split in two halves"):
+        run_soup(make_cfg(one_val + ["soup=learned", "soup.holdout=true"], tmp_path))
+    assert 0 <= run_soup(make_cfg(one_val + ["soup=learned"], tmp_path))["soup/test_acc"] <= 1  # unsplit: it soups
 
 
 def test_mismatched_ingredients_raise_clear_error(tmp_path):

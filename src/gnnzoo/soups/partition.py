@@ -47,15 +47,29 @@ def random_parts(num_nodes: int, num_parts: int, balance: Tensor | None = None, 
 
 
 def make_parts(method: str, edge_index: Tensor, num_nodes: int, num_parts: int, balance: Tensor | None, seed: int) -> Tensor:
+    """Part id per node, ids 0..P-1 with no empty part (P <= ``num_parts``: METIS may leave parts empty).
+
+    ``num_parts`` may not exceed the number of ``balance`` (fit) nodes: a part without any would give its
+    steps no loss, and METIS, asked for more parts than it can fill, degenerates."""
+    if method not in ("metis", "random"):
+        raise ValueError(f"soup.params.partition must be metis or random, got {method!r}")
+    limit, what = (int(balance.sum()), "fit (validation) nodes") if balance is not None else (num_nodes, "nodes")
+    if not 1 <= int(num_parts) <= limit:
+        raise ValueError(f"soup.params.num_parts must be in [1, {limit}] (the graph has {limit} {what}, and every "
+                         f"part needs some), got {num_parts}")
+    parts = None
     if method == "metis":
         try:
-            return metis_parts(edge_index, num_nodes, num_parts, balance, seed)
+            parts = metis_parts(edge_index, num_nodes, num_parts, balance, seed)
         except ImportError:
             log.warning("pymetis is not installed: random partitions instead of METIS")
-            method = "random"
-    if method == "random":
-        return random_parts(num_nodes, num_parts, balance, seed)
-    raise ValueError(f"soup.partition must be metis or random, got {method!r}")
+    if parts is None:
+        parts = random_parts(num_nodes, num_parts, balance, seed)
+    used, parts = torch.unique(parts, return_inverse=True)
+    if used.numel() < int(num_parts):
+        log.warning("METIS left %d of %d parts empty: using the %d non-empty ones", int(num_parts) - used.numel(),
+                    int(num_parts), used.numel())
+    return parts
 
 
 class PartitionSchedule:

@@ -12,6 +12,7 @@ they are averaged uniformly, and BatchNorm statistics are recomputed on the fina
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -22,6 +23,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 State = dict[str, Tensor]
+log = logging.getLogger("gnnzoo")
 
 
 @dataclass
@@ -194,6 +196,7 @@ def _learned(states: Sequence[State], ev: Evaluator, steps: Callable[[int], tupl
         out.update(buffers)
         return out
 
+    empty_steps = 0
     best: tuple = (-math.inf, -math.inf, -1, None)  # (fit accuracy, -fit loss, epoch, coefficients) kept
     fit_accs: list[float] = []
 
@@ -215,6 +218,9 @@ def _learned(states: Sequence[State], ev: Evaluator, steps: Callable[[int], tupl
     with _seeded_rng(int(seed), ev.x.device) if train_mode else contextlib.nullcontext():
         for epoch in range(int(epochs)):
             x, edge_index, y, fit = steps(epoch)
+            if not bool(fit.any()):  # a PLS step whose parts hold no fit node: no loss, so no update
+                empty_steps += 1
+                continue
             opt.zero_grad()
             logits = ev.logits(mixed(mixer.weights()), x, edge_index) * mixer.beta
             loss = F.cross_entropy(logits[fit], y[fit])
@@ -243,7 +249,10 @@ def _learned(states: Sequence[State], ev: Evaluator, steps: Callable[[int], tupl
         state = {n: t.detach() for n, t in mixed(w).items()}
     coeffs = {n: w[j].tolist() for j, n in enumerate(names)}
     info.update(coefficients=coeffs, beta=float(mixer.beta.detach()), loss=losses, weights=w.mean(0).tolist(),
-                grad_tensors=grad_tensors)
+                grad_tensors=grad_tensors, empty_steps=empty_steps)
+    if empty_steps:
+        log.warning("%d of %d steps had no fit node in their parts and were skipped; fewer parts (num_parts) or more "
+                    "per step (num_parts_per_step) avoid this", empty_steps, int(epochs))
     return SoupResult(state, info)
 
 
@@ -278,6 +287,13 @@ def check_params(strategy: str, params: dict) -> None:
         raise ValueError(f"soup.params.beta_lr must be null (= lr) or a number >= 0 (0: output scale fixed), got {beta_lr!r}")
     if params.get("optimizer", "sgd") not in OPTIMIZERS:
         raise ValueError(f"soup.params.optimizer must be one of {', '.join(OPTIMIZERS)}, got {params.get('optimizer')!r}")
+    if strategy == "partition_learned":  # the bound by the data (num_parts <= fit nodes) is checked by make_parts
+        if params.get("partition", "metis") not in ("metis", "random"):
+            raise ValueError(f"soup.params.partition must be metis or random, got {params.get('partition')!r}")
+        k, r = params.get("num_parts", 32), params.get("num_parts_per_step", 4)
+        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (k, r)) or not 1 <= r <= k:
+            raise ValueError("soup.params.num_parts (K) and num_parts_per_step (R) must be integers with 1 <= R <= K, "
+                             f"got K={k!r}, R={r!r}")
 
 
 def partition_learned(states: Sequence[State], ev: Evaluator, parts: Any, num_parts_per_step: int = 4,

@@ -73,6 +73,10 @@ def run_soup(cfg: DictConfig) -> dict[str, Any]:
         fit, select = split_holdout(d.val_mask, cfg.seed)
     else:
         fit = select = d.val_mask
+    if not (bool(fit.any()) and bool(select.any())):
+        n = int(d.val_mask.sum())
+        raise ValueError(f"soups fit and select on validation nodes, and {cfg.dataset.name} has {n}"
+                         + (": too few to split in two halves (soup.holdout=true); set soup.holdout=false" if s.holdout else ""))
     masks = {"fit": fit, "select": select, "val": d.val_mask, "test": d.test_mask, "unsplit": unsplit_mask(d)}
     ev = Evaluator(template, d.x, d.edge_index, d.y, {k: m for k, m in masks.items() if m is not None})
     ing_acc = [ev.accuracies(st, ["select", "test"]) for st in ing.states]
