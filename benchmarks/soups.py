@@ -85,7 +85,8 @@ def settings() -> str:
         p = defaults(m)
         extra = f", keep {p.keep}" if "keep" in p else f", {p.partition} K={p.num_parts} R={p.num_parts_per_step}"
         beta = "= lr" if p.beta_lr is None else f"{p.beta_lr:g}"
-        out.append(f"{name} {p.epochs} epochs, {p.optimizer} lr {p.lr:g} (beta lr {beta}), init {p.init}, T0 {p.t0}{extra}")
+        out.append(f"{name} {p.epochs} epochs, {p.optimizer} lr {p.lr:g} (beta lr {beta}), weight decay "
+                   f"{p.weight_decay:g}, init {p.init}, T0 {p.t0}, dropout {'on' if p.train_mode else 'off'}{extra}")
     return "; ".join(out)
 
 
