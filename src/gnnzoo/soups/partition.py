@@ -22,17 +22,20 @@ def metis_parts(edge_index: Tensor, num_nodes: int, num_parts: int, balance: Ten
     s, d = key // num_nodes, key % num_nodes  # symmetric, sorted by source, no duplicates
     xadj = torch.zeros(num_nodes + 1, dtype=torch.long)
     torch.cumsum(torch.bincount(s, minlength=num_nodes), 0, out=xadj[1:])
+    # int32 arrays are METIS's own index type, which pymetis reads without a copy (the xadj=/adjncy= keyword
+    # form used before is deprecated, its removal announced for 2027)
+    idx = torch.int32 if int(xadj[-1]) < 2**31 else torch.long
+    adjacency = pymetis.CSRAdjacency(adj_starts=xadj.to(idx).numpy(), adjacent=d.to(idx).numpy())
     opts = pymetis.Options(seed=int(seed))
     kwargs = {}
     if balance is not None:
-        w = torch.stack([torch.ones(num_nodes, dtype=torch.long), balance.long()], 1).reshape(-1)
-        kwargs["vweights"] = w.tolist()
+        kwargs["vweights"] = torch.stack([torch.ones(num_nodes, dtype=idx), balance.to(idx)], 1).reshape(-1).numpy()
     try:
-        _, membership = pymetis.part_graph(int(num_parts), xadj=xadj.tolist(), adjncy=d.tolist(), options=opts, **kwargs)
+        _, membership = pymetis.part_graph(int(num_parts), adjacency=adjacency, options=opts, **kwargs)
     except Exception as e:  # e.g. a METIS build without multi-constraint support
         log.warning("METIS with fit-node balancing failed (%s); partitioning without it", e)
-        _, membership = pymetis.part_graph(int(num_parts), xadj=xadj.tolist(), adjncy=d.tolist(), options=opts)
-    return torch.tensor(membership, dtype=torch.long)
+        _, membership = pymetis.part_graph(int(num_parts), adjacency=adjacency, options=opts)
+    return torch.as_tensor(membership, dtype=torch.long)
 
 
 def random_parts(num_nodes: int, num_parts: int, balance: Tensor | None = None, seed: int = 0) -> Tensor:
