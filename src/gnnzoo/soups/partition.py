@@ -7,6 +7,7 @@ import torch
 from torch import Tensor
 
 log = logging.getLogger("gnnzoo")
+METHODS = ("metis", "random")
 
 
 def metis_parts(edge_index: Tensor, num_nodes: int, num_parts: int, balance: Tensor | None = None,
@@ -24,7 +25,10 @@ def metis_parts(edge_index: Tensor, num_nodes: int, num_parts: int, balance: Ten
     torch.cumsum(torch.bincount(s, minlength=num_nodes), 0, out=xadj[1:])
     # int32 arrays are METIS's own index type, which pymetis reads without a copy (the xadj=/adjncy= keyword
     # form used before is deprecated, its removal announced for 2027)
-    idx = torch.int32 if int(xadj[-1]) < 2**31 else torch.long
+    if int(xadj[-1]) >= 2**31:
+        raise ValueError(f"METIS indexes with int32 and this graph has {int(xadj[-1])} directed edges; "
+                         "use soup.params.partition=random")
+    idx = torch.int32
     adjacency = pymetis.CSRAdjacency(adj_starts=xadj.to(idx).numpy(), adjacent=d.to(idx).numpy())
     opts = pymetis.Options(seed=int(seed))
     kwargs = {}
@@ -54,8 +58,8 @@ def make_parts(method: str, edge_index: Tensor, num_nodes: int, num_parts: int, 
 
     ``num_parts`` may not exceed the number of ``balance`` (fit) nodes: a part without any would give its
     steps no loss, and METIS, asked for more parts than it can fill, degenerates."""
-    if method not in ("metis", "random"):
-        raise ValueError(f"soup.params.partition must be metis or random, got {method!r}")
+    if method not in METHODS:
+        raise ValueError(f"soup.params.partition must be one of {', '.join(METHODS)}, got {method!r}")
     limit, what = (int(balance.sum()), "fit (validation) nodes") if balance is not None else (num_nodes, "nodes")
     if not 1 <= int(num_parts) <= limit:
         raise ValueError(f"soup.params.num_parts must be in [1, {limit}] (the graph has {limit} {what}, and every "
@@ -90,7 +94,8 @@ class PartitionSchedule:
         self.queue: list[int] = []
         self.n = parts.numel()
 
-    def _take(self) -> list[int]:
+    def take(self) -> list[int]:
+        """The next R part ids of the shuffled cycle."""
         if len(self.queue) < self.r:
             self.queue += torch.randperm(self.num_parts, generator=self.g).tolist()
         chosen, self.queue = self.queue[: self.r], self.queue[self.r:]
@@ -106,4 +111,4 @@ class PartitionSchedule:
         return nodes, torch.stack([assoc[src[keep]], assoc[dst[keep]]])
 
     def next(self) -> tuple[Tensor, Tensor]:
-        return self.subgraph(self._take())
+        return self.subgraph(self.take())

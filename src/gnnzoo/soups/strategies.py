@@ -158,10 +158,12 @@ def _seeded_rng(seed: int, device: torch.device):
         yield
 
 
-def _learned(states: Sequence[State], ev: Evaluator, steps: Callable[[int], tuple[Tensor, Tensor, Tensor, Tensor]],
+def _learned(states: Sequence[State], ev: Evaluator,
+             steps: Callable[[int], tuple[Tensor, Tensor, Tensor, Tensor] | None],
              epochs: int, lr: float, weight_decay: float, optimizer: str, init: str, t0: int | None,
              seed: int, train_mode: bool, keep: str = "last", beta_lr: float | None = None) -> SoupResult:
-    """Fit the mixing coefficients (arguments checked by :func:`check_params`). ``keep='best'`` returns the
+    """Fit the mixing coefficients (arguments checked by :func:`check_params`). ``steps(epoch)`` gives the step's
+    (x, edge_index, y, fit mask), or None for a step with no fit node (skipped). ``keep='best'`` returns the
     coefficients with the best accuracy on the fit nodes over the epochs (ties: lower fit loss), which
     needs full-fit-set steps (LS, not PLS). ``beta_lr``: learning rate of the output scale beta (None: ``lr``;
     0: beta stays 1, so the loss can only fall by mixing, not by sharpening the logits)."""
@@ -217,10 +219,11 @@ def _learned(states: Sequence[State], ev: Evaluator, steps: Callable[[int], tupl
     # dropout masks (train_mode) follow the soup's seed, so a soup is reproducible; the caller's RNG is restored
     with _seeded_rng(int(seed), ev.x.device) if train_mode else contextlib.nullcontext():
         for epoch in range(int(epochs)):
-            x, edge_index, y, fit = steps(epoch)
-            if not bool(fit.any()):  # a PLS step whose parts hold no fit node: no loss, so no update
+            batch = steps(epoch)
+            if batch is None:  # a PLS step whose parts hold no fit node: no loss, so no update
                 empty_steps += 1
                 continue
+            x, edge_index, y, fit = batch
             opt.zero_grad()
             logits = ev.logits(mixed(mixer.weights()), x, edge_index) * mixer.beta
             loss = F.cross_entropy(logits[fit], y[fit])
@@ -288,8 +291,10 @@ def check_params(strategy: str, params: dict) -> None:
     if params.get("optimizer", "sgd") not in OPTIMIZERS:
         raise ValueError(f"soup.params.optimizer must be one of {', '.join(OPTIMIZERS)}, got {params.get('optimizer')!r}")
     if strategy == "partition_learned":  # the bound by the data (num_parts <= fit nodes) is checked by make_parts
-        if params.get("partition", "metis") not in ("metis", "random"):
-            raise ValueError(f"soup.params.partition must be metis or random, got {params.get('partition')!r}")
+        from gnnzoo.soups.partition import METHODS
+
+        if params.get("partition", "metis") not in METHODS:
+            raise ValueError(f"soup.params.partition must be one of {', '.join(METHODS)}, got {params.get('partition')!r}")
         k, r = params.get("num_parts", 32), params.get("num_parts_per_step", 4)
         if not all(isinstance(v, int) and not isinstance(v, bool) for v in (k, r)) or not 1 <= r <= k:
             raise ValueError("soup.params.num_parts (K) and num_parts_per_step (R) must be integers with 1 <= R <= K, "
@@ -310,9 +315,14 @@ def partition_learned(states: Sequence[State], ev: Evaluator, parts: Any, num_pa
     seen = torch.zeros_like(fit)
     max_nodes = 0
 
+    has_fit = torch.bincount(sched.parts[fit.to(sched.parts.device)], minlength=sched.num_parts) > 0  # once, on CPU
+
     def step(epoch: int):
         nonlocal max_nodes
-        nodes, sub_ei = sched.next()
+        chosen = sched.take()
+        if not bool(has_fit[chosen].any()):
+            return None  # nothing to fit: _learned skips the step, and its subgraph is never built
+        nodes, sub_ei = sched.subgraph(chosen)
         seen[nodes] = True
         max_nodes = max(max_nodes, nodes.numel())
         x = gather_rows(ev.x, nodes)
