@@ -1,4 +1,4 @@
-"""Train a GNN backbone and write the run into the zoo.
+"""Train a GNN backbone and write the run into the zoo (or run another task: `soup=learned`, ...).
 
     python train.py                                   # GCN on Cora
     python train.py dataset=citeseer backbone=gat     # swap components
@@ -7,13 +7,13 @@
 import hydra
 from omegaconf import DictConfig
 
+from gnnzoo.tasks.run import cli, run_task
+
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float:
-    from gnnzoo.tasks.train import run
-
-    return run(cfg)
+    return run_task(cfg)
 
 
 if __name__ == "__main__":
-    main()
+    cli(main)

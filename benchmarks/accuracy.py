@@ -19,7 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import compose, mean_std, md_table, write_results  # noqa: E402
 
-from gnnzoo.tasks.train import train  # noqa: E402
+from gnnzoo.tasks.backbone import train  # noqa: E402
 
 PUBLISHED = {("cora", "gcn"): 81.5, ("citeseer", "gcn"): 70.3, ("cora", "gat"): 83.0, ("citeseer", "gat"): 72.5}
 

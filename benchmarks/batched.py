@@ -2,7 +2,7 @@
 
 For every backbone, in this one script: (a) one batched training of the 32 seeds
 (`gnnzoo.batched.trainer.train_batched`, what `zoo.parallel_models=32` runs) and (b) 32 sequential
-single trainings through `gnnzoo.tasks.train.train` (the Lightning path). Both write every model
+single trainings through `gnnzoo.tasks.backbone.train` (the Lightning path). Both write every model
 into a zoo and use the default config (logger off, patience 100). Reported: wall times, speedup,
 and mean test accuracy of each side (different dropout random streams, so equal in distribution,
 not bit for bit).
@@ -25,7 +25,8 @@ from datetime import datetime, timezone  # noqa: E402
 from _common import RESULTS, compose, mean_std, md_table, write_results  # noqa: E402
 
 from gnnzoo.batched.trainer import seed_configs, train_batched  # noqa: E402
-from gnnzoo.tasks.train import load_graph, train  # noqa: E402
+from gnnzoo.data import load_graph  # noqa: E402
+from gnnzoo.tasks.backbone import train  # noqa: E402
 
 
 def main() -> None:

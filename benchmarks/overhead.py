@@ -1,7 +1,7 @@
 """Framework overhead: gnnzoo training vs a bare PyG loop, same model, optimizer and work per epoch.
 
 Both sides train the default GCN on Cora for 200 full-batch epochs and, every epoch, run one
-eval-mode forward that gives validation and test accuracy. gnnzoo runs `gnnzoo.tasks.train.train`
+eval-mode forward that gives validation and test accuracy. gnnzoo runs `gnnzoo.tasks.backbone.train`
 (Lightning loop, zoo recorder with best-val weight tracking, final test, zoo write) with
 `logger=none callbacks=none`; it is measured with the progress bar off (the overhead of the
 framework) and on (what a user sees by default). The sides alternate, `--repeats` times each.
@@ -24,7 +24,9 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from _common import compose, mean_std, md_table, write_results  # noqa: E402
 
-from gnnzoo.tasks.train import build_backbone, load_graph, train  # noqa: E402
+from gnnzoo.backbones import build_backbone  # noqa: E402
+from gnnzoo.data import load_graph  # noqa: E402
+from gnnzoo.tasks.backbone import train  # noqa: E402
 
 EPOCHS = 200
 

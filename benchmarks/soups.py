@@ -5,7 +5,7 @@ seed) per soup; 5 soup seeds. Part `scaling`: GraphSAGE on synthetic SBM graphs 
 nodes, LS vs PLS.
 
 Ingredients are trained once per (dataset, backbone, seed) into a zoo (batched where possible) and
-reused by every method. Each method then runs `gnnzoo.soups.task.run_soup` in its own child process
+reused by every method. Each method then runs `gnnzoo.soups.task.run` in its own child process
 (forkserver with preloaded imports): its wall time covers the strategy only, and its memory is the
 child's peak RSS while the strategy runs (sampled), absolute and above the level at its start.
 Test accuracy only; methods that fit do so on the validation nodes.
@@ -34,7 +34,7 @@ def _child(overrides: list[str], q) -> None:
 
     from _common import compose as _compose
 
-    from gnnzoo.soups.task import run_soup
+    from gnnzoo.soups.task import run as run_soup
 
     try:
         res = run_soup(_compose(overrides))
@@ -227,7 +227,7 @@ def main() -> None:
         fixed = tune.get("fixed", FIXED[tune.get("protocol", "holdout")])
         tuned = {c: {**fixed, **t} for c, t in tune["cells"].items()}
     ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload(["torch", "torch_geometric", "gnnzoo.soups.task", "gnnzoo.tasks.train", "_common"])
+    ctx.set_forkserver_preload(["torch", "torch_geometric", "gnnzoo.soups.task", "gnnzoo.tasks.backbone", "_common"])
     tmp = tempfile.mkdtemp(prefix="gnnzoo-soups-")
     reused = copy_ingredients(args.ingredients_from, tmp) if args.ingredients_from else 0
     if args.part in ("main", "all"):

@@ -98,7 +98,7 @@ def label(k: tuple) -> str:
 
 def main() -> None:
     from gnnzoo.soups.ingredients import train_ingredients
-    from gnnzoo.soups.task import run_soup
+    from gnnzoo.soups.task import run as run_soup
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, nargs="+", default=[10, 11, 12, 13])

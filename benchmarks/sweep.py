@@ -73,7 +73,7 @@ def main() -> None:
 
     # per-job overhead pieces, each in a fresh process
     start = timed("pass")
-    imports = timed("import gnnzoo.tasks.train, pytorch_lightning, torch_geometric, hydra") - start
+    imports = timed("import gnnzoo.tasks.backbone, pytorch_lightning, torch_geometric, hydra") - start
     wandb_code = ("import wandb, tempfile; d=tempfile.mkdtemp(); import time; t=time.perf_counter(); "
                   "wandb.init(mode='offline', dir=d, project='bench'); wandb.finish(); "
                   "print(time.perf_counter()-t)")
@@ -86,7 +86,7 @@ def main() -> None:
 
     # profile of one job in-process, W&B offline logger on
     tmp = tempfile.mkdtemp(prefix="gnnzoo-sweep-prof-")
-    from gnnzoo.tasks.train import train
+    from gnnzoo.tasks.backbone import train
 
     cfg = compose(JOB + [f"paths.zoo_dir={tmp}/zoo", f"paths.output_dir={tmp}/out", "zoo.skip_completed=false"])
     train(cfg)

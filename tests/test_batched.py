@@ -12,7 +12,8 @@ from gnnzoo.batched.models import BatchedBackbone
 from gnnzoo.batched.optim import BatchedOptimizer
 from gnnzoo.batched.trainer import group_configs, train_batched
 from gnnzoo.data.synthetic import make_sbm_graph
-from gnnzoo.tasks.train import load_graph, train
+from gnnzoo.data import load_graph
+from gnnzoo.tasks.backbone import train
 from gnnzoo.utils.errors import ConfigError
 from gnnzoo.zoo import Zoo
 from test_sweeps import run_train
@@ -81,7 +82,8 @@ def test_per_model_optimizers_equal_torch():
 
 
 def test_batched_training_equals_single_runs(tmp_path):
-    """Dropout off: the batched zoo entries match single Lightning runs (curves, best epoch, weights)."""
+    """Dropout off: the batched zoo entries match single Lightning runs (curves, best epoch, weights). Their
+    ids differ: with dropout on the two engines draw different masks, so they never stand in for each other."""
     ov = SYN + ["backbone.dropout=0.0", "trainer.max_epochs=15"]
     per = [["seed=0", "optimizer=adam", "optimizer.lr=0.01"], ["seed=1", "optimizer=sgd", "optimizer.lr=0.2"],
            ["seed=2", "optimizer=adamw", "optimizer.lr=0.02"]]
@@ -89,9 +91,10 @@ def test_batched_training_equals_single_runs(tmp_path):
     zb, zs = Zoo(tmp_path / "b"), Zoo(tmp_path / "s")
     for p, rb in zip(per, batched):
         rs = train(make_cfg(ov + p + [f"paths.zoo_dir={tmp_path}/s"], tmp_path))
-        assert rs["run_id"] == rb["run_id"]
+        assert rs["run_id"] != rb["run_id"]
         eb, es = zb[rb["run_id"]].record, zs[rs["run_id"]].record
         assert set(eb) == set(es)  # same schema
+        assert (eb["engine"], es["engine"]) == ("batched", "single")
         assert eb["init_id"] == es["init_id"] and eb["best_epoch"] == es["best_epoch"]
         for k in ("val/acc", "test/acc", "train/loss", "val/loss"):
             assert eb["curves"][k] == pytest.approx(es["curves"][k], abs=1e-4), k
@@ -137,7 +140,7 @@ def test_grouping_and_clear_errors(tmp_path):
 
 
 def test_parallel_models_setting(tmp_path):
-    from gnnzoo.tasks.train import run
+    from gnnzoo.tasks.run import run_task as run
 
     value = run(make_cfg(SYN + ["trainer.max_epochs=5", "zoo.parallel_models=4", "seed=10"], tmp_path))
     df = Zoo(tmp_path / "zoo").df()
@@ -154,9 +157,29 @@ def test_batched_launcher_packs_a_sweep(tmp_path):
     df = Zoo(tmp_path / "zoo").df(status="completed")
     assert len(df) == 8
     assert sorted(df["cfg.backbone.hidden_channels"].tolist()) == [16] * 4 + [32] * 4
-    # the same grid through the basic launcher finds every run already done
-    p2 = run_train(args[:1] + args[3:], tmp_path)
+    # relaunched, the same grid finds every run already done
+    p2 = run_train(args, tmp_path)
     assert "sweep summary: 0 done, 8 skipped, 0 failed" in p2.stdout
+
+
+def test_batched_run_depends_on_its_own_seed_only(tmp_path):
+    """Seed 3 trained batched alone, with seed 4 and with seeds 4, 5 (dropout on): one id, one result."""
+    ov = SYN + ["trainer.max_epochs=12", "backbone.dropout=0.5", "monitor.patience=null"]
+    records = []
+    for k, seeds in enumerate([(3,), (3, 4), (3, 4, 5), (5, 4, 3)]):
+        res = train_batched([make_cfg(ov + [f"seed={s}", f"paths.zoo_dir={tmp_path}/z{k}"], tmp_path) for s in seeds],
+                            progress=False)
+        r3 = res[seeds.index(3)]
+        records.append(Zoo(tmp_path / f"z{k}")[r3["run_id"]].record)
+    assert len({r["run_id"] for r in records}) == 1
+    ref = records[0]
+    for rec in records[1:]:
+        assert rec["best_epoch"] == ref["best_epoch"] and rec["metrics"]["test/acc"] == ref["metrics"]["test/acc"]
+        for k in ("train/loss", "val/loss", "val/acc"):
+            assert rec["curves"][k] == pytest.approx(ref["curves"][k], abs=1e-5), k
+    # and the seed matters: seed 4 trained alone differs from seed 3
+    other = train_batched([make_cfg(ov + ["seed=4", f"paths.zoo_dir={tmp_path}/z9"], tmp_path)], progress=False)[0]
+    assert Zoo(tmp_path / "z9")[other["run_id"]].record["curves"]["train/loss"] != ref["curves"]["train/loss"]
 
 
 def test_block_sparse_first_layer_with_dropout_equals_per_model(monkeypatch):

@@ -7,7 +7,7 @@ from hydra.utils import instantiate
 
 from conftest import CONF, make_cfg, shared_data_dir
 from gnnzoo.data.datasets import DatasetNotFoundError
-from gnnzoo.tasks.train import load_graph
+from gnnzoo.data import load_graph
 
 
 def options(group: str) -> list[str]:

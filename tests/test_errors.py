@@ -6,7 +6,8 @@ from hydra.errors import ConfigCompositionException
 
 from conftest import make_cfg
 from gnnzoo.data.datasets import DatasetNotFoundError
-from gnnzoo.tasks.train import load_graph, train
+from gnnzoo.data import load_graph
+from gnnzoo.tasks.backbone import train
 from gnnzoo.utils.errors import ConfigError
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from conftest import make_cfg
-from gnnzoo.tasks.train import load_graph, train
+from gnnzoo.data import load_graph
+from gnnzoo.tasks.backbone import train
 
 
 def _csv_gz(path: Path, rows) -> None:

@@ -12,8 +12,8 @@ from gnnzoo.data.synthetic import make_sbm_graph
 from gnnzoo.soups.ingredients import IngredientMismatchError, from_entries
 from gnnzoo.soups.partition import PartitionSchedule, make_parts
 from gnnzoo.soups.strategies import Evaluator, gis, greedy, learned, partition_learned, uniform
-from gnnzoo.soups.task import run_soup, split_holdout
-from gnnzoo.tasks.train import train
+from gnnzoo.soups.task import run as run_soup, split_holdout
+from gnnzoo.tasks.backbone import train
 from gnnzoo.zoo import Zoo
 
 SYN = ["dataset=synthetic", "dataset.loader.num_nodes=500", "trainer.max_epochs=20"]
@@ -219,7 +219,7 @@ def test_soup_task_end_to_end_and_ingredient_reuse(tmp_path):
     assert sum(p.numel() for p in model.parameters()) > 0
     # soup/unsplit_acc scores the stored soup on the labelled nodes that are in no split
     from gnnzoo.soups.task import unsplit_mask
-    from gnnzoo.tasks.train import load_graph
+    from gnnzoo.data import load_graph
 
     d = load_graph(cfg).data
     rest = unsplit_mask(d)

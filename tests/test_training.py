@@ -10,7 +10,8 @@ from hydra.utils import instantiate
 from conftest import make_cfg
 from gnnzoo.backbones import BACKBONES
 from gnnzoo.data.synthetic import make_sbm_graph
-from gnnzoo.tasks.train import load_graph, train
+from gnnzoo.data import load_graph
+from gnnzoo.tasks.backbone import train
 from gnnzoo.zoo import Zoo
 
 SYN = ["dataset=synthetic", "dataset.loader.num_nodes=400"]
@@ -100,7 +101,7 @@ def test_sparse_input_equals_dense(name):
 
 
 def test_train_returns_monitor_metric(tmp_path):
-    from gnnzoo.tasks.train import run
+    from gnnzoo.tasks.run import run_task as run
 
     cfg = make_cfg(SYN + ["trainer.max_epochs=5"], tmp_path)
     value = run(cfg)

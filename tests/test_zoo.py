@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from conftest import make_cfg
-from gnnzoo.tasks.train import load_graph, train
+from gnnzoo.data import load_graph
+from gnnzoo.tasks.backbone import train
 from gnnzoo.utils.errors import DivergenceError
 from gnnzoo.zoo import SCHEMA, Zoo, ZooError, load_weights, save_weights
 
@@ -73,7 +74,7 @@ def test_failed_run_recorded_then_retried(tmp_path):
 
 
 def test_run_returns_nan_when_not_fail_fast(tmp_path):
-    from gnnzoo.tasks.train import run
+    from gnnzoo.tasks.run import run_task as run
 
     value = run(make_cfg(SYN + DIVERGE + ["fail_fast=false"], tmp_path))
     assert value != value  # NaN

@@ -19,7 +19,7 @@ from typing import Sequence
 import pandas as pd
 
 from gnnzoo.utils.sweep import read_job_statuses
-from gnnzoo.zoo.ids import DEFAULT_ID_IGNORE, identity_config
+from gnnzoo.zoo.ids import identity_config
 from gnnzoo.zoo.store import Zoo, _flatten
 
 METRICS = {"best_val": "best val", "test_at_best_val": "test at best val", "wall_time_s": "wall time (s)"}
@@ -27,10 +27,8 @@ SEED_KEYS = ("seed", "init_seed")
 
 
 def _identity_row(rec: dict) -> dict:
-    cfg = rec.get("config") or {}
-    ignore = (cfg.get("zoo") or {}).get("id_ignore") or DEFAULT_ID_IGNORE
     flat: dict = {}
-    _flatten("", identity_config(cfg, ignore), flat)
+    _flatten("", identity_config(rec.get("config") or {}), flat)
     for k in SEED_KEYS:
         flat.pop(k, None)
     return flat

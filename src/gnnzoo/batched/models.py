@@ -42,15 +42,27 @@ def arch_signature(model: Backbone) -> tuple:
     return tuple(sig)
 
 
-def _keep_mask(shape: tuple, keep: Tensor, gen: torch.Generator | None) -> tuple[Tensor, Tensor]:
+def _keep_mask(shape: tuple, keep: Tensor, gen) -> tuple[Tensor, Tensor]:
     """Bernoulli(keep[i]) mask of ``shape`` ([N, ...]) and the exact keep rates used.
 
+    ``gen``: one generator per model (model ``i``'s mask is drawn from ``gen[i]`` alone, so it does not
+    depend on the other models of the batch), or a single generator (or None) for the whole mask.
     Draws 16-bit uniforms four at a time from 64-bit random integers (3x faster than torch.rand on
     CPU); keep probabilities are rounded to multiples of 1/65536 and the returned rates are the
     rounded ones, so scaling by them keeps dropout unbiased."""
-    numel = math.prod(shape)
-    bits = torch.randint(-2**63, 2**63 - 1, ((numel + 3) // 4,), dtype=torch.int64, generator=gen)
-    u = bits.view(torch.int16)[:numel].view(shape)
+    lo, hi = -2**63, 2**63 - 1
+    if isinstance(gen, (list, tuple)):
+        if len(gen) != shape[0]:
+            raise ValueError(f"{len(gen)} generators for a mask over {shape[0]} models")
+        per = math.prod(shape[1:])
+        bits = torch.empty((shape[0], (per + 3) // 4), dtype=torch.int64)
+        for i, g in enumerate(gen):
+            torch.randint(lo, hi, (bits.size(1),), dtype=torch.int64, generator=g, out=bits[i])
+        u = bits.view(torch.int16)[:, :per].reshape(shape)
+    else:
+        numel = math.prod(shape)
+        bits = torch.randint(lo, hi, ((numel + 3) // 4,), dtype=torch.int64, generator=gen)
+        u = bits.view(torch.int16)[:numel].view(shape)
     # keep u < ticks - 32768, written as u <= ticks - 32769 so the threshold fits int16 (an int16
     # comparison is ~6x faster than one promoted to int32); keep > 0 (dropout < 1), so ticks >= 1
     ticks = torch.round(keep.double() * 65536).clamp(1, 65536)
@@ -155,7 +167,8 @@ class BatchedBackbone(nn.Module):
         self.register_buffer("dropout", torch.tensor(list(dropout), dtype=torch.float))
         ad = attn_dropout if attn_dropout is not None else [0.0] * self.num_models
         self.register_buffer("attn_dropout", torch.tensor(list(ad), dtype=torch.float))
-        self.generator: torch.Generator | None = None
+        # dropout randomness: one generator per model (set by the trainer), or one for all, or torch's global one
+        self.generators: list[torch.Generator] | torch.Generator | None = None
 
     # ------------------------------------------------------------------ construction / export
     @classmethod
@@ -216,8 +229,8 @@ class BatchedBackbone(nn.Module):
     def _lin_in(self, i: int, h: Tensor, W: Tensor) -> Tensor:
         """Dropout then ``h @ W^T`` for layer i (shared input for i == 0)."""
         if i == 0:
-            return _linear_first(h, W, self.dropout, self.training, self.generator)
-        return _linear(_drop(h, self.dropout, self.training, self.generator), W)
+            return _linear_first(h, W, self.dropout, self.training, self.generators)
+        return _linear(_drop(h, self.dropout, self.training, self.generators), W)
 
     def _stack(self, t: Backbone, x: Tensor, layer) -> Tensor:
         h = x
@@ -283,7 +296,7 @@ class BatchedBackbone(nn.Module):
             alpha = F.leaky_relu(a_src.index_select(0, src) + a_dst.index_select(0, dst), 0.2)  # [E, N, H]
             alpha = segment_softmax(alpha, dst, deg)
             if self.training and bool((self.attn_dropout > 0).any()):
-                alpha = _drop(alpha.transpose(0, 1), self.attn_dropout, True, self.generator).transpose(0, 1)
+                alpha = _drop(alpha.transpose(0, 1), self.attn_dropout, True, self.generators).transpose(0, 1)
             msg = hn.index_select(0, src) * alpha.unsqueeze(-1)  # [E, N, H, C]
             out = SegmentSum.apply(msg, deg, dst).transpose(0, 1)
             out = out.mean(dim=2) if last else out.reshape(N, n, heads * C)

@@ -28,16 +28,19 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from gnnzoo.backbones.build import build_backbone
 from gnnzoo.batched.graph import GraphOps
 from gnnzoo.batched.models import BatchedBackbone
 from gnnzoo.batched.optim import BatchedOptimizer, optimizer_kind
 from gnnzoo.data.datasets import GraphData
+from gnnzoo.data.graph import load_graph
 from gnnzoo.lit.metrics import make_metric
 from gnnzoo.utils.config import check_config
 from gnnzoo.utils.errors import ConfigError
-from gnnzoo.utils.logging import close_loggers, console
+from gnnzoo.utils.io import clean_stale_tmp
+from gnnzoo.utils.logging import close_loggers, console, instantiate_loggers
 from gnnzoo.zoo.ids import identity_config, init_id, run_id
-from gnnzoo.zoo.record import now_iso
+from gnnzoo.zoo.record import build_record, now_iso
 from gnnzoo.zoo.store import Zoo
 
 # per-model settings: may differ inside one batch
@@ -47,8 +50,20 @@ PER_MODEL = ("seed", "init_seed", "optimizer", "backbone.dropout", "backbone.att
 def batch_key(cfg: DictConfig, plain: dict | None = None) -> str:
     """Configs with equal keys can train in one batch (same data, architecture, epochs, monitor).
     ``plain``: the config already resolved to containers (resolving costs ~17 ms per config)."""
-    ident = identity_config(cfg if plain is None else plain, list(cfg.zoo.id_ignore) + list(PER_MODEL))
+    ident = identity_config(cfg if plain is None else plain)
+    for key in PER_MODEL:
+        node, _, leaf = key.rpartition(".")
+        (ident.get(node, {}) if node else ident).pop(leaf, None)
     return json.dumps(ident, sort_keys=True, default=str)
+
+
+BACKBONE_TASK = "gnnzoo.tasks.backbone.run"
+
+
+def is_batchable_task(cfg: DictConfig) -> bool:
+    """A job the batched launcher may train in a batch: the backbone task, one model (parallel_models 1)."""
+    task = cfg.get("task")
+    return (task is None or task.get("_target_") == BACKBONE_TASK) and int(cfg.zoo.get("parallel_models", 1)) == 1
 
 
 def _check_batchable(cfg: DictConfig) -> None:
@@ -64,9 +79,7 @@ def _check_batchable(cfg: DictConfig) -> None:
 
 def _replay_to_loggers(cfg: DictConfig, rec: dict) -> None:
     """Give each model its own logger run: hyperparameters, per-epoch curves, best metrics."""
-    from hydra.utils import instantiate
-
-    loggers = [instantiate(v) for v in (cfg.get("logger") or {}).values() if v and "_target_" in v]
+    loggers = instantiate_loggers(cfg)
     if not loggers:
         return
     try:
@@ -85,8 +98,6 @@ def _replay_to_loggers(cfg: DictConfig, rec: dict) -> None:
 
 def train_batched(cfgs: Sequence[DictConfig], graph: GraphData | None = None, progress: bool = True) -> list[dict[str, Any]]:
     """Train ``cfgs`` together; return one result dict per config (same keys as ``train()``)."""
-    from gnnzoo.tasks.train import base_record, build_backbone, load_graph
-
     if not cfgs:
         return []
     plains = [OmegaConf.to_container(c, resolve=True) for c in cfgs]  # resolved once per config
@@ -99,9 +110,9 @@ def train_batched(cfgs: Sequence[DictConfig], graph: GraphData | None = None, pr
     for i, cfg in enumerate(cfgs):
         check_config(cfg)
         _check_batchable(cfg)
-        rid = run_id(plains[i], cfg.zoo.id_ignore)
-        done = Zoo(cfg.paths.zoo_dir).get(rid) if cfg.zoo.skip_completed else None
-        if done is not None and done.status == "completed":
+        rid = run_id(plains[i], engine="batched")
+        done = Zoo(cfg.paths.zoo_dir).completed(rid, engine="batched") if cfg.zoo.skip_completed else None
+        if done is not None:
             results[i] = {**done.record.get("metrics", {}), "run_id": rid, "skipped": True,
                           "entry_dir": str(done.path), "status": "completed"}
         elif rid in {r for _, r in todo}:
@@ -110,6 +121,8 @@ def train_batched(cfgs: Sequence[DictConfig], graph: GraphData | None = None, pr
             todo.append((i, rid))
     if not todo:
         return results  # type: ignore[return-value]
+    for zoo_dir in {str(cfgs[i].paths.zoo_dir) for i, _ in todo if cfgs[i].zoo.enabled}:
+        Zoo(zoo_dir).check_writable()  # before any training
 
     # models of one optimizer type side by side: the optimizer updates each type through one slice
     todo.sort(key=lambda t: optimizer_kind(cfgs[t[0]].optimizer._target_))
@@ -119,7 +132,7 @@ def train_batched(cfgs: Sequence[DictConfig], graph: GraphData | None = None, pr
     recs = []
     singles = []
     for i, rid in todo:
-        rec = base_record(cfgs[i], rid, plains[i])
+        rec = build_record(cfgs[i], "run", rid, plain=plains[i], engine="batched")
         model = build_backbone(cfgs[i])
         rec["init_id"] = init_id(model.state_dict())
         singles.append(model)
@@ -132,8 +145,9 @@ def train_batched(cfgs: Sequence[DictConfig], graph: GraphData | None = None, pr
         model.parameters_by_name(), [optimizer_kind(o._target_) for o in opts], [o.lr for o in opts],
         [o.get("weight_decay", 0.0) for o in opts], [o.get("momentum", 0.0) for o in opts],
         [tuple(o.get("betas", (0.9, 0.999))) for o in opts], [o.get("eps", 1e-8) for o in opts])
-    seeds = [int(cfgs[i].seed) for i, _ in todo]
-    model.generator = torch.Generator().manual_seed(hash(tuple(seeds)) % (2**31))
+    # each model draws its dropout masks from its own generator, seeded by its own seed only: a run's
+    # result does not depend on which other runs share its batch
+    model.generators = [torch.Generator().manual_seed(int(cfgs[i].seed)) for i, _ in todo]
 
     d = graph.data
     ops = GraphOps(d.edge_index, d.num_nodes)
@@ -235,7 +249,9 @@ def train_batched(cfgs: Sequence[DictConfig], graph: GraphData | None = None, pr
             rec["error"] = errors[m] or "RuntimeError: no evaluated epoch"
         entry_dir = None
         if cfg.zoo.enabled:
-            entry_dir = str(Zoo(cfg.paths.zoo_dir).write(rec, state))
+            zoo = Zoo(cfg.paths.zoo_dir)
+            clean_stale_tmp(zoo.entry_dir(rid))
+            entry_dir = str(zoo.write(rec, state))
         _replay_to_loggers(cfg, rec)
         results[i] = {**(rec.get("metrics") or {}), "run_id": rid, "skipped": False, "entry_dir": entry_dir,
                       "status": rec["status"], "error": rec["error"]}

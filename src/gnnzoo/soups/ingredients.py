@@ -14,6 +14,9 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from gnnzoo.batched.trainer import train_batched
+from gnnzoo.data.graph import graph_spec
+from gnnzoo.tasks.backbone import train
 from gnnzoo.zoo.store import Zoo, ZooEntry
 
 log = logging.getLogger("gnnzoo")
@@ -64,6 +67,11 @@ def check_compatible(entries: list[ZooEntry], states: list[dict[str, torch.Tenso
     datasets = {e.record.get("dataset") for e in entries}
     if len(datasets) > 1:
         raise IngredientMismatchError(f"ingredients come from different datasets: {sorted(datasets)}")
+    ref_graph = graph_spec(ref_e.record["config"])
+    for e in entries[1:]:
+        if graph_spec(e.record["config"]) != ref_graph:
+            raise IngredientMismatchError(f"ingredients {ref_e.run_id} and {e.run_id} were trained on different graphs "
+                                          f"(dataset.loader differs): {ref_graph} vs {graph_spec(e.record['config'])}")
 
 
 def from_entries(entries: list[ZooEntry]) -> Ingredients:
@@ -92,10 +100,12 @@ def from_zoo(zoo_dir: str, query: dict, limit: int | None = None) -> Ingredients
 def ingredient_configs(cfg: DictConfig, k: int) -> list[DictConfig]:
     """K ingredient run configs: the soup config without the soup, one shared ``init_seed``, seeds
     ``soup.seed_offset + 0..K-1``. Ingredients always go to the zoo (the soup reads them from there and
-    its record names them), whatever ``zoo.enabled`` says: that switch applies to the soup's own entry."""
+    its record names them), whatever ``zoo.enabled`` says: that switch applies to the soup's own entry.
+    They are plain backbone runs: their configs carry neither the soup group nor the soup task."""
     out = []
     base = OmegaConf.to_container(cfg, resolve=False)
     base.pop("soup", None)
+    base.pop("task", None)
     for i in range(k):
         c = OmegaConf.create(base)
         c.init_seed = int(cfg.init_seed)
@@ -107,9 +117,6 @@ def ingredient_configs(cfg: DictConfig, k: int) -> list[DictConfig]:
 
 def train_ingredients(cfg: DictConfig, k: int) -> Ingredients:
     """Train (or reuse from the zoo) K ingredients; batched when the config allows it."""
-    from gnnzoo.batched.trainer import train_batched
-    from gnnzoo.tasks.train import train
-
     cfgs = ingredient_configs(cfg, k)
     try:
         results = train_batched(cfgs, progress=bool(cfg.trainer.get("enable_progress_bar", True)))

@@ -275,8 +275,24 @@ def learned(states: Sequence[State], ev: Evaluator, epochs: int = 100, lr: float
 def check_params(strategy: str, params: dict) -> None:
     """Reject bad ``soup.params`` of LS/PLS: the soup task calls it before any ingredient is trained, the
     strategies when called directly."""
+    def number(key: str, lo: float, *, integer: bool = False, open_lo: bool = False, nullable: bool = False) -> None:
+        if key not in params or (nullable and params[key] is None):
+            return
+        v = params[key]
+        kind = "a whole number" if integer else "a number"
+        ok = not isinstance(v, bool) and isinstance(v, int if integer else (int, float))
+        if not ok or v < lo or (open_lo and v == lo):
+            bound = f"> {lo}" if open_lo else f">= {lo}"
+            raise ValueError(f"soup.params.{key} must be {kind} {bound}{' or null' if nullable else ''}, got {v!r}")
+
+    if strategy == "gis":
+        number("granularity", 2, integer=True)
     if strategy not in ("learned", "partition_learned"):
         return
+    number("epochs", 1, integer=True)
+    number("lr", 0, open_lo=True)
+    number("weight_decay", 0)
+    number("t0", 1, integer=True, nullable=True)
     init, keep = params.get("init", "uniform"), params.get("keep", "last")
     if init not in INITS:
         raise ValueError(f"soup.params.init must be one of {', '.join(INITS)}, got {init!r}")

@@ -1,4 +1,4 @@
-"""The soup task (``python train.py soup=<strategy>``): ingredients -> soup -> metrics -> zoo entry."""
+"""``task=soup`` (selected by ``python train.py soup=<strategy>``): ingredients -> soup -> metrics -> zoo entry."""
 from __future__ import annotations
 
 import logging
@@ -10,13 +10,16 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from gnnzoo.data.graph import graph_spec, load_graph
 from gnnzoo.soups.ingredients import IngredientMismatchError, from_zoo, train_ingredients
 from gnnzoo.soups.memory import PeakMemory
 from gnnzoo.soups.partition import make_parts
 from gnnzoo.soups.strategies import STRATEGIES, Evaluator, check_params, recompute_batchnorm
-from gnnzoo.utils.logging import close_loggers, console
-from gnnzoo.zoo.ids import identity_config, run_id
-from gnnzoo.zoo.record import SCHEMA, host_info, now_iso, package_versions
+from gnnzoo.utils.config import check_config
+from gnnzoo.utils.errors import ConfigError
+from gnnzoo.utils.logging import close_loggers, console, instantiate_loggers
+from gnnzoo.zoo.ids import hash_id, identity_config
+from gnnzoo.zoo.record import build_record, now_iso
 from gnnzoo.zoo.store import Zoo
 
 log = logging.getLogger("gnnzoo")
@@ -44,17 +47,35 @@ def unsplit_mask(d) -> torch.Tensor | None:
 
 
 def soup_run_id(cfg: DictConfig, ingredient_ids: list[str]) -> str:
-    return run_id({"config": identity_config(cfg, cfg.zoo.id_ignore), "soup_strategy": OmegaConf.to_container(cfg.soup, resolve=True),
-                   "ingredients": sorted(ingredient_ids)})
+    """The config's identity, the soup group and the ingredients (the formula of gnnzoo 0.1: ids unchanged)."""
+    return hash_id({"config": identity_config(cfg), "soup_strategy": OmegaConf.to_container(cfg.soup, resolve=True),
+                    "ingredients": sorted(ingredient_ids)})
 
 
-def run_soup(cfg: DictConfig) -> dict[str, Any]:
-    from gnnzoo.tasks.train import load_graph
+def check_same_graph(cfg: DictConfig, entries) -> None:
+    """Ingredients must have been trained on the graph the soup evaluates on: the same resolved loader
+    (name, split, seeds, sizes), not only the same dataset name."""
+    want = graph_spec(cfg)
+    for e in entries:
+        got = graph_spec(e.record["config"])
+        if got != want:
+            diff = ", ".join(f"dataset.loader.{k}: {got.get(k)!r} (ingredient) vs {want.get(k)!r} (soup)"
+                             for k in sorted(set(got) | set(want)) if got.get(k) != want.get(k))
+            raise IngredientMismatchError(f"ingredient {e.run_id} was trained on another graph than the soup "
+                                          f"evaluates on: {diff}; souping it here would score the wrong graph")
 
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """The soup task: returns the soup's metrics with ``value`` = ``soup/val_acc``."""
     s = cfg.soup
+    if not s.get("strategy"):
+        raise ConfigError(f"task=soup needs a strategy: soup=<one of {', '.join(sorted(STRATEGIES))}>")
     if s.strategy not in STRATEGIES:
-        raise ValueError(f"unknown soup strategy {s.strategy!r}; choose from {sorted(STRATEGIES)}")
+        raise ConfigError(f"unknown soup strategy {s.strategy!r}; choose from {sorted(STRATEGIES)}")
+    check_config(cfg)
     check_params(s.strategy, OmegaConf.to_container(s.params, resolve=True) if s.get("params") else {})
+    if cfg.zoo.enabled:
+        Zoo(cfg.paths.zoo_dir).check_writable()
     if s.get("from_zoo"):
         query = {k: v for k, v in OmegaConf.to_container(s.from_zoo).items() if v is not None}
         ing = from_zoo(cfg.paths.zoo_dir, query, s.get("limit"))
@@ -66,6 +87,7 @@ def run_soup(cfg: DictConfig) -> dict[str, Any]:
     if ing_dataset != cfg.dataset.name:
         raise IngredientMismatchError(f"ingredients were trained on {ing_dataset!r} but the soup evaluates on "
                                       f"{cfg.dataset.name!r}; set dataset={ing_dataset}")
+    check_same_graph(cfg, ing.entries)
     graph = load_graph(cfg)
     d = graph.data
     template = instantiate(ing.backbone_cfg).eval()
@@ -106,29 +128,24 @@ def run_soup(cfg: DictConfig) -> dict[str, Any]:
         "ingredients/max_test_acc": max(a["test"] for a in ing_acc),
     }
     info = {k: v for k, v in res.info.items() if k != "parts"}
-    rec = {
-        "schema": SCHEMA, "kind": "soup", "run_id": rid, "status": "completed", "error": None,
-        "dataset": cfg.dataset.name, "backbone": cfg.backbone.name, "seed": int(cfg.seed),
-        "init_seed": int(cfg.init_seed), "init_id": ing.entries[0].record.get("init_id"),
-        "config": OmegaConf.to_container(cfg, resolve=True), "monitor": OmegaConf.to_container(cfg.monitor),
-        "strategy": s.strategy, "ingredients": ing.ids, "ingredient_accuracy": ing_acc,
-        "coefficients": info, "metrics": metrics, "best_val": final["select"], "test_at_best_val": final["test"],
-        "wall_time_s": elapsed, "finished_at": now_iso(), "versions": package_versions(), "host": host_info(),
-        "curves": {"epoch": list(range(len(info.get("loss", [])))), "soup/loss": info.get("loss", [])},
-    }
+    rec = build_record(
+        cfg, "soup", rid, parents=ing.ids, status="completed", init_id=ing.entries[0].record.get("init_id"),
+        strategy=s.strategy, ingredients=ing.ids, ingredient_accuracy=ing_acc, coefficients=info, metrics=metrics,
+        best_val=final["select"], test_at_best_val=final["test"], wall_time_s=elapsed, finished_at=now_iso(),
+        curves={"epoch": list(range(len(info.get("loss", [])))), "soup/loss": info.get("loss", [])})
     entry = Zoo(cfg.paths.zoo_dir).write(rec, state) if cfg.zoo.enabled else None
     _log_soup(cfg, metrics, ing.ids, ing_acc, final)
     console.print(f"[green]soup[/] {s.strategy}: test {100 * final['test']:.2f}% (best ingredient by val "
                   f"{100 * metrics['ingredients/best_test_acc']:.2f}%, mean {100 * metrics['ingredients/mean_test_acc']:.2f}%)"
                   f" in {elapsed:.2f}s, peak RSS {pm.peak_mb:.0f} MB; zoo={entry}")
-    return {**metrics, "run_id": rid, "entry_dir": str(entry) if entry else None}
+    return {**metrics, "value": final["select"], "run_id": rid, "entry_dir": str(entry) if entry else None}
 
 
 def _log_soup(cfg: DictConfig, metrics: dict, ids: list[str], ing_acc: list[dict], final: dict) -> None:
     """Metrics to the configured loggers, a W&B bar chart, and a PNG bar chart in the output folder."""
     names = [f"ingr {i}" for i in range(len(ids))] + [f"soup ({cfg.soup.strategy})"]
     accs = [100 * a["test"] for a in ing_acc] + [100 * final["test"]]
-    loggers = [instantiate(v) for v in (cfg.get("logger") or {}).values() if v and "_target_" in v]
+    loggers = instantiate_loggers(cfg)
     try:
         for lg in loggers:
             lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))

@@ -31,6 +31,11 @@ def check_config(cfg: DictConfig) -> None:
     _range(cfg, "optimizer.momentum", 0, 1)
     _range(cfg, "trainer.max_epochs", 1, inf)
     _range(cfg, "zoo.snapshot_every", 0, inf)
+    _range(cfg, "zoo.parallel_models", 1, inf)
+    _range(cfg, "monitor.patience", 0, inf)
+    threads = cfg.get("threads")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"threads={threads!r}: expected null (torch's default) or a whole number >= 1")
     if cfg.monitor.mode not in ("min", "max"):
         raise ConfigError(f"monitor.mode must be 'min' or 'max', got {cfg.monitor.mode!r}")
     if not str(cfg.monitor.metric).startswith("val/"):

@@ -37,6 +37,13 @@ def print_result(cfg: DictConfig, result: dict[str, Any]) -> None:
                   f"run_id={result.get('run_id')} zoo={result.get('entry_dir') or cfg.paths.zoo_dir}")
 
 
+def instantiate_loggers(cfg: DictConfig) -> list:
+    """The experiment loggers of ``cfg.logger`` (name: {_target_: ...}); none for ``logger=none``."""
+    from hydra.utils import instantiate
+
+    return [instantiate(v) for v in (cfg.get("logger") or {}).values() if v is not None and "_target_" in v]
+
+
 def close_loggers(loggers: Sequence[Any], status: str = "success") -> None:
     """Finish every logger; always end the W&B run so multirun jobs never share one."""
     for lg in loggers:

@@ -1,19 +1,33 @@
-"""Run ids (hash of the resolved config and seed) and init ids (hash of the initial weights)."""
+"""Run ids (hash of what determines a result) and init ids (hash of the initial weights).
+
+A run id hashes the **identity** of a config: the top-level keys in :data:`IDENTITY` (what a trained
+backbone's result depends on), minus the display/logging keys in :data:`IDENTITY_IGNORE`, resolved to
+plain containers, plus the seed. Everything else (paths, loggers, the zoo's own switches, and the
+config groups of the methods built on top: ``task``, ``soup``, ``pruning`` ...) is left out, so a new
+group at its neutral default or a new display key leaves every existing id unchanged. A method's task
+hashes this identity together with what it adds (its own group, its parents) with :func:`hash_id`.
+
+This list is the only one: the zoo config, the batched trainer, the soups and the report all read it.
+"""
 from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-# Keys that never change what a run computes: where files go, how it is shown and logged.
-DEFAULT_ID_IGNORE = (
-    "paths", "logger", "extras", "zoo", "fail_fast", "task_name", "tags", "threads", "soup",
-    "trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.log_every_n_steps",
-    "trainer.default_root_dir",
-)
+# What determines a backbone run's result (top-level config keys).
+IDENTITY = ("seed", "init_seed", "monitor", "dataset", "backbone", "optimizer", "scheduler", "data", "trainer",
+            "callbacks")
+# Keys inside those that only change how a run is shown or where its files go.
+IDENTITY_IGNORE = ("trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.log_every_n_steps",
+                   "trainer.default_root_dir")
+# The training engines whose randomness differs (see README, "Many models at the cost of one run"):
+# a batched run's id carries ``engine: batched``; the single (Lightning) path adds nothing, so its ids
+# are those of every earlier gnnzoo version.
+ENGINES = ("single", "batched")
 
 
 def _drop(tree: dict, dotted: str) -> None:
@@ -27,18 +41,36 @@ def _drop(tree: dict, dotted: str) -> None:
         del tree[head]
 
 
-def identity_config(cfg: DictConfig | Mapping[str, Any], ignore: Iterable[str] = DEFAULT_ID_IGNORE) -> dict:
-    """The part of a config that determines a run's results, resolved to plain containers."""
-    tree = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else json.loads(json.dumps(cfg))
-    for key in ignore:
+def _plain(cfg: DictConfig | Mapping[str, Any]) -> dict:
+    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else json.loads(
+        json.dumps(cfg, default=str))
+
+
+def identity_config(cfg: DictConfig | Mapping[str, Any], engine: str = "single") -> dict:
+    """The part of a config that determines a backbone run's result, resolved to plain containers."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    if isinstance(cfg, DictConfig):
+        tree = {k: (OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig) else cfg[k])
+                for k in IDENTITY if k in cfg}
+    else:
+        tree = {k: v for k, v in _plain(cfg).items() if k in IDENTITY}
+    for key in IDENTITY_IGNORE:
         _drop(tree, key)
+    if engine != "single":
+        tree["engine"] = engine
     return tree
 
 
-def run_id(cfg: DictConfig | Mapping[str, Any], ignore: Iterable[str] = DEFAULT_ID_IGNORE) -> str:
-    """16 hex chars of sha256 over the canonical JSON of the identity config (seed included)."""
-    blob = json.dumps(identity_config(cfg, ignore), sort_keys=True, separators=(",", ":"), default=str)
+def hash_id(obj: Any) -> str:
+    """16 hex chars of sha256 over the canonical JSON of ``obj``."""
+    blob = json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def run_id(cfg: DictConfig | Mapping[str, Any], engine: str = "single") -> str:
+    """The id of a backbone run: a hash of its identity config (seed included)."""
+    return hash_id(identity_config(cfg, engine))
 
 
 def tensors_digest(state: Mapping[str, torch.Tensor]) -> str:

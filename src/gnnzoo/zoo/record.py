@@ -6,11 +6,15 @@ import functools
 import platform
 import socket
 from importlib import metadata
-from typing import Any
+from typing import Any, Iterable
+
+from omegaconf import DictConfig, OmegaConf
+
+from gnnzoo.zoo.ids import IDENTITY, ENGINES
 
 SCHEMA = "gnnzoo.record/1"
 STATUSES = ("completed", "failed")
-KINDS = ("run", "soup")
+KINDS = ("run", "soup", "pruned", "encoder", "generated")
 REQUIRED = ("schema", "kind", "run_id", "status", "config", "seed")
 _PACKAGES = ("gnnzoo", "torch", "torch_geometric", "pytorch-lightning", "torchmetrics", "hydra-core",
              "omegaconf", "safetensors", "numpy", "ogb", "wandb")
@@ -58,3 +62,41 @@ def validate_record(rec: Any, where: str = "record") -> dict:
     if rec["kind"] not in KINDS:
         raise RecordError(f"{where}: kind {rec['kind']!r} not in {KINDS}")
     return rec
+
+
+def build_record(cfg: DictConfig, kind: str, run_id: str, *, parents: Iterable[str] = (), plain: dict | None = None,
+                 engine: str = "single", **fields: Any) -> dict[str, Any]:
+    """The record skeleton of every zoo entry, whatever its kind; the task fills in the rest as it goes
+    (``status``, ``metrics``, ``best_val``, ``test_at_best_val``, ``curves`` ...).
+
+    ``parents``: the run ids the entry was made from (soup ingredients, the dense run of a ticket, the
+    checkpoints a generator learned from), queryable as ``Zoo.df(parent=<run id>)``. ``engine``: which
+    trainer produced a backbone run (``single`` | ``batched``; their randomness differs). ``plain``: ``cfg``
+    already resolved to containers, if the caller has it."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    plain = OmegaConf.to_container(cfg, resolve=True) if plain is None else plain
+    rec = {
+        "schema": SCHEMA, "kind": kind, "run_id": run_id, "status": "failed", "error": None,
+        "parents": sorted(set(parents)), "engine": engine,
+        "dataset": cfg.dataset.name, "backbone": cfg.backbone.name,
+        "seed": int(cfg.seed), "init_seed": int(cfg.init_seed), "init_id": None,
+        "config": plain,
+        "identity": [k for k in IDENTITY if k in plain],
+        "monitor": OmegaConf.to_container(cfg.monitor, resolve=True),
+        "started_at": now_iso(), "versions": package_versions(), "host": host_info(),
+        "batch": None,  # batched runs: {"size", "index", "wall_time_s"} of the batch they trained in
+    }
+    rec.update(fields)
+    return rec
+
+
+def record_engine(rec: dict) -> str:
+    """The engine that wrote a record. Records of gnnzoo 0.1 have no ``engine`` field: a run with a
+    ``batch`` came from the batched trainer, whose dropout then depended on the whole batch
+    (``batched-legacy``: reused by no engine)."""
+    if "engine" in rec:
+        return rec["engine"]
+    return "batched-legacy" if rec.get("batch") else "single"

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -25,8 +23,9 @@ from typing import Any, Iterator, Mapping
 import torch
 from torch import nn
 
+from gnnzoo.utils.io import atomic_write_bytes, atomic_write_json, check_writable, clean_stale_tmp  # noqa: F401
 from gnnzoo.zoo.ids import tensors_digest
-from gnnzoo.zoo.record import RecordError, validate_record
+from gnnzoo.zoo.record import RecordError, record_engine, validate_record
 
 log = logging.getLogger(__name__)
 
@@ -40,63 +39,6 @@ class ZooError(RuntimeError):
 
 
 # ------------------------------------------------------------------------------------ writing
-
-
-TMP_MARK = ".tmp-"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{TMP_MARK}{os.getpid()}-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def clean_stale_tmp(directory: Path, min_age_s: float = 600.0) -> int:
-    """Remove temporary files left by writers that were killed (their pid is gone here and the
-    file is older than ``min_age_s``). Returns how many were removed."""
-    import time
-
-    removed = 0
-    if not directory.is_dir():
-        return 0
-    now = time.time()
-    for p in directory.rglob(f"*{TMP_MARK}*"):
-        try:
-            pid = int(p.name.split(TMP_MARK, 1)[1].split("-", 1)[0])
-        except (IndexError, ValueError):
-            continue
-        try:
-            os.kill(pid, 0)
-            alive = True
-        except ProcessLookupError:
-            alive = False
-        except PermissionError:
-            alive = True
-        if not alive and now - p.stat().st_mtime > min_age_s:
-            p.unlink(missing_ok=True)
-            removed += 1
-    return removed
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, json.dumps(obj, indent=1, default=_json_default).encode())
-
-
-def _json_default(o: Any) -> Any:
-    if isinstance(o, torch.Tensor):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    return str(o)
 
 
 def save_weights(path: Path, state: Mapping[str, torch.Tensor], metadata: Mapping[str, str] | None = None) -> str:
@@ -262,13 +204,31 @@ class Zoo:
         e = self.get(run_id)
         return e is not None and e.status == "completed"
 
-    def df(self, **filters: Any):
+    def completed(self, run_id: str, engine: str = "single") -> ZooEntry | None:
+        """The completed entry ``run_id`` written by ``engine``, or None (a relaunch then runs it)."""
+        e = self.get(run_id)
+        if e is None or e.status != "completed":
+            return None
+        if record_engine(e.record) != engine:
+            log.warning("zoo entry %s was written by the %s trainer, not the %s one: not reused",
+                        run_id, record_engine(e.record), engine)
+            return None
+        return e
+
+    def check_writable(self) -> Path:
+        """Create the zoo folder if needed and prove it is writable (one clear error before any work)."""
+        return check_writable(self.root, "the zoo folder")
+
+    def df(self, parent: str | None = None, **filters: Any):
         """All valid records as a DataFrame, one row per entry; ``filters`` are column == value
-        (a list/tuple value means 'is in'). Config values appear as ``cfg.<dotted.key>`` columns."""
+        (a list/tuple value means 'is in'). Config values appear as ``cfg.<dotted.key>`` columns.
+        ``parent``: only entries made from that run id (``Zoo.df(kind="soup", parent=rid)``)."""
         import pandas as pd
 
-        rows = [flatten_record(e.record) for e in self.entries()]
-        df = pd.DataFrame(rows)
+        records = [e.record for e in self.entries()]
+        if parent is not None:
+            records = [r for r in records if parent in (r.get("parents") or r.get("ingredients") or [])]
+        df = pd.DataFrame([flatten_record(r) for r in records])
         for key, value in filters.items():
             if key not in df.columns:
                 if df.empty:
@@ -295,6 +255,8 @@ def flatten_record(rec: dict) -> dict:
     row = {k: rec.get(k) for k in ("run_id", "kind", "status", "dataset", "backbone", "seed", "init_seed",
                                    "init_id", "best_epoch", "best_val", "test_at_best_val", "wall_time_s",
                                    "finished_at", "error")}
+    row["engine"] = record_engine(rec)
+    row["parents"] = json.dumps(rec.get("parents") or rec.get("ingredients") or [])
     for k, v in (rec.get("metrics") or {}).items():
         row[k] = v
     row["epochs"] = len((rec.get("curves") or {}).get("epoch", []))

@@ -8,6 +8,8 @@ settings (seed, init_seed, optimizer, dropout) are trained together, up to ``max
 (see ``gnnzoo.batched.trainer``). Each job still gets its output folder, its zoo entry and its
 return value; jobs that cannot be batched (different shapes, mini-batches, schedulers) run in the
 groups they form, and a group that cannot be batched at all runs job by job through ``train.py``'s task.
+Only ``task=backbone`` jobs (one model each) are batched: a job of any other task (``soup=...``) or with
+``zoo.parallel_models`` > 1 runs on its own, through the task it names.
 """
 import logging
 import os
@@ -73,7 +75,7 @@ class BatchedLauncher(Launcher):
         return sweep_config
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from gnnzoo.batched.trainer import group_configs, train_batched
+        from gnnzoo.batched.trainer import group_configs, is_batchable_task, train_batched
         from gnnzoo.utils.sweep import write_job_status
 
         setup_globals()
@@ -92,19 +94,29 @@ class BatchedLauncher(Launcher):
             task_cfgs.append(tc)
 
         returns: List[Optional[JobReturn]] = [None] * len(task_cfgs)
-        groups = group_configs(task_cfgs, self.max_models)
-        log.info(f"batched launcher: {len(task_cfgs)} jobs in {len(groups)} batch(es) of <= {self.max_models}")
+
+        def one_by_one(idxs: Sequence[int]) -> None:
+            for i in idxs:
+                HydraConfig.instance().set_config(sweep_cfgs[i])
+                returns[i] = run_job(hydra_context=self.hydra_context, task_function=self.task_function,
+                                     config=sweep_cfgs[i], job_dir_key="hydra.sweep.dir",
+                                     job_subdir_key="hydra.sweep.subdir")
+
+        batchable = [i for i, tc in enumerate(task_cfgs) if is_batchable_task(tc)]
+        others = [i for i in range(len(task_cfgs)) if i not in set(batchable)]
+        if others:
+            log.warning(f"batched launcher: {len(others)} job(s) are not single backbone trainings (task="
+                        f"{task_cfgs[others[0]].task._target_}, or zoo.parallel_models > 1); they run one by one")
+            one_by_one(others)
+        groups = [[batchable[j] for j in g] for g in group_configs([task_cfgs[i] for i in batchable], self.max_models)]
+        log.info(f"batched launcher: {len(batchable)} jobs in {len(groups)} batch(es) of <= {self.max_models}")
         for g in groups:
             cfgs = [task_cfgs[i] for i in g]
             try:
                 results = train_batched(cfgs, progress=self.progress)
             except NotImplementedError as e:
                 log.warning(f"jobs {g} cannot be batched ({e}); running them one by one")
-                for i in g:
-                    HydraConfig.instance().set_config(sweep_cfgs[i])
-                    returns[i] = run_job(hydra_context=self.hydra_context, task_function=self.task_function,
-                                         config=sweep_cfgs[i], job_dir_key="hydra.sweep.dir",
-                                         job_subdir_key="hydra.sweep.subdir")
+                one_by_one(g)
                 continue
             for i, res in zip(g, results):
                 tc = task_cfgs[i]

@@ -1,0 +1,169 @@
+"""``task=backbone`` (the default): train one backbone (or ``zoo.parallel_models`` seeds of it, batched)
+and write each run into the zoo.
+
+:func:`train` is the single-model (Lightning) path that the other tasks reuse to train ingredients;
+:func:`run` is the task the wrapper calls."""
+from __future__ import annotations
+
+import statistics
+import time
+import traceback
+import logging
+from typing import Any
+
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from lightning_fabric.utilities.rank_zero import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks.progress import ProgressBar
+
+from gnnzoo.backbones.build import build_backbone
+from gnnzoo.batched.trainer import seed_configs, train_batched
+from gnnzoo.data.graph import load_graph
+from gnnzoo.lit.backbone_module import BackboneModule
+from gnnzoo.lit.metrics import make_metric
+from gnnzoo.lit.progress import EpochProgressBar
+from gnnzoo.utils.config import check_config
+from gnnzoo.utils.errors import ConfigError, RunInterrupted, mark_recorded
+from gnnzoo.utils.io import clean_stale_tmp
+from gnnzoo.utils.logging import close_loggers, console, instantiate_loggers, print_result
+from gnnzoo.utils.seed import seed_everything
+from gnnzoo.zoo.ids import init_id, run_id
+from gnnzoo.zoo.record import build_record, now_iso
+from gnnzoo.zoo.recorder import ZooRecorder
+from gnnzoo.zoo.store import Zoo
+
+log = logging.getLogger("gnnzoo")
+
+
+def _instantiate_dict(node: DictConfig | None) -> list:
+    if not node:
+        return []
+    return [instantiate(v) for v in node.values() if v is not None and "_target_" in v]
+
+
+def train(cfg: DictConfig) -> dict[str, Any]:
+    """Train one backbone as configured; write its zoo entry; return its metrics.
+
+    A run whose id is already ``completed`` in the zoo is skipped (its recorded metrics are returned
+    with ``skipped=True``). A run that raises is recorded as ``failed`` and the error re-raised (the
+    error says whether the record was written). An interrupted run (SIGINT/SIGTERM) is not recorded.
+    """
+    check_config(cfg)
+    zoo = Zoo(cfg.paths.zoo_dir)
+    plain = OmegaConf.to_container(cfg, resolve=True)  # resolved once: run id and record both read it
+    rid = run_id(plain)
+    if cfg.zoo.skip_completed:
+        done = zoo.completed(rid)
+        if done is not None:
+            console.print(f"[yellow]skip[/] run {rid}: already completed in {zoo.root}")
+            return {**done.record.get("metrics", {}), "run_id": rid, "skipped": True, "entry_dir": str(done.path)}
+    if cfg.zoo.enabled:
+        zoo.check_writable()
+        clean_stale_tmp(zoo.entry_dir(rid))  # left by a job killed mid-write
+
+    rec = build_record(cfg, "run", rid, plain=plain)
+    t0 = time.perf_counter()
+    recorder = ZooRecorder(cfg.monitor.metric, cfg.monitor.mode, cfg.zoo.snapshot_every,
+                           zoo.entry_dir(rid) if cfg.zoo.enabled else None, cfg.monitor.get("patience"))
+    loggers: list = []
+    interrupted = False
+    try:
+        graph = load_graph(cfg)
+        backbone = build_backbone(cfg)
+        rec["init_id"] = init_id(backbone.state_dict())
+        seed_everything(cfg.seed)
+        data_cfg = OmegaConf.to_container(cfg.data)
+        fused = bool(data_cfg.pop("fused_eval", True)) and data_cfg.get("batch_size") is None
+        datamodule = instantiate(data_cfg, graph=graph)
+        module = BackboneModule(
+            backbone,
+            optimizer=instantiate(cfg.optimizer),
+            scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+            metric=make_metric(graph.metric, graph.num_classes, graph.ogb_name),
+            monitor=cfg.monitor.metric,
+            fused_eval=fused,
+        )
+        loggers = instantiate_loggers(cfg)
+        for lg in loggers:
+            lg.log_hyperparams({**plain, "run_id": rid, "init_id": rec["init_id"]})
+        extra = {"limit_val_batches": 0} if fused else {}
+        callbacks = _instantiate_dict(cfg.get("callbacks"))
+        # gnnzoo's bar unless a configured callback is a progress bar (then Lightning uses that); after the
+        # recorder, so its epoch-end postfix shows the best value including this epoch
+        own_bar = []
+        if cfg.trainer.get("enable_progress_bar", True) and not any(isinstance(c, ProgressBar) for c in callbacks):
+            own_bar = [EpochProgressBar()]
+        trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks + [recorder] + own_bar,
+                                          logger=loggers or False, **extra)
+        # EpochProgressBar reads the module directly; anything else may read Lightning's logged metrics
+        module.log_to_lightning = bool(callbacks or module.scheduler_factory
+                                       or (trainer.progress_bar_callback is not None and not own_bar))
+        trainer.fit(module, datamodule=datamodule)
+        if recorder.best_state is None:
+            raise RuntimeError("training produced no validation epoch; nothing to select (check trainer.max_epochs)")
+        backbone.load_state_dict(recorder.best_state)
+        test = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+        metrics = {
+            cfg.monitor.metric: recorder.best_value,
+            "val/acc": recorder.metric_at_best("val/acc"),
+            "test/acc": float(test["test/acc"]),
+            "test/loss": float(test["test/loss"]),
+            "best_epoch": recorder.best_epoch,
+        }
+        for lg in loggers:
+            lg.log_metrics({"best/val_acc": metrics["val/acc"], "best/test_acc": metrics["test/acc"],
+                            "best/epoch": recorder.best_epoch})
+        rec.update(status="completed", best_epoch=recorder.best_epoch, best_val=recorder.best_value,
+                   test_at_best_val=metrics["test/acc"], metrics=metrics)
+    except RunInterrupted:
+        interrupted = True  # left unrecorded: a relaunch (or a requeued job) runs it again
+        raise
+    except BaseException as e:
+        rec["error"] = f"{type(e).__name__}: {e}"
+        rec["traceback"] = traceback.format_exc(limit=20)
+        if cfg.zoo.enabled and rank_zero_only.rank == 0:
+            try:
+                mark_recorded(e, _write(zoo, rec, recorder, t0))
+            except Exception as write_error:  # the run's own error is the one to report
+                log.warning("the failed run %s could not be recorded in the zoo: %s", rid, write_error)
+        raise
+    finally:
+        close_loggers(loggers, "success" if rec["status"] == "completed" else ("aborted" if interrupted else "failed"))
+    entry = _write(zoo, rec, recorder, t0) if cfg.zoo.enabled and rank_zero_only.rank == 0 else None  # DDP: one writer
+    return {**metrics, "run_id": rid, "skipped": False, "entry_dir": str(entry) if entry else None}
+
+
+def _write(zoo: Zoo, rec: dict, recorder: ZooRecorder, t0: float):
+    rec.update(wall_time_s=time.perf_counter() - t0, finished_at=now_iso(), curves=recorder.curves,
+               snapshots=recorder.snapshots)
+    return zoo.write(rec, recorder.best_state if rec["status"] == "completed" else None)
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """The backbone task: one run, or ``zoo.parallel_models`` seeds of it trained together (batched).
+    Returns the run's metrics with ``value`` (the monitored metric; for several seeds, their mean)."""
+    if cfg.get("soup") and cfg.soup.get("strategy"):
+        raise ConfigError(f"soup={cfg.soup.strategy} runs the soup task, but task=backbone was given: drop task=backbone "
+                          "(soup=<strategy> selects task=soup)")
+    n = int(cfg.zoo.get("parallel_models", 1))
+    if n == 1:
+        result = train(cfg)
+        print_result(cfg, result)
+        return {**result, "value": result.get(cfg.monitor.metric)}
+    cfgs = seed_configs(cfg, n)
+    results = train_batched(cfgs, progress=bool(cfg.trainer.get("enable_progress_bar", True)))
+    values, failed = [], []
+    for c, r in zip(cfgs, results):
+        if r.get("status") == "failed":
+            console.print(f"[red]failed[/] seed={c.seed}: {r.get('error')}")
+            failed.append(f"seed={c.seed}: {r.get('error')}")
+            continue
+        print_result(c, r)
+        values.append(float(r[cfg.monitor.metric]))
+    if not values:
+        raise RuntimeError(f"all {n} seeds failed; first: {failed[0]}")
+    mean = statistics.fmean(values)
+    console.print(f"{len(values)}/{n} seeds completed; mean {cfg.monitor.metric} = {mean:.4f}")
+    return {"value": mean, "run_ids": [r["run_id"] for r in results], "failed_runs": failed,
+            "skipped": all(r.get("skipped") for r in results)}
