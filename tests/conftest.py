@@ -9,8 +9,16 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 
+import gnnzoo  # noqa: F401  (registers the config resolvers)
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
+
+# The README's test command passes GNNZOO_DATA_DIR=../shared/data, relative to where it was started.
+# Resolve it once, here, so that tests that start train.py in another working directory (sweeps in
+# tmp_path) see the same folder.
+if os.environ.get("GNNZOO_DATA_DIR"):
+    os.environ["GNNZOO_DATA_DIR"] = str(Path(os.environ["GNNZOO_DATA_DIR"]).expanduser().resolve())
 
 QUIET = ["logger=none", "extras.print_config=false", "trainer.enable_progress_bar=false"]
 

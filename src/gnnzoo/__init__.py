@@ -3,6 +3,10 @@ import warnings as _warnings
 
 __version__ = "0.1.0"
 
+from gnnzoo.utils.paths import register_resolvers as _register_resolvers
+
+_register_resolvers()  # ${gnnzoo.abspath:...} in conf/paths
+
 # Sparse CSR features are used on purpose (see gnnzoo.data.datasets.maybe_sparse); these beta notices
 # would otherwise print on every run.
 _warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")

@@ -18,6 +18,7 @@ from typing import Sequence
 
 import pandas as pd
 
+from gnnzoo.utils.logging import console
 from gnnzoo.utils.sweep import read_job_statuses
 from gnnzoo.zoo.ids import identity_config
 from gnnzoo.zoo.store import Zoo, _flatten
@@ -167,8 +168,6 @@ def report(source: str | Path, out: str | Path | None = None, where: Sequence[st
 
 def _print(agg: pd.DataFrame, swept: list[str], n: int, out: Path) -> None:
     from rich.table import Table
-
-    from gnnzoo.utils.logging import console
 
     keys = swept or ["dataset"]
     t = Table(title=f"{n} runs, {len(agg)} configurations (mean ± std over seeds, %)")

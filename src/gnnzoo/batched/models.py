@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from gnnzoo.backbones.models import APPNP, GAT, GCN, GIN, MLP, SAGE, Backbone, csr_transpose_structure
 from gnnzoo.batched.graph import GraphOps, SegmentSum, SparseMatmul, segment_softmax
+from gnnzoo.data.sampler import gather_rows
 
 _ACT = {"relu": F.relu, "elu": F.elu, "gelu": F.gelu, "tanh": torch.tanh}
 
@@ -213,8 +214,6 @@ class BatchedBackbone(nn.Module):
 
     def _input_rows(self, x: Tensor, rows: Tensor) -> Tensor:
         """Rows of the input, cached: the sparse first layer caches its block structure per tensor."""
-        from gnnzoo.data.sampler import gather_rows
-
         cached = getattr(self, "_rows_cache", None)
         if cached is None or cached[0] is not x or cached[1] is not rows:
             cached = self._rows_cache = (x, rows, gather_rows(x, rows))

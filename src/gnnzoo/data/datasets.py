@@ -21,6 +21,8 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
+from gnnzoo.data.synthetic import make_sbm_graph
+
 
 class DatasetNotFoundError(FileNotFoundError):
     """Raw files of a dataset are missing and cannot be downloaded here."""
@@ -37,6 +39,74 @@ class DatasetNotFoundError(FileNotFoundError):
             msg += f"\n{hint}"
         super().__init__(msg)
         self.dataset, self.directory, self.missing = dataset, directory, list(missing)
+
+
+class DatasetCorruptError(ValueError):
+    """A raw file of a dataset cannot be read (truncated, corrupt, or not what PyG expects)."""
+
+
+def _unreadable(path: Path) -> str | None:
+    """Why ``path`` (a raw file in PyG's layout) cannot be read, or None if it reads."""
+    import gzip
+    import pickle
+
+    import numpy as np
+
+    try:
+        if path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as z:
+                for k in z.files:
+                    z[k]
+        elif path.suffix == ".gz":
+            with gzip.open(path) as f:
+                while f.read(1 << 20):
+                    pass
+        elif path.name.endswith(".test.index"):
+            [int(line) for line in path.read_text().split()]
+        elif path.name.startswith("ind."):  # Planetoid's pickles, read the way PyG reads them
+            with open(path, "rb") as f:
+                pickle.load(f, encoding="latin1")
+    except Exception as e:  # noqa: BLE001 - any failure means the file is unusable
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+def _processed_files(root: Path) -> list[Path]:
+    d = root / "processed"
+    return sorted(p for p in d.iterdir() if p.is_file()) if d.is_dir() else []
+
+
+def open_dataset(make, dataset: str, root: Path, raw_dir: Path, raw_files: Sequence[str]):
+    """``make()`` (a PyG dataset constructor over ``root``) with clear errors for bad files.
+
+    * A processed cache (``root/processed``, gnnzoo's own cache folder) that cannot be loaded is deleted
+      with a warning naming it, and rebuilt from the raw files once.
+    * Raw files that cannot be processed: :class:`DatasetCorruptError` naming the file that does not read."""
+    import warnings
+
+    cached = _processed_files(root)
+    try:
+        return make()
+    except Exception as e:  # noqa: BLE001 - re-raised below with what the user needs to know
+        first = e
+    if cached:
+        # (torch's own message would advise weights_only=False: unsafe, and no help for a corrupt file)
+        warnings.warn(f"the processed cache of {dataset} ({', '.join(str(p) for p in cached)}) could not be "
+                      f"loaded ({type(first).__name__}): deleting {root / 'processed'} and rebuilding it from the "
+                      "raw files", stacklevel=3)
+        shutil.rmtree(root / "processed", ignore_errors=True)
+        try:
+            return make()
+        except Exception as e:  # noqa: BLE001
+            first = e
+    for name in raw_files:
+        why = _unreadable(raw_dir / name)
+        if why:
+            raise DatasetCorruptError(
+                f"raw file {raw_dir / name} of {dataset} cannot be read ({why[:300]}): it looks truncated or "
+                f"corrupt. Replace it with an intact copy (PyG raw layout) and run again.") from first
+    raise DatasetCorruptError(f"{dataset}: the raw files in {raw_dir} could not be processed "
+                              f"({type(first).__name__}: {str(first).splitlines()[0][:300]})") from first
 
 
 @dataclass
@@ -159,7 +229,8 @@ def planetoid(data_dir: str, cache_dir: str, name: str, split: str = "public",
 
     files = [f.format(n=name.lower()) for f in PLANETOID_FILES]
     root = _prepare_root(data_dir, cache_dir, "Planetoid", name, files)
-    ds = Planetoid(str(root), name, split=split)
+    ds = open_dataset(lambda: Planetoid(str(root), name, split=split), f"Planetoid/{name}", root / name,
+                      Path(data_dir).expanduser() / "Planetoid" / name / "raw", files)
     return _finish(ds[0], name.lower(), ds.num_classes, normalize_features, sparse_features)
 
 
@@ -182,7 +253,8 @@ def npz_dataset(data_dir: str, cache_dir: str, collection: str, name: str,
         raise ValueError(f"unknown {collection} dataset '{name}'; known: {[k[1] for k in _NPZ if k[0] == collection]}")
     folder, raw = _NPZ[key]
     root = _prepare_root(data_dir, cache_dir, collection, folder, [raw])
-    ds = getattr(datasets, collection)(str(root), folder)
+    ds = open_dataset(lambda: getattr(datasets, collection)(str(root), folder), f"{collection}/{folder}", root / folder,
+                      Path(data_dir).expanduser() / collection / folder / "raw", [raw])
     data = ds[0]
     num_classes = int(data.y.max()) + 1
     data.train_mask, data.val_mask, data.test_mask = random_split(
@@ -226,7 +298,7 @@ def ogb_node(data_dir: str, cache_dir: str, name: str, to_undirected: bool = Tru
     # ogb 1.3.6 reloads its processed file with torch.load, whose weights_only default (torch >= 2.6)
     # rejects PyG's Data containers: allowlist exactly those classes (still no arbitrary code).
     with torch.serialization.safe_globals(_pyg_safe_globals()):
-        ds = PygNodePropPredDataset(name, root=str(dst.parent))
+        ds = open_dataset(lambda: PygNodePropPredDataset(name, root=str(dst.parent)), name, dst, src / "raw", raw)
     data = ds[0]
     split = ds.get_idx_split()
     n = data.num_nodes
@@ -249,8 +321,6 @@ def _pyg_safe_globals() -> list:
 
 def synthetic(data_dir: str | None = None, cache_dir: str | None = None, **options) -> GraphData:
     """Seeded stochastic-block-model graph (see :func:`gnnzoo.data.synthetic.make_sbm_graph`)."""
-    from gnnzoo.data.synthetic import make_sbm_graph
-
     data = make_sbm_graph(**options)
     return GraphData(data=data, name="synthetic", num_features=int(data.x.size(1)),
                      num_classes=int(options.get("num_classes", 4)), info={"options": dict(options)})

@@ -22,6 +22,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from gnnzoo.data.sampler import gather_rows
+from gnnzoo.soups.partition import METHODS, PartitionSchedule
+
 State = dict[str, Tensor]
 log = logging.getLogger("gnnzoo")
 
@@ -307,8 +310,6 @@ def check_params(strategy: str, params: dict) -> None:
     if params.get("optimizer", "sgd") not in OPTIMIZERS:
         raise ValueError(f"soup.params.optimizer must be one of {', '.join(OPTIMIZERS)}, got {params.get('optimizer')!r}")
     if strategy == "partition_learned":  # the bound by the data (num_parts <= fit nodes) is checked by make_parts
-        from gnnzoo.soups.partition import METHODS
-
         if params.get("partition", "metis") not in METHODS:
             raise ValueError(f"soup.params.partition must be one of {', '.join(METHODS)}, got {params.get('partition')!r}")
         k, r = params.get("num_parts", 32), params.get("num_parts_per_step", 4)
@@ -323,9 +324,6 @@ def partition_learned(states: Sequence[State], ev: Evaluator, parts: Any, num_pa
                       keep: str = "last", beta_lr: float | None = None, **_) -> SoupResult:
     """Partition Learned Souping: each step uses R of K partitions (their induced subgraph)."""
     check_params("partition_learned", {"init": init, "keep": keep, "optimizer": optimizer, "beta_lr": beta_lr})
-    from gnnzoo.data.sampler import gather_rows
-    from gnnzoo.soups.partition import PartitionSchedule
-
     sched = PartitionSchedule(parts, ev.edge_index, int(num_parts_per_step), seed)
     fit = ev.masks["fit"]
     seen = torch.zeros_like(fit)

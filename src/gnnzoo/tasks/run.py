@@ -30,6 +30,7 @@ from omegaconf import DictConfig
 from gnnzoo.utils.config import check_config, is_multirun
 from gnnzoo.utils.errors import ConfigError, RunInterrupted, recorded_entry
 from gnnzoo.utils.logging import console, print_config
+from gnnzoo.utils.paths import mark_launch_dir
 from gnnzoo.utils.sweep import threads_for_job, write_job_status
 
 log = logging.getLogger("gnnzoo")
@@ -124,8 +125,10 @@ def run_task(cfg: DictConfig) -> float:
 
 
 def cli(main: Callable[[], Any]) -> None:
-    """Run an entry point's ``@hydra.main`` function. SIGINT / SIGTERM at any moment (inside a run or
+    """Run an entry point's ``@hydra.main`` function. Relative paths resolve against the directory the
+    command started in (for every job and subprocess); SIGINT / SIGTERM at any moment (inside a run or
     between the jobs of a sweep) end the process with 128 + the signal number (130, 143)."""
+    mark_launch_dir()
     try:
         with interrupt_handlers():
             main()

@@ -1,0 +1,1 @@
+"""Model soups: mix trained ingredients into one model (task=soup, selected by soup=<strategy>)."""
