@@ -67,3 +67,13 @@ def cache_dir(tmp_path_factory) -> Path:
 def _threads():
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     yield
+
+
+def pytest_collection_modifyitems(config, items):
+    """``gpu``-marked tests need CUDA: skipped (with the reason) where there is none."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA (gpu marker); this machine has none")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

@@ -260,3 +260,18 @@ def test_optimizer_leaves_inactive_models_unchanged():
     for k, v in params.items():
         assert torch.equal(v[1], before[k][1]) and torch.equal(v[3], before[k][3]), k
         assert not torch.equal(v[0], before[k][0]) and not torch.equal(v[2], before[k][2]), k
+
+
+def test_batched_training_refuses_devices_and_falls_back(tmp_path):
+    """trainer=gpu / DDP are not batched (the batched trainer is CPU-only): a clear NotImplementedError, and
+    zoo.parallel_models then trains the seeds one by one through Lightning."""
+    for extra in (["trainer=gpu"], ["trainer=ddp"]):
+        with pytest.raises(NotImplementedError, match="one CPU process"):
+            train_batched([make_cfg(SYN + extra, tmp_path)], progress=False)
+    from gnnzoo.tasks.run import run_task
+
+    # on the CPU the same fallback is reached through another limit (a scheduler): seeds one by one
+    value = run_task(make_cfg(SYN + ["trainer.max_epochs=3", "zoo.parallel_models=2", "scheduler=cosine"], tmp_path))
+    df = Zoo(tmp_path / "zoo").df()
+    assert sorted(df.seed) == [0, 1] and set(df.engine) == {"single"}
+    assert value == pytest.approx(df.best_val.mean())

@@ -94,3 +94,38 @@ def test_dataset_yaml_matches_data(name, tmp_path, cache_dir):
         return
     assert graph.num_features == cfg.dataset.num_features
     assert graph.num_classes == cfg.dataset.num_classes
+
+
+@pytest.mark.parametrize("name", options("experiment"))
+def test_every_experiment_runs_a_fast_dev_run(name, tmp_path, real_data, cache_dir):
+    """Each saved experiment composes and runs one step of everything (debug=fdr) through the task wrapper."""
+    from gnnzoo.tasks.run import run_task
+
+    cfg = make_cfg([f"experiment={name}", "debug=fdr", f"paths.cache_dir={cache_dir}"], tmp_path, data_dir=real_data)
+    value = run_task(cfg)
+    assert 0.0 <= value <= 1.0
+
+
+@pytest.mark.parametrize("name", options("soup"))
+def test_every_soup_option_composes_and_selects_its_task(name, tmp_path):
+    from gnnzoo.soups.strategies import STRATEGIES, check_params
+
+    cfg = make_cfg([f"soup={name}"], tmp_path)
+    if name == "none":
+        assert cfg.task._target_ == "gnnzoo.tasks.backbone.run" and cfg.soup.strategy is None
+        return
+    assert cfg.task._target_ == "gnnzoo.soups.task.run" and cfg.soup.strategy in STRATEGIES
+    check_params(cfg.soup.strategy, dict(cfg.soup.params))
+
+
+@pytest.mark.parametrize("name", options("hparams_search"))
+def test_every_hparams_search_instantiates_its_sweeper_over_real_keys(name):
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=[f"hparams_search={name}"], return_hydra_config=True)
+    sweeper = instantiate(cfg.hydra.sweeper)
+    assert type(sweeper).__name__ == "OptunaSweeper"
+    for key in cfg.hydra.sweeper.params:
+        assert OmegaConf.select(cfg, key) is not None, f"hparams_search={name} searches {key}, which is not in the config"

@@ -63,3 +63,36 @@ def test_declared_dims_mismatch(tmp_path):
     cfg = make_cfg(["dataset=synthetic", "dataset.num_classes=9"], tmp_path)
     with pytest.raises(ConfigError, match="declares num_classes=9"):
         load_graph(cfg)
+
+
+def _cora_copy(real_data, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(real_data / "Planetoid" / "Cora", data / "Planetoid" / "Cora")
+    return data
+
+
+def test_corrupt_processed_cache_is_named_and_rebuilt(real_data, tmp_path):
+    data = _cora_copy(real_data, tmp_path)
+    cfg = make_cfg(["dataset=cora"], tmp_path, data_dir=data)
+    n = load_graph(cfg).num_nodes
+    cache = tmp_path / "cache" / "Planetoid" / "Cora" / "processed" / "data.pt"
+    cache.write_bytes(b"\x93random bytes, not a torch file" * 10)
+    from gnnzoo.data import graph as graph_module
+
+    graph_module._GRAPH_CACHE.clear()
+    with pytest.warns(UserWarning, match=r"processed cache of Planetoid/Cora .*data\.pt.* rebuilding") as rec:
+        assert load_graph(cfg).num_nodes == n
+    assert not any("weights_only=False" in str(w.message) for w in rec)
+    assert cache.stat().st_size > 1000  # rebuilt
+
+
+def test_truncated_raw_file_is_named(real_data, tmp_path):
+    from gnnzoo.data.datasets import DatasetCorruptError
+
+    data = _cora_copy(real_data, tmp_path)
+    raw = data / "Planetoid" / "Cora" / "raw" / "ind.cora.graph"
+    raw.write_bytes(raw.read_bytes()[:5000])
+    with pytest.raises(DatasetCorruptError, match=r"raw file .*ind\.cora\.graph of Planetoid/Cora cannot be read .*truncated"):
+        load_graph(make_cfg(["dataset=cora"], tmp_path, data_dir=data))

@@ -239,6 +239,11 @@ def test_soup_task_end_to_end_and_ingredient_reuse(tmp_path):
     assert res4["entry_dir"] is None
     after = Zoo(tmp_path / "zoo")
     assert len(after.df(kind="run")) == 6 and len(after.df(kind="soup")) == 3
+    # every soup names its ingredients as parents, and the zoo answers "what was made from this run?"
+    made_from = after.df(kind="soup", parent=sorted(runs.run_id)[0])
+    assert sorted(made_from.run_id) == sorted([res["run_id"], res2["run_id"], res3["run_id"]])
+    assert after[res["run_id"]].record["parents"] == sorted(runs.run_id)
+    assert after.df(parent="no-such-run").empty
 
 
 def test_bad_soup_params_fail_before_any_ingredient_trains(tmp_path):
@@ -247,10 +252,40 @@ def test_bad_soup_params_fail_before_any_ingredient_trains(tmp_path):
                        (["soup=learned", "soup.params.beta_lr=-1"], "soup.params.beta_lr"),
                        (["soup=partition_learned", "++soup.params.keep=best"], "partition_learned"),
                        (["soup=partition_learned", "soup.params.num_parts_per_step=40"], "1 <= R <= K"),
-                       (["soup=partition_learned", "soup.params.partition=spectral"], "partition must be one of metis, random")):
+                       (["soup=partition_learned", "soup.params.partition=spectral"], "partition must be one of metis, random"),
+                       (["soup=learned", "soup.params.lr=-1"], "soup.params.lr must be a number > 0"),
+                       (["soup=partition_learned", "soup.params.epochs=0"], "soup.params.epochs must be a whole number >= 1"),
+                       (["soup=learned", "soup.params.t0=0"], "soup.params.t0"),
+                       (["soup=gis", "soup.params.granularity=1"], "soup.params.granularity"),
+                       (["task=soup"], "task=soup needs a strategy")):
         with pytest.raises(ValueError, match=match):
             run_soup(make_cfg(SYN + bad + ["soup.ingredients=2"], tmp_path))
     assert not (tmp_path / "zoo").exists() or len(Zoo(tmp_path / "zoo").df()) == 0
+
+
+def test_soup_ingredients_must_come_from_the_same_graph(tmp_path):
+    """Same dataset name, another graph (the synthetic loader's seed): the soup refuses, writes nothing."""
+    for s in (0, 1):
+        train(make_cfg(SYN + ["trainer.max_epochs=2", f"seed={s}", "init_seed=0"], tmp_path))
+    zoo = Zoo(tmp_path / "zoo")
+    before = len(zoo.df())
+    with pytest.raises(IngredientMismatchError, match=r"another graph .*dataset.loader.seed: 0 \(ingredient\) vs 5"):
+        run_soup(make_cfg(SYN + ["soup=uniform", "+soup.from_zoo.dataset=synthetic", "dataset.loader.seed=5"], tmp_path))
+    assert len(zoo.df()) == before and zoo.df(kind="soup").empty
+    # ingredients among themselves: two graphs in one soup
+    train(make_cfg(SYN + ["trainer.max_epochs=2", "seed=2", "init_seed=0", "dataset.loader.seed=5"], tmp_path))
+    with pytest.raises(IngredientMismatchError, match="different graphs"):
+        from_entries(list(zoo.entries()))
+
+
+def test_backbone_task_refuses_a_soup_strategy(tmp_path):
+    from gnnzoo.tasks.run import run_task
+    from gnnzoo.utils.errors import ConfigError
+
+    cfg = make_cfg(SYN + ["task=backbone", "soup=uniform"], tmp_path)
+    with pytest.raises(ConfigError, match="soup=uniform runs the soup task"):
+        run_task(cfg)
+    assert make_cfg(SYN + ["soup=uniform"], tmp_path).task._target_ == "gnnzoo.soups.task.run"
 
 
 def test_soup_without_fit_nodes_raises_clear_error(tmp_path):

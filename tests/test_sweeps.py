@@ -15,8 +15,10 @@ def run_train(args, tmp_path, timeout=900, data_dir=None):
     env = dict(os.environ, WANDB_SILENT="true", HYDRA_FULL_ERROR="1")
     if data_dir is not None:
         env["GNNZOO_DATA_DIR"] = str(data_dir)
-    cmd = [sys.executable, str(ROOT / "train.py"), *args, f"paths.zoo_dir={tmp_path}/zoo",
-           f"paths.log_dir={tmp_path}/logs", f"paths.cache_dir={tmp_path}/cache", "extras.print_config=false"]
+    flags = [a for a in args if a.startswith("-")]
+    cmd = [sys.executable, str(ROOT / "train.py"), *flags, f"paths.zoo_dir={tmp_path}/zoo",
+           f"paths.log_dir={tmp_path}/logs", f"paths.cache_dir={tmp_path}/cache", "extras.print_config=false",
+           *[a for a in args if not a.startswith("-")]]  # the test's own overrides last: they win
     return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
 
 

@@ -13,8 +13,9 @@ dropout rates), and trains them together:
 * every model is written to the zoo with the same record schema and run id as a single run, so
   batched and single sweeps resume each other.
 
-Limits (each raises a clear error): full-batch data only, no LR schedulers, optimizers SGD / Adam /
-AdamW, and the batched backbone's own limits (``gnnzoo.batched.models``).
+Limits (each raises ``NotImplementedError``, and the callers then train one by one): full-batch data
+only, no LR schedulers, optimizers SGD / Adam / AdamW, the CPU only (``trainer=gpu`` and DDP runs go
+through Lightning), and the batched backbone's own limits (``gnnzoo.batched.models``).
 """
 from __future__ import annotations
 
@@ -72,6 +73,11 @@ def _check_batchable(cfg: DictConfig) -> None:
                                   "neighbour-sampled runs train one by one")
     if cfg.get("scheduler"):
         raise NotImplementedError("batched training has no LR schedulers (scheduler=none)")
+    t = cfg.trainer
+    if str(t.get("accelerator", "cpu")) != "cpu" or t.get("strategy") not in (None, "auto") or t.get("devices", 1) not in (1, "1"):
+        raise NotImplementedError(f"batched training runs on one CPU process (trainer.accelerator={t.get('accelerator')}, "
+                                  f"strategy={t.get('strategy')}, devices={t.get('devices')}): these runs train one by one "
+                                  "through Lightning")
     optimizer_kind(cfg.optimizer._target_)
     if cfg.get("callbacks"):
         raise NotImplementedError("batched training runs no extra Lightning callbacks (callbacks=default is empty)")

@@ -152,7 +152,16 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         print_result(cfg, result)
         return {**result, "value": result.get(cfg.monitor.metric)}
     cfgs = seed_configs(cfg, n)
-    results = train_batched(cfgs, progress=bool(cfg.trainer.get("enable_progress_bar", True)))
+    try:
+        results = train_batched(cfgs, progress=bool(cfg.trainer.get("enable_progress_bar", True)))
+    except NotImplementedError as e:
+        console.print(f"[yellow]zoo.parallel_models={n}: these seeds cannot be batched ({e}); training them one by one[/]")
+        results = []
+        for c in cfgs:
+            try:
+                results.append({**train(c), "status": "completed"})
+            except Exception as err:  # recorded by train(); the other seeds go on
+                results.append({"run_id": run_id(c), "status": "failed", "error": f"{type(err).__name__}: {err}"})
     values, failed = [], []
     for c, r in zip(cfgs, results):
         if r.get("status") == "failed":
