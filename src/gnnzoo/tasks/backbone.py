@@ -116,7 +116,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
                             "best/epoch": recorder.best_epoch})
         rec.update(status="completed", best_epoch=recorder.best_epoch, best_val=recorder.best_value,
                    test_at_best_val=metrics["test/acc"], metrics=metrics)
-    except RunInterrupted:
+    except (RunInterrupted, KeyboardInterrupt):
         interrupted = True  # left unrecorded: a relaunch (or a requeued job) runs it again
         raise
     except BaseException as e:
