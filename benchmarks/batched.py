@@ -79,11 +79,13 @@ def main() -> None:
     gcn = out.get("gcn", {}).get("speedup")
     if gcn is not None:
         md += f"\n\nTarget ≥ 8× for GCN: **{'met' if gcn >= 8 else 'NOT met'}** ({gcn:.1f}×).\n"
-    md += ("\nCora, default backbone configs, 200 epochs max with patience 100 on val acc, seeds 0..N-1 (same run "
-           "ids on both sides). Both sides include writing every zoo entry; the batched side includes building "
+    md += ("\nCora, default backbone configs, 200 epochs max with patience 100 on val acc, seeds 0..N-1 (each "
+           "model's dropout drawn from its own seed; the two engines' run ids differ). Both sides include writing every zoo entry; the batched side includes building "
            "the N initial models through the single-model path; the sequential side composes each run's config "
            "(as `train.py` would). With `--repeats R`: medians over R batched/sequential pairs, ratio per pair.\n")
-    write_results("batched", {"models": args.models, "results": out}, md,
+    summary = {bb: {"speedup": r["speedup"], "batched_s": r["batched_s"], "sequential_s": r["sequential_s"]}
+               for bb, r in out.items()}
+    write_results("batched", {"summary": summary, "models": args.models, "results": out}, md,
                   command="python " + " ".join(["benchmarks/batched.py"] + sys.argv[1:]))
 
 

@@ -41,7 +41,7 @@ def collect(source: str | Path, where: Sequence[str] = ()) -> pd.DataFrame:
     jobs = read_job_statuses(source)
     if jobs:  # a multirun folder: the run ids its jobs reported
         zoo_dirs = {j.get("zoo_dir") for j in jobs if j.get("zoo_dir")}
-        ids = {j["run_id"] for j in jobs if j.get("run_id")}
+        ids = {j["run_id"] for j in jobs if j.get("run_id")} | {r for j in jobs for r in j.get("run_ids") or []}
         entries = [e for d in zoo_dirs for e in Zoo(d).entries() if e.run_id in ids]
     elif source.is_dir():
         entries = list(Zoo(source).entries())

@@ -10,8 +10,11 @@ dropout rates), and trains them together:
   exactly its own gradient; a vectorised optimizer applies each model's own update rule;
 * evaluation (val and test, one eval-mode forward) after each step; best-val weights, early stopping
   (``monitor.patience``) and NaN divergence are tracked per model;
-* every model is written to the zoo with the same record schema and run id as a single run, so
-  batched and single sweeps resume each other.
+* each model draws its dropout masks from a generator seeded by its own seed, so its result depends on
+  its own config and seed only (not on the rest of the batch);
+* every model is written to the zoo with the record schema of a single run. The masks differ from
+  Lightning's (single-run) ones, so a batched run's id hashes ``engine: batched`` too: batched sweeps
+  resume batched runs, single sweeps single runs.
 
 Limits (each raises ``NotImplementedError``, and the callers then train one by one): full-batch data
 only, no LR schedulers, optimizers SGD / Adam / AdamW, the CPU only (``trainer=gpu`` and DDP runs go

@@ -29,7 +29,7 @@ from omegaconf import DictConfig
 
 from gnnzoo.utils.config import check_config, is_multirun
 from gnnzoo.utils.errors import ConfigError, RunInterrupted, recorded_entry
-from gnnzoo.utils.logging import console, print_config
+from gnnzoo.utils.logging import close_loggers, console, print_config
 from gnnzoo.utils.paths import mark_launch_dir
 from gnnzoo.utils.sweep import threads_for_job, write_job_status
 
@@ -96,11 +96,13 @@ def run_task(cfg: DictConfig) -> float:
         with interrupt_handlers():
             result = task(cfg)
     except RunInterrupted as e:
+        close_loggers([], "aborted")
         if multirun:
             write_job_status(cfg.paths.output_dir, "interrupted", error=str(e), zoo_dir=zoo_dir)
         console.print(f"[yellow]interrupted[/] {_describe(cfg)}: {e}; nothing recorded, a relaunch runs it again")
         raise
     except Exception as e:
+        close_loggers([], "failed")  # a W&B run the task left open is finished, so the next job gets its own
         err = f"{type(e).__name__}: {e}"
         entry = recorded_entry(e)
         if multirun:
@@ -114,8 +116,10 @@ def run_task(cfg: DictConfig) -> float:
         return float("nan")
     value = result.get("value")
     value = float(value) if value is not None else float("nan")
+    failed = result.get("failed_runs") or []  # a task of several runs (zoo.parallel_models) where some failed
+    if failed and fail_fast:
+        raise RuntimeError(f"{len(failed)} of the task's runs failed (each recorded in the zoo); first: {failed[0]}")
     if multirun:
-        failed = result.get("failed_runs") or []
         status = "failed" if failed else ("skipped" if result.get("skipped") else "done")
         info = {"error": f"{len(failed)} run(s) failed: {failed[0]}"[:500]} if failed else {}
         ids = {"run_ids": result["run_ids"]} if "run_ids" in result else {"run_id": result.get("run_id")}
