@@ -113,7 +113,8 @@ def main() -> None:
                "median_ratio_bar_on": payload_rows["gnnzoo (progress bar on)"]["ratio_median"],
                "target_ratio": 1.2, "target_met": target <= 1.2}
     write_results("overhead", {"summary": summary, "epochs": EPOCHS, "repeats": args.repeats, "sides": payload_rows,
-                               "target_ratio": 1.2, "target_met": target <= 1.2, "profile": prof}, md)
+                               "target_ratio": 1.2, "target_met": target <= 1.2, "profile": prof}, md,
+                  command="python " + " ".join(["benchmarks/overhead.py"] + sys.argv[1:]))
 
 
 if __name__ == "__main__":

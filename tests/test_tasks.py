@@ -139,3 +139,19 @@ def test_interrupted_run_is_unrecorded_and_exits_128_plus_signal(sig, code, args
     zoo = Zoo(tmp_path / "zoo")
     assert len(zoo) == 0  # not `failed`: a relaunch (or a requeued job) runs it again
     assert "interrupted" in out + err
+
+
+def test_legacy_batched_entries_are_reused_by_neither_engine(tmp_path):
+    """gnnzoo 0.1's batched runs shared the single-run id, but their dropout depended on the whole batch."""
+    import json
+
+    shutil.copytree(FIXTURES / "legacy_zoo", tmp_path / "zoo")
+    rec_file = tmp_path / "zoo" / "3a5686bbb510c694" / "record.json"
+    rec = json.loads(rec_file.read_text())
+    rec["batch"] = {"size": 2, "index": 0, "wall_time_s": 1.0}
+    rec_file.write_text(json.dumps(rec))
+    zoo = Zoo(tmp_path / "zoo")
+    assert zoo.completed("3a5686bbb510c694") is None and zoo.completed("3a5686bbb510c694", "batched") is None
+    assert zoo.df().engine.tolist() == ["batched-legacy"]
+    res = train(make_cfg(["dataset=synthetic", "dataset.loader.num_nodes=200", "trainer.max_epochs=3"], tmp_path))
+    assert not res["skipped"] and zoo[res["run_id"]].record["engine"] == "single"
