@@ -16,7 +16,7 @@ def options(group: str) -> list[str]:
 
 def test_every_group_has_options():
     for group in ("dataset", "backbone", "optimizer", "scheduler", "data", "trainer", "callbacks", "logger",
-                  "paths", "zoo", "extras", "hydra", "debug", "experiment"):
+                  "paths", "zoo", "extras", "hydra", "debug", "experiment", "task", "soup", "pruning", "hparams_search"):
         assert options(group), group
 
 
@@ -116,6 +116,18 @@ def test_every_soup_option_composes_and_selects_its_task(name, tmp_path):
         return
     assert cfg.task._target_ == "gnnzoo.soups.task.run" and cfg.soup.strategy in STRATEGIES
     check_params(cfg.soup.strategy, dict(cfg.soup.params))
+
+
+@pytest.mark.parametrize("name", options("pruning"))
+def test_every_pruning_option_composes_and_selects_its_task(name, tmp_path):
+    from gnnzoo.pruning.task import check_pruning
+
+    cfg = make_cfg([f"pruning={name}"], tmp_path)
+    if name == "none":
+        assert cfg.task._target_ == "gnnzoo.tasks.backbone.run" and cfg.pruning.method is None
+        return
+    assert cfg.task._target_ == "gnnzoo.pruning.task.run"
+    check_pruning(cfg)
 
 
 @pytest.mark.parametrize("name", options("hparams_search"))

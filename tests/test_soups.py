@@ -283,8 +283,10 @@ def test_backbone_task_refuses_a_soup_strategy(tmp_path):
     from gnnzoo.utils.errors import ConfigError
 
     cfg = make_cfg(SYN + ["task=backbone", "soup=uniform"], tmp_path)
-    with pytest.raises(ConfigError, match="soup=uniform runs the soup task"):
+    with pytest.raises(ConfigError, match="soup=uniform given with task=backbone"):
         run_task(cfg)
+    with pytest.raises(ConfigError, match="one method per run"):
+        run_task(make_cfg(SYN + ["soup=uniform", "pruning=one_shot"], tmp_path))
     assert make_cfg(SYN + ["soup=uniform"], tmp_path).task._target_ == "gnnzoo.soups.task.run"
 
 

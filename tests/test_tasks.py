@@ -44,9 +44,10 @@ def test_a_zoo_written_before_the_task_group_is_still_resumed(tmp_path):
 
 def test_neutral_groups_and_display_keys_leave_ids_unchanged(tmp_path):
     base = run_id(make_cfg(SYN, tmp_path))
-    same = [["+pruning.name=none", "+pruning.weight_sparsity=0.0"],   # a new method group at its neutral default
+    same = [["pruning=none", "+newgroup.option=none"],                 # method groups at their neutral default
             ["+extras.new_display_key=1", "logger=csv", "trainer.enable_progress_bar=true", "threads=1"],
             ["task=soup", "soup=learned", "soup.params.lr=0.5"],        # other tasks' groups
+            ["pruning=one_shot", "pruning.weight_sparsity=0.5"],
             ["+encoder.name=ng_gnn", "zoo.snapshot_every=5", "fail_fast=true", "paths.zoo_dir=/elsewhere"]]
     for extra in same:
         assert run_id(make_cfg(SYN + extra, tmp_path)) == base, extra

@@ -28,7 +28,6 @@ import time
 from typing import Any, Sequence
 
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -166,7 +165,6 @@ def train_batched(cfgs: Sequence[DictConfig], graph: GraphData | None = None, pr
     epochs = int(cfg0.trainer.max_epochs)
     mon, mode = cfg0.monitor.metric, cfg0.monitor.mode
     patience = cfg0.monitor.get("patience")
-    C = graph.num_classes
 
     curves = [{"epoch": []} for _ in range(N)]
     best_val = torch.full((N,), -math.inf if mode == "max" else math.inf, dtype=torch.float64)

@@ -6,17 +6,18 @@ i.e. in dropout masks and data order; they land in the zoo like any run and are 
 """
 from __future__ import annotations
 
+import copy
 import logging
 import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from gnnzoo.batched.trainer import train_batched
 from gnnzoo.data.graph import graph_spec
-from gnnzoo.tasks.backbone import train
+from gnnzoo.tasks.backbone import backbone_config, train
 from gnnzoo.zoo.store import Zoo, ZooEntry
 
 log = logging.getLogger("gnnzoo")
@@ -103,11 +104,9 @@ def ingredient_configs(cfg: DictConfig, k: int) -> list[DictConfig]:
     its record names them), whatever ``zoo.enabled`` says: that switch applies to the soup's own entry.
     They are plain backbone runs: their configs carry neither the soup group nor the soup task."""
     out = []
-    base = OmegaConf.to_container(cfg, resolve=False)
-    base.pop("soup", None)
-    base.pop("task", None)
+    base = backbone_config(cfg)
     for i in range(k):
-        c = OmegaConf.create(base)
+        c = copy.deepcopy(base)
         c.init_seed = int(cfg.init_seed)
         c.seed = int(cfg.soup.seed_offset) + i
         c.zoo.enabled = True

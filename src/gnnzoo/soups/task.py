@@ -15,6 +15,7 @@ from gnnzoo.soups.ingredients import IngredientMismatchError, from_zoo, train_in
 from gnnzoo.soups.memory import PeakMemory
 from gnnzoo.soups.partition import make_parts
 from gnnzoo.soups.strategies import STRATEGIES, Evaluator, check_params, recompute_batchnorm
+from gnnzoo.tasks.backbone import check_one_method
 from gnnzoo.utils.config import check_config
 from gnnzoo.utils.errors import ConfigError
 from gnnzoo.utils.logging import close_loggers, console, instantiate_loggers
@@ -73,6 +74,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if s.strategy not in STRATEGIES:
         raise ConfigError(f"unknown soup strategy {s.strategy!r}; choose from {sorted(STRATEGIES)}")
     check_config(cfg)
+    check_one_method(cfg, "soup")
     check_params(s.strategy, OmegaConf.to_container(s.params, resolve=True) if s.get("params") else {})
     if cfg.zoo.enabled:
         Zoo(cfg.paths.zoo_dir).check_writable()

@@ -9,13 +9,14 @@ import statistics
 import time
 import traceback
 import logging
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import pytorch_lightning as pl
 from hydra.utils import instantiate
 from lightning_fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.callbacks.progress import ProgressBar
+from torch import nn
 
 from gnnzoo.backbones.build import build_backbone
 from gnnzoo.batched.trainer import seed_configs, train_batched
@@ -36,23 +37,64 @@ from gnnzoo.zoo.store import Zoo
 log = logging.getLogger("gnnzoo")
 
 
+# config groups of the methods built on top of backbone runs: a plain run's config carries none of them
+METHOD_GROUPS = ("task", "soup", "pruning")
+# the key of a method group that names its option (null at the neutral default `none`) and the task it selects
+METHOD_CHOICE = {"soup": ("strategy", "soup"), "pruning": ("method", "prune")}
+
+
+def active_methods(cfg: DictConfig) -> list[str]:
+    """``soup=learned`` -> ``["soup=learned"]``: the method groups set away from their neutral default."""
+    out = []
+    for group, (key, _) in METHOD_CHOICE.items():
+        node = cfg.get(group)
+        if node is not None and node.get(key):
+            out.append(f"{group}={node.get(key)}")
+    return out
+
+
+def check_one_method(cfg: DictConfig, task: str) -> None:
+    """One method per run: ``task`` (backbone | soup | prune) accepts only its own group's choice."""
+    active = active_methods(cfg)
+    foreign = [a for a in active if METHOD_CHOICE[a.split("=")[0]][1] != task]
+    if foreign:
+        raise ConfigError(f"{', '.join(active)} given with task={task}: one method per run (each of "
+                          f"{', '.join(active)} selects its own task; drop the others, or an explicit task=...)")
+
+
+def backbone_config(cfg: DictConfig) -> DictConfig:
+    """``cfg`` as the plain backbone run a method trains on the way (ingredients, a ticket's dense run):
+    the same config without the method groups, so its record shows what it is. Its run id is ``cfg``'s."""
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    for group in METHOD_GROUPS:
+        plain.pop(group, None)
+    return OmegaConf.create(plain)
+
+
 def _instantiate_dict(node: DictConfig | None) -> list:
     if not node:
         return []
     return [instantiate(v) for v in node.values() if v is not None and "_target_" in v]
 
 
-def train(cfg: DictConfig) -> dict[str, Any]:
+def train(cfg: DictConfig, *, kind: str = "run", rid: str | None = None, parents: Sequence[str] = (),
+          prepare: Callable[[nn.Module], list[pl.Callback]] | None = None, fields: dict | None = None,
+          files: Callable[[], dict[str, dict]] | None = None) -> dict[str, Any]:
     """Train one backbone as configured; write its zoo entry; return its metrics.
 
     A run whose id is already ``completed`` in the zoo is skipped (its recorded metrics are returned
     with ``skipped=True``). A run that raises is recorded as ``failed`` and the error re-raised (the
     error says whether the record was written). An interrupted run (SIGINT/SIGTERM) is not recorded.
+
+    Methods that train a backbone their own way reuse this loop: ``kind``, ``rid`` and ``parents`` of the
+    entry; ``prepare(backbone) -> callbacks`` runs on the freshly initialised backbone (load other weights,
+    attach masks) and returns callbacks for the fit; ``fields`` go into the record; ``files()`` returns
+    extra tensor files (``{file name: state dict}``) written into the entry with the weights.
     """
     check_config(cfg)
     zoo = Zoo(cfg.paths.zoo_dir)
     plain = OmegaConf.to_container(cfg, resolve=True)  # resolved once: run id and record both read it
-    rid = run_id(plain)
+    rid = rid or run_id(plain)
     if cfg.zoo.skip_completed:
         done = zoo.completed(rid)
         if done is not None:
@@ -62,7 +104,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         zoo.check_writable()
         clean_stale_tmp(zoo.entry_dir(rid))  # left by a job killed mid-write
 
-    rec = build_record(cfg, "run", rid, plain=plain)
+    rec = build_record(cfg, kind, rid, plain=plain, parents=parents, **(fields or {}))
     t0 = time.perf_counter()
     recorder = ZooRecorder(cfg.monitor.metric, cfg.monitor.mode, cfg.zoo.snapshot_every,
                            zoo.entry_dir(rid) if cfg.zoo.enabled else None, cfg.monitor.get("patience"))
@@ -72,6 +114,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         graph = load_graph(cfg)
         backbone = build_backbone(cfg)
         rec["init_id"] = init_id(backbone.state_dict())
+        method_callbacks = prepare(backbone) if prepare else []
         seed_everything(cfg.seed)
         data_cfg = OmegaConf.to_container(cfg.data)
         fused = bool(data_cfg.pop("fused_eval", True)) and data_cfg.get("batch_size") is None
@@ -94,7 +137,7 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         own_bar = []
         if cfg.trainer.get("enable_progress_bar", True) and not any(isinstance(c, ProgressBar) for c in callbacks):
             own_bar = [EpochProgressBar()]
-        trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks + [recorder] + own_bar,
+        trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks + method_callbacks + [recorder] + own_bar,
                                           logger=loggers or False, **extra)
         # EpochProgressBar reads the module directly; anything else may read Lightning's logged metrics
         module.log_to_lightning = bool(callbacks or module.scheduler_factory
@@ -124,28 +167,27 @@ def train(cfg: DictConfig) -> dict[str, Any]:
         rec["traceback"] = traceback.format_exc(limit=20)
         if cfg.zoo.enabled and rank_zero_only.rank == 0:
             try:
-                mark_recorded(e, _write(zoo, rec, recorder, t0))
+                mark_recorded(e, _write(zoo, rec, recorder, t0, None))
             except Exception as write_error:  # the run's own error is the one to report
                 log.warning("the failed run %s could not be recorded in the zoo: %s", rid, write_error)
         raise
     finally:
         close_loggers(loggers, "success" if rec["status"] == "completed" else ("aborted" if interrupted else "failed"))
-    entry = _write(zoo, rec, recorder, t0) if cfg.zoo.enabled and rank_zero_only.rank == 0 else None  # DDP: one writer
+    entry = (_write(zoo, rec, recorder, t0, files() if files else None)
+             if cfg.zoo.enabled and rank_zero_only.rank == 0 else None)  # DDP: one writer
     return {**metrics, "run_id": rid, "skipped": False, "entry_dir": str(entry) if entry else None}
 
 
-def _write(zoo: Zoo, rec: dict, recorder: ZooRecorder, t0: float):
+def _write(zoo: Zoo, rec: dict, recorder: ZooRecorder, t0: float, files: dict | None):
     rec.update(wall_time_s=time.perf_counter() - t0, finished_at=now_iso(), curves=recorder.curves,
                snapshots=recorder.snapshots)
-    return zoo.write(rec, recorder.best_state if rec["status"] == "completed" else None)
+    return zoo.write(rec, recorder.best_state if rec["status"] == "completed" else None, files=files)
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """The backbone task: one run, or ``zoo.parallel_models`` seeds of it trained together (batched).
     Returns the run's metrics with ``value`` (the monitored metric; for several seeds, their mean)."""
-    if cfg.get("soup") and cfg.soup.get("strategy"):
-        raise ConfigError(f"soup={cfg.soup.strategy} runs the soup task, but task=backbone was given: drop task=backbone "
-                          "(soup=<strategy> selects task=soup)")
+    check_one_method(cfg, "backbone")
     n = int(cfg.zoo.get("parallel_models", 1))
     if n == 1:
         result = train(cfg)

@@ -23,7 +23,7 @@ from typing import Any, Iterator, Mapping
 import torch
 from torch import nn
 
-from gnnzoo.utils.io import atomic_write_bytes, atomic_write_json, check_writable, clean_stale_tmp  # noqa: F401
+from gnnzoo.utils.io import atomic_write_bytes, atomic_write_json, check_writable
 from gnnzoo.zoo.ids import tensors_digest
 from gnnzoo.zoo.record import RecordError, record_engine, validate_record
 
@@ -108,6 +108,20 @@ class ZooEntry:
             raise ZooError(f"weights of zoo entry {self.run_id} do not match the digest in its record (corrupt)")
         return state
 
+    def file(self, name: str) -> dict[str, torch.Tensor]:
+        """An extra tensor file of this entry (``record["files"]``), digest-checked."""
+        digest = (self.record.get("files") or {}).get(name)
+        if digest is None:
+            raise ZooError(f"zoo entry {self.run_id} has no file {name!r} (it has {sorted(self.record.get('files') or {})})")
+        state = load_weights(self.path / name)
+        if tensors_digest(state) != digest:
+            raise ZooError(f"{self.path / name} does not match the digest in its record (corrupt)")
+        return state
+
+    def ticket(self) -> dict[str, torch.Tensor]:
+        """A pruned entry's weight masks (bool, True = kept), from ``ticket.safetensors``."""
+        return {k: v.bool() for k, v in self.file("ticket.safetensors").items()}
+
     def snapshot(self, epoch: int) -> dict[str, torch.Tensor]:
         for snap in self.record.get("snapshots", []):
             if snap["epoch"] == epoch:
@@ -144,8 +158,10 @@ class Zoo:
     def entry_dir(self, run_id: str) -> Path:
         return self.root / run_id
 
-    def write(self, record: dict, weights: Mapping[str, torch.Tensor] | None = None) -> Path:
-        """Write weights (if any) then the record, each atomically. Returns the entry folder."""
+    def write(self, record: dict, weights: Mapping[str, torch.Tensor] | None = None,
+              files: Mapping[str, Mapping[str, torch.Tensor]] | None = None) -> Path:
+        """Write weights (if any), extra tensor files (``{name: state dict}``, e.g. a ticket's masks; listed in
+        the record's ``files``), then the record, each atomically. Returns the entry folder."""
         validate_record(record, f"record for {record.get('run_id')}")
         d = self.entry_dir(record["run_id"])
         d.mkdir(parents=True, exist_ok=True)
@@ -160,6 +176,10 @@ class Zoo:
             record["weights"] = {"file": WEIGHTS, "sha256": digest,
                                  "num_params": int(sum(v.numel() for v in weights.values())),
                                  "names": {k: list(v.shape) for k, v in weights.items()}}
+        for name, tensors in (files or {}).items():
+            if "/" in name or not name.endswith(".safetensors"):
+                raise ValueError(f"extra zoo files are <name>.safetensors in the entry folder, got {name!r}")
+            record.setdefault("files", {})[name] = save_weights(d / name, tensors)
         atomic_write_json(d / RECORD, record)
         return d
 
