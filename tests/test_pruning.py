@@ -92,7 +92,9 @@ def test_one_shot_end_to_end(tmp_path):
     zoo = Zoo(tmp_path / "zoo")
     [dense] = zoo.df(kind="run").run_id.tolist()
     assert dense == run_id(make_cfg(SYN, tmp_path))  # the parent is the ordinary dense run
-    [ticket] = zoo.df(kind="pruned", parent=dense).run_id.tolist()
+    pruned = zoo.df(kind="pruned", parent=dense)
+    [ticket] = pruned.run_id.tolist()
+    assert pruned["prune/weight_sparsity"].iloc[0] == pytest.approx(0.9, abs=1e-2)
     entry = zoo[ticket]
     rec = entry.record
     info = rec["pruning"]

@@ -279,6 +279,10 @@ def flatten_record(rec: dict) -> dict:
     row["parents"] = json.dumps(rec.get("parents") or rec.get("ingredients") or [])
     for k, v in (rec.get("metrics") or {}).items():
         row[k] = v
+    prune = rec.get("pruning") or {}
+    for k in ("weight_sparsity", "graph_sparsity", "mac_saving"):
+        if k in prune:
+            row[f"prune/{k}"] = prune[k]
     row["epochs"] = len((rec.get("curves") or {}).get("epoch", []))
     cfg: dict = {}
     _flatten("cfg", rec.get("config", {}), cfg)
