@@ -106,28 +106,26 @@ def test_every_experiment_runs_a_fast_dev_run(name, tmp_path, real_data, cache_d
     assert 0.0 <= value <= 1.0
 
 
-@pytest.mark.parametrize("name", options("soup"))
-def test_every_soup_option_composes_and_selects_its_task(name, tmp_path):
+METHOD_GROUPS = {"soup": ("strategy", "gnnzoo.soups.task.run"), "pruning": ("method", "gnnzoo.pruning.task.run")}
+
+
+@pytest.mark.parametrize("group,name", [(g, n) for g in METHOD_GROUPS for n in options(g)])
+def test_every_method_option_composes_and_selects_its_task(group, name, tmp_path):
+    """``none`` keeps task=backbone; every other option selects its method's task and passes its checks."""
+    from gnnzoo.pruning.task import check_pruning
     from gnnzoo.soups.strategies import STRATEGIES, check_params
 
-    cfg = make_cfg([f"soup={name}"], tmp_path)
+    key, target = METHOD_GROUPS[group]
+    cfg = make_cfg([f"{group}={name}"], tmp_path)
     if name == "none":
-        assert cfg.task._target_ == "gnnzoo.tasks.backbone.run" and cfg.soup.strategy is None
+        assert cfg.task._target_ == "gnnzoo.tasks.backbone.run" and cfg[group][key] is None
         return
-    assert cfg.task._target_ == "gnnzoo.soups.task.run" and cfg.soup.strategy in STRATEGIES
-    check_params(cfg.soup.strategy, dict(cfg.soup.params))
-
-
-@pytest.mark.parametrize("name", options("pruning"))
-def test_every_pruning_option_composes_and_selects_its_task(name, tmp_path):
-    from gnnzoo.pruning.task import check_pruning
-
-    cfg = make_cfg([f"pruning={name}"], tmp_path)
-    if name == "none":
-        assert cfg.task._target_ == "gnnzoo.tasks.backbone.run" and cfg.pruning.method is None
-        return
-    assert cfg.task._target_ == "gnnzoo.pruning.task.run"
-    check_pruning(cfg)
+    assert cfg.task._target_ == target
+    if group == "soup":
+        assert cfg.soup.strategy in STRATEGIES
+        check_params(cfg.soup.strategy, dict(cfg.soup.params))
+    else:
+        check_pruning(cfg)
 
 
 @pytest.mark.parametrize("name", options("hparams_search"))
