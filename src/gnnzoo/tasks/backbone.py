@@ -5,10 +5,10 @@ and write each run into the zoo.
 :func:`run` is the task the wrapper calls."""
 from __future__ import annotations
 
+import logging
 import statistics
 import time
 import traceback
-import logging
 from typing import Any, Callable, Sequence
 
 import pytorch_lightning as pl
