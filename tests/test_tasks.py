@@ -156,3 +156,13 @@ def test_legacy_batched_entries_are_reused_by_neither_engine(tmp_path):
     assert zoo.df().engine.tolist() == ["batched-legacy"]
     res = train(make_cfg(["dataset=synthetic", "dataset.loader.num_nodes=200", "trainer.max_epochs=3"], tmp_path))
     assert not res["skipped"] and zoo[res["run_id"]].record["engine"] == "single"
+
+
+def test_batched_launcher_does_not_batch_a_job_with_a_method_group(tmp_path):
+    """`task=backbone soup=uniform` under the batched launcher goes through the backbone task, which refuses it."""
+    from gnnzoo.batched.trainer import is_batchable_task
+
+    assert is_batchable_task(make_cfg(SYN, tmp_path))
+    assert not is_batchable_task(make_cfg(SYN + ["task=backbone", "soup=uniform"], tmp_path))
+    assert not is_batchable_task(make_cfg(SYN + ["pruning=one_shot"], tmp_path))
+    assert not is_batchable_task(make_cfg(SYN + ["zoo.parallel_models=2"], tmp_path))

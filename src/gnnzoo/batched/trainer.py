@@ -38,7 +38,7 @@ from gnnzoo.batched.optim import BatchedOptimizer, optimizer_kind
 from gnnzoo.data.datasets import GraphData
 from gnnzoo.data.graph import load_graph
 from gnnzoo.lit.metrics import make_metric
-from gnnzoo.utils.config import check_config
+from gnnzoo.utils.config import active_methods, check_config
 from gnnzoo.utils.errors import ConfigError
 from gnnzoo.utils.io import clean_stale_tmp
 from gnnzoo.utils.logging import close_loggers, console, instantiate_loggers
@@ -64,9 +64,11 @@ BACKBONE_TASK = "gnnzoo.tasks.backbone.run"
 
 
 def is_batchable_task(cfg: DictConfig) -> bool:
-    """A job the batched launcher may train in a batch: the backbone task, one model (parallel_models 1)."""
+    """A job the batched launcher may train in a batch: the backbone task, one model (parallel_models 1), no
+    method group set (such a job goes through its task, which runs the method or refuses the mix)."""
     task = cfg.get("task")
-    return (task is None or task.get("_target_") == BACKBONE_TASK) and int(cfg.zoo.get("parallel_models", 1)) == 1
+    return ((task is None or task.get("_target_") == BACKBONE_TASK) and int(cfg.zoo.get("parallel_models", 1)) == 1
+            and not active_methods(cfg))
 
 
 def _check_batchable(cfg: DictConfig) -> None:

@@ -16,8 +16,8 @@ from torch import nn
 
 from gnnzoo.data.graph import load_graph
 from gnnzoo.pruning.masks import Masks, MaskEnforcer, Scope, magnitude_masks, sparsity
-from gnnzoo.tasks.backbone import backbone_config, check_one_method, train
-from gnnzoo.utils.config import check_config, instantiate_clean
+from gnnzoo.tasks.backbone import train
+from gnnzoo.utils.config import backbone_config, check_config, check_one_method, instantiate_clean
 from gnnzoo.utils.errors import ConfigError
 from gnnzoo.utils.logging import console
 from gnnzoo.zoo.ids import hash_id, identity_config

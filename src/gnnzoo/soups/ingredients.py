@@ -17,7 +17,8 @@ from omegaconf import DictConfig
 
 from gnnzoo.batched.trainer import train_batched
 from gnnzoo.data.graph import graph_spec
-from gnnzoo.tasks.backbone import backbone_config, train
+from gnnzoo.tasks.backbone import train
+from gnnzoo.utils.config import backbone_config
 from gnnzoo.zoo.store import Zoo, ZooEntry
 
 log = logging.getLogger("gnnzoo")

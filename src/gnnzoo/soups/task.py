@@ -15,8 +15,7 @@ from gnnzoo.soups.ingredients import IngredientMismatchError, from_zoo, train_in
 from gnnzoo.soups.memory import PeakMemory
 from gnnzoo.soups.partition import make_parts
 from gnnzoo.soups.strategies import STRATEGIES, Evaluator, check_params, recompute_batchnorm
-from gnnzoo.tasks.backbone import check_one_method
-from gnnzoo.utils.config import check_config
+from gnnzoo.utils.config import check_config, check_one_method
 from gnnzoo.utils.errors import ConfigError
 from gnnzoo.utils.logging import close_loggers, console, instantiate_loggers
 from gnnzoo.zoo.ids import hash_id, identity_config

@@ -66,3 +66,37 @@ def instantiate_clean(node, **kwargs):
         if isinstance(cause, (FileNotFoundError, ValueError, ImportError)):
             raise cause from None
         raise
+
+
+# config groups of the methods built on top of backbone runs: a plain run's config carries none of them
+METHOD_GROUPS = ("task", "soup", "pruning")
+# the key of a method group that names its option (null at the neutral default `none`) and the task it selects
+METHOD_CHOICE = {"soup": ("strategy", "soup"), "pruning": ("method", "prune")}
+
+
+def active_methods(cfg: DictConfig) -> list[str]:
+    """``soup=learned`` -> ``["soup=learned"]``: the method groups set away from their neutral default."""
+    out = []
+    for group, (key, _) in METHOD_CHOICE.items():
+        node = cfg.get(group)
+        if node is not None and node.get(key):
+            out.append(f"{group}={node.get(key)}")
+    return out
+
+
+def check_one_method(cfg: DictConfig, task: str) -> None:
+    """One method per run: ``task`` (backbone | soup | prune) accepts only its own group's choice."""
+    active = active_methods(cfg)
+    foreign = [a for a in active if METHOD_CHOICE[a.split("=")[0]][1] != task]
+    if foreign:
+        raise ConfigError(f"{', '.join(active)} given with task={task}: one method per run (each of "
+                          f"{', '.join(active)} selects its own task; drop the others, or an explicit task=...)")
+
+
+def backbone_config(cfg: DictConfig) -> DictConfig:
+    """``cfg`` as the plain backbone run a method trains on the way (ingredients, a ticket's dense run):
+    the same config without the method groups, so its record shows what it is. Its run id is ``cfg``'s."""
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    for group in METHOD_GROUPS:
+        plain.pop(group, None)
+    return OmegaConf.create(plain)

@@ -103,7 +103,7 @@ class BatchedLauncher(Launcher):
                                      job_subdir_key="hydra.sweep.subdir")
 
         batchable = [i for i, tc in enumerate(task_cfgs) if is_batchable_task(tc)]
-        others = [i for i in range(len(task_cfgs)) if i not in set(batchable)]
+        others = sorted(set(range(len(task_cfgs))) - set(batchable))
         if others:
             log.warning(f"batched launcher: {len(others)} job(s) are not single backbone trainings (task="
                         f"{task_cfgs[others[0]].task._target_}, or zoo.parallel_models > 1); they run one by one")
