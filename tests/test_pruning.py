@@ -1,13 +1,15 @@
-"""Graph lottery tickets, first slice: one-shot magnitude pruning of weights (task=prune pruning=one_shot)."""
+"""Graph lottery tickets (task=prune): masks, one-shot, UGS (imp_ugs) and FastGLT, edge removal, tickets in the zoo."""
 from __future__ import annotations
+
+import math
 
 import pytest
 import torch
 
 from conftest import make_cfg
-from gnnzoo.backbones import BACKBONES, build_backbone
+from gnnzoo.backbones import BACKBONES, EdgeUnits, PrunedBackbone, build_backbone
 from gnnzoo.data import load_graph
-from gnnzoo.pruning.masks import MaskEnforcer, Scope, magnitude_masks, sparsity
+from gnnzoo.pruning.masks import MaskEnforcer, Scope, Ticket, magnitude_masks, sparsity
 from gnnzoo.pruning.task import run as run_prune, start_weights
 from gnnzoo.tasks.run import run_task
 from gnnzoo.utils.errors import ConfigError
@@ -127,14 +129,22 @@ def test_one_shot_end_to_end(tmp_path):
 @pytest.mark.parametrize("override,needle", [
     ("pruning.weight_sparsity=1.0", "pruning.weight_sparsity=1.0 is out of range"),
     ("pruning.weight_sparsity=-0.1", "pruning.weight_sparsity=-0.1 is out of range"),
-    ("pruning.graph_sparsity=0.3", "graph .edge. pruning is not built yet"),
+    ("pruning.graph_sparsity=1.5", "pruning.graph_sparsity=1.5 is out of range"),
+    ("pruning.weight_sparsity=0", "nothing to prune"),
+    ("pruning.renormalize=false backbone=gat pruning.graph_sparsity=0.2", "renormalize=false applies to gcn, appnp"),
+    ("backbone=mlp pruning.graph_sparsity=0.2", "an MLP does not use the graph"),
+    ("pruning=imp_ugs pruning.weight_sparsity=0.9 pruning.rounds=5", "reaches 0.6723, below the target 0.9: it needs pruning.rounds>=11"),
+    ("pruning=imp_ugs pruning.rate_graph=0", "pruning.rate_graph=0 is out of range"),
+    ("pruning=fastglt pruning.delta=50 pruning.denoise_epochs=10", "no denoising update would run"),
+    ("pruning=fastglt pruning.rewind=dense", "fastglt retrains from the initialization"),
     ("pruning.threshold=median", "pruning.threshold"),
     ("pruning.rewind=late", "pruning.rewind"),
     ("data=neighbor", "full-batch"),
 ])
 def test_bad_pruning_options_fail_before_training(override, needle, tmp_path):
     with pytest.raises(ConfigError, match=needle):
-        run_prune(make_cfg(SYN + ["pruning=one_shot", override], tmp_path))
+        base = [] if override.startswith("pruning=") else ["pruning=one_shot"]
+        run_prune(make_cfg(SYN + base + override.split(), tmp_path))
     assert not (tmp_path / "zoo").exists() or len(Zoo(tmp_path / "zoo")) == 0
 
 
@@ -143,3 +153,220 @@ def test_empty_scope_is_a_clear_error(tmp_path):
                    tmp_path)
     with pytest.raises(ConfigError, match="selects no tensor"):
         run_prune(cfg)
+
+
+# ---------------------------------------------------------------------------------------------- edges
+
+def _graph(n=30, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    ei = torch.randint(0, n, (2, 90), generator=g)
+    ei = ei[:, ei[0] != ei[1]]
+    ei = torch.unique(torch.cat([ei, ei.flip(0)], 1), dim=1)  # undirected, no duplicates
+    return torch.randn(n, 8, generator=g), ei
+
+
+@pytest.mark.parametrize("name", ["gcn", "sage", "gin", "gat", "appnp"])
+def test_a_pruned_edge_carries_no_message(name):
+    """One layer (one hop): with the edge u-v pruned, perturbing u's features leaves v's output unchanged,
+    while with the edge kept it changes it. GAT: the pruned edge is removed, so it gets no attention."""
+    x, ei = _graph()
+    kw = {"K": 1} if name == "appnp" else {}
+    model = BACKBONES[name](8, 16, 3, num_layers=1, dropout=0.0, **kw).eval()
+    if name == "gat":
+        for conv in model.layers:
+            conv.dropout = 0.0
+    v = int(ei[1, 0])
+    u = int(ei[0, 0])
+    ticket = Ticket(ei, {})
+    units = ticket.units
+    keep = torch.ones(units.num_units, dtype=torch.bool)
+    keep[units.unit[0]] = False  # the unit of (u, v): both directions go
+    ticket.set_edge_keep(keep)
+    x2 = x.clone()
+    x2[u] += 3.0
+    with torch.no_grad():
+        assert not torch.allclose(model(x, ei)[v], model(x2, ei)[v])  # kept: u's change reaches v
+        assert torch.allclose(ticket(model, x, ei)[v], ticket(model, x2, ei)[v], atol=1e-6)
+        pruned = PrunedBackbone(model, {}, keep)
+        assert torch.allclose(pruned(x, ei)[v], pruned(x2, ei)[v], atol=1e-6)
+        assert torch.allclose(pruned(x, ei), ticket(model, x, ei), atol=1e-6)
+        if name in ("gcn", "appnp"):  # renormalize=false: the dense graph's degrees, the pruned message x 0
+            model.renormalize = False
+            dense_deg = Ticket(ei, {}, renormalize=False)
+            dense_deg.set_edge_keep(keep)
+            assert torch.allclose(dense_deg(model, x, ei)[v], dense_deg(model, x2, ei)[v], atol=1e-6)
+            assert not torch.allclose(dense_deg(model, x, ei), ticket(model, x, ei))  # other degrees
+            model.renormalize = True
+
+
+def test_edge_units_are_symmetric_and_leave_self_loops_out():
+    _, ei = _graph()
+    ei = torch.cat([ei, torch.tensor([[3, 4], [3, 4]])], 1)  # two self-loops
+    units = EdgeUnits(ei, symmetric=True)
+    assert units.num_units == (ei.size(1) - 2) // 2 and int(units.loops.sum()) == 2
+    keep = torch.rand(units.num_units) > 0.5
+    kept = units.directed(keep)
+    pairs = {(int(a), int(b)) for a, b, k in zip(ei[0], ei[1], kept) if k}
+    assert all((b, a) in pairs for a, b in pairs)  # symmetric
+    assert kept[-2:].all()  # self-loops always kept
+    assert EdgeUnits(ei, symmetric=False).num_units == ei.size(1) - 2
+    with pytest.raises(ValueError, match="another graph"):
+        units.directed(torch.ones(units.num_units + 1, dtype=torch.bool))
+
+
+def test_trainable_scores_scale_weights_and_edges():
+    x, ei = _graph()
+    model = BACKBONES["gcn"](8, 16, 3, dropout=0.0).eval()
+    names = Scope().names(model)
+    shapes = {n: dict(model.named_parameters())[n].shape for n in names}
+    t = Ticket(ei, shapes, weight_scores=True, edge_scores=True, l1_weight=0.1, l1_graph=0.2)
+    with torch.no_grad():
+        for s in t.weight_score:
+            s.fill_(0.5)
+        t.edge_score.fill_(0.25)
+    ref = BACKBONES["gcn"](8, 16, 3, dropout=0.0).eval()
+    ref.load_state_dict({k: v * 0.5 if k in shapes else v for k, v in model.state_dict().items()})
+    with torch.no_grad():
+        expect = ref(x, ei, torch.full((ei.size(1),), 0.25))
+        assert torch.allclose(t(model, x, ei), expect, atol=1e-6)
+    n_w = sum(torch.Size(s).numel() for s in shapes.values())
+    assert float(t.regularizer().detach()) == pytest.approx(0.1 * 0.5 * n_w + 0.2 * 0.25 * t.units.num_units, rel=1e-5)
+    out = t(model, x, ei).sum()
+    out.backward()
+    assert all(s.grad is not None for s in t.weight_score) and t.edge_score.grad is not None
+
+
+def test_dense_gradients_of_pruned_weights_are_kept_for_scoring():
+    model = BACKBONES["gcn"](8, 16, 3, dropout=0.0)
+    names = Scope().names(model)
+    masks = magnitude_masks(dict(model.named_parameters()), names, 0.7)
+    sink = {}
+    MaskEnforcer(masks, grad_sink=sink).attach(model)
+    x, ei = _graph()
+    model(x, ei).square().mean().backward()
+    params = dict(model.named_parameters())
+    for n, m in masks.items():
+        assert torch.all(params[n].grad[~m] == 0)  # the update is masked
+        assert sink[n][~m].abs().sum() > 0  # the score still sees the pruned entries' gradients
+
+
+# ---------------------------------------------------------------------------------------------- methods
+
+def test_one_shot_prunes_the_graph_and_the_ticket_loads_back_with_its_edge_mask(tmp_path):
+    cfg = make_cfg(SYN + ["pruning=one_shot", "pruning.weight_sparsity=0.5", "pruning.graph_sparsity=0.3"], tmp_path)
+    out = run_task(cfg)
+    zoo = Zoo(tmp_path / "zoo")
+    [ticket] = zoo.df(kind="pruned").run_id.tolist()
+    entry = zoo[ticket]
+    info = entry.record["pruning"]
+    assert info["edges_pruned"] == round(0.3 * info["edges_total"]) and info["edge_unit"] == "undirected"
+    masks = entry.ticket()
+    keep = masks.pop("edge_keep")
+    assert keep.numel() == info["edges_total"] and int((~keep).sum()) == info["edges_pruned"]
+    d = load_graph(cfg).data
+    units = EdgeUnits(d.edge_index)
+    assert info["edges_total"] == units.num_units
+    kept = units.directed(keep)
+    # MACs count the kept directed edges only
+    n = d.num_nodes
+    assert info["macs"] == n * (info["weights_total"] - info["weights_pruned"]) + int(kept.sum()) * (16 + 4)
+    model = entry.load()
+    assert isinstance(model, PrunedBackbone) and torch.equal(model.edge_keep, keep)
+    with torch.no_grad():
+        pred = model(d.x, d.edge_index).argmax(-1)
+        acc = float((pred[d.test_mask] == d.y[d.test_mask]).float().mean())
+    assert acc == pytest.approx(entry.record["metrics"]["test/acc"])
+    assert out == pytest.approx(entry.record["metrics"]["val/acc"])
+    # the same weights on the unpruned graph compute something else: the edge mask matters
+    with torch.no_grad():
+        assert not torch.allclose(model.backbone(d.x, d.edge_index), model(d.x, d.edge_index))
+
+
+def test_imp_ugs_follows_its_schedule_one_entry_per_round_and_resumes(tmp_path):
+    ov = SYN + ["pruning=imp_ugs", "pruning.weight_sparsity=0.5", "pruning.graph_sparsity=0.12",
+                "pruning.rounds=4", "trainer.max_epochs=8"]
+    res = run_prune(make_cfg(ov, tmp_path))
+    zoo = Zoo(tmp_path / "zoo")
+    df = zoo.df(kind="pruned").sort_values("prune/round")
+    assert df["prune/round"].tolist() == [1, 2, 3, 4] and res["tickets"] == df.run_id.tolist()
+    w_total = zoo[df.run_id.iloc[0]].record["pruning"]["weights_total"]
+    g_total = zoo[df.run_id.iloc[0]].record["pruning"]["edges_total"]
+    pw = pg = 0
+    prev = None
+    for rid in df.run_id:
+        info = zoo[rid].record["pruning"]
+        # each round prunes 20% of the remaining weights and 5% of the remaining edges, clipped at the targets
+        pw = min(pw + round(0.2 * (w_total - pw)), round(0.5 * w_total))
+        pg = min(pg + round(0.05 * (g_total - pg)), round(0.12 * g_total))
+        assert (info["weights_pruned"], info["edges_pruned"]) == (pw, pg)
+        masks = zoo[rid].ticket()
+        if prev is not None:  # a round only removes: what was pruned stays pruned
+            assert all(torch.all(masks[k] <= prev[k]) for k in masks)
+        prev = masks
+        assert zoo[rid].record["parents"] == [res["dense_run_id"]]
+    assert res["prune/weight_sparsity"] == pytest.approx(0.5, abs=1 / w_total)
+    assert (tmp_path / "out" / "prune_imp_ugs.png").is_file()
+    again = run_prune(make_cfg(ov, tmp_path))
+    assert again["skipped"] and len(zoo.df(kind="pruned")) == 4 and again["tickets"] == res["tickets"]
+
+
+def test_fastglt_denoises_at_constant_sparsity_and_retrains(tmp_path):
+    ov = SYN + ["pruning=fastglt", "pruning.weight_sparsity=0.8", "pruning.graph_sparsity=0.3",
+                "pruning.pretrain_epochs=4", "pruning.denoise_epochs=12", "pruning.delta=2", "pruning.alpha=0.5"]
+    cfg = make_cfg(ov, tmp_path)
+    res = run_prune(cfg)
+    zoo = Zoo(tmp_path / "zoo")
+    entry = zoo[res["run_id"]]
+    info = entry.record["pruning"]
+    assert info["retrained"] and info["denoise_updates"] == 6
+    # per-tensor threshold (threshold=layer): every tensor at the target to within one entry
+    masks = entry.ticket()
+    keep = masks.pop("edge_keep")
+    for m in masks.values():
+        assert abs(float((~m).float().mean()) - 0.8) <= 1 / m.numel() + 1e-9
+    assert int((~keep).sum()) == round(0.3 * keep.numel())
+    state = entry.state_dict()
+    assert all(torch.all(state[k][~m] == 0) for k, m in masks.items())
+    assert res["prune/graph_sparsity"] == pytest.approx(0.3, abs=1e-3)
+
+
+def test_denoiser_drops_and_regrows_as_many_entries():
+    from types import SimpleNamespace
+
+    from gnnzoo.pruning.task import Denoiser
+
+    x, ei = _graph(40)
+    model = BACKBONES["gcn"](8, 16, 3, dropout=0.0)
+    names = Scope().names(model)
+    shapes = {n: dict(model.named_parameters())[n].shape for n in names}
+    t = Ticket(ei, shapes, edge_scores=True)
+    masks = magnitude_masks(dict(model.named_parameters()), names, 0.6)
+    t.set_weight_masks(masks)
+    keep = torch.ones(t.units.num_units, dtype=torch.bool)
+    keep[: t.units.num_units // 3] = False
+    t.set_edge_keep(keep)
+    grads = {n: torch.rand(s) for n, s in shapes.items()}
+    d = Denoiser(t, grads, total=10, delta=2, alpha=0.4, accumulation=1, units=t.units)
+    y = torch.randint(0, 3, (40,))
+    batch = SimpleNamespace(x=x, y=y, train_mask=torch.ones(40, dtype=torch.bool))
+    trainer = SimpleNamespace(current_epoch=1, optimizers=[])
+    before_w = {k: v.clone() for k, v in t.weight_masks.items()}
+    before_e = t.edge_keep.clone()
+    d.on_train_batch_end(trainer, SimpleNamespace(backbone=model), None, batch, 0)
+    assert d.updates == 1
+    for k, m in t.weight_masks.items():
+        assert int(m.sum()) == int(before_w[k].sum())  # as many regrown as dropped
+    assert any(not torch.equal(m, before_w[k]) for k, m in t.weight_masks.items())
+    assert int(t.edge_keep.sum()) == int(before_e.sum()) and not torch.equal(t.edge_keep, before_e)
+    # f(t) = alpha/2 (1 + cos(pi t / T))
+    assert d.fraction(2) == pytest.approx(0.2 * (1 + math.cos(math.pi * 0.2)))
+
+
+@pytest.mark.parametrize("backbone", ["gin", "gat", "sage"])
+def test_every_method_runs_on_other_backbones(backbone, tmp_path):
+    for ov in (["pruning=one_shot", "pruning.graph_sparsity=0.2"],
+               ["pruning=imp_ugs", "pruning.weight_sparsity=0.2", "pruning.graph_sparsity=0.05", "pruning.rounds=1"],
+               ["pruning=fastglt", "pruning.pretrain_epochs=2", "pruning.denoise_epochs=4", "pruning.delta=2"]):
+        res = run_prune(make_cfg(SYN + [f"backbone={backbone}", "trainer.max_epochs=6"] + ov, tmp_path))
+        assert res["prune/graph_sparsity"] > 0 and 0 <= res["test/acc"] <= 1
+    assert len(Zoo(tmp_path / "zoo").df(kind="pruned")) == 3

@@ -1,7 +1,16 @@
 """Backbones: plain ``nn.Module``s on ``torch_geometric.nn`` with one signature.
 
 ``Backbone(in_channels, hidden_channels, out_channels, num_layers, dropout, norm, act)`` and
-``forward(x, edge_index) -> logits [N, out_channels]``.
+``forward(x, edge_index, edge_weight=None) -> logits [N, out_channels]``.
+
+``edge_weight`` (one real value per edge of ``edge_index``, optional) scales each edge's message; a pruned
+edge is removed from ``edge_index`` (it then carries no message and gets no attention). GCN and APPNP pass
+it to their normalisation (degrees are recomputed from the weighted, pruned graph) unless
+``renormalize`` is False: then the message, already normalised with the degrees of the ``edge_index``
+given, is multiplied by the weight (pass the unpruned graph with weight 0 on pruned edges to keep the
+dense graph's degrees). SAGE, GIN and GAT multiply each message by its weight (GAT: after the softmax
+over the edges given, so attention is renormalised over the kept edges). ``edge_index`` must then hold
+no self-loops: the layers add their own, which are never weighted.
 
 Dropout is applied to the input of every layer (input features included), as in Kipf & Welling.
 ``x`` may be a sparse CSR matrix (bag-of-words features, see ``gnnzoo.data.datasets.maybe_sparse``):
@@ -12,6 +21,7 @@ first layer is computed in the equivalent order (mean/sum aggregation commutes w
 from __future__ import annotations
 
 from collections import OrderedDict
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -87,6 +97,44 @@ class _SparseAwareLinear(nn.Linear):
 class _SparseAwarePygLinear(PygLinear):
     def forward(self, x: Tensor) -> Tensor:
         return sparse_linear(x, self.weight, self.bias) if x.is_sparse_csr else super().forward(x)
+
+
+def _scale_messages(conv, inputs, out: Tensor) -> Tensor | None:
+    """Message forward hook: multiply each edge's message by ``conv._edge_weight`` (self-loops the layer
+    appended after the given edges keep weight 1)."""
+    w = conv.__dict__.get("_edge_weight")
+    if w is None:
+        return None
+    n = out.size(0)
+    if n != w.numel():
+        if n < w.numel():
+            raise ValueError(f"{type(conv).__name__}: {w.numel()} edge weights for {n} messages")
+        w = torch.cat([w, w.new_ones(n - w.numel())])  # the layer's own self-loops, appended last
+    return out * w.view(-1, *([1] * (out.dim() - 1)))
+
+
+@contextmanager
+def message_weights(conv, edge_weight: Tensor | None):
+    """Inside the block every message of ``conv`` is scaled by ``edge_weight`` (see ``_scale_messages``)."""
+    if edge_weight is None:
+        yield
+        return
+    if not conv.__dict__.get("_scale_hooked"):
+        conv.register_message_forward_hook(_scale_messages)
+        conv.__dict__["_scale_hooked"] = True
+    conv.__dict__["_edge_weight"] = edge_weight
+    try:
+        yield
+    finally:
+        conv.__dict__["_edge_weight"] = None
+
+
+def weighted_call(conv, edge_weight: Tensor | None, *args, **kwargs):
+    """``conv(*args, **kwargs)`` with every message scaled by ``edge_weight``."""
+    with message_weights(conv, edge_weight):
+        return conv(*args, **kwargs)
+
+
 ACTS = {"relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU, "tanh": nn.Tanh}
 
 
@@ -151,14 +199,14 @@ class Backbone(nn.Module):
     def make_layer(self, i: int, d_in: int, d_out: int) -> nn.Module:
         raise NotImplementedError
 
-    def apply_layer(self, i: int, x: Tensor, edge_index: Tensor) -> Tensor:
-        return self.layers[i](x, edge_index)
+    def apply_layer(self, i: int, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None) -> Tensor:
+        return weighted_call(self.layers[i], edge_weight, x, edge_index)
 
-    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
+    def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None) -> Tensor:
         last = len(self.layers) - 1
         for i in range(len(self.layers)):
             x = dropout_input(x, self.dropout, self.training)
-            x = self.apply_layer(i, x, edge_index)
+            x = self.apply_layer(i, x, edge_index, edge_weight)
             if i < last:
                 if self.norm_name:
                     x = self.norms[i](x)
@@ -177,12 +225,14 @@ class MLP(Backbone):
     def make_layer(self, i, d_in, d_out):
         return nn.Linear(d_in, d_out)
 
-    def apply_layer(self, i, x, edge_index):
+    def apply_layer(self, i, x, edge_index, edge_weight=None):
         return self.layers[i](x)
 
 
 class GCN(Backbone):
     name = "gcn"
+    # edge weights enter the normalisation (True) or scale the normalised messages (False); see module doc
+    renormalize = True
 
     def __init__(self, *args, cached: bool = False, add_self_loops: bool = True, **kwargs):
         self._conv_kwargs = dict(cached=cached, add_self_loops=add_self_loops)
@@ -190,6 +240,11 @@ class GCN(Backbone):
 
     def make_layer(self, i, d_in, d_out):
         return GCNConv(d_in, d_out, **self._conv_kwargs)
+
+    def apply_layer(self, i, x, edge_index, edge_weight=None):
+        if self.renormalize:
+            return self.layers[i](x, edge_index, edge_weight)
+        return weighted_call(self.layers[i], edge_weight, x, edge_index)
 
 
 class SAGE(Backbone):
@@ -204,15 +259,16 @@ class SAGE(Backbone):
     def make_layer(self, i, d_in, d_out):
         return SAGEConv(d_in, d_out, aggr=self.aggr)
 
-    def apply_layer(self, i, x, edge_index):
+    def apply_layer(self, i, x, edge_index, edge_weight=None):
         conv = self.layers[i]
         if not x.is_sparse_csr:
-            return conv(x, edge_index)
+            return weighted_call(conv, edge_weight, x, edge_index)
         if self.aggr == "max":
-            return conv(x.to_dense(), edge_index)
+            return weighted_call(conv, edge_weight, x.to_dense(), edge_index)
         # lin_l(aggr(x_j)) + lin_r(x_i) == aggr(W_l x_j) + b_l + lin_r(x_i) for mean/sum
         h = sparse_linear(x, conv.lin_l.weight)
-        out = conv.propagate(edge_index, x=(h, h), size=None)
+        with message_weights(conv, edge_weight):
+            out = conv.propagate(edge_index, x=(h, h), size=None)
         if conv.lin_l.bias is not None:
             out = out + conv.lin_l.bias
         return out + conv.lin_r(x)
@@ -252,14 +308,16 @@ class GIN(Backbone):
                             nn.Linear(self.hidden_channels, d_out))
         return GINConv(mlp, train_eps=self.train_eps)
 
-    def apply_layer(self, i, x, edge_index):
+    def apply_layer(self, i, x, edge_index, edge_weight=None):
         conv = self.layers[i]
         if not x.is_sparse_csr:
-            return conv(x, edge_index)
+            return weighted_call(conv, edge_weight, x, edge_index)
         # nn[0]((1+eps) x_i + sum_j x_j) == (1+eps) W x_i + sum_j W x_j + b
         first = conv.nn[0]
         h = sparse_linear(x, first.weight)
-        out = conv.propagate(edge_index, x=(h, h), size=None) + (1 + conv.eps) * h + first.bias
+        with message_weights(conv, edge_weight):
+            out = conv.propagate(edge_index, x=(h, h), size=None)
+        out = out + (1 + conv.eps) * h + first.bias
         for m in list(conv.nn)[1:]:
             out = m(out)
         return out
@@ -281,11 +339,16 @@ class APPNP(Backbone):
     def make_layer(self, i, d_in, d_out):
         return nn.Linear(d_in, d_out)
 
-    def apply_layer(self, i, x, edge_index):
+    renormalize = True  # as GCN
+
+    def apply_layer(self, i, x, edge_index, edge_weight=None):
         return self.layers[i](x)
 
-    def forward(self, x, edge_index):
-        return self.prop(super().forward(x, edge_index), edge_index)
+    def forward(self, x, edge_index, edge_weight=None):
+        h = super().forward(x, edge_index)
+        if self.renormalize:
+            return self.prop(h, edge_index, edge_weight)
+        return weighted_call(self.prop, edge_weight, h, edge_index)
 
 
 BACKBONES = {cls.name: cls for cls in (MLP, GCN, SAGE, GAT, GIN, APPNP)}

@@ -26,14 +26,20 @@ class BackboneModule(pl.LightningModule):
     optimizer step, on the same graph, and Lightning's validation loop is switched off by the task
     (``limit_val_batches=0``). Lightning's loop machinery costs ~5 ms per epoch on CPU, more than a
     GCN epoch on Cora; the results are the same (see tests/test_training.py).
+
+    ``masker`` (optional, e.g. a lottery ticket's masks): an ``nn.Module`` called as
+    ``masker(backbone, x, edge_index) -> logits`` in place of ``backbone(x, edge_index)``; its parameters
+    (trainable masks) are optimised with the backbone's, without weight decay, and a ``regularizer()``
+    method, if it has one, is added to the training loss (not to the logged loss).
     """
 
     def __init__(self, backbone: nn.Module, optimizer: Callable[..., torch.optim.Optimizer],
                  scheduler: Callable[..., Any] | None = None,
                  metric: Callable[[Tensor, Tensor], float] | None = None,
-                 monitor: str = "val/acc", fused_eval: bool = False):
+                 monitor: str = "val/acc", fused_eval: bool = False, masker: nn.Module | None = None):
         super().__init__()
         self.backbone = backbone
+        self.masker = masker
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.metric = metric or make_metric("acc", getattr(backbone, "out_channels", 0))
@@ -59,6 +65,8 @@ class BackboneModule(pl.LightningModule):
             super().__setattr__(name, value)
 
     def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
+        if self.masker is not None:
+            return self.masker(self.backbone, x, edge_index)
         return self.backbone(x, edge_index)
 
     # ---------------------------------------------------------------- training
@@ -73,7 +81,7 @@ class BackboneModule(pl.LightningModule):
         self._tr_loss = self._tr_correct = self._tr_count = 0.0
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
-        out = self.backbone(batch.x, batch.edge_index)
+        out = self.forward(batch.x, batch.edge_index)
         if "batch_size" in batch:
             bs = int(batch.batch_size)
             out, y = out[:bs], batch.y[:bs]
@@ -88,7 +96,8 @@ class BackboneModule(pl.LightningModule):
         self._tr_loss += value * n
         self._tr_correct += float((out.argmax(-1) == y).sum())
         self._tr_count += n
-        return loss
+        regularizer = getattr(self.masker, "regularizer", None)
+        return loss + regularizer() if regularizer is not None else loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         if self.fused_eval:
@@ -103,7 +112,7 @@ class BackboneModule(pl.LightningModule):
 
     # ---------------------------------------------------------------- evaluation
     def _evaluate(self, batch) -> dict[str, float]:
-        out = self.backbone(batch.x, batch.edge_index)
+        out = self.forward(batch.x, batch.edge_index)
         pred = out.argmax(-1)
         y = batch.y
         res = {}
@@ -143,7 +152,11 @@ class BackboneModule(pl.LightningModule):
 
     # ---------------------------------------------------------------- optimisation
     def configure_optimizers(self):
-        opt = self.optimizer_factory(params=self.backbone.parameters())
+        params = self.backbone.parameters()
+        extra = [p for p in self.masker.parameters() if p.requires_grad] if self.masker is not None else []
+        if extra:
+            params = [{"params": list(params)}, {"params": extra, "weight_decay": 0.0}]
+        opt = self.optimizer_factory(params=params)
         if self.scheduler_factory is None:
             return opt
         sch = self.scheduler_factory(optimizer=opt)

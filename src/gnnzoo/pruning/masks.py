@@ -1,18 +1,25 @@
-"""Weight masks of a lottery ticket: which tensors count, magnitude pruning, masks that stay exact.
+"""Masks of a graph lottery ticket: which tensors count, magnitude pruning, masks that stay exact.
 
-A mask is a bool tensor of a parameter's shape (True = kept). :class:`MaskEnforcer` keeps masked entries at
-exactly zero while training: it zeroes them once, masks their gradients (so Adam/AdamW moments and SGD
-momentum of a masked entry stay 0, and weight decay of a zero is 0) and re-applies the masks after every
-optimizer step as a guard.
+A weight mask is a bool tensor of a parameter's shape (True = kept); an edge mask is a bool vector over the
+graph's edge units (:class:`gnnzoo.backbones.EdgeUnits`: undirected edges when symmetric). :class:`Ticket`
+holds both (as buffers, so a checkpoint of it is a checkpoint of the masks), the optional real-valued
+trainable scores of UGS / FastGLT, and runs the backbone on the kept edges only (a pruned edge is removed
+from ``edge_index``: it carries no message and gets no attention). :class:`MaskEnforcer` keeps masked
+weights at exactly zero while training: it zeroes them, masks their gradients (so Adam/AdamW moments and
+SGD momentum of a masked entry stay 0, and weight decay of a zero is 0) and re-applies the masks after
+every optimizer step.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 import pytorch_lightning as pl
 import torch
 from torch import Tensor, nn
+from torch.func import functional_call
+
+from gnnzoo.backbones.pruned import EdgeUnits
 
 Masks = dict[str, Tensor]
 
@@ -48,25 +55,43 @@ class Scope:
         return out
 
 
+def _check_fraction(sparsity: float) -> None:
+    if not 0.0 <= float(sparsity) < 1.0:
+        raise ValueError(f"sparsity must be in [0, 1), got {sparsity}")
+
+
+def top_keep(score: Tensor, keep: int, allowed: Tensor | None = None) -> Tensor:
+    """Bool mask of the ``keep`` largest ``score`` entries (among ``allowed`` ones); ties broken by position."""
+    flat = score.detach().reshape(-1).float().clone()
+    if allowed is not None:
+        flat[~allowed.reshape(-1)] = -float("inf")
+    out = torch.zeros(flat.numel(), dtype=torch.bool, device=flat.device)
+    if keep > 0:
+        out[torch.topk(flat, keep, sorted=False).indices] = True
+    return out.view(score.shape)
+
+
 def magnitude_masks(state: Mapping[str, Tensor], names: Iterable[str], sparsity: float,
-                    threshold: str = "global") -> Masks:
+                    threshold: str = "global", keep: Masks | None = None) -> Masks:
     """Keep the largest-magnitude entries of ``names`` so that exactly ``round(sparsity * n)`` are pruned:
     over all tensors together (``global``, one threshold) or in each tensor (``layer``). Ties are broken by
-    position (``topk``), so the reached sparsity is the target to within one entry per scope."""
+    position, so the reached sparsity is the target to within one entry per scope. ``keep`` (optional):
+    entries already pruned stay pruned (they count towards the target)."""
     names = list(names)
     if not names:
         raise ValueError("no prunable tensors (check pruning.scope)")
-    if not 0.0 <= float(sparsity) < 1.0:
-        raise ValueError(f"weight sparsity must be in [0, 1), got {sparsity}")
+    _check_fraction(sparsity)
     if threshold not in ("global", "layer"):
         raise ValueError(f"pruning.threshold must be global or layer, got {threshold!r}")
     groups = [names] if threshold == "global" else [[n] for n in names]
     masks: Masks = {}
     for group in groups:
         flat = torch.cat([state[n].detach().abs().reshape(-1).float() for n in group])
-        keep = flat.numel() - int(round(float(sparsity) * flat.numel()))
-        kept = torch.zeros(flat.numel(), dtype=torch.bool)
-        kept[torch.topk(flat, keep, sorted=False).indices] = True
+        allowed = None if keep is None else torch.cat([keep[n].reshape(-1) for n in group])
+        n_keep = flat.numel() - int(round(float(sparsity) * flat.numel()))
+        if allowed is not None:
+            n_keep = min(n_keep, int(allowed.sum()))
+        kept = top_keep(flat, n_keep, allowed)
         offset = 0
         for n in group:
             k = state[n].numel()
@@ -82,24 +107,141 @@ def sparsity(masks: Masks) -> dict[str, float | int]:
     return {"sparsity": pruned / total if total else 0.0, "pruned": pruned, "total": total}
 
 
-class MaskEnforcer(pl.Callback):
-    """Keeps ``masks`` exact on ``pl_module.backbone`` for the whole fit (see the module docstring)."""
+def _key(name: str) -> str:
+    return name.replace(".", "__")
 
-    def __init__(self, masks: Masks):
-        self.masks = masks
+
+class Ticket(nn.Module):
+    """The masks of a ticket and the forward that applies them (the ``masker`` of ``BackboneModule``).
+
+    * ``weight_names`` / ``weight_keep``: bool masks (buffers) of the prunable tensors; with
+      ``weight_scores=True`` a real-valued trainable score per entry (UGS ``m_θ``, init 1) multiplies the
+      weight in the forward (``W ⊙ m``, through ``torch.func.functional_call``, so the backbone's own
+      parameters and state dict are untouched);
+    * ``edge_keep``: bool per edge unit of ``edge_index``; pruned edges are removed before every forward
+      (``renormalize=False``, GCN/APPNP only: the full graph is passed with weight 0 on pruned edges, so the
+      dense graph's degrees are kept); with ``edge_scores=True`` a trainable score per unit (UGS ``m_g``,
+      init 1) weights the kept edges' messages (clamped at 0);
+    * ``regularizer()``: ``l1_weight·Σ|m_θ| + l1_graph·Σ|m_g|`` over kept entries (the UGS penalties).
+    """
+
+    def __init__(self, edge_index: Tensor | None, weight_shapes: Mapping[str, torch.Size], *,
+                 symmetric: bool = True, renormalize: bool = True, weight_scores: bool = False,
+                 edge_scores: bool = False, l1_weight: float = 0.0, l1_graph: float = 0.0,
+                 score_noise: float = 0.0, generator: torch.Generator | None = None):
+        super().__init__()
+        self.weight_names = list(weight_shapes)
+        for n, shape in weight_shapes.items():
+            self.register_buffer(f"wk_{_key(n)}", torch.ones(shape, dtype=torch.bool))
+        self.renormalize = bool(renormalize)
+        self.l1_weight, self.l1_graph = float(l1_weight), float(l1_graph)
+        self.units: EdgeUnits | None = None
+        if edge_index is not None:
+            self.register_buffer("edge_index", edge_index.clone(), persistent=False)
+            self.units = EdgeUnits(edge_index, symmetric)
+            self.register_buffer("edge_keep", torch.ones(self.units.num_units, dtype=torch.bool))
+        else:
+            self.edge_index = None
+            self.edge_keep = None
+
+        def score(shape):
+            s = torch.ones(shape)
+            if score_noise:
+                s += score_noise * torch.randn(shape, generator=generator)  # breaks ties of equal scores
+            return nn.Parameter(s)
+
+        self.weight_score = (nn.ParameterList([score(s) for s in weight_shapes.values()])
+                             if weight_scores else None)
+        self.edge_score = score(self.units.num_units) if (edge_scores and self.units is not None) else None
+
+    # ---------------------------------------------------------------- masks
+    @property
+    def weight_masks(self) -> Masks:
+        return {n: getattr(self, f"wk_{_key(n)}") for n in self.weight_names}
+
+    def set_weight_masks(self, masks: Masks) -> None:
+        for n in self.weight_names:
+            getattr(self, f"wk_{_key(n)}").copy_(masks[n])
+
+    def set_edge_keep(self, keep: Tensor) -> None:
+        self.edge_keep.copy_(keep)
+
+    def weight_scores(self) -> Masks:
+        return {n: s.detach() for n, s in zip(self.weight_names, self.weight_score or [])}
+
+    def edge_sparsity(self) -> dict[str, float | int]:
+        if self.edge_keep is None:
+            return {"sparsity": 0.0, "pruned": 0, "total": 0}
+        total = self.edge_keep.numel()
+        pruned = int((~self.edge_keep).sum())
+        return {"sparsity": pruned / total if total else 0.0, "pruned": pruned, "total": total}
+
+    # ---------------------------------------------------------------- forward
+    def edges(self, edge_index: Tensor) -> tuple[Tensor, Tensor | None]:
+        if self.units is None:
+            return edge_index, None
+        if edge_index.size(1) != self.units.num_edges:
+            raise ValueError(f"the ticket's edge mask was built for {self.units.num_edges} edges, the batch has "
+                             f"{edge_index.size(1)} (task=prune trains full-batch on one graph)")
+        ei = self.edge_index
+        w = None
+        if self.edge_score is not None:
+            w = self.units.per_edge(self.edge_score.clamp(min=0))
+        if self.renormalize:
+            kept = self.units.directed(self.edge_keep)
+            return ei[:, kept], (w[kept] if w is not None else None)
+        keep = self.units.directed(self.edge_keep).float()
+        return ei, keep if w is None else keep * w
+
+    def forward(self, backbone: nn.Module, x: Tensor, edge_index: Tensor) -> Tensor:
+        ei, w = self.edges(edge_index)
+        if self.weight_score is None:
+            return backbone(x, ei, w) if w is not None else backbone(x, ei)
+        params = dict(backbone.named_parameters())
+        scaled = {n: params[n] * s for n, s in zip(self.weight_names, self.weight_score)}
+        return functional_call(backbone, scaled, (x, ei), {"edge_weight": w} if w is not None else {})
+
+    def regularizer(self) -> Tensor | float:
+        reg = 0.0
+        if self.weight_score is not None and self.l1_weight:
+            reg = reg + self.l1_weight * sum((s.abs() * m).sum() for s, m in zip(self.weight_score,
+                                                                                  self.weight_masks.values()))
+        if self.edge_score is not None and self.l1_graph:
+            reg = reg + self.l1_graph * (self.edge_score.abs() * self.edge_keep).sum()
+        return reg
+
+
+class MaskEnforcer(pl.Callback):
+    """Keeps weight masks exact on ``pl_module.backbone`` for the whole fit (see the module docstring).
+
+    ``masks`` is a dict, or a callable returning the current masks (a :class:`Ticket` whose masks change
+    during the fit, as FastGLT's do). ``grad_sink`` (optional dict): the absolute *dense* gradient of every
+    masked tensor is added to it before masking (FastGLT regrows pruned weights by it)."""
+
+    def __init__(self, masks: Masks | Callable[[], Masks], grad_sink: dict[str, Tensor] | None = None):
+        self._masks = masks
+        self.grad_sink = grad_sink
         self._hooks: list = []
+
+    @property
+    def masks(self) -> Masks:
+        return self._masks() if callable(self._masks) else self._masks
+
+    def _grad(self, name: str, g: Tensor) -> Tensor:
+        if self.grad_sink is not None:
+            acc = self.grad_sink.get(name)
+            self.grad_sink[name] = g.detach().abs() if acc is None else acc + g.detach().abs()
+        return g * self.masks[name].to(g.device)
 
     def attach(self, model: nn.Module) -> None:
         params = dict(model.named_parameters())
-        missing = sorted(set(self.masks) - set(params))
+        masks = self.masks
+        missing = sorted(set(masks) - set(params))
         if missing:
             raise KeyError(f"masks name parameters the backbone does not have: {missing}")
-        with torch.no_grad():
-            for name, mask in self.masks.items():
-                p = params[name]
-                m = mask.to(p.device)
-                p.mul_(m)
-                self._hooks.append(p.register_hook(lambda g, m=m: g * m))
+        self.apply(model)
+        for name in masks:
+            self._hooks.append(params[name].register_hook(lambda g, n=name: self._grad(n, g)))
 
     def apply(self, model: nn.Module) -> None:
         params = dict(model.named_parameters())

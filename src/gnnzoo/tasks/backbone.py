@@ -45,7 +45,7 @@ def _instantiate_dict(node: DictConfig | None) -> list:
 
 def train(cfg: DictConfig, *, kind: str = "run", rid: str | None = None, parents: Sequence[str] = (),
           prepare: Callable[[nn.Module], list[pl.Callback]] | None = None, fields: dict | None = None,
-          files: Callable[[], dict[str, dict]] | None = None) -> dict[str, Any]:
+          files: Callable[[], dict[str, dict]] | None = None, masker: nn.Module | None = None) -> dict[str, Any]:
     """Train one backbone as configured; write its zoo entry; return its metrics.
 
     A run whose id is already ``completed`` in the zoo is skipped (its recorded metrics are returned
@@ -55,7 +55,9 @@ def train(cfg: DictConfig, *, kind: str = "run", rid: str | None = None, parents
     Methods that train a backbone their own way reuse this loop: ``kind``, ``rid`` and ``parents`` of the
     entry; ``prepare(backbone) -> callbacks`` runs on the freshly initialised backbone (load other weights,
     attach masks) and returns callbacks for the fit; ``fields`` go into the record; ``files()`` returns
-    extra tensor files (``{file name: state dict}``) written into the entry with the weights.
+    extra tensor files (``{file name: state dict}``) written into the entry with the weights; ``masker`` is
+    the module's (see :class:`BackboneModule`), and is left in its best-val state after the fit, as the
+    backbone is.
     """
     check_config(cfg)
     zoo = Zoo(cfg.paths.zoo_dir)
@@ -92,6 +94,7 @@ def train(cfg: DictConfig, *, kind: str = "run", rid: str | None = None, parents
             metric=make_metric(graph.metric, graph.num_classes, graph.ogb_name),
             monitor=cfg.monitor.metric,
             fused_eval=fused,
+            masker=masker,
         )
         loggers = instantiate_loggers(cfg)
         for lg in loggers:
@@ -112,6 +115,8 @@ def train(cfg: DictConfig, *, kind: str = "run", rid: str | None = None, parents
         if recorder.best_state is None:
             raise RuntimeError("training produced no validation epoch; nothing to select (check trainer.max_epochs)")
         backbone.load_state_dict(recorder.best_state)
+        if masker is not None and recorder.best_masker_state is not None:
+            masker.load_state_dict(recorder.best_masker_state)
         test = trainer.test(module, datamodule=datamodule, verbose=False)[0]
         metrics = {
             cfg.monitor.metric: recorder.best_value,

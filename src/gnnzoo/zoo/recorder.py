@@ -34,6 +34,7 @@ class ZooRecorder(pl.Callback):
         self.best_value: float | None = None
         self.best_epoch: int | None = None
         self.best_state: dict[str, torch.Tensor] | None = None
+        self.best_masker_state: dict[str, torch.Tensor] | None = None  # pl_module.masker's, if it has one
         self.snapshots: list[dict] = []
 
     def _better(self, v: float) -> bool:
@@ -65,6 +66,9 @@ class ZooRecorder(pl.Callback):
         if self._better(value):
             self.best_value, self.best_epoch = value, epoch
             self.best_state = {k: v.detach().clone() for k, v in pl_module.backbone.state_dict().items()}
+            masker = getattr(pl_module, "masker", None)
+            if masker is not None:
+                self.best_masker_state = {k: v.detach().clone() for k, v in masker.state_dict().items()}
         elif self.patience is not None and self.best_epoch is not None:
             waited = sum(1 for e in self.curves["epoch"] if e > self.best_epoch)
             if waited >= self.patience:

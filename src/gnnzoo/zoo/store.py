@@ -23,6 +23,7 @@ from typing import Any, Iterator, Mapping
 import torch
 from torch import nn
 
+from gnnzoo.backbones.pruned import PrunedBackbone
 from gnnzoo.utils.io import atomic_write_bytes, atomic_write_json, check_writable
 from gnnzoo.zoo.ids import tensors_digest
 from gnnzoo.zoo.record import RecordError, record_engine, validate_record
@@ -32,6 +33,8 @@ log = logging.getLogger(__name__)
 WEIGHTS = "weights.safetensors"
 RECORD = "record.json"
 SNAPSHOTS = "snapshots"
+TICKET = "ticket.safetensors"  # a pruned entry's masks
+EDGE_KEY = "edge_keep"  # the edge mask's key in it
 
 
 class ZooError(RuntimeError):
@@ -119,8 +122,9 @@ class ZooEntry:
         return state
 
     def ticket(self) -> dict[str, torch.Tensor]:
-        """A pruned entry's weight masks (bool, True = kept), from ``ticket.safetensors``."""
-        return {k: v.bool() for k, v in self.file("ticket.safetensors").items()}
+        """A pruned entry's masks (bool, True = kept) from ``ticket.safetensors``: one per pruned weight tensor,
+        and ``edge_keep`` (one entry per edge unit, see ``gnnzoo.backbones.EdgeUnits``) when it pruned the graph."""
+        return {k: v.bool() for k, v in self.file(TICKET).items()}
 
     def snapshot(self, epoch: int) -> dict[str, torch.Tensor]:
         for snap in self.record.get("snapshots", []):
@@ -134,9 +138,18 @@ class ZooEntry:
         return instantiate(self.record["config"]["backbone"])
 
     def load(self, eval_mode: bool = True) -> nn.Module:
-        """Rebuild the backbone from the recorded config and load the best-val weights into it."""
+        """Rebuild the backbone from the recorded config and load the best-val weights into it. A pruned entry
+        comes back as a :class:`PrunedBackbone`: its weights (zeros where pruned), its masks, and its edge mask,
+        which removes the pruned edges of the graph it was pruned on before every forward."""
         model = self.build_backbone()
         model.load_state_dict(self.state_dict())
+        if self.record.get("kind") == "pruned" and TICKET in (self.record.get("files") or {}):
+            masks = self.ticket()
+            edge_keep = masks.pop(EDGE_KEY, None)
+            info = self.record.get("pruning") or {}
+            if info.get("renormalize") is False and hasattr(model, "renormalize"):
+                model.renormalize = False
+            model = PrunedBackbone(model, masks, edge_keep, symmetric=info.get("edge_unit") != "directed")
         return model.eval() if eval_mode else model
 
     def __repr__(self) -> str:
@@ -280,7 +293,7 @@ def flatten_record(rec: dict) -> dict:
     for k, v in (rec.get("metrics") or {}).items():
         row[k] = v
     prune = rec.get("pruning") or {}
-    for k in ("weight_sparsity", "graph_sparsity", "mac_saving"):
+    for k in ("method", "weight_sparsity", "graph_sparsity", "mac_saving", "round", "search_wall_s"):
         if k in prune:
             row[f"prune/{k}"] = prune[k]
     row["epochs"] = len((rec.get("curves") or {}).get("epoch", []))
