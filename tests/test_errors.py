@@ -96,3 +96,34 @@ def test_truncated_raw_file_is_named(real_data, tmp_path):
     raw.write_bytes(raw.read_bytes()[:5000])
     with pytest.raises(DatasetCorruptError, match=r"raw file .*ind\.cora\.graph of Planetoid/Cora cannot be read .*truncated"):
         load_graph(make_cfg(["dataset=cora"], tmp_path, data_dir=data))
+
+
+def _load_in_child(args):
+    import time
+
+    data_dir, cache_dir = args
+    from gnnzoo.data.datasets import planetoid
+
+    n = planetoid(data_dir, cache_dir, "Cora").num_nodes
+    return n, time.time()
+
+
+def test_parallel_jobs_wait_for_the_process_building_a_dataset_cache(real_data, tmp_path):
+    """Parallel jobs opening one dataset cache are serialised by a lock on it: while one process holds it
+    (building the cache), another does not read the half-written files, it waits. (They used to race: the
+    second deleted the first's half-written cache as corrupt and failed.)"""
+    import multiprocessing as mp
+    import time
+
+    from gnnzoo.data.datasets import _cache_lock, planetoid
+
+    data = _cora_copy(real_data, tmp_path)
+    cache = tmp_path / "fresh_cache"
+    planetoid(str(data), str(cache), "Cora")  # built once, so the child's own load is fast
+    with mp.get_context("spawn").Pool(1) as pool:
+        with _cache_lock(cache / "Planetoid" / "Cora"):
+            pending = pool.apply_async(_load_in_child, ((str(data), str(cache)),))
+            time.sleep(8)  # the child starts, imports, and must block on the lock
+            released = time.time()
+        n, finished = pending.get(timeout=120)
+    assert n == 2708 and finished >= released

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -76,12 +77,36 @@ def _processed_files(root: Path) -> list[Path]:
     return sorted(p for p in d.iterdir() if p.is_file()) if d.is_dir() else []
 
 
+@contextmanager
+def _cache_lock(root: Path):
+    """An exclusive lock on a dataset's cache folder, so parallel jobs (sweep workers, benchmark processes)
+    do not process it at the same time and read each other's half-written files (POSIX; elsewhere a no-op)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".gnnzoo.lock", "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
 def open_dataset(make, dataset: str, root: Path, raw_dir: Path, raw_files: Sequence[str]):
-    """``make()`` (a PyG dataset constructor over ``root``) with clear errors for bad files.
+    """``make()`` (a PyG dataset constructor over ``root``) with clear errors for bad files, under a lock
+    on ``root`` (one process builds the cache, the others wait for it, then load it).
 
     * A processed cache (``root/processed``, gnnzoo's own cache folder) that cannot be loaded is deleted
       with a warning naming it, and rebuilt from the raw files once.
     * Raw files that cannot be processed: :class:`DatasetCorruptError` naming the file that does not read."""
+    with _cache_lock(root):
+        return _open_dataset(make, dataset, root, raw_dir, raw_files)
+
+
+def _open_dataset(make, dataset: str, root: Path, raw_dir: Path, raw_files: Sequence[str]):
     import warnings
 
     cached = _processed_files(root)
