@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
@@ -47,6 +48,21 @@ from gnnzoo.zoo.record import build_record, now_iso
 from gnnzoo.zoo.store import Zoo
 
 # per-model settings: may differ inside one batch
+@dataclass
+class BatchedJob:
+    """What a method asks of one model in a batch (the default: an ordinary run). ``masks``: bool weight masks
+    (True = kept) kept exact through training (gradients masked, weights re-masked after every step);
+    ``start``: weights to start from instead of the initialization; ``files``: extra tensor files of the entry."""
+
+    kind: str = "run"
+    rid: str | None = None
+    parents: Sequence[str] = ()
+    fields: dict = field(default_factory=dict)
+    masks: dict[str, torch.Tensor] | None = None
+    start: dict[str, torch.Tensor] | None = None
+    files: dict[str, dict] | None = None
+
+
 PER_MODEL = ("seed", "init_seed", "optimizer", "backbone.dropout", "backbone.attn_dropout")
 
 
@@ -106,10 +122,15 @@ def _replay_to_loggers(cfg: DictConfig, rec: dict) -> None:
         close_loggers(loggers)
 
 
-def train_batched(cfgs: Sequence[DictConfig], graph: GraphData | None = None, progress: bool = True) -> list[dict[str, Any]]:
-    """Train ``cfgs`` together; return one result dict per config (same keys as ``train()``)."""
+def train_batched(cfgs: Sequence[DictConfig], graph: GraphData | None = None, progress: bool = True,
+                  jobs: Sequence[BatchedJob | None] | None = None) -> list[dict[str, Any]]:
+    """Train ``cfgs`` together; return one result dict per config (same keys as ``train()``). ``jobs`` (one per
+    config, optional): what a method trains instead of an ordinary run (see :class:`BatchedJob`)."""
     if not cfgs:
         return []
+    jobs = [j or BatchedJob() for j in (jobs or [None] * len(cfgs))]
+    if len(jobs) != len(cfgs):
+        raise ValueError(f"{len(jobs)} jobs for {len(cfgs)} configs")
     plains = [OmegaConf.to_container(c, resolve=True) for c in cfgs]  # resolved once per config
     keys = {batch_key(c, p) for c, p in zip(cfgs, plains)}
     if len(keys) > 1:
@@ -120,7 +141,7 @@ def train_batched(cfgs: Sequence[DictConfig], graph: GraphData | None = None, pr
     for i, cfg in enumerate(cfgs):
         check_config(cfg)
         _check_batchable(cfg)
-        rid = run_id(plains[i], engine="batched")
+        rid = jobs[i].rid or run_id(plains[i], engine="batched")
         done = Zoo(cfg.paths.zoo_dir).completed(rid, engine="batched") if cfg.zoo.skip_completed else None
         if done is not None:
             results[i] = {**done.record.get("metrics", {}), "run_id": rid, "skipped": True,
@@ -142,13 +163,25 @@ def train_batched(cfgs: Sequence[DictConfig], graph: GraphData | None = None, pr
     recs = []
     singles = []
     for i, rid in todo:
-        rec = build_record(cfgs[i], "run", rid, plain=plains[i], engine="batched")
+        job = jobs[i]
+        rec = build_record(cfgs[i], job.kind, rid, plain=plains[i], engine="batched", parents=job.parents,
+                           **job.fields)
         model = build_backbone(cfgs[i])
         rec["init_id"] = init_id(model.state_dict())
+        if job.start is not None:
+            model.load_state_dict(job.start)
+        if job.masks:
+            params = dict(model.named_parameters())
+            with torch.no_grad():
+                for name, m in job.masks.items():
+                    params[name].mul_(m)
         singles.append(model)
         recs.append(rec)
     N = len(singles)
     model = BatchedBackbone.from_singles(singles)
+    masked = sorted({n for i, _ in todo for n in (jobs[i].masks or {})})
+    stacked_masks = {n: torch.stack([(jobs[i].masks or {}).get(n, torch.ones_like(singles[0].state_dict()[n], dtype=torch.bool))
+                                     for i, _ in todo]).float() for n in masked}
     del singles
     opts = [cfgs[i].optimizer for i, _ in todo]
     opt = BatchedOptimizer(
@@ -204,7 +237,14 @@ def train_batched(cfgs: Sequence[DictConfig], graph: GraphData | None = None, pr
             if not bool(active.any()):
                 break
             torch.where(active, losses, torch.zeros_like(losses)).sum().backward()
+            params = model.parameters_by_name() if stacked_masks else {}
+            for n, M in stacked_masks.items():
+                if params[n].grad is not None:
+                    params[n].grad.mul_(M)  # pruned entries: no gradient, so no optimizer state either
             opt.step()
+            with torch.no_grad():
+                for n, M in stacked_masks.items():
+                    params[n].mul_(M)
             with torch.no_grad():
                 model.eval()
                 ev = model(d.x, ops)
@@ -260,7 +300,7 @@ def train_batched(cfgs: Sequence[DictConfig], graph: GraphData | None = None, pr
         if cfg.zoo.enabled:
             zoo = Zoo(cfg.paths.zoo_dir)
             clean_stale_tmp(zoo.entry_dir(rid))
-            entry_dir = str(zoo.write(rec, state))
+            entry_dir = str(zoo.write(rec, state, files=jobs[i].files if state is not None else None))
         _replay_to_loggers(cfg, rec)
         results[i] = {**(rec.get("metrics") or {}), "run_id": rid, "skipped": False, "entry_dir": entry_dir,
                       "status": rec["status"], "error": rec["error"]}

@@ -37,6 +37,7 @@ from gnnzoo.backbones.build import build_backbone
 from gnnzoo.backbones.pruned import EdgeUnits
 from gnnzoo.data.graph import load_graph
 from gnnzoo.pruning.masks import Masks, MaskEnforcer, Scope, Ticket, magnitude_masks, sparsity, top_keep
+from gnnzoo.batched.trainer import BatchedJob, seed_configs, train_batched
 from gnnzoo.tasks.backbone import train
 from gnnzoo.utils.config import backbone_config, check_config, check_one_method, instantiate_clean
 from gnnzoo.utils.errors import ConfigError
@@ -189,6 +190,12 @@ class Search:
         return hash_id({"kind": "pruned", "config": identity_config(self.cfg), "pruning": self.plain,
                         "parents": [self.dense["run_id"]], **extra})
 
+    def files(self, wmasks: Masks, edge_keep: Tensor | None) -> dict:
+        out = {k: v.to(torch.uint8) for k, v in wmasks.items()}
+        if edge_keep is not None:
+            out[EDGE_KEY] = edge_keep.to(torch.uint8)
+        return {TICKET: out}
+
     def info(self, wmasks: Masks, edge_keep: Tensor | None, wall: float, **extra) -> dict:
         w = sparsity(wmasks)
         kept_edges = (int(self.units.directed(edge_keep)[~self.units.loops].sum()) if edge_keep is not None
@@ -218,14 +225,8 @@ class Search:
         def prepare(backbone):
             return [start_weights(backbone, start or {}, wmasks, "dense" if start is not None else "init")]
 
-        def files():
-            out = {k: v.to(torch.uint8) for k, v in wmasks.items()}
-            if edge_keep is not None:
-                out[EDGE_KEY] = edge_keep.to(torch.uint8)
-            return {TICKET: out}
-
         return train(self.cfg, kind="pruned", rid=rid, parents=[self.dense["run_id"]], prepare=prepare,
-                     fields={"pruning": info}, masker=ticket, files=files)
+                     fields={"pruning": info}, masker=ticket, files=lambda: self.files(wmasks, edge_keep))
 
 
 def edge_saliency(backbone: nn.Module, x: Tensor, edge_index: Tensor, units: EdgeUnits,
@@ -483,19 +484,14 @@ def fastglt(s: Search) -> list[dict]:
     if not p.retrain:
         search = time.perf_counter() - t
 
-        def files():
-            out = {k: v.to(torch.uint8) for k, v in ticket.weight_masks.items()}
-            if s.prune_graph:
-                out[EDGE_KEY] = ticket.edge_keep.to(torch.uint8)
-            return {TICKET: out}
-
         c = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
         c.trainer.max_epochs = int(p.denoise_epochs)
         c.monitor.patience = None
         info = s.info(wmasks, ticket.edge_keep.clone() if s.prune_graph else None, search,
                       retrained=False, denoise_updates=len(range(p.delta, p.denoise_epochs + 1, p.delta)))
         res = train(c, kind="pruned", rid=rid, parents=[s.dense["run_id"]], prepare=prepare,
-                    fields={"pruning": info}, masker=ticket, files=files)
+                    fields={"pruning": info}, masker=ticket,
+                    files=lambda: s.files(ticket.weight_masks, ticket.edge_keep if s.prune_graph else None))
         return [{**res, "pruning": info}]
     train(phase_config(cfg, int(p.denoise_epochs), patience=None), prepare=prepare, masker=ticket)
     wmasks = {k: v.clone() for k, v in ticket.weight_masks.items()}
@@ -570,6 +566,82 @@ def _log_plot(cfg: DictConfig, path: Path | None, results: list[dict]) -> None:
         close_loggers(loggers)
 
 
+def batchable(cfg: DictConfig) -> str | None:
+    """None if the seeds of this pruning config can train together in the batched trainer, else why not."""
+    p = cfg.pruning
+    if p.method != "one_shot":
+        return (f"pruning.method={p.method} changes its masks while training (trainable scores, drop-and-regrow), "
+                "which the batched trainer does not model")
+    if float(p.graph_sparsity) > 0:
+        return "each seed's ticket prunes its own edges, and the batched trainer shares one graph across models"
+    return None
+
+
+def one_shot_batched(cfgs: list[DictConfig]) -> list[dict]:
+    """``one_shot`` on weights for several seeds: dense runs batched, then the tickets batched."""
+    show = bool(cfgs[0].trainer.get("enable_progress_bar", True))
+    dense_cfgs = []
+    for c in cfgs:
+        d = backbone_config(c)
+        d.zoo.enabled = True
+        dense_cfgs.append(d)
+    dense = train_batched(dense_cfgs, progress=show)
+    todo, jobs, out = [], [], [None] * len(cfgs)
+    for i, (c, d) in enumerate(zip(cfgs, dense)):
+        if d.get("status") not in ("completed", None) or d.get("duplicate"):
+            out[i] = {"run_id": None, "status": "failed", "error": f"dense run {d['run_id']}: {d.get('error')}"}
+            continue
+        s = Search(c)
+        s.dense = d
+        entry = s.zoo[d["run_id"]]
+        state = entry.state_dict()
+        wmasks = magnitude_masks(state, s.names, float(c.pruning.weight_sparsity), c.pruning.threshold)
+        info = s.info(wmasks, None, float(entry.record.get("wall_time_s") or 0.0))
+        jobs.append(BatchedJob(kind="pruned", rid=s.rid(engine="batched"), parents=[d["run_id"]],
+                               fields={"pruning": info}, masks=wmasks,
+                               start=state if c.pruning.rewind == "dense" else None, files=s.files(wmasks, None)))
+        todo.append(i)
+    for i, r in zip(todo, train_batched([cfgs[i] for i in todo], progress=show, jobs=jobs)):
+        out[i] = {**r, "dense_run_id": dense[i]["run_id"], "prune/dense_test_acc": dense[i].get("test/acc")}
+    return out
+
+
+def run_seeds(cfg: DictConfig, n: int) -> dict[str, Any]:
+    """``zoo.parallel_models=n``: seeds ``seed .. seed+n-1`` of this pruning config, batched where possible."""
+    cfgs = seed_configs(cfg, n)
+    why = batchable(cfg)
+    results = None
+    if why is None:
+        try:
+            results = one_shot_batched(cfgs)
+        except NotImplementedError as e:
+            why = str(e)
+    if results is None:
+        console.print(f"[yellow]zoo.parallel_models={n}: these tickets cannot be batched ({why}); "
+                      "training them one by one[/]")
+        results = []
+        for c in cfgs:
+            try:
+                results.append({**run(c), "status": "completed"})
+            except Exception as err:  # recorded by train(); the other seeds go on
+                results.append({"run_id": None, "status": "failed", "error": f"{type(err).__name__}: {err}"})
+    values, failed = [], []
+    for c, r in zip(cfgs, results):
+        if r.get("status") == "failed":
+            console.print(f"[red]failed[/] seed={c.seed}: {r.get('error')}")
+            failed.append(f"seed={c.seed}: {r.get('error')}")
+        else:
+            values.append(float(r[cfg.monitor.metric]))
+            console.print(f"seed={c.seed}: ticket {r['run_id']} {cfg.monitor.metric}={values[-1]:.4f} "
+                          f"test/acc={r['test/acc']:.4f}")
+    if not values:
+        raise RuntimeError(f"all {n} seeds failed; first: {failed[0]}")
+    mean = sum(values) / len(values)
+    console.print(f"{len(values)}/{n} tickets completed; mean {cfg.monitor.metric} = {mean:.4f}")
+    return {"value": mean, "tickets": [r.get("run_id") for r in results], "failed_runs": failed,
+            "skipped": all(r.get("skipped") for r in results), "results": results}
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """The prune task: returns the (last) ticket's metrics with ``value`` = its monitored metric."""
     check_config(cfg)
@@ -577,6 +649,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     check_pruning(cfg)
     p = cfg.pruning
     Zoo(cfg.paths.zoo_dir).check_writable()
+    n = int(cfg.zoo.get("parallel_models", 1))
+    if n > 1:
+        return run_seeds(cfg, n)
     s = Search(cfg)
     if not s.names and float(p.weight_sparsity) > 0:
         raise ConfigError(f"pruning.scope selects no tensor of {cfg.backbone.name} "
