@@ -13,7 +13,8 @@ mean dense accuracy (0 if none). Its *search wall time* is the time to produce t
 retraining included: UGS = mask phases of rounds 1..k + round k's retraining; one-shot = dense run +
 retraining; FastGLT = pretrain + denoise + retraining (the dense run is not part of UGS/FastGLT).
 UGS L1 strengths are the reference codes' per-dataset/backbone values; FastGLT uses gnnzoo's defaults
-(conf/pruning/fastglt.yaml: E=30, T=400, delta 3, alpha 0.3). Jobs run in parallel worker processes (one
+(conf/pruning/fastglt.yaml: E=30, T=400, delta 3, alpha 0.3, one global threshold: the one setting chosen
+on the development seed 100, which is not a benchmark seed). Jobs run in parallel worker processes (one
 torch thread each); every job's results are cached in --work, so a rerun resumes.
 
     python benchmarks/pruning.py [--seeds 3] [--datasets cora,citeseer] [--backbones gcn,gin,gat] [--jobs 2]
@@ -220,7 +221,7 @@ def main() -> None:
     ap.add_argument("--out", default="pruning")
     a = ap.parse_args()
     Path(a.work).mkdir(parents=True, exist_ok=True)
-    todo = [(ds, bb, 100 + s, a.work, a.data_dir) for ds in a.datasets.split(",") for bb in a.backbones.split(",")
+    todo = [(ds, bb, s, a.work, a.data_dir) for ds in a.datasets.split(",") for bb in a.backbones.split(",")
             for s in range(a.seeds)]
     t0 = time.perf_counter()
     ctx = mp.get_context("spawn")
@@ -235,7 +236,7 @@ def main() -> None:
         u, f = c["search_wall_s"].get("imp_ugs"), c["search_wall_s"].get("fastglt")
         c["fastglt_over_ugs_wall"] = (f / u) if (u and f) else None
     plot(curves, RESULTS / f"{a.out}.png")
-    notes = (f"\n\nPlot: `benchmarks/results/{a.out}.png`. Seeds {[100 + s for s in range(a.seeds)]}; "
+    notes = (f"\n\nPlot: `benchmarks/results/{a.out}.png`. Seeds {list(range(a.seeds))} (seed 100 was the development seed); "
              f"total wall {time.perf_counter() - t0:.0f} s with {a.jobs} worker processes of one thread each.\n")
     write_results(a.out, {"summary": summary, "curves": curves, "jobs": jobs,
                           "config": {"w_levels": W_LEVEL, "g_levels": G_LEVEL, "levels": {f"{k[0]}/{k[1]}": v for k, v in LEVELS.items()},
