@@ -313,7 +313,8 @@ def test_imp_ugs_follows_its_schedule_one_entry_per_round_and_resumes(tmp_path):
 
 def test_fastglt_denoises_at_constant_sparsity_and_retrains(tmp_path):
     ov = SYN + ["pruning=fastglt", "pruning.weight_sparsity=0.8", "pruning.graph_sparsity=0.3",
-                "pruning.pretrain_epochs=4", "pruning.denoise_epochs=12", "pruning.delta=2", "pruning.alpha=0.5"]
+                "pruning.pretrain_epochs=4", "pruning.denoise_epochs=12", "pruning.delta=2", "pruning.alpha=0.5",
+                "pruning.threshold=layer"]
     cfg = make_cfg(ov, tmp_path)
     res = run_prune(cfg)
     zoo = Zoo(tmp_path / "zoo")

@@ -131,6 +131,8 @@ def message_weights(conv, edge_weight: Tensor | None):
 
 def weighted_call(conv, edge_weight: Tensor | None, *args, **kwargs):
     """``conv(*args, **kwargs)`` with every message scaled by ``edge_weight``."""
+    if edge_weight is None:
+        return conv(*args, **kwargs)
     with message_weights(conv, edge_weight):
         return conv(*args, **kwargs)
 

@@ -25,6 +25,12 @@ class EdgeUnits:
         self.unit[~self.loops] = inv
         self.num_units = int(uniq.numel())
 
+    def endpoints(self, edge_index: Tensor) -> tuple[Tensor, Tensor]:
+        """(source, target) of one directed edge of every unit (the graph these units were built from)."""
+        rep = torch.zeros(self.num_units, dtype=torch.long, device=edge_index.device)
+        rep[self.unit[~self.loops]] = torch.arange(self.num_edges, device=edge_index.device)[~self.loops]
+        return edge_index[0, rep], edge_index[1, rep]
+
     def directed(self, keep: Tensor) -> Tensor:
         """Bool per edge: kept if its unit is kept (self-loops always)."""
         if keep.numel() != self.num_units:

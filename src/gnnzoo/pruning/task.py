@@ -334,8 +334,8 @@ def imp_ugs(s: Search) -> list[dict]:
                     n = min(int(round(float(p.rate_graph) * int(edge_keep.sum()))), target_g - pruned_g)
                     edge_keep = prune_edges(ticket.edge_score.detach().clamp(min=0), n, edge_keep)
             search_s += time.perf_counter() - t
-            res = s.retrain(rid, wmasks, edge_keep, s.info(wmasks, edge_keep, search_s, round=k))
-            results.append({**res, "pruning": s.info(wmasks, edge_keep, search_s, round=k)})
+            info = s.info(wmasks, edge_keep, search_s, round=k)
+            results.append({**s.retrain(rid, wmasks, edge_keep, info), "pruning": info})
         reached_w = w_total - sum(int(m.sum()) for m in wmasks.values()) >= target_w
         reached_g = edge_keep is None or int((~edge_keep).sum()) >= target_g
         if reached_w and reached_g:
@@ -366,11 +366,7 @@ class Denoiser(pl.Callback):
         self.units = units
         self.updates = 0
         if units is not None:
-            ei = ticket.edge_index
-            rep = torch.zeros(units.num_units, dtype=torch.long)
-            idx = torch.arange(ei.size(1))[~units.loops]
-            rep[units.unit[~units.loops]] = idx
-            self.unit_src, self.unit_dst = ei[0, rep], ei[1, rep]
+            self.unit_src, self.unit_dst = units.endpoints(ticket.edge_index)
 
     def fraction(self, t: int) -> float:
         return self.alpha / 2 * (1 + math.cos(math.pi * t / self.total))
@@ -465,8 +461,8 @@ def fastglt(s: Search) -> list[dict]:
         edge_score = None
         if s.prune_graph:
             d = torch.bincount(s.edge_index[1], minlength=s.graph.num_nodes).float() + 1
-            rep = Denoiser(pre, {}, 1, 1, 0.0, 1, s.units)
-            edge_score = (d[rep.unit_src] * d[rep.unit_dst]).rsqrt()
+            src, dst = s.units.endpoints(s.edge_index)
+            edge_score = (d[src] * d[dst]).rsqrt()
     # 2. one-shot prune to the targets
     wmasks = magnitude_masks(state, s.names, float(p.weight_sparsity), p.threshold)
     ticket = s.ticket(edge_scores=s.prune_graph, l1_graph=float(p.l1_graph))
