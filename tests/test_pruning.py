@@ -433,3 +433,14 @@ def test_parallel_models_batches_one_shot_seeds_and_runs_others_one_by_one(tmp_p
     capsys.readouterr()
     res = run_prune(make_cfg(SYN + ["pruning=one_shot", "pruning.graph_sparsity=0.2", "zoo.parallel_models=2"], tmp_path))
     assert "cannot be batched" in capsys.readouterr().out and len(res["tickets"]) == 2
+
+
+def test_the_plot_goes_to_wandb_when_it_is_the_logger(tmp_path):
+    import wandb
+
+    res = run_prune(make_cfg(SYN + ["pruning=one_shot", "logger=wandb"], tmp_path))
+    assert wandb.run is None and res["run_id"]
+    assert (tmp_path / "out" / "prune_one_shot.png").is_file()
+    runs = sorted((tmp_path / "out" / "wandb").glob("offline-run-*"))
+    assert len(runs) == 3  # the dense run, the ticket, the search's summary with the plot
+    assert any(p.suffix == ".png" for r in runs for p in (r / "files").rglob("*"))
