@@ -1,0 +1,166 @@
+"""Checkpoints as neural graphs (Kofinas et al., ICLR 2024) and back.
+
+A gnnzoo backbone of ``L`` layers is, per layer, a linear map on channels (message passing has no
+parameters), so its state dict is a layered graph:
+
+* **nodes**: one per neuron: the ``in_channels`` input neurons, then the output neurons of every layer (a
+  GIN layer's inner hidden neurons are a layer of their own). Node features: ``[bias, extra]`` (0 for the
+  inputs; ``extra`` is GIN's ε on the layer's output neurons, else 0);
+* **edges**: one per weight, from neuron ``i`` of a layer's input to neuron ``j`` of its output, carrying
+  ``[W[j, i], W_root[j, i]]``: SAGE's neighbour and root weights (``lin_l``, ``lin_r``); the second entry is
+  0 for the other backbones;
+* **positions**: every input neuron and every output neuron has its own slot; all the neurons of one hidden
+  layer share one (so hidden neurons stay permutable: the symmetry of the weights). The graph stores each
+  node's ``node_kind`` (0 input, 1 hidden, 2 output) and ``node_rank`` (the input's or output's index, the
+  hidden layer's number from 1); an encoder maps them onto its table of learned vectors;
+* a ``layer`` index per node and per edge (used by the statistics baseline).
+
+``to_graph(spec, state)`` and ``from_graph(spec, graph)`` are exact inverses. Edges stay a sparse list
+(Cora's 1433 inputs give 1433 x hidden edges, never a dense N x N tensor). Backbones: mlp, gcn, sage, gin,
+appnp (GAT's head structure is not built yet: :class:`UnsupportedBackbone`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch_geometric.data import Data
+
+NODE_DIM = 2  # [bias, extra]
+EDGE_DIM = 2  # [weight, root weight]
+
+
+class UnsupportedBackbone(ValueError):
+    """A checkpoint whose architecture has no neural-graph construction (yet)."""
+
+
+@dataclass(frozen=True)
+class Linear:
+    """One linear map of the backbone as the graph sees it: parameter names (``root``: SAGE's ``lin_r``;
+    ``extra``: a scalar added as the output neurons' second feature, GIN's ε)."""
+
+    weight: str
+    bias: str | None
+    root: str | None = None
+    extra: str | None = None
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    """How a backbone's state dict maps onto its neural graph."""
+
+    backbone: str
+    layers: tuple[Linear, ...]
+    sizes: tuple[int, ...]  # neurons per graph layer: inputs, then each linear map's outputs
+
+    @property
+    def num_nodes(self) -> int:
+        return sum(self.sizes)
+
+
+
+def spec_of(backbone: str, state: dict[str, Tensor]) -> GraphSpec:
+    """The :class:`GraphSpec` of a gnnzoo backbone's state dict (``backbone``: its config name)."""
+    n = 1 + max((int(k.split(".")[1]) for k in state if k.startswith("layers.")), default=-1)
+    if n == 0:
+        raise UnsupportedBackbone(f"{backbone}: no `layers.<i>` parameters in the state dict")
+    layers: list[Linear] = []
+    for i in range(n):
+        p = f"layers.{i}."
+        if backbone in ("mlp", "appnp"):
+            layers.append(Linear(p + "weight", _opt(state, p + "bias")))
+        elif backbone == "gcn":
+            layers.append(Linear(p + "lin.weight", _opt(state, p + "bias")))
+        elif backbone == "sage":
+            layers.append(Linear(p + "lin_l.weight", _opt(state, p + "lin_l.bias"), root=p + "lin_r.weight"))
+        elif backbone == "gin":
+            eps = p + "eps" if p + "eps" in state else None
+            layers.append(Linear(p + "nn.0.weight", _opt(state, p + "nn.0.bias")))
+            layers.append(Linear(p + "nn.2.weight", _opt(state, p + "nn.2.bias"), extra=eps))
+        else:
+            raise UnsupportedBackbone(f"backbone {backbone!r} has no neural-graph construction yet "
+                                      "(built: mlp, gcn, sage, gin, appnp)")
+    extra = sorted(k for k in state if k.startswith("norms.") or (k.startswith("layers.") and not any(
+        k in (lin.weight, lin.bias, lin.root, lin.extra) for lin in layers)))
+    extra = [k for k in extra if not k.endswith(("num_batches_tracked",))]
+    if extra:
+        raise UnsupportedBackbone(f"{backbone}: parameters without a place in the neural graph: {extra[:5]} "
+                                  "(normalization layers are not built yet)")
+    sizes = [state[layers[0].weight].shape[1]] + [state[lin.weight].shape[0] for lin in layers]
+    for a, lin in enumerate(layers):
+        if state[lin.weight].shape[1] != sizes[a]:
+            raise UnsupportedBackbone(f"{backbone}: {lin.weight} has input width {state[lin.weight].shape[1]}, "
+                                      f"the previous layer has {sizes[a]} outputs")
+    return GraphSpec(backbone, tuple(layers), tuple(int(s) for s in sizes))
+
+
+def _opt(state, name):
+    return name if name in state else None
+
+
+def kinds_and_ranks(spec: GraphSpec) -> tuple[Tensor, Tensor]:
+    """``node_kind`` (0 input, 1 hidden, 2 output) and ``node_rank`` (input/output index; hidden layer number)."""
+    s = spec.sizes
+    kind = [torch.zeros(s[0], dtype=torch.long)]
+    rank = [torch.arange(s[0])]
+    for k in range(1, len(s) - 1):
+        kind.append(torch.ones(s[k], dtype=torch.long))
+        rank.append(torch.full((s[k],), k))
+    kind.append(torch.full((s[-1],), 2))
+    rank.append(torch.arange(s[-1]))
+    return torch.cat(kind), torch.cat(rank)
+
+
+def to_graph(spec: GraphSpec, state: dict[str, Tensor]) -> Data:
+    """The neural graph of ``state``: ``x [N, 2]``, ``edge_index [2, E]``, ``edge_attr [E, 2]``, ``node_kind``,
+    ``node_rank``, ``node_layer`` and ``edge_layer``."""
+    s = spec.sizes
+    offsets = [0]
+    for k in s:
+        offsets.append(offsets[-1] + k)
+    x = torch.zeros(spec.num_nodes, NODE_DIM)
+    src, dst, attr, elayer = [], [], [], []
+    for a, lin in enumerate(spec.layers):
+        W = state[lin.weight].detach().float()
+        n_out, n_in = W.shape
+        j, i = torch.meshgrid(torch.arange(n_out), torch.arange(n_in), indexing="ij")  # row-major over W
+        src.append(offsets[a] + i.reshape(-1))
+        dst.append(offsets[a + 1] + j.reshape(-1))
+        e = torch.zeros(W.numel(), EDGE_DIM)
+        e[:, 0] = W.reshape(-1)
+        if lin.root is not None:
+            e[:, 1] = state[lin.root].detach().float().reshape(-1)
+        attr.append(e)
+        elayer.append(torch.full((W.numel(),), a))
+        if lin.bias is not None:
+            x[offsets[a + 1]:offsets[a + 2], 0] = state[lin.bias].detach().float()
+        if lin.extra is not None:
+            x[offsets[a + 1]:offsets[a + 2], 1] = state[lin.extra].detach().float().reshape(-1)[0]
+    node_layer = torch.repeat_interleave(torch.arange(len(s)), torch.tensor(s))
+    kind, rank = kinds_and_ranks(spec)
+    return Data(x=x, edge_index=torch.stack([torch.cat(src), torch.cat(dst)]), edge_attr=torch.cat(attr),
+                node_kind=kind, node_rank=rank, node_layer=node_layer, edge_layer=torch.cat(elayer),
+                num_nodes=spec.num_nodes)
+
+
+def from_graph(spec: GraphSpec, graph: Data) -> dict[str, Tensor]:
+    """The state dict of a neural graph built by :func:`to_graph` (exact inverse)."""
+    s = spec.sizes
+    offsets = [0]
+    for k in s:
+        offsets.append(offsets[-1] + k)
+    out: dict[str, Tensor] = {}
+    e0 = 0
+    for a, lin in enumerate(spec.layers):
+        n_in, n_out = s[a], s[a + 1]
+        block = graph.edge_attr[e0:e0 + n_in * n_out]
+        e0 += n_in * n_out
+        out[lin.weight] = block[:, 0].reshape(n_out, n_in).clone()
+        if lin.root is not None:
+            out[lin.root] = block[:, 1].reshape(n_out, n_in).clone()
+        if lin.bias is not None:
+            out[lin.bias] = graph.x[offsets[a + 1]:offsets[a + 2], 0].clone()
+        if lin.extra is not None:
+            out[lin.extra] = graph.x[offsets[a + 1], 1].clone().reshape(1)  # GIN: a 1-element tensor
+    return out

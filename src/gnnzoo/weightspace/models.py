@@ -1,0 +1,200 @@
+"""Encoders of neural graphs (``encoder=``): a batch of graphs (``torch_geometric.data.Batch`` of
+:func:`gnnzoo.weightspace.graph.to_graph` outputs) -> one prediction per graph, and ``embed(batch)`` -> the
+invariant representation the prediction is read from.
+
+* :class:`NGGNN` (``ng_gnn``): PNA-style message passing over the weights (mean/max/std aggregation), each
+  message modulated by its edge (FiLM: scale and shift from the edge state), edges updated between layers,
+  messages both ways along every weight; learned positional embeddings (one per input neuron, one per output
+  neuron, one per hidden layer). Readout: mean and max over the output neurons and mean over all neurons
+  of each graph -> MLP. Hidden-neuron permutations of a checkpoint leave its output unchanged.
+* :class:`StatNN` (``stat``): per-layer statistics of the weights and biases (mean, std, quantiles) -> MLP.
+* :class:`FlatMLP` (``flat_mlp``): the flattened parameters -> MLP (one architecture per zoo; not invariant).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gnnzoo.weightspace.graph import EDGE_DIM, NODE_DIM
+
+
+def _mlp(d_in: int, d_hid: int, d_out: int, layers: int = 2, dropout: float = 0.0) -> nn.Sequential:
+    mods: list[nn.Module] = []
+    d = d_in
+    for _ in range(layers - 1):
+        mods += [nn.Linear(d, d_hid), nn.SiLU(), nn.Dropout(dropout)]
+        d = d_hid
+    mods.append(nn.Linear(d, d_out))
+    return nn.Sequential(*mods)
+
+
+def _scatter(src: Tensor, index: Tensor, n: int, reduce: str) -> Tensor:
+    out = src.new_zeros(n, src.size(-1))
+    if reduce == "sum":
+        return out.index_add_(0, index, src)
+    return out.scatter_reduce_(0, index.view(-1, 1).expand_as(src), src, reduce, include_self=False)
+
+
+def _graph_pool(h: Tensor, batch: Tensor, n_graphs: int, mask: Tensor | None = None) -> Tensor:
+    """[mean, max] of ``h`` per graph (over the nodes in ``mask``)."""
+    if mask is not None:
+        h, batch = h[mask], batch[mask]
+    count = torch.bincount(batch, minlength=n_graphs).clamp(min=1).unsqueeze(-1).to(h.dtype)
+    mean = _scatter(h, batch, n_graphs, "sum") / count
+    mx = _scatter(h, batch, n_graphs, "amax")
+    return torch.cat([mean, mx], -1)
+
+
+class Positions(nn.Module):
+    """One learned vector per input neuron (``max_inputs``), per hidden layer (``max_hidden``) and per output
+    neuron (``max_outputs``)."""
+
+    def __init__(self, d: int, max_inputs: int, max_hidden: int, max_outputs: int):
+        super().__init__()
+        self.max_inputs, self.max_hidden, self.max_outputs = max_inputs, max_hidden, max_outputs
+        self.table = nn.Embedding(max_inputs + max_hidden + max_outputs, d)
+        nn.init.normal_(self.table.weight, std=0.1)
+
+    def forward(self, kind: Tensor, rank: Tensor) -> Tensor:
+        limits = torch.tensor([self.max_inputs, self.max_hidden + 1, self.max_outputs], device=kind.device)
+        over = rank >= limits[kind]
+        over = over | ((kind == 1) & (rank < 1))
+        if bool(over.any()):
+            k = int(kind[over][0])
+            what = ("input neurons", "hidden layers", "output neurons")[k]
+            raise ValueError(f"a checkpoint has more {what} than the encoder's positional table "
+                             f"(max_inputs={self.max_inputs}, max_hidden={self.max_hidden}, "
+                             f"max_outputs={self.max_outputs})")
+        slot = torch.where(kind == 0, rank, torch.where(kind == 1, self.max_inputs + rank - 1,
+                                                        self.max_inputs + self.max_hidden + rank))
+        return self.table(slot)
+
+
+class NGLayer(nn.Module):
+    """One message-passing layer of :class:`NGGNN`."""
+
+    def __init__(self, d: int, d_edge: int, dropout: float = 0.0, update_edges: bool = True):
+        super().__init__()
+        self.msg = _mlp(2 * d, d, d)
+        self.film = nn.Linear(d_edge, 2 * d)
+        self.post = _mlp(4 * d, d, d, dropout=dropout)
+        self.norm = nn.LayerNorm(d)
+        self.edge = _mlp(d_edge + 2 * d, d_edge, d_edge) if update_edges else None
+
+    def forward(self, h: Tensor, e: Tensor, src: Tensor, dst: Tensor) -> tuple[Tensor, Tensor]:
+        n = h.size(0)
+        scale, shift = self.film(e).chunk(2, -1)
+        m = scale * self.msg(torch.cat([h[dst], h[src]], -1)) + shift
+        count = torch.bincount(dst, minlength=n).clamp(min=1).unsqueeze(-1).to(h.dtype)
+        mean = _scatter(m, dst, n, "sum") / count
+        sq = _scatter(m * m, dst, n, "sum") / count
+        std = (sq - mean * mean).clamp(min=0).add(1e-6).sqrt()
+        mx = _scatter(m, dst, n, "amax")
+        h = self.norm(h + self.post(torch.cat([h, mean, mx, std], -1)))
+        if self.edge is not None:
+            e = e + self.edge(torch.cat([e, h[src], h[dst]], -1))
+        return h, e
+
+
+class NGGNN(nn.Module):
+    """Neural-graph GNN (see the module docstring)."""
+
+    def __init__(self, max_inputs: int, max_hidden: int, max_outputs: int, d: int = 32, d_edge: int = 16,
+                 layers: int = 3, dropout: float = 0.0, d_out: int = 1):
+        super().__init__()
+        self.pos = Positions(d, max_inputs, max_hidden, max_outputs)
+        self.node_in = nn.Linear(NODE_DIM, d)
+        self.edge_in = nn.Linear(EDGE_DIM + 1, d_edge)  # + direction (+1 along the weight, -1 against it)
+        self.layers = nn.ModuleList(NGLayer(d, d_edge, dropout, update_edges=i < layers - 1) for i in range(layers))
+        self.head = _mlp(4 * d, 2 * d, d_out, layers=3, dropout=dropout)
+        self.embed_dim = 4 * d
+
+    def embed(self, batch) -> Tensor:
+        h = self.node_in(batch.x) + self.pos(batch.node_kind, batch.node_rank)
+        src, dst = batch.edge_index
+        w = batch.edge_attr
+        ones = torch.ones(w.size(0), 1, dtype=w.dtype, device=w.device)
+        e = self.edge_in(torch.cat([torch.cat([w, ones], -1), torch.cat([w, -ones], -1)]))
+        src, dst = torch.cat([src, dst]), torch.cat([dst, src])
+        for layer in self.layers:
+            h, e = layer(h, e, src, dst)
+        b = batch.batch if getattr(batch, "batch", None) is not None else torch.zeros(h.size(0), dtype=torch.long,
+                                                                                       device=h.device)
+        g = int(b.max()) + 1 if b.numel() else 1
+        return torch.cat([_graph_pool(h, b, g, batch.node_kind == 2), _graph_pool(h, b, g)], -1)
+
+    def forward(self, batch) -> Tensor:
+        return self.head(self.embed(batch)).squeeze(-1)
+
+
+QUANTILES = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def layer_statistics(batch, max_layers: int) -> Tensor:
+    """Per graph and per weight layer: [mean, std, quantiles] of the weights (both edge channels) and of the
+    biases of its output neurons; layers beyond a graph's depth are zeros. ``[graphs, max_layers * 21]``."""
+    b_edge = batch.batch[batch.edge_index[1]] if getattr(batch, "batch", None) is not None else torch.zeros_like(batch.edge_layer)
+    b_node = batch.batch if getattr(batch, "batch", None) is not None else torch.zeros_like(batch.node_layer)
+    g = int(b_node.max()) + 1
+    feats = torch.zeros(g, max_layers, 3 * (2 + len(QUANTILES)))
+    for gi in range(g):
+        em, nm = b_edge == gi, b_node == gi
+        layers_e, attr = batch.edge_layer[em], batch.edge_attr[em]
+        layers_n, bias = batch.node_layer[nm], batch.x[nm, 0]
+        for a in range(min(int(layers_e.max()) + 1, max_layers)):
+            parts = []
+            for v in (attr[layers_e == a, 0], attr[layers_e == a, 1], bias[layers_n == a + 1]):
+                v = v.float()
+                parts.append(torch.cat([v.mean().view(1), v.std(unbiased=False).view(1),
+                                        torch.quantile(v, torch.tensor(QUANTILES))]) if v.numel() else
+                             torch.zeros(2 + len(QUANTILES)))
+            feats[gi, a] = torch.cat(parts)
+    return feats.view(g, -1)
+
+
+class StatNN(nn.Module):
+    """Statistics baseline (StatNN-style; see the module docstring)."""
+
+    def __init__(self, max_layers: int = 4, d: int = 64, dropout: float = 0.0, d_out: int = 1):
+        super().__init__()
+        self.max_layers = max_layers
+        d_in = max_layers * 3 * (2 + len(QUANTILES))
+        self.norm = nn.BatchNorm1d(d_in, affine=False)
+        self.body = _mlp(d_in, d, d, layers=2, dropout=dropout)
+        self.head = nn.Linear(d, d_out)
+        self.embed_dim = d
+
+    def embed(self, batch) -> Tensor:
+        return F.silu(self.body(self.norm(layer_statistics(batch, self.max_layers))))
+
+    def forward(self, batch) -> Tensor:
+        return self.head(self.embed(batch)).squeeze(-1)
+
+
+class FlatMLP(nn.Module):
+    """Flattened parameters (weights, both edge channels, and biases) -> MLP; one architecture per zoo."""
+
+    def __init__(self, num_params: int, d: int = 64, dropout: float = 0.0, d_out: int = 1):
+        super().__init__()
+        self.num_params = num_params
+        self.norm = nn.BatchNorm1d(num_params, affine=False)
+        self.body = _mlp(num_params, d, d, layers=2, dropout=dropout)
+        self.head = nn.Linear(d, d_out)
+        self.embed_dim = d
+
+    def flatten(self, batch) -> Tensor:
+        b_node = batch.batch if getattr(batch, "batch", None) is not None else torch.zeros_like(batch.node_layer)
+        b_edge = b_node[batch.edge_index[1]]
+        g = int(b_node.max()) + 1
+        rows = [torch.cat([batch.edge_attr[b_edge == i].reshape(-1), batch.x[b_node == i, 0]]) for i in range(g)]
+        if any(r.numel() != self.num_params for r in rows):
+            raise ValueError(f"flat_mlp reads one architecture: this encoder takes {self.num_params} parameters, a "
+                             f"checkpoint has {sorted({r.numel() for r in rows})}; use ng_gnn or stat for mixed zoos")
+        return torch.stack(rows)
+
+    def embed(self, batch) -> Tensor:
+        return F.silu(self.body(self.norm(self.flatten(batch))))
+
+    def forward(self, batch) -> Tensor:
+        return self.head(self.embed(batch)).squeeze(-1)

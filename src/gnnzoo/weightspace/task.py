@@ -1,0 +1,158 @@
+"""``task=encoder`` (``python train.py encoder=ng_gnn``): learn to predict a checkpoint's validation accuracy
+from its weights, on the zoo's own checkpoints.
+
+The zoo query (``encoder.zoo``: kinds, datasets, backbones, snapshots) becomes a cached dataset of neural
+graphs; runs (never single checkpoints) are split into train/val/test; the encoder trains with MSE on
+standardised targets and is selected by validation Kendall τ; the test metrics (τ, R², MSE on held-out runs)
+and a predicted-vs-true scatter plot are reported; the trained encoder is a zoo entry of kind ``encoder``
+(weights + everything needed to rebuild it) that :class:`gnnzoo.weightspace.encoder.TrainedEncoder` loads back,
+with ``embed(state)``.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch_geometric.loader import DataLoader
+
+from gnnzoo.utils.config import check_config, check_one_method
+from gnnzoo.utils.errors import ConfigError
+from gnnzoo.utils.logging import close_loggers, console, instantiate_loggers
+from gnnzoo.utils.seed import seed_everything
+from gnnzoo.weightspace.dataset import ZooGraphs, checkpoints, split_by_run
+from gnnzoo.weightspace.encoder import build_encoder, data_dims
+from gnnzoo.weightspace.module import EncoderModule
+from gnnzoo.zoo.ids import hash_id
+from gnnzoo.zoo.record import build_record, now_iso
+from gnnzoo.zoo.store import Zoo
+
+log = logging.getLogger("gnnzoo")
+
+
+def check_encoder(cfg: DictConfig) -> None:
+    e = cfg.encoder
+    if not e.get("name"):
+        raise ConfigError("task=encoder needs an encoder: encoder=ng_gnn | stat | flat_mlp")
+    for key in ("epochs", "batch_size"):
+        v = e.get(key)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ConfigError(f"encoder.{key}={v!r}: expected a positive integer")
+    fr = list(e.split.fractions)
+    if len(fr) != 3 or any(f <= 0 for f in fr) or abs(sum(fr) - 1) > 1e-6:
+        raise ConfigError(f"encoder.split.fractions={fr}: three positive fractions (train, val, test) summing to 1")
+
+
+def _scatter_plot(preds: dict, path: Path, title: str) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(4.2, 4))
+        lo, hi = 1.0, 0.0
+        for split, color in (("val", "C0"), ("test", "C3")):
+            if split in preds:
+                p, y = preds[split]
+                ax.scatter(100 * y.numpy(), 100 * p.numpy(), s=8, alpha=0.6, color=color, label=split)
+                lo, hi = min(lo, float(y.min()), float(p.min())), max(hi, float(y.max()), float(p.max()))
+        ax.plot([100 * lo, 100 * hi], [100 * lo, 100 * hi], "k--", lw=1)
+        ax.set_xlabel("true validation accuracy (%)")
+        ax.set_ylabel("predicted (%)")
+        ax.set_title(title, fontsize=9)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+    except Exception as e:  # a plot must never fail the run
+        log.warning("encoder scatter plot not written: %s", e)
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """The encoder task: returns the test metrics with ``value`` = the best validation Kendall τ."""
+    check_config(cfg)
+    check_one_method(cfg, "encoder")
+    check_encoder(cfg)
+    e = cfg.encoder
+    zoo = Zoo(cfg.paths.zoo_dir)
+    q = OmegaConf.to_container(e.zoo, resolve=True)
+    items = checkpoints(zoo, kinds=q.get("kinds") or ["run"], datasets=q.get("datasets"),
+                        backbones=q.get("backbones"), snapshots=bool(q.get("snapshots", True)), target=e.target)
+    ds = ZooGraphs(zoo, items, Path(cfg.paths.cache_dir) / "weightspace")
+    splits = split_by_run(ds.runs, list(e.split.fractions), int(e.split.seed))
+    idx = {k: [i for i, c in enumerate(items) if c.run_id in runs] for k, runs in splits.items()}
+    plain = OmegaConf.to_container(e, resolve=True)
+    digest = hashlib.sha256(json.dumps([c.__dict__ for c in items], sort_keys=True).encode()).hexdigest()[:16]
+    rid = hash_id({"kind": "encoder", "encoder": plain, "checkpoints": digest, "seed": int(cfg.seed)})
+    done = zoo.completed(rid) if cfg.zoo.skip_completed else None
+    if done is not None:
+        console.print(f"[yellow]skip[/] encoder {rid}: already completed in {zoo.root}")
+        return {**done.record["metrics"], "run_id": rid, "skipped": True,
+                "value": done.record["metrics"].get("encoder/val_tau")}
+    seed_everything(cfg.seed)
+    dims = data_dims(ds)
+    model, model_kwargs = build_encoder(plain["model"], dims)
+    ys = torch.tensor([items[i].target for i in idx["train"]])
+    y_mean, y_std = float(ys.mean()), float(ys.std()) if len(ys) > 1 else 1.0
+    module = EncoderModule(model, lr=e.lr, weight_decay=e.weight_decay, y_mean=y_mean, y_std=y_std or 1.0,
+                           patience=e.get("patience"))
+    bs = int(e.batch_size)
+    gen = torch.Generator().manual_seed(int(cfg.seed))
+    loaders = {k: DataLoader(ds[torch.tensor(v)], batch_size=bs, shuffle=(k == "train"),
+                             generator=gen if k == "train" else None) for k, v in idx.items()}
+    n_runs = {k: len(v) for k, v in splits.items()}
+    console.print(f"[bold]encoder[/] {e.name}: {len(items)} checkpoints of {len(ds.runs)} runs "
+                  f"(train/val/test runs {n_runs['train']}/{n_runs['val']}/{n_runs['test']}), "
+                  f"{sum(p.numel() for p in model.parameters())} parameters")
+    loggers = instantiate_loggers(cfg)
+    t0 = time.perf_counter()
+    rec = build_record(cfg, "encoder", rid, parents=ds.runs,
+                       dataset="+".join(sorted({c.dataset for c in items})),
+                       backbone="+".join(sorted({c.backbone for c in items})),
+                       encoder={"name": e.name, "model": model_kwargs, "y_mean": y_mean, "y_std": y_std,
+                                "target": e.target, "checkpoints": len(items), "runs": len(ds.runs),
+                                "splits": {k: sorted(v) for k, v in splits.items()},
+                                "split_checkpoints": {k: len(v) for k, v in idx.items()}})
+    try:
+        for lg in loggers:
+            lg.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "run_id": rid})
+        t = cfg.trainer
+        trainer = pl.Trainer(max_epochs=int(e.epochs), accelerator=t.get("accelerator", "auto"),
+                             devices=t.get("devices", "auto"), logger=loggers or False,
+                             enable_progress_bar=bool(t.get("enable_progress_bar", True)),
+                             enable_checkpointing=False, enable_model_summary=False,
+                             num_sanity_val_steps=0, gradient_clip_val=e.get("clip"))
+        trainer.fit(module, train_dataloaders=loaders["train"], val_dataloaders=[loaders["val"], loaders["test"]])
+        if module.best_state is None:
+            raise RuntimeError("the encoder never produced a finite validation τ (check the zoo and the target)")
+        model.load_state_dict(module.best_state)
+        metrics = {**module.best, "best_epoch": module.best_epoch}
+        rec.update(status="completed", metrics=metrics, best_epoch=module.best_epoch,
+                   best_val=metrics["encoder/val_tau"], test_at_best_val=metrics.get("encoder/test_tau"),
+                   curves=module.curves, wall_time_s=time.perf_counter() - t0, finished_at=now_iso())
+        for lg in loggers:
+            lg.log_metrics({f"best/{k.split('/')[-1]}": v for k, v in metrics.items() if k.startswith("encoder/")})
+    except Exception as err:
+        rec["error"] = f"{type(err).__name__}: {err}"
+        rec.update(wall_time_s=time.perf_counter() - t0, finished_at=now_iso())
+        zoo.write(rec, None)
+        raise
+    finally:
+        close_loggers(loggers)
+    entry = zoo.write(rec, model.state_dict())
+    out_dir = cfg.paths.get("output_dir")
+    if out_dir:
+        _scatter_plot(module.best_preds, Path(out_dir) / f"encoder_{e.name}.png",
+                      f"{e.name}: τ val {metrics['encoder/val_tau']:.3f}, test {metrics.get('encoder/test_tau', float('nan')):.3f}")
+    console.print(f"[green]encoder[/] {e.name}: val τ {metrics['encoder/val_tau']:.3f}, test τ "
+                  f"{metrics.get('encoder/test_tau', float('nan')):.3f}, R² {metrics.get('encoder/test_r2', float('nan')):.3f} "
+                  f"(epoch {module.best_epoch}); run_id={rid}")
+    return {**metrics, "run_id": rid, "skipped": False, "entry_dir": str(entry), "value": metrics["encoder/val_tau"]}

@@ -1,0 +1,165 @@
+"""Neural-graph encoder (task=encoder): checkpoints as graphs, invariance, the zoo as a dataset, training."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch_geometric.data import Batch
+
+from conftest import make_cfg
+from gnnzoo.backbones import BACKBONES
+from gnnzoo.tasks.run import run_task
+from gnnzoo.utils.errors import ConfigError
+from gnnzoo.weightspace.dataset import ZooGraphs, checkpoints, split_by_run
+from gnnzoo.weightspace.encoder import TrainedEncoder, build_encoder, data_dims
+from gnnzoo.weightspace.graph import UnsupportedBackbone, from_graph, spec_of, to_graph
+from gnnzoo.zoo import Zoo
+
+SYN = ["dataset=synthetic", "dataset.loader.num_nodes=300", "logger=none"]
+GRAPH_BACKBONES = ["mlp", "gcn", "sage", "gin", "appnp"]
+
+
+def _state(name: str, seed: int = 0, **kw) -> dict:
+    torch.manual_seed(seed)
+    extra = {"train_eps": True} if name == "gin" else {}
+    m = BACKBONES[name](12, 8, 3, num_layers=kw.pop("num_layers", 3), **extra, **kw)
+    # trained-looking parameters: nonzero biases (GCN starts at 0) and epsilon
+    return {k: torch.randn(v.shape) * 0.3 if (k.endswith("bias") or k.endswith("eps")) else v
+            for k, v in m.state_dict().items()}
+
+
+@pytest.mark.parametrize("name", GRAPH_BACKBONES)
+def test_round_trip_weights_graph_weights_is_exact(name):
+    st = _state(name)
+    spec = spec_of(name, st)
+    g = to_graph(spec, st)
+    assert g.edge_index.size(1) == sum(v.numel() for k, v in st.items() if k.endswith("weight") and v.dim() == 2
+                                       and "lin_r" not in k)
+    back = from_graph(spec, g)
+    assert set(back) == set(st) and all(torch.equal(back[k], st[k].float()) for k in st)
+
+
+def test_unsupported_backbones_are_named():
+    with pytest.raises(UnsupportedBackbone, match="gat"):
+        spec_of("gat", BACKBONES["gat"](12, 8, 3).state_dict())
+    with pytest.raises(UnsupportedBackbone, match="normalization"):
+        spec_of("gcn", BACKBONES["gcn"](12, 8, 3, norm="layer").state_dict())
+
+
+def _permute_hidden(name: str, st: dict, perm: torch.Tensor) -> dict:
+    """The same function with layer 0's output neurons permuted (a hidden layer of every backbone here)."""
+    out = dict(st)
+    w0 = {"mlp": "layers.0.weight", "appnp": "layers.0.weight", "gcn": "layers.0.lin.weight",
+          "sage": "layers.0.lin_l.weight", "gin": "layers.0.nn.0.weight"}[name]
+    b0 = "layers.0.bias" if name == "gcn" else w0.replace("weight", "bias")
+    out[w0], out[b0] = st[w0][perm], st[b0][perm]
+    if name == "sage":
+        out["layers.0.lin_r.weight"] = st["layers.0.lin_r.weight"][perm]
+        out["layers.1.lin_l.weight"] = st["layers.1.lin_l.weight"][:, perm]
+        out["layers.1.lin_r.weight"] = st["layers.1.lin_r.weight"][:, perm]
+    elif name == "gin":
+        out["layers.0.nn.2.weight"] = st["layers.0.nn.2.weight"][:, perm]
+    else:
+        w1 = w0.replace("layers.0", "layers.1")
+        out[w1] = st[w1][:, perm]
+    return out
+
+
+@pytest.mark.parametrize("name", GRAPH_BACKBONES)
+def test_encoders_are_invariant_to_hidden_permutations_and_see_input_order(name):
+    st = _state(name)
+    perm = torch.randperm(8, generator=torch.Generator().manual_seed(1))
+    pst = _permute_hidden(name, st, perm)
+    # the permuted checkpoint computes the same function
+    m1, m2 = (BACKBONES[name](12, 8, 3, num_layers=3, dropout=0.0, **({"train_eps": True} if name == "gin" else {}))
+              for _ in range(2))
+    m1.load_state_dict(st)
+    m2.load_state_dict(pst)
+    x, ei = torch.randn(9, 12), torch.randint(0, 9, (2, 30))
+    assert torch.allclose(m1.eval()(x, ei), m2.eval()(x, ei), atol=1e-5)
+    spec = spec_of(name, st)
+    graphs = [to_graph(spec, st), to_graph(spec, pst)]
+    ist = dict(st)
+    first = [k for k in st if k.startswith("layers.0.") and st[k].dim() == 2 and st[k].shape[1] == 12]
+    ip = torch.randperm(12, generator=torch.Generator().manual_seed(2))
+    for k in first:
+        ist[k] = st[k][:, ip]
+    graphs.append(to_graph(spec, ist))
+    b = Batch.from_data_list(graphs)
+    dims = data_dims(graphs)
+    for target in ("gnnzoo.weightspace.models.NGGNN", "gnnzoo.weightspace.models.StatNN",
+                   "gnnzoo.weightspace.models.FlatMLP"):
+        torch.manual_seed(0)
+        enc, _ = build_encoder({"_target_": target}, dims)
+        enc.eval()
+        with torch.no_grad():
+            out, emb = enc(b), enc.embed(b)
+        if target.endswith("FlatMLP"):
+            assert not torch.allclose(emb[0], emb[1], atol=1e-5)  # not invariant, by design
+            continue
+        assert torch.allclose(out[0], out[1], atol=1e-5) and torch.allclose(emb[0], emb[1], atol=1e-5), target
+        if target.endswith("NGGNN"):  # positional embeddings: the input order matters
+            assert (emb[0] - emb[2]).abs().max() > 1e-4
+
+
+def _zoo(tmp_path, n=9):
+    """A small varied zoo: GCN runs with different lr and dropout, snapshots every 4 epochs."""
+    for i in range(n):
+        lr = [0.001, 0.01, 0.05][i % 3]
+        cfg = make_cfg(SYN + [f"seed={i}", f"optimizer.lr={lr}", f"backbone.dropout={0.1 * (i % 4)}",
+                              "trainer.max_epochs=12", "zoo.snapshot_every=4"], tmp_path)
+        run_task(cfg)
+    return Zoo(tmp_path / "zoo")
+
+
+def test_the_zoo_as_a_dataset_split_by_run(tmp_path):
+    zoo = _zoo(tmp_path, n=6)
+    items = checkpoints(zoo)
+    assert len(items) == 6 * 4  # best-val + 3 snapshots per run
+    for c in items:  # the target is the curve's value at the checkpoint's epoch
+        rec = zoo[c.run_id].record
+        assert c.target == pytest.approx(rec["curves"]["val/acc"][rec["curves"]["epoch"].index(c.epoch - 1)])
+    ds = ZooGraphs(zoo, items, tmp_path / "cache")
+    again = ZooGraphs(zoo, items, tmp_path / "cache")  # processed once, cached on disk
+    assert len(ds) == len(again) == 24 and torch.equal(ds[5].edge_attr, again[5].edge_attr)
+    snap = next(i for i, c in enumerate(items) if c.snapshot == 8)
+    st = zoo[items[snap].run_id].snapshot(8)
+    assert torch.equal(ds[snap].edge_attr, to_graph(spec_of("gcn", st), st).edge_attr)
+    for seed in range(5):
+        s = split_by_run(ds.runs, seed=seed)
+        assert set().union(*s.values()) == set(ds.runs) and not (s["train"] & s["val"] or s["train"] & s["test"]
+                                                                   or s["val"] & s["test"])
+        by_split = {k: {c.run_id for c in items if c.run_id in v} for k, v in s.items()}
+        assert sum(len(v) for v in by_split.values()) == len(ds.runs)  # every run's checkpoints on one side
+    with pytest.raises(ConfigError, match="cannot be split by run"):
+        split_by_run(["a", "b"])
+
+
+@pytest.mark.parametrize("encoder", ["ng_gnn", "stat", "flat_mlp"])
+def test_task_encoder_trains_records_and_embeds(encoder, tmp_path):
+    zoo = _zoo(tmp_path)
+    cfg = make_cfg(SYN + [f"encoder={encoder}", "encoder.epochs=6", "encoder.batch_size=8",
+                          "encoder.model.d=16"], tmp_path)
+    assert cfg.task._target_ == "gnnzoo.weightspace.task.run"
+    value = run_task(cfg)
+    [rid] = zoo.df(kind="encoder").run_id.tolist()
+    rec = zoo[rid].record
+    assert rec["kind"] == "encoder" and value == pytest.approx(rec["metrics"]["encoder/val_tau"])
+    assert set(rec["parents"]) == set(zoo.df(kind="run").run_id)
+    for k in ("encoder/test_tau", "encoder/test_r2", "encoder/test_mse"):
+        assert k in rec["metrics"]
+    assert (tmp_path / "out" / f"encoder_{encoder}.png").is_file()
+    enc = TrainedEncoder.from_zoo(zoo, rid)
+    st = zoo[zoo.df(kind="run").run_id.iloc[0]].state_dict()
+    emb = enc.embed(st, "gcn")
+    assert emb.shape == (1, enc.model.embed_dim) and torch.isfinite(enc.predict(st, "gcn")).all()
+    again = run_task(cfg)  # relaunched: skipped
+    assert again == pytest.approx(value) and len(zoo.df(kind="encoder")) == 1
+
+
+def test_encoder_errors_are_clear(tmp_path):
+    with pytest.raises(ConfigError, match="selects no completed checkpoint"):
+        run_task(make_cfg(SYN + ["encoder=ng_gnn"], tmp_path))
+    with pytest.raises(ConfigError, match="one method per run"):
+        run_task(make_cfg(SYN + ["encoder=ng_gnn", "soup=uniform"], tmp_path))
+    with pytest.raises(ConfigError, match="fractions"):
+        run_task(make_cfg(SYN + ["encoder=ng_gnn", "encoder.split.fractions=[0.5,0.5,0.5]"], tmp_path))
