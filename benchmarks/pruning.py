@@ -18,7 +18,8 @@ on the development seed 100, which is not a benchmark seed). Jobs run in paralle
 torch thread each); every job's results are cached in --work, so a rerun resumes.
 
     python benchmarks/pruning.py [--seeds 3] [--datasets cora,citeseer] [--backbones gcn,gin,gat] [--jobs 2]
-    python benchmarks/pruning.py --datasets cora --backbones gcn@512 --out pruning_width512   # GCN, hidden 512
+    python benchmarks/pruning.py --datasets cora --backbones gcn@512 --methods one_shot,fastglt \
+        --w-levels 0.93 --g-levels 0.35 --out pruning_width512       # the headline targets at GCN width 512
 
 ``<backbone>@<width>`` sets ``backbone.hidden_channels`` (the reference codes train GCN with hidden 512;
 gnnzoo's default is 16).
@@ -74,7 +75,7 @@ def _rows(zoo_dir: Path, results: list[dict], method: str, axis: str) -> list[di
 
 def job(args: tuple) -> dict:
     """All searches of one (dataset, backbone, seed); cached as JSON in the work folder."""
-    dataset, backbone, seed, work, data_dir = args
+    dataset, backbone, seed, work, data_dir, methods, explicit = args
     out = Path(work) / f"{dataset}_{backbone}_{seed}.json"
     if out.is_file():
         return json.loads(out.read_text())
@@ -96,16 +97,22 @@ def job(args: tuple) -> dict:
         rows.extend(_rows(zoo_dir, [{"run_id": t} for t in tickets], method, axis))
 
     # UGS: one search per axis, one ticket per round
-    search([f"pruning.weight_sparsity={W_LEVEL[W_ROUNDS]}", "pruning.graph_sparsity=0", f"pruning.rounds={W_ROUNDS}",
-            f"pruning.l1_weight={s2}", f"pruning.l1_graph={s1}"], "imp_ugs", "weight")
-    search(["pruning.weight_sparsity=0", f"pruning.graph_sparsity={G_LEVEL[G_ROUNDS]}", f"pruning.rounds={G_ROUNDS}",
-            f"pruning.l1_weight={s2}", f"pruning.l1_graph={s1}"], "imp_ugs", "graph")
+    if "imp_ugs" in methods:
+        search([f"pruning.weight_sparsity={W_LEVEL[W_ROUNDS]}", "pruning.graph_sparsity=0", f"pruning.rounds={W_ROUNDS}",
+                f"pruning.l1_weight={s2}", f"pruning.l1_graph={s1}"], "imp_ugs", "weight")
+        search(["pruning.weight_sparsity=0", f"pruning.graph_sparsity={G_LEVEL[G_ROUNDS]}", f"pruning.rounds={G_ROUNDS}",
+                f"pruning.l1_weight={s2}", f"pruning.l1_graph={s1}"], "imp_ugs", "graph")
     for method in ("one_shot", "fastglt"):
-        for k in LEVELS[(method, "weight")]:
-            search([f"pruning.weight_sparsity={W_LEVEL[k]}", "pruning.graph_sparsity=0"], method, "weight")
+        if method not in methods:
+            continue
+        # the UGS levels of these rounds, or explicit targets (then the level itself labels the row)
+        w_levels = explicit["weight"] or [(k, W_LEVEL[k]) for k in LEVELS[(method, "weight")]]
+        g_levels = explicit["graph"] or [(k, G_LEVEL[k]) for k in LEVELS[(method, "graph")]]
+        for k, lv in w_levels:
+            search([f"pruning.weight_sparsity={lv}", "pruning.graph_sparsity=0"], method, "weight")
             rows[-1]["round"] = k
-        for k in LEVELS[(method, "graph")]:
-            search(["pruning.weight_sparsity=0", f"pruning.graph_sparsity={G_LEVEL[k]}"], method, "graph")
+        for k, lv in g_levels:
+            search(["pruning.weight_sparsity=0", f"pruning.graph_sparsity={lv}"], method, "graph")
             rows[-1]["round"] = k
     dense = Zoo(zoo_dir).df(kind="run")
     payload = {"dataset": dataset, "backbone": backbone, "seed": seed, "dense_acc": float(dense["test/acc"].iloc[0]),
@@ -138,7 +145,7 @@ def aggregate(jobs: list[dict]) -> tuple[dict, dict, str]:
                 "seeds": len(js), "max_weight_sparsity": {}, "max_graph_sparsity": {}, "search_wall_s": {},
                 "search_wall_s_graph": {}, "mac_saving": {}, "acc_at_max_weight": {}, "acc_at_max_graph": {}}
         curves[key] = {"dense": dmean}
-        for m in METHODS:
+        for m in [m for m in METHODS if any(r["method"] == m for j in js for r in j["rows"])]:
             row = [key, f"{100 * dmean:.2f} ± {100 * _ci95(dense):.2f}", m]
             for axis in ("weight", "graph"):
                 pts: dict = {}
@@ -180,7 +187,7 @@ def aggregate(jobs: list[dict]) -> tuple[dict, dict, str]:
         rows = []
         for m in METHODS:
             for axis in ("weight", "graph"):
-                for lv in c[f"{m}/{axis}"]:
+                for lv in c.get(f"{m}/{axis}", []):
                     rows.append([m, axis, lv["round"], f"{100 * lv['sparsity']:.1f}%",
                                  f"{100 * lv['acc']:.2f} ± {100 * lv['acc_ci95']:.2f}",
                                  f"{100 * (lv['acc'] - c['dense']):+.2f}", f"{lv['wall_s']:.1f}"])
@@ -201,7 +208,7 @@ def plot(curves: dict, path: Path) -> None:
         for a, axis in enumerate(("weight", "graph")):
             ax = axes[i][a]
             for c, m in enumerate(METHODS):
-                lv = curves[key][f"{m}/{axis}"]
+                lv = curves[key].get(f"{m}/{axis}", [])
                 ax.errorbar([100 * x["sparsity"] for x in lv], [100 * x["acc"] for x in lv],
                             yerr=[100 * (x["acc_ci95"] if x["acc_ci95"] == x["acc_ci95"] else 0) for x in lv],
                             marker="o", ms=3, capsize=2, color=f"C{c}", label=m)
@@ -225,10 +232,16 @@ def main() -> None:
     ap.add_argument("--work", default=str(Path.home() / ".cache" / "gnnzoo_bench_pruning"))
     ap.add_argument("--data-dir", default=str(Path(__file__).resolve().parents[2] / "shared" / "data"))
     ap.add_argument("--out", default="pruning")
+    ap.add_argument("--methods", default=",".join(METHODS))
+    ap.add_argument("--w-levels", default="", help="explicit weight targets for one_shot/fastglt, e.g. 0.93")
+    ap.add_argument("--g-levels", default="", help="explicit graph targets for one_shot/fastglt, e.g. 0.35")
     a = ap.parse_args()
     Path(a.work).mkdir(parents=True, exist_ok=True)
-    todo = [(ds, bb, s, a.work, a.data_dir) for ds in a.datasets.split(",") for bb in a.backbones.split(",")
-            for s in range(a.seeds)]
+    explicit = {axis: [(float(v), float(v)) for v in lv.split(",") if v]
+                for axis, lv in (("weight", a.w_levels), ("graph", a.g_levels))}
+    methods = a.methods.split(",")
+    todo = [(ds, bb, s, a.work, a.data_dir, methods, explicit) for ds in a.datasets.split(",")
+            for bb in a.backbones.split(",") for s in range(a.seeds)]
     t0 = time.perf_counter()
     ctx = mp.get_context("spawn")
     with ctx.Pool(a.jobs) as pool:

@@ -15,12 +15,12 @@ from gnnzoo.weightspace.graph import UnsupportedBackbone, from_graph, spec_of, t
 from gnnzoo.zoo import Zoo
 
 SYN = ["dataset=synthetic", "dataset.loader.num_nodes=300", "logger=none"]
-GRAPH_BACKBONES = ["mlp", "gcn", "sage", "gin", "appnp"]
+GRAPH_BACKBONES = ["mlp", "gcn", "sage", "gin", "gat", "appnp"]
 
 
 def _state(name: str, seed: int = 0, **kw) -> dict:
     torch.manual_seed(seed)
-    extra = {"train_eps": True} if name == "gin" else {}
+    extra = {"train_eps": True} if name == "gin" else {"heads": 2} if name == "gat" else {}
     m = BACKBONES[name](12, 8, 3, num_layers=kw.pop("num_layers", 3), **extra, **kw)
     # trained-looking parameters: nonzero biases (GCN starts at 0) and epsilon
     return {k: torch.randn(v.shape) * 0.3 if (k.endswith("bias") or k.endswith("eps")) else v
@@ -32,15 +32,19 @@ def test_round_trip_weights_graph_weights_is_exact(name):
     st = _state(name)
     spec = spec_of(name, st)
     g = to_graph(spec, st)
+    # one edge per weight (SAGE: neighbour and root weights share one); GAT adds a structural edge per hidden
+    # channel (2 hidden layers of 8) and 2 head nodes per hidden layer
+    links = 2 * 8 if name == "gat" else 0
     assert g.edge_index.size(1) == sum(v.numel() for k, v in st.items() if k.endswith("weight") and v.dim() == 2
-                                       and "lin_r" not in k)
+                                       and "lin_r" not in k) + links
+    assert int((g.node_kind == 3).sum()) == (4 if name == "gat" else 0)
     back = from_graph(spec, g)
     assert set(back) == set(st) and all(torch.equal(back[k], st[k].float()) for k in st)
 
 
 def test_unsupported_backbones_are_named():
-    with pytest.raises(UnsupportedBackbone, match="gat"):
-        spec_of("gat", BACKBONES["gat"](12, 8, 3).state_dict())
+    with pytest.raises(UnsupportedBackbone, match="out_heads > 1"):
+        spec_of("gat", BACKBONES["gat"](12, 8, 3, out_heads=2).state_dict())
     with pytest.raises(UnsupportedBackbone, match="normalization"):
         spec_of("gcn", BACKBONES["gcn"](12, 8, 3, norm="layer").state_dict())
 
@@ -49,9 +53,12 @@ def _permute_hidden(name: str, st: dict, perm: torch.Tensor) -> dict:
     """The same function with layer 0's output neurons permuted (a hidden layer of every backbone here)."""
     out = dict(st)
     w0 = {"mlp": "layers.0.weight", "appnp": "layers.0.weight", "gcn": "layers.0.lin.weight",
-          "sage": "layers.0.lin_l.weight", "gin": "layers.0.nn.0.weight"}[name]
-    b0 = "layers.0.bias" if name == "gcn" else w0.replace("weight", "bias")
+          "sage": "layers.0.lin_l.weight", "gin": "layers.0.nn.0.weight", "gat": "layers.0.lin.weight"}[name]
+    b0 = "layers.0.bias" if name in ("gcn", "gat") else w0.replace("weight", "bias")
     out[w0], out[b0] = st[w0][perm], st[b0][perm]
+    if name == "gat":
+        for k in ("layers.0.att_src", "layers.0.att_dst"):
+            out[k] = st[k].reshape(-1)[perm].reshape(st[k].shape)
     if name == "sage":
         out["layers.0.lin_r.weight"] = st["layers.0.lin_r.weight"][perm]
         out["layers.1.lin_l.weight"] = st["layers.1.lin_l.weight"][:, perm]
@@ -68,10 +75,13 @@ def _permute_hidden(name: str, st: dict, perm: torch.Tensor) -> dict:
 def test_encoders_are_invariant_to_hidden_permutations_and_see_input_order(name):
     st = _state(name)
     perm = torch.randperm(8, generator=torch.Generator().manual_seed(1))
+    if name == "gat":  # 2 heads of 4 channels: swap the heads, and shuffle channels within each
+        perm = torch.cat([4 + torch.randperm(4, generator=torch.Generator().manual_seed(1)),
+                          torch.randperm(4, generator=torch.Generator().manual_seed(2))])
     pst = _permute_hidden(name, st, perm)
     # the permuted checkpoint computes the same function
-    m1, m2 = (BACKBONES[name](12, 8, 3, num_layers=3, dropout=0.0, **({"train_eps": True} if name == "gin" else {}))
-              for _ in range(2))
+    kw = {"train_eps": True} if name == "gin" else {"heads": 2, "attn_dropout": 0.0} if name == "gat" else {}
+    m1, m2 = (BACKBONES[name](12, 8, 3, num_layers=3, dropout=0.0, **kw) for _ in range(2))
     m1.load_state_dict(st)
     m2.load_state_dict(pst)
     x, ei = torch.randn(9, 12), torch.randint(0, 9, (2, 30))
@@ -99,6 +109,11 @@ def test_encoders_are_invariant_to_hidden_permutations_and_see_input_order(name)
         assert torch.allclose(out[0], out[1], atol=1e-5) and torch.allclose(emb[0], emb[1], atol=1e-5), target
         if target.endswith("NGGNN"):  # positional embeddings: the input order matters
             assert (emb[0] - emb[2]).abs().max() > 1e-4
+            if name == "gat":  # channels moved across heads: another function, and the encoder sees it
+                cross = _permute_hidden(name, st, torch.tensor([4, 1, 2, 3, 0, 5, 6, 7]))
+                with torch.no_grad():
+                    e2 = enc.embed(Batch.from_data_list([graphs[0], to_graph(spec, cross)]))
+                assert (e2[0] - e2[1]).abs().max() > 1e-5
 
 
 def _zoo(tmp_path, n=9):

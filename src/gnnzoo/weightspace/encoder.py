@@ -25,7 +25,7 @@ def data_dims(graphs) -> dict[str, Any]:
         dims["max_outputs"] = max(dims["max_outputs"], int((kind == 2).sum()))
         dims["max_hidden"] = max(dims["max_hidden"], int(g.node_layer.max()) - 1)
         dims["max_layers"] = max(dims["max_layers"], int(g.edge_layer.max()) + 1)
-        dims["num_params"].add(int(g.edge_attr.numel() + g.num_nodes))
+        dims["num_params"].add(int(g.edge_attr.numel() + g.x.numel()))
     return dims
 
 

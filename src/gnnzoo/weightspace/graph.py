@@ -4,20 +4,24 @@ A gnnzoo backbone of ``L`` layers is, per layer, a linear map on channels (messa
 parameters), so its state dict is a layered graph:
 
 * **nodes**: one per neuron: the ``in_channels`` input neurons, then the output neurons of every layer (a
-  GIN layer's inner hidden neurons are a layer of their own). Node features: ``[bias, extra]`` (0 for the
-  inputs; ``extra`` is GIN's ε on the layer's output neurons, else 0);
+  GIN layer's inner hidden neurons are a layer of their own). Node features: ``[bias, extra, att_src,
+  att_dst]`` (0 for the inputs; ``extra`` is GIN's ε on the layer's output neurons; ``att_*`` are GAT's
+  attention vectors, one entry per output channel); 0 where a backbone has no such parameter;
 * **edges**: one per weight, from neuron ``i`` of a layer's input to neuron ``j`` of its output, carrying
-  ``[W[j, i], W_root[j, i]]``: SAGE's neighbour and root weights (``lin_l``, ``lin_r``); the second entry is
-  0 for the other backbones;
+  ``[W[j, i], W_root[j, i], 0]``: SAGE's neighbour and root weights (``lin_l``, ``lin_r``); the second entry
+  is 0 for the other backbones;
+* **GAT heads**: a hidden GAT layer with ``H`` heads gets ``H`` head nodes (``node_kind`` 3), each linked to
+  its channels by structural edges ``[0, 0, 1]``. Channels then permute freely only within a head, and whole
+  heads permute together with their channels: exactly the symmetries of the weights;
 * **positions**: every input neuron and every output neuron has its own slot; all the neurons of one hidden
   layer share one (so hidden neurons stay permutable: the symmetry of the weights). The graph stores each
-  node's ``node_kind`` (0 input, 1 hidden, 2 output) and ``node_rank`` (the input's or output's index, the
+  node's ``node_kind`` (0 input, 1 hidden, 2 output, 3 GAT head) and ``node_rank`` (the input's or output's index, the
   hidden layer's number from 1); an encoder maps them onto its table of learned vectors;
 * a ``layer`` index per node and per edge (used by the statistics baseline).
 
 ``to_graph(spec, state)`` and ``from_graph(spec, graph)`` are exact inverses. Edges stay a sparse list
 (Cora's 1433 inputs give 1433 x hidden edges, never a dense N x N tensor). Backbones: mlp, gcn, sage, gin,
-appnp (GAT's head structure is not built yet: :class:`UnsupportedBackbone`).
+gat, appnp; normalization layers are not built yet (:class:`UnsupportedBackbone`).
 """
 from __future__ import annotations
 
@@ -27,8 +31,8 @@ import torch
 from torch import Tensor
 from torch_geometric.data import Data
 
-NODE_DIM = 2  # [bias, extra]
-EDGE_DIM = 2  # [weight, root weight]
+NODE_DIM = 4  # [bias, extra, att_src, att_dst]
+EDGE_DIM = 3  # [weight, root weight, head link]
 
 
 class UnsupportedBackbone(ValueError):
@@ -44,6 +48,8 @@ class Linear:
     bias: str | None
     root: str | None = None
     extra: str | None = None
+    att: tuple[str, str] | None = None  # GAT (att_src, att_dst), shaped [1, heads, channels]
+    heads: int = 1  # GAT: head nodes of this layer's outputs (1 = none)
 
 
 @dataclass(frozen=True)
@@ -55,8 +61,12 @@ class GraphSpec:
     sizes: tuple[int, ...]  # neurons per graph layer: inputs, then each linear map's outputs
 
     @property
+    def num_heads(self) -> int:
+        return sum(lin.heads for lin in self.layers if lin.heads > 1)
+
+    @property
     def num_nodes(self) -> int:
-        return sum(self.sizes)
+        return sum(self.sizes) + self.num_heads
 
 
 
@@ -78,11 +88,20 @@ def spec_of(backbone: str, state: dict[str, Tensor]) -> GraphSpec:
             eps = p + "eps" if p + "eps" in state else None
             layers.append(Linear(p + "nn.0.weight", _opt(state, p + "nn.0.bias")))
             layers.append(Linear(p + "nn.2.weight", _opt(state, p + "nn.2.bias"), extra=eps))
+        elif backbone == "gat":
+            if p + "lin.weight" not in state:
+                raise UnsupportedBackbone(f"gat: {p}lin.weight missing (bipartite GAT layers are not built)")
+            heads = int(state[p + "att_src"].shape[1])
+            last = i == n - 1
+            layers.append(Linear(p + "lin.weight", _opt(state, p + "bias"), att=(p + "att_src", p + "att_dst"),
+                                 heads=1 if last else heads))
+            if last and heads > 1:
+                raise UnsupportedBackbone("gat: an output layer with several heads (out_heads > 1) is not built")
         else:
             raise UnsupportedBackbone(f"backbone {backbone!r} has no neural-graph construction yet "
-                                      "(built: mlp, gcn, sage, gin, appnp)")
+                                      "(built: mlp, gcn, sage, gin, gat, appnp)")
     extra = sorted(k for k in state if k.startswith("norms.") or (k.startswith("layers.") and not any(
-        k in (lin.weight, lin.bias, lin.root, lin.extra) for lin in layers)))
+        k in (lin.weight, lin.bias, lin.root, lin.extra, *(lin.att or ())) for lin in layers)))
     extra = [k for k in extra if not k.endswith(("num_batches_tracked",))]
     if extra:
         raise UnsupportedBackbone(f"{backbone}: parameters without a place in the neural graph: {extra[:5]} "
@@ -100,7 +119,7 @@ def _opt(state, name):
 
 
 def kinds_and_ranks(spec: GraphSpec) -> tuple[Tensor, Tensor]:
-    """``node_kind`` (0 input, 1 hidden, 2 output) and ``node_rank`` (input/output index; hidden layer number)."""
+    """``node_kind`` (0 input, 1 hidden, 2 output, 3 GAT head) and ``node_rank`` (input/output index; hidden layer number)."""
     s = spec.sizes
     kind = [torch.zeros(s[0], dtype=torch.long)]
     rank = [torch.arange(s[0])]
@@ -109,12 +128,16 @@ def kinds_and_ranks(spec: GraphSpec) -> tuple[Tensor, Tensor]:
         rank.append(torch.full((s[k],), k))
     kind.append(torch.full((s[-1],), 2))
     rank.append(torch.arange(s[-1]))
+    for a, lin in enumerate(spec.layers):  # GAT head nodes: kind 3, ranked by the hidden layer they group
+        if lin.heads > 1:
+            kind.append(torch.full((lin.heads,), 3))
+            rank.append(torch.full((lin.heads,), a + 1))
     return torch.cat(kind), torch.cat(rank)
 
 
 def to_graph(spec: GraphSpec, state: dict[str, Tensor]) -> Data:
     """The neural graph of ``state``: ``x [N, 2]``, ``edge_index [2, E]``, ``edge_attr [E, 2]``, ``node_kind``,
-    ``node_rank``, ``node_layer`` and ``edge_layer``."""
+    ``node_rank``, ``node_layer`` and ``edge_layer`` (-1 for GAT's structural head edges)."""
     s = spec.sizes
     offsets = [0]
     for k in s:
@@ -137,7 +160,25 @@ def to_graph(spec: GraphSpec, state: dict[str, Tensor]) -> Data:
             x[offsets[a + 1]:offsets[a + 2], 0] = state[lin.bias].detach().float()
         if lin.extra is not None:
             x[offsets[a + 1]:offsets[a + 2], 1] = state[lin.extra].detach().float().reshape(-1)[0]
+        if lin.att is not None:
+            x[offsets[a + 1]:offsets[a + 2], 2] = state[lin.att[0]].detach().float().reshape(-1)
+            x[offsets[a + 1]:offsets[a + 2], 3] = state[lin.att[1]].detach().float().reshape(-1)
+    head0 = offsets[-1]
+    for a, lin in enumerate(spec.layers):  # structural edges: head node -> each of its channels
+        if lin.heads > 1:
+            per = s[a + 1] // lin.heads
+            head = head0 + torch.arange(lin.heads).repeat_interleave(per)
+            src.append(head)
+            dst.append(offsets[a + 1] + torch.arange(s[a + 1]))
+            e = torch.zeros(s[a + 1], EDGE_DIM)
+            e[:, 2] = 1.0
+            attr.append(e)
+            elayer.append(torch.full((s[a + 1],), -1))
+            head0 += lin.heads
     node_layer = torch.repeat_interleave(torch.arange(len(s)), torch.tensor(s))
+    if spec.num_heads:
+        node_layer = torch.cat([node_layer, torch.cat([torch.full((lin.heads,), a + 1) for a, lin in
+                                                       enumerate(spec.layers) if lin.heads > 1])])
     kind, rank = kinds_and_ranks(spec)
     return Data(x=x, edge_index=torch.stack([torch.cat(src), torch.cat(dst)]), edge_attr=torch.cat(attr),
                 node_kind=kind, node_rank=rank, node_layer=node_layer, edge_layer=torch.cat(elayer),
@@ -163,4 +204,8 @@ def from_graph(spec: GraphSpec, graph: Data) -> dict[str, Tensor]:
             out[lin.bias] = graph.x[offsets[a + 1]:offsets[a + 2], 0].clone()
         if lin.extra is not None:
             out[lin.extra] = graph.x[offsets[a + 1], 1].clone().reshape(1)  # GIN: a 1-element tensor
+        if lin.att is not None:
+            heads = lin.heads if lin.heads > 1 else 1
+            for col, name in ((2, lin.att[0]), (3, lin.att[1])):
+                out[name] = graph.x[offsets[a + 1]:offsets[a + 2], col].clone().reshape(1, heads, n_out // heads)
     return out

@@ -8,7 +8,8 @@ invariant representation the prediction is read from.
   neuron, one per hidden layer). Readout: mean and max over the output neurons and mean over all neurons
   of each graph -> MLP. Hidden-neuron permutations of a checkpoint leave its output unchanged.
 * :class:`StatNN` (``stat``): per-layer statistics of the weights and biases (mean, std, quantiles) -> MLP.
-* :class:`FlatMLP` (``flat_mlp``): the flattened parameters -> MLP (one architecture per zoo; not invariant).
+* :class:`FlatMLP` (``flat_mlp``): the flattened graph features (every weight and node feature) -> MLP (one
+  architecture per zoo; not invariant).
 """
 from __future__ import annotations
 
@@ -47,27 +48,29 @@ def _graph_pool(h: Tensor, batch: Tensor, n_graphs: int, mask: Tensor | None = N
 
 
 class Positions(nn.Module):
-    """One learned vector per input neuron (``max_inputs``), per hidden layer (``max_hidden``) and per output
-    neuron (``max_outputs``)."""
+    """One learned vector per input neuron (``max_inputs``), per hidden layer (``max_hidden``), per output
+    neuron (``max_outputs``), and per hidden layer's GAT head nodes (``max_hidden`` more)."""
 
     def __init__(self, d: int, max_inputs: int, max_hidden: int, max_outputs: int):
         super().__init__()
         self.max_inputs, self.max_hidden, self.max_outputs = max_inputs, max_hidden, max_outputs
-        self.table = nn.Embedding(max_inputs + max_hidden + max_outputs, d)
+        self.table = nn.Embedding(max_inputs + 2 * max_hidden + max_outputs, d)
         nn.init.normal_(self.table.weight, std=0.1)
 
     def forward(self, kind: Tensor, rank: Tensor) -> Tensor:
-        limits = torch.tensor([self.max_inputs, self.max_hidden + 1, self.max_outputs], device=kind.device)
-        over = rank >= limits[kind]
-        over = over | ((kind == 1) & (rank < 1))
+        limits = torch.tensor([self.max_inputs, self.max_hidden + 1, self.max_outputs, self.max_hidden + 1],
+                              device=kind.device)
+        over = (rank >= limits[kind]) | (((kind == 1) | (kind == 3)) & (rank < 1))
         if bool(over.any()):
             k = int(kind[over][0])
-            what = ("input neurons", "hidden layers", "output neurons")[k]
+            what = ("input neurons", "hidden layers", "output neurons", "hidden layers")[k]
             raise ValueError(f"a checkpoint has more {what} than the encoder's positional table "
                              f"(max_inputs={self.max_inputs}, max_hidden={self.max_hidden}, "
                              f"max_outputs={self.max_outputs})")
-        slot = torch.where(kind == 0, rank, torch.where(kind == 1, self.max_inputs + rank - 1,
-                                                        self.max_inputs + self.max_hidden + rank))
+        hidden, outputs = self.max_inputs, self.max_inputs + self.max_hidden
+        heads = outputs + self.max_outputs
+        slot = torch.where(kind == 0, rank, torch.where(kind == 1, hidden + rank - 1, torch.where(
+            kind == 2, outputs + rank, heads + rank - 1)))
         return self.table(slot)
 
 
@@ -131,20 +134,26 @@ class NGGNN(nn.Module):
 QUANTILES = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
+STAT_GROUPS = 5  # weights, root weights, biases, att_src, att_dst
+
+
 def layer_statistics(batch, max_layers: int) -> Tensor:
     """Per graph and per weight layer: [mean, std, quantiles] of the weights (both edge channels) and of the
-    biases of its output neurons; layers beyond a graph's depth are zeros. ``[graphs, max_layers * 21]``."""
+    biases and attention vectors of its output neurons; layers beyond a graph's depth are zeros.
+    ``[graphs, max_layers * 5 * 7]``."""
     b_edge = batch.batch[batch.edge_index[1]] if getattr(batch, "batch", None) is not None else torch.zeros_like(batch.edge_layer)
     b_node = batch.batch if getattr(batch, "batch", None) is not None else torch.zeros_like(batch.node_layer)
     g = int(b_node.max()) + 1
-    feats = torch.zeros(g, max_layers, 3 * (2 + len(QUANTILES)))
+    feats = torch.zeros(g, max_layers, STAT_GROUPS * (2 + len(QUANTILES)))
     for gi in range(g):
         em, nm = b_edge == gi, b_node == gi
         layers_e, attr = batch.edge_layer[em], batch.edge_attr[em]
-        layers_n, bias = batch.node_layer[nm], batch.x[nm, 0]
+        layers_n, xs = batch.node_layer[nm], batch.x[nm]
+        neuron = batch.node_kind[nm] != 3
         for a in range(min(int(layers_e.max()) + 1, max_layers)):
             parts = []
-            for v in (attr[layers_e == a, 0], attr[layers_e == a, 1], bias[layers_n == a + 1]):
+            out = (layers_n == a + 1) & neuron
+            for v in (attr[layers_e == a, 0], attr[layers_e == a, 1], xs[out, 0], xs[out, 2], xs[out, 3]):
                 v = v.float()
                 parts.append(torch.cat([v.mean().view(1), v.std(unbiased=False).view(1),
                                         torch.quantile(v, torch.tensor(QUANTILES))]) if v.numel() else
@@ -159,7 +168,7 @@ class StatNN(nn.Module):
     def __init__(self, max_layers: int = 4, d: int = 64, dropout: float = 0.0, d_out: int = 1):
         super().__init__()
         self.max_layers = max_layers
-        d_in = max_layers * 3 * (2 + len(QUANTILES))
+        d_in = max_layers * STAT_GROUPS * (2 + len(QUANTILES))
         self.norm = nn.BatchNorm1d(d_in, affine=False)
         self.body = _mlp(d_in, d, d, layers=2, dropout=dropout)
         self.head = nn.Linear(d, d_out)
@@ -187,7 +196,8 @@ class FlatMLP(nn.Module):
         b_node = batch.batch if getattr(batch, "batch", None) is not None else torch.zeros_like(batch.node_layer)
         b_edge = b_node[batch.edge_index[1]]
         g = int(b_node.max()) + 1
-        rows = [torch.cat([batch.edge_attr[b_edge == i].reshape(-1), batch.x[b_node == i, 0]]) for i in range(g)]
+        rows = [torch.cat([batch.edge_attr[b_edge == i].reshape(-1), batch.x[b_node == i].reshape(-1)])
+                for i in range(g)]
         if any(r.numel() != self.num_params for r in rows):
             raise ValueError(f"flat_mlp reads one architecture: this encoder takes {self.num_params} parameters, a "
                              f"checkpoint has {sorted({r.numel() for r in rows})}; use ng_gnn or stat for mixed zoos")
