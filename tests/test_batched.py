@@ -275,3 +275,16 @@ def test_batched_training_refuses_devices_and_falls_back(tmp_path):
     df = Zoo(tmp_path / "zoo").df()
     assert sorted(df.seed) == [0, 1] and set(df.engine) == {"single"}
     assert value == pytest.approx(df.best_val.mean())
+
+
+def test_batched_runs_write_snapshots_like_single_runs(tmp_path):
+    """zoo.snapshot_every in the batched trainer: the same snapshot epochs, files and (dropout off) weights
+    as the single path's recorder."""
+    ov = SYN + ["backbone.dropout=0.0", "trainer.max_epochs=10", "zoo.snapshot_every=4"]
+    [rb] = train_batched([make_cfg(ov + [f"paths.zoo_dir={tmp_path}/b"], tmp_path)], progress=False)
+    rs = train(make_cfg(ov + [f"paths.zoo_dir={tmp_path}/s"], tmp_path))
+    eb, es = Zoo(tmp_path / "b")[rb["run_id"]], Zoo(tmp_path / "s")[rs["run_id"]]
+    assert [s["epoch"] for s in eb.record["snapshots"]] == [s["epoch"] for s in es.record["snapshots"]] == [4, 8]
+    for epoch in (4, 8):
+        wb, ws = eb.snapshot(epoch), es.snapshot(epoch)
+        assert all(torch.allclose(wb[k], ws[k], atol=1e-4) for k in ws)

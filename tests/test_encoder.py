@@ -96,7 +96,8 @@ def test_encoders_are_invariant_to_hidden_permutations_and_see_input_order(name)
     graphs.append(to_graph(spec, ist))
     b = Batch.from_data_list(graphs)
     dims = data_dims(graphs)
-    for target in ("gnnzoo.weightspace.models.NGGNN", "gnnzoo.weightspace.models.StatNN",
+    for target in ("gnnzoo.weightspace.models.NGGNN", "gnnzoo.weightspace.models.NGTransformer",
+                   "gnnzoo.weightspace.models.StatNN",
                    "gnnzoo.weightspace.models.FlatMLP"):
         torch.manual_seed(0)
         enc, _ = build_encoder({"_target_": target}, dims)
@@ -107,7 +108,7 @@ def test_encoders_are_invariant_to_hidden_permutations_and_see_input_order(name)
             assert not torch.allclose(emb[0], emb[1], atol=1e-5)  # not invariant, by design
             continue
         assert torch.allclose(out[0], out[1], atol=1e-5) and torch.allclose(emb[0], emb[1], atol=1e-5), target
-        if target.endswith("NGGNN"):  # positional embeddings: the input order matters
+        if target.endswith(("NGGNN", "NGTransformer")):  # positional embeddings: the input order matters
             assert (emb[0] - emb[2]).abs().max() > 1e-4
             if name == "gat":  # channels moved across heads: another function, and the encoder sees it
                 cross = _permute_hidden(name, st, torch.tensor([4, 1, 2, 3, 0, 5, 6, 7]))
@@ -149,7 +150,7 @@ def test_the_zoo_as_a_dataset_split_by_run(tmp_path):
         split_by_run(["a", "b"])
 
 
-@pytest.mark.parametrize("encoder", ["ng_gnn", "stat", "flat_mlp"])
+@pytest.mark.parametrize("encoder", ["ng_gnn", "ng_transformer", "stat", "flat_mlp"])
 def test_task_encoder_trains_records_and_embeds(encoder, tmp_path):
     zoo = _zoo(tmp_path)
     cfg = make_cfg(SYN + [f"encoder={encoder}", "encoder.epochs=6", "encoder.batch_size=8",

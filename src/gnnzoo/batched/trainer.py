@@ -45,7 +45,7 @@ from gnnzoo.utils.io import clean_stale_tmp
 from gnnzoo.utils.logging import close_loggers, console, instantiate_loggers
 from gnnzoo.zoo.ids import identity_config, init_id, run_id
 from gnnzoo.zoo.record import build_record, now_iso
-from gnnzoo.zoo.store import Zoo
+from gnnzoo.zoo.store import SNAPSHOTS, Zoo, save_weights
 
 # per-model settings: may differ inside one batch
 @dataclass
@@ -202,6 +202,8 @@ def train_batched(cfgs: Sequence[DictConfig], graph: GraphData | None = None, pr
     patience = cfg0.monitor.get("patience")
 
     curves = [{"epoch": []} for _ in range(N)]
+    snapshots: list[list[dict]] = [[] for _ in range(N)]
+    snap_every = [int(cfgs[i].zoo.get("snapshot_every") or 0) if cfgs[i].zoo.enabled else 0 for i, _ in todo]
     best_val = torch.full((N,), -math.inf if mode == "max" else math.inf, dtype=torch.float64)
     best_epoch = [None] * N
     best_state = {name: p.detach().clone() for name, p in model.parameters_by_name().items()}
@@ -261,6 +263,12 @@ def train_batched(cfgs: Sequence[DictConfig], graph: GraphData | None = None, pr
                 c["epoch"].append(epoch)
                 for k, v in res.items():
                     c.setdefault(k, []).append(float(v[m]))
+            for m in active.nonzero().view(-1).tolist():  # zoo.snapshot_every, as the single path's recorder
+                if snap_every[m] and (epoch + 1) % snap_every[m] == 0:
+                    rel = f"{SNAPSHOTS}/epoch_{epoch + 1:04d}.safetensors"
+                    save_weights(Zoo(cfgs[todo[m][0]].paths.zoo_dir).entry_dir(todo[m][1]) / rel, model.single_state(m),
+                                 metadata={"epoch": str(epoch + 1)})
+                    snapshots[m].append({"epoch": epoch + 1, "file": rel})
             if bool(improved.any()):
                 best_val = torch.where(improved, value, best_val)
                 for m in improved.nonzero().view(-1).tolist():
@@ -284,7 +292,7 @@ def train_batched(cfgs: Sequence[DictConfig], graph: GraphData | None = None, pr
     for m, ((i, rid), rec) in enumerate(zip(todo, recs)):
         cfg = cfgs[i]
         c = curves[m]
-        rec.update(wall_time_s=wall / N, finished_at=now_iso(), curves=c, snapshots=[],
+        rec.update(wall_time_s=wall / N, finished_at=now_iso(), curves=c, snapshots=snapshots[m],
                    batch={"size": N, "index": m, "wall_time_s": wall})
         state = None
         if errors[m] is None and best_epoch[m] is not None:

@@ -7,6 +7,11 @@ invariant representation the prediction is read from.
   messages both ways along every weight; learned positional embeddings (one per input neuron, one per output
   neuron, one per hidden layer). Readout: mean and max over the output neurons and mean over all neurons
   of each graph -> MLP. Hidden-neuron permutations of a checkpoint leave its output unchanged.
+* :class:`NGTransformer` (``ng_transformer``): relational transformer over the same sparse graph: multi-head
+  attention of every neuron over its neighbours along the weights (both ways), the edge state added to the
+  keys and values (``torch_geometric.nn.TransformerConv`` with ``edge_dim``), a feed-forward block, edge
+  updates between layers; same positional embeddings and readout as ``ng_gnn``. Attention runs over the
+  edges, never over all node pairs (a Cora GCN checkpoint has ~1500 neurons).
 * :class:`StatNN` (``stat``): per-layer statistics of the weights and biases (mean, std, quantiles) -> MLP.
 * :class:`FlatMLP` (``flat_mlp``): the flattened graph features (every weight and node feature) -> MLP (one
   architecture per zoo; not invariant).
@@ -74,6 +79,37 @@ class Positions(nn.Module):
         return self.table(slot)
 
 
+class _NGBase(nn.Module):
+    """Input encodings (node features + positions, edge features both ways) and the readout shared by the
+    neural-graph encoders."""
+
+    def __init__(self, max_inputs: int, max_hidden: int, max_outputs: int, d: int, d_edge: int, dropout: float,
+                 d_out: int):
+        super().__init__()
+        self.pos = Positions(d, max_inputs, max_hidden, max_outputs)
+        self.node_in = nn.Linear(NODE_DIM, d)
+        self.edge_in = nn.Linear(EDGE_DIM + 1, d_edge)  # + direction (+1 along the weight, -1 against it)
+        self.head = _mlp(4 * d, 2 * d, d_out, layers=3, dropout=dropout)
+        self.embed_dim = 4 * d
+
+    def inputs(self, batch) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        h = self.node_in(batch.x) + self.pos(batch.node_kind, batch.node_rank)
+        src, dst = batch.edge_index
+        w = batch.edge_attr
+        ones = torch.ones(w.size(0), 1, dtype=w.dtype, device=w.device)
+        e = self.edge_in(torch.cat([torch.cat([w, ones], -1), torch.cat([w, -ones], -1)]))
+        return h, e, torch.cat([src, dst]), torch.cat([dst, src])
+
+    def readout(self, h: Tensor, batch) -> Tensor:
+        b = batch.batch if getattr(batch, "batch", None) is not None else torch.zeros(h.size(0), dtype=torch.long,
+                                                                                       device=h.device)
+        g = int(b.max()) + 1 if b.numel() else 1
+        return torch.cat([_graph_pool(h, b, g, batch.node_kind == 2), _graph_pool(h, b, g)], -1)
+
+    def forward(self, batch) -> Tensor:
+        return self.head(self.embed(batch)).squeeze(-1)
+
+
 class NGLayer(nn.Module):
     """One message-passing layer of :class:`NGGNN`."""
 
@@ -100,35 +136,47 @@ class NGLayer(nn.Module):
         return h, e
 
 
-class NGGNN(nn.Module):
+class NGGNN(_NGBase):
     """Neural-graph GNN (see the module docstring)."""
 
     def __init__(self, max_inputs: int, max_hidden: int, max_outputs: int, d: int = 32, d_edge: int = 16,
                  layers: int = 3, dropout: float = 0.0, d_out: int = 1):
-        super().__init__()
-        self.pos = Positions(d, max_inputs, max_hidden, max_outputs)
-        self.node_in = nn.Linear(NODE_DIM, d)
-        self.edge_in = nn.Linear(EDGE_DIM + 1, d_edge)  # + direction (+1 along the weight, -1 against it)
+        super().__init__(max_inputs, max_hidden, max_outputs, d, d_edge, dropout, d_out)
         self.layers = nn.ModuleList(NGLayer(d, d_edge, dropout, update_edges=i < layers - 1) for i in range(layers))
-        self.head = _mlp(4 * d, 2 * d, d_out, layers=3, dropout=dropout)
-        self.embed_dim = 4 * d
 
     def embed(self, batch) -> Tensor:
-        h = self.node_in(batch.x) + self.pos(batch.node_kind, batch.node_rank)
-        src, dst = batch.edge_index
-        w = batch.edge_attr
-        ones = torch.ones(w.size(0), 1, dtype=w.dtype, device=w.device)
-        e = self.edge_in(torch.cat([torch.cat([w, ones], -1), torch.cat([w, -ones], -1)]))
-        src, dst = torch.cat([src, dst]), torch.cat([dst, src])
+        h, e, src, dst = self.inputs(batch)
         for layer in self.layers:
             h, e = layer(h, e, src, dst)
-        b = batch.batch if getattr(batch, "batch", None) is not None else torch.zeros(h.size(0), dtype=torch.long,
-                                                                                       device=h.device)
-        g = int(b.max()) + 1 if b.numel() else 1
-        return torch.cat([_graph_pool(h, b, g, batch.node_kind == 2), _graph_pool(h, b, g)], -1)
+        return self.readout(h, batch)
 
-    def forward(self, batch) -> Tensor:
-        return self.head(self.embed(batch)).squeeze(-1)
+
+class NGTransformer(_NGBase):
+    """Relational transformer over the neural graph's edges (see the module docstring)."""
+
+    def __init__(self, max_inputs: int, max_hidden: int, max_outputs: int, d: int = 32, d_edge: int = 16,
+                 layers: int = 3, heads: int = 4, dropout: float = 0.0, d_out: int = 1):
+        from torch_geometric.nn import TransformerConv
+
+        super().__init__(max_inputs, max_hidden, max_outputs, d, d_edge, dropout, d_out)
+        if d % heads:
+            raise ValueError(f"ng_transformer: d={d} must be a multiple of heads={heads}")
+        self.attn = nn.ModuleList(TransformerConv(d, d // heads, heads=heads, edge_dim=d_edge, dropout=dropout)
+                                  for _ in range(layers))
+        self.norm1 = nn.ModuleList(nn.LayerNorm(d) for _ in range(layers))
+        self.ffn = nn.ModuleList(_mlp(d, 2 * d, d, dropout=dropout) for _ in range(layers))
+        self.norm2 = nn.ModuleList(nn.LayerNorm(d) for _ in range(layers))
+        self.edge = nn.ModuleList(_mlp(d_edge + 2 * d, d_edge, d_edge) for _ in range(layers - 1))
+
+    def embed(self, batch) -> Tensor:
+        h, e, src, dst = self.inputs(batch)
+        ei = torch.stack([src, dst])
+        for i, attn in enumerate(self.attn):
+            h = self.norm1[i](h + attn(h, ei, e))
+            h = self.norm2[i](h + self.ffn[i](h))
+            if i < len(self.edge):
+                e = e + self.edge[i](torch.cat([e, h[src], h[dst]], -1))
+        return self.readout(h, batch)
 
 
 QUANTILES = (0.0, 0.25, 0.5, 0.75, 1.0)
