@@ -179,3 +179,13 @@ def test_encoder_errors_are_clear(tmp_path):
         run_task(make_cfg(SYN + ["encoder=ng_gnn", "soup=uniform"], tmp_path))
     with pytest.raises(ConfigError, match="fractions"):
         run_task(make_cfg(SYN + ["encoder=ng_gnn", "encoder.split.fractions=[0.5,0.5,0.5]"], tmp_path))
+
+
+def test_the_scatter_plot_goes_to_wandb_when_it_is_the_logger(tmp_path):
+    import wandb
+
+    _zoo(tmp_path, n=4)
+    run_task(make_cfg(SYN + ["encoder=stat", "encoder.epochs=2", "logger=wandb"], tmp_path))
+    assert wandb.run is None and (tmp_path / "out" / "encoder_stat.png").is_file()
+    runs = sorted((tmp_path / "out" / "wandb").glob("offline-run-*"))
+    assert any(p.suffix == ".png" for r in runs for p in (r / "files").rglob("*"))

@@ -140,6 +140,16 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                    curves=module.curves, wall_time_s=time.perf_counter() - t0, finished_at=now_iso())
         for lg in loggers:
             lg.log_metrics({f"best/{k.split('/')[-1]}": v for k, v in metrics.items() if k.startswith("encoder/")})
+        out_dir = cfg.paths.get("output_dir")
+        if out_dir:
+            plot = Path(out_dir) / f"encoder_{e.name}.png"
+            _scatter_plot(module.best_preds, plot, f"{e.name}: τ val {metrics['encoder/val_tau']:.3f}, test "
+                                                   f"{metrics.get('encoder/test_tau', float('nan')):.3f}")
+            for lg in loggers:
+                if type(lg).__name__ == "WandbLogger" and plot.is_file():
+                    import wandb
+
+                    lg.experiment.log({"encoder/predicted_vs_true": wandb.Image(str(plot))})
     except Exception as err:
         rec["error"] = f"{type(err).__name__}: {err}"
         rec.update(wall_time_s=time.perf_counter() - t0, finished_at=now_iso())
@@ -148,10 +158,6 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     finally:
         close_loggers(loggers)
     entry = zoo.write(rec, model.state_dict())
-    out_dir = cfg.paths.get("output_dir")
-    if out_dir:
-        _scatter_plot(module.best_preds, Path(out_dir) / f"encoder_{e.name}.png",
-                      f"{e.name}: τ val {metrics['encoder/val_tau']:.3f}, test {metrics.get('encoder/test_tau', float('nan')):.3f}")
     console.print(f"[green]encoder[/] {e.name}: val τ {metrics['encoder/val_tau']:.3f}, test τ "
                   f"{metrics.get('encoder/test_tau', float('nan')):.3f}, R² {metrics.get('encoder/test_r2', float('nan')):.3f} "
                   f"(epoch {module.best_epoch}); run_id={rid}")
