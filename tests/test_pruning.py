@@ -192,12 +192,15 @@ def test_a_pruned_edge_carries_no_message(name):
         assert torch.allclose(pruned(x, ei)[v], pruned(x2, ei)[v], atol=1e-6)
         assert torch.allclose(pruned(x, ei), ticket(model, x, ei), atol=1e-6)
         if name in ("gcn", "appnp"):  # renormalize=false: the dense graph's degrees, the pruned message x 0
-            model.renormalize = False
             dense_deg = Ticket(ei, {}, renormalize=False)
             dense_deg.set_edge_keep(keep)
-            assert torch.allclose(dense_deg(model, x, ei)[v], dense_deg(model, x2, ei)[v], atol=1e-6)
-            assert not torch.allclose(dense_deg(model, x, ei), ticket(model, x, ei))  # other degrees
+            out = dense_deg(model, x, ei)  # the ticket switches the backbone's normalisation itself
+            assert torch.allclose(out[v], dense_deg(model, x2, ei)[v], atol=1e-6)
+            assert not torch.allclose(out, ticket(model, x, ei))  # other degrees
+            model.renormalize = False  # by hand: the same dense-degree computation
+            assert torch.allclose(out, model(x, ei, keep_dir := dense_deg.units.directed(keep).float()), atol=1e-6)
             model.renormalize = True
+            assert not torch.allclose(out, model(x, ei, keep_dir), atol=1e-6)
 
 
 def test_edge_units_are_symmetric_and_leave_self_loops_out():
@@ -444,3 +447,17 @@ def test_the_plot_goes_to_wandb_when_it_is_the_logger(tmp_path):
     runs = sorted((tmp_path / "out" / "wandb").glob("offline-run-*"))
     assert len(runs) == 3  # the dense run, the ticket, the search's summary with the plot
     assert any(p.suffix == ".png" for r in runs for p in (r / "files").rglob("*"))
+
+
+def test_a_dense_degree_ticket_loads_back_with_its_normalisation(tmp_path):
+    cfg = make_cfg(SYN + ["pruning=one_shot", "pruning.weight_sparsity=0.5", "pruning.graph_sparsity=0.4",
+                          "pruning.renormalize=false"], tmp_path)
+    res = run_prune(cfg)
+    entry = Zoo(tmp_path / "zoo")[res["run_id"]]
+    assert entry.record["pruning"]["renormalize"] is False
+    model = entry.load()
+    assert model.backbone.renormalize is False
+    d = load_graph(cfg).data
+    with torch.no_grad():
+        pred = model(d.x, d.edge_index).argmax(-1)
+    assert float((pred[d.test_mask] == d.y[d.test_mask]).float().mean()) == pytest.approx(res["test/acc"])

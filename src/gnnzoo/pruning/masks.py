@@ -119,8 +119,8 @@ class Ticket(nn.Module):
       weight in the forward (``W ⊙ m``, through ``torch.func.functional_call``, so the backbone's own
       parameters and state dict are untouched);
     * ``edge_keep``: bool per edge unit of ``edge_index``; pruned edges are removed before every forward
-      (``renormalize=False``, GCN/APPNP only: the full graph is passed with weight 0 on pruned edges, so the
-      dense graph's degrees are kept); with ``edge_scores=True`` a trainable score per unit (UGS ``m_g``,
+      (``renormalize=False``, GCN/APPNP only: the full graph is passed with weight 0 on pruned edges and the
+      backbone's ``renormalize`` switched off, so the dense graph's degrees are kept); with ``edge_scores=True`` a trainable score per unit (UGS ``m_g``,
       init 1) weights the kept edges' messages (clamped at 0);
     * ``regularizer()``: ``l1_weight·Σ|m_θ| + l1_graph·Σ|m_g|`` over kept entries (the UGS penalties).
     """
@@ -195,6 +195,8 @@ class Ticket(nn.Module):
 
     def forward(self, backbone: nn.Module, x: Tensor, edge_index: Tensor) -> Tensor:
         ei, w = self.edges(edge_index)
+        if self.units is not None and hasattr(backbone, "renormalize"):
+            backbone.renormalize = self.renormalize  # how GCN/APPNP read the edge weights (see gnnzoo.backbones)
         if self.weight_score is None:
             return backbone(x, ei, w) if w is not None else backbone(x, ei)
         params = dict(backbone.named_parameters())

@@ -229,8 +229,7 @@ class Search:
                      fields={"pruning": info}, masker=ticket, files=lambda: self.files(wmasks, edge_keep))
 
 
-def edge_saliency(backbone: nn.Module, x: Tensor, edge_index: Tensor, units: EdgeUnits,
-                  renormalize: bool = True) -> Tensor:
+def edge_saliency(backbone: nn.Module, x: Tensor, edge_index: Tensor, units: EdgeUnits) -> Tensor:
     """``|∂L/∂w_u|`` at ``w = 1`` per edge unit; L: cross-entropy of ``backbone`` against its own predictions
     on every node (eval mode, no labels read)."""
     backbone.eval()
