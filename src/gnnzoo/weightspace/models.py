@@ -110,21 +110,40 @@ class _NGBase(nn.Module):
         return self.head(self.embed(batch)).squeeze(-1)
 
 
+class EdgeUpdate(nn.Module):
+    """``e' = e + Lin(act(Lin_e e + Lin_s h_src + Lin_t h_dst))`` (the node terms computed per node, then
+    gathered: the same map as an MLP on ``[e, h_src, h_dst]``, at a fraction of the cost on ~10^5 edges)."""
+
+    def __init__(self, d: int, d_edge: int):
+        super().__init__()
+        self.lin_e = nn.Linear(d_edge, d_edge)
+        self.lin_s = nn.Linear(d, d_edge, bias=False)
+        self.lin_t = nn.Linear(d, d_edge, bias=False)
+        self.out = nn.Linear(d_edge, d_edge)
+
+    def forward(self, h: Tensor, e: Tensor, src: Tensor, dst: Tensor) -> Tensor:
+        return e + self.out(F.silu(self.lin_e(e) + self.lin_s(h)[src] + self.lin_t(h)[dst]))
+
+
 class NGLayer(nn.Module):
-    """One message-passing layer of :class:`NGGNN`."""
+    """One message-passing layer of :class:`NGGNN`: message ``scale(e) * Lin(act(A h_dst + B h_src)) +
+    shift(e)`` (the first linear map of an MLP on ``[h_dst, h_src]``, applied per node before the gather),
+    aggregated by mean, max and std, then a post-MLP with a residual and LayerNorm."""
 
     def __init__(self, d: int, d_edge: int, dropout: float = 0.0, update_edges: bool = True):
         super().__init__()
-        self.msg = _mlp(2 * d, d, d)
+        self.msg_dst = nn.Linear(d, d)
+        self.msg_src = nn.Linear(d, d, bias=False)
+        self.msg_out = nn.Linear(d, d)
         self.film = nn.Linear(d_edge, 2 * d)
         self.post = _mlp(4 * d, d, d, dropout=dropout)
         self.norm = nn.LayerNorm(d)
-        self.edge = _mlp(d_edge + 2 * d, d_edge, d_edge) if update_edges else None
+        self.edge = EdgeUpdate(d, d_edge) if update_edges else None
 
     def forward(self, h: Tensor, e: Tensor, src: Tensor, dst: Tensor) -> tuple[Tensor, Tensor]:
         n = h.size(0)
         scale, shift = self.film(e).chunk(2, -1)
-        m = scale * self.msg(torch.cat([h[dst], h[src]], -1)) + shift
+        m = scale * self.msg_out(F.silu(self.msg_dst(h)[dst] + self.msg_src(h)[src])) + shift
         count = torch.bincount(dst, minlength=n).clamp(min=1).unsqueeze(-1).to(h.dtype)
         mean = _scatter(m, dst, n, "sum") / count
         sq = _scatter(m * m, dst, n, "sum") / count
@@ -132,7 +151,7 @@ class NGLayer(nn.Module):
         mx = _scatter(m, dst, n, "amax")
         h = self.norm(h + self.post(torch.cat([h, mean, mx, std], -1)))
         if self.edge is not None:
-            e = e + self.edge(torch.cat([e, h[src], h[dst]], -1))
+            e = self.edge(h, e, src, dst)
         return h, e
 
 
@@ -166,7 +185,7 @@ class NGTransformer(_NGBase):
         self.norm1 = nn.ModuleList(nn.LayerNorm(d) for _ in range(layers))
         self.ffn = nn.ModuleList(_mlp(d, 2 * d, d, dropout=dropout) for _ in range(layers))
         self.norm2 = nn.ModuleList(nn.LayerNorm(d) for _ in range(layers))
-        self.edge = nn.ModuleList(_mlp(d_edge + 2 * d, d_edge, d_edge) for _ in range(layers - 1))
+        self.edge = nn.ModuleList(EdgeUpdate(d, d_edge) for _ in range(layers - 1))
 
     def embed(self, batch) -> Tensor:
         h, e, src, dst = self.inputs(batch)
@@ -175,7 +194,7 @@ class NGTransformer(_NGBase):
             h = self.norm1[i](h + attn(h, ei, e))
             h = self.norm2[i](h + self.ffn[i](h))
             if i < len(self.edge):
-                e = e + self.edge[i](torch.cat([e, h[src], h[dst]], -1))
+                e = self.edge[i](h, e, src, dst)
         return self.readout(h, batch)
 
 
