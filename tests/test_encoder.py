@@ -150,7 +150,8 @@ def test_the_zoo_as_a_dataset_split_by_run(tmp_path):
         split_by_run(["a", "b"])
 
 
-@pytest.mark.parametrize("encoder", ["ng_gnn", "ng_transformer", "stat", "flat_mlp"])
+@pytest.mark.parametrize("encoder", ["ng_gnn", "stat", pytest.param("ng_transformer", marks=pytest.mark.slow),
+                                     pytest.param("flat_mlp", marks=pytest.mark.slow)])
 def test_task_encoder_trains_records_and_embeds(encoder, tmp_path):
     zoo = _zoo(tmp_path)
     cfg = make_cfg(SYN + [f"encoder={encoder}", "encoder.epochs=6", "encoder.batch_size=8",

@@ -367,6 +367,7 @@ def test_denoiser_drops_and_regrows_as_many_entries():
     assert d.fraction(2) == pytest.approx(0.2 * (1 + math.cos(math.pi * 0.2)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backbone", ["gin", "gat", "sage"])
 def test_every_method_runs_on_other_backbones(backbone, tmp_path):
     for ov in (["pruning=one_shot", "pruning.graph_sparsity=0.2"],
