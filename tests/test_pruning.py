@@ -462,3 +462,22 @@ def test_a_dense_degree_ticket_loads_back_with_its_normalisation(tmp_path):
     with torch.no_grad():
         pred = model(d.x, d.edge_index).argmax(-1)
     assert float((pred[d.test_mask] == d.y[d.test_mask]).float().mean()) == pytest.approx(res["test/acc"])
+
+
+def test_the_ticket_follows_its_edge_mask_when_it_changes():
+    """The kept edges are cached per version of the mask: a new mask (set, or a best-state reload) is used."""
+    x, ei = _graph()
+    model = BACKBONES["gcn"](8, 16, 3, num_layers=1, dropout=0.0).eval()
+    t = Ticket(ei, {})
+    full = t.edges(ei)[0]
+    keep = torch.ones(t.units.num_units, dtype=torch.bool)
+    keep[:5] = False
+    t.set_edge_keep(keep)
+    assert t.edges(ei)[0].size(1) == int(t.units.directed(keep).sum()) < full.size(1)
+    state = {k: v.clone() for k, v in t.state_dict().items()}
+    t.set_edge_keep(torch.ones_like(keep))
+    assert t.edges(ei)[0].size(1) == full.size(1)
+    t.load_state_dict(state)
+    assert t.edges(ei)[0].size(1) < full.size(1)
+    with torch.no_grad():
+        assert torch.allclose(t(model, x, ei), model(x, ei[:, t.units.directed(keep)]), atol=1e-6)

@@ -183,15 +183,20 @@ class Ticket(nn.Module):
         if edge_index.size(1) != self.units.num_edges:
             raise ValueError(f"the ticket's edge mask was built for {self.units.num_edges} edges, the batch has "
                              f"{edge_index.size(1)} (task=prune trains full-batch on one graph)")
-        ei = self.edge_index
+        # the kept edges change only when the mask does (a prune / regrow step, or a best-state reload):
+        # computed once per version of `edge_keep`, not in every forward
+        key = (self.edge_keep.data_ptr(), self.edge_keep._version)
+        if self.__dict__.get("_kept_key") != key:
+            kept = self.units.directed(self.edge_keep)
+            self.__dict__["_kept"] = (kept, self.edge_index[:, kept], kept.float())
+            self.__dict__["_kept_key"] = key
+        kept, kept_ei, keep = self.__dict__["_kept"]
         w = None
         if self.edge_score is not None:
             w = self.units.per_edge(self.edge_score.clamp(min=0))
         if self.renormalize:
-            kept = self.units.directed(self.edge_keep)
-            return ei[:, kept], (w[kept] if w is not None else None)
-        keep = self.units.directed(self.edge_keep).float()
-        return ei, keep if w is None else keep * w
+            return kept_ei, (w[kept] if w is not None else None)
+        return self.edge_index, keep if w is None else keep * w
 
     def forward(self, backbone: nn.Module, x: Tensor, edge_index: Tensor) -> Tensor:
         ei, w = self.edges(edge_index)
