@@ -169,6 +169,11 @@ def test_task_encoder_trains_records_and_embeds(encoder, tmp_path):
     st = zoo[zoo.df(kind="run").run_id.iloc[0]].state_dict()
     emb = enc.embed(st, "gcn")
     assert emb.shape == (1, enc.model.embed_dim) and torch.isfinite(enc.predict(st, "gcn")).all()
+    items = checkpoints(zoo)[:5]  # predictions for a dataset of graphs match the one-by-one path
+    by_graph = enc.predict_graphs(ZooGraphs(zoo, items, tmp_path / "cache2"), batch_size=2)
+    one = torch.cat([enc.predict(zoo[c.run_id].snapshot(c.snapshot) if c.snapshot else zoo[c.run_id].state_dict(),
+                                 "gcn") for c in items])
+    assert torch.allclose(by_graph, one, atol=1e-5)
     again = run_task(cfg)  # relaunched: skipped
     assert again == pytest.approx(value) and len(zoo.df(kind="encoder")) == 1
 
@@ -180,6 +185,8 @@ def test_encoder_errors_are_clear(tmp_path):
         run_task(make_cfg(SYN + ["encoder=ng_gnn", "soup=uniform"], tmp_path))
     with pytest.raises(ConfigError, match="fractions"):
         run_task(make_cfg(SYN + ["encoder=ng_gnn", "encoder.split.fractions=[0.5,0.5,0.5]"], tmp_path))
+    with pytest.raises(ConfigError, match="max_minutes"):
+        run_task(make_cfg(SYN + ["encoder=ng_gnn", "encoder.max_minutes=-1"], tmp_path))
 
 
 def test_the_scatter_plot_goes_to_wandb_when_it_is_the_logger(tmp_path):

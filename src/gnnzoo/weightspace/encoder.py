@@ -78,5 +78,13 @@ class TrainedEncoder:
         return self.model.embed(self._batch(state, backbone))
 
     @torch.no_grad()
+    def predict_graphs(self, graphs, batch_size: int = 16) -> Tensor:
+        """Predictions for neural graphs (e.g. a :class:`~gnnzoo.weightspace.dataset.ZooGraphs`), in order."""
+        from torch_geometric.loader import DataLoader
+
+        return torch.cat([self.model(b) * self.y_std + self.y_mean
+                          for b in DataLoader(graphs, batch_size=batch_size, shuffle=False)])
+
+    @torch.no_grad()
     def predict(self, state: dict[str, Tensor] | list, backbone: str) -> Tensor:
         return self.model(self._batch(state, backbone)) * self.y_std + self.y_mean

@@ -44,6 +44,9 @@ def check_encoder(cfg: DictConfig) -> None:
         v = e.get(key)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ConfigError(f"encoder.{key}={v!r}: expected a positive integer")
+    m = e.get("max_minutes")
+    if m is not None and (isinstance(m, bool) or not isinstance(m, (int, float)) or m <= 0):
+        raise ConfigError(f"encoder.max_minutes={m!r}: expected a positive number of minutes, or null")
     fr = list(e.split.fractions)
     if len(fr) != 3 or any(f <= 0 for f in fr) or abs(sum(fr) - 1) > 1e-6:
         raise ConfigError(f"encoder.split.fractions={fr}: three positive fractions (train, val, test) summing to 1")
@@ -125,7 +128,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         for lg in loggers:
             lg.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "run_id": rid})
         t = cfg.trainer
-        trainer = pl.Trainer(max_epochs=int(e.epochs), accelerator=t.get("accelerator", "auto"),
+        minutes = e.get("max_minutes")
+        trainer = pl.Trainer(max_epochs=int(e.epochs), max_time={"minutes": float(minutes)} if minutes else None, accelerator=t.get("accelerator", "auto"),
                              devices=t.get("devices", "auto"), logger=loggers or False,
                              enable_progress_bar=bool(t.get("enable_progress_bar", True)),
                              enable_checkpointing=False, enable_model_summary=False,
