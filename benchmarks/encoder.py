@@ -227,7 +227,7 @@ def report(jobs: list[dict], sizes: dict, zoo_walls: dict, seeds: int, minutes: 
                   "rank, as a fraction of the split):", "",
                   md_table(["backbone", "epoch", "weights", "lr", "wd", "dropout", "run length", "true val %",
                             "pred val %", "rank error"], wr), ""]
-    lines += [f"Zoo training wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in zoo_walls.items()) +
+    lines += ["Zoo training wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in zoo_walls.items()) +
               f" (batched launcher; 0 when reused). Benchmark wall {wall:.0f} s. {seeds} seeds; "
               "seed s = split seed s and encoder seed s. Settings: see the docstring of benchmarks/encoder.py.", ""]
     write_results("encoder", {"summary": summary, "zoos": sizes, "zoo_train_s": zoo_walls, "jobs": jobs,

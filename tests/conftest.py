@@ -28,7 +28,7 @@ def shared_data_dir() -> Path | None:
     return Path(d) if d and Path(d).is_dir() else None
 
 
-def make_cfg(overrides=(), tmp: Path | None = None, data_dir: Path | None = None):
+def make_cfg(overrides=(), tmp: Path | None = None, data_dir: Path | None = None, config_name: str = "train"):
     ov = list(QUIET)
     if tmp is not None:
         ov += [f"paths.zoo_dir={tmp}/zoo", f"paths.output_dir={tmp}/out", f"paths.cache_dir={tmp}/cache",
@@ -36,7 +36,7 @@ def make_cfg(overrides=(), tmp: Path | None = None, data_dir: Path | None = None
     if data_dir is not None:
         ov.append(f"paths.data_dir={data_dir}")
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("train", overrides=ov + list(overrides))
+        return compose(config_name, overrides=ov + list(overrides))
 
 
 @pytest.fixture

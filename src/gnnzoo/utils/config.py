@@ -69,9 +69,10 @@ def instantiate_clean(node, **kwargs):
 
 
 # config groups of the methods built on top of backbone runs: a plain run's config carries none of them
-METHOD_GROUPS = ("task", "soup", "pruning", "encoder")
+METHOD_GROUPS = ("task", "soup", "pruning", "encoder", "generator")
 # the key of a method group that names its option (null at the neutral default `none`) and the task it selects
-METHOD_CHOICE = {"soup": ("strategy", "soup"), "pruning": ("method", "prune"), "encoder": ("name", "encoder")}
+METHOD_CHOICE = {"soup": ("strategy", "soup"), "pruning": ("method", "prune"), "encoder": ("name", "encoder"),
+                 "generator": ("name", "generate")}
 
 
 def active_methods(cfg: DictConfig) -> list[str]:

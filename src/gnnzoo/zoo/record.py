@@ -14,7 +14,7 @@ from gnnzoo.zoo.ids import IDENTITY, ENGINES
 
 SCHEMA = "gnnzoo.record/1"
 STATUSES = ("completed", "failed")
-KINDS = ("run", "soup", "pruned", "encoder", "generated")
+KINDS = ("run", "soup", "pruned", "encoder", "generator", "generated")
 REQUIRED = ("schema", "kind", "run_id", "status", "config", "seed")
 _PACKAGES = ("gnnzoo", "torch", "torch_geometric", "pytorch-lightning", "torchmetrics", "hydra-core",
              "omegaconf", "safetensors", "numpy", "ogb", "wandb")
