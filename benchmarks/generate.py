@@ -47,6 +47,12 @@ from grid import GRID as FULL_GRID  # noqa: E402
 SMALL_GRID = ["optimizer=sgd,adam", "optimizer.lr=0.01,0.05,0.1", "backbone.hidden_channels=16,32,64",
               "backbone.dropout=0.1,0.5,0.9", "optimizer.weight_decay=5e-4,5e-3"]
 GRIDS = {"cora/gcn": FULL_GRID}
+SMOKE_GRID = ["optimizer=sgd,adam", "optimizer.lr=0.01,0.05", "backbone.hidden_channels=16", "backbone.dropout=0.5",
+              "optimizer.weight_decay=5e-4,5e-3"]
+# --smoke: the whole benchmark in a few minutes (tiny grids, short stages); its results are not the benchmark's
+SMOKE = ["generator.autoencoder.steps=30", "generator.diffusion.steps=30", "generator.diffusion.sampler=ddim",
+         "generator.diffusion.sample_steps=5", "generator.collect.k=6", "generator.collect.restarts=2",
+         "generator.condition.steps=5", "trainer.max_epochs=20"]
 COMMON = ["logger=none", "monitor.patience=null", "trainer.max_epochs=200", "extras.print_config=false",
           "trainer.enable_progress_bar=false"]
 
@@ -62,14 +68,15 @@ def _train_multirun(overrides: list[str], zoo: Path, work: Path, data_dir: str, 
     return time.perf_counter() - t0
 
 
-def build_grid(cell: str, work: Path, data_dir: str) -> dict:
+def build_grid(cell: str, work: Path, data_dir: str, smoke: bool = False) -> dict:
     out = work / "grids" / f"{cell.replace('/', '_')}.json"
     if out.is_file():
         return json.loads(out.read_text())
     ds, bb = cell.split("/")
-    grid = GRIDS.get(cell, SMALL_GRID)
+    grid = SMOKE_GRID if smoke else GRIDS.get(cell, SMALL_GRID)
     zoo = work / f"zoo_{ds}_{bb}"
-    wall = _train_multirun([f"dataset={ds}", f"backbone={bb}", "seed=0", *grid], zoo, work, data_dir, f"grid_{ds}_{bb}")
+    wall = _train_multirun([f"dataset={ds}", f"backbone={bb}", "seed=0", *grid, *(SMOKE[-1:] if smoke else [])], zoo,
+                           work, data_dir, f"grid_{ds}_{bb}")
     from gnnzoo.zoo import Zoo
 
     df = Zoo(zoo).df(kind="run", status="completed")
@@ -89,7 +96,7 @@ def _compose_generate(overrides: list[str]):
 
 
 def gen_job(args: tuple) -> dict:
-    cell, seed, cond, n, work, data_dir = args
+    cell, seed, cond, n, work, data_dir, smoke = args
     work = Path(work)
     out = work / "gen" / f"{cell.replace('/', '_')}_{seed}_{'cond' if cond else 'nocond'}.json"
     if out.is_file():
@@ -106,7 +113,7 @@ def gen_job(args: tuple) -> dict:
           f"paths.data_dir={data_dir}", f"paths.cache_dir={work / 'cache'}",
           f"paths.output_dir={work / 'out' / out.stem}", "generator.search.query={}",
           "generator.search.query_fraction=0.1", f"generator.seed={seed}", f"generator.sample.n={n}",
-          f"generator.condition.enabled={str(bool(cond)).lower()}"]
+          f"generator.condition.enabled={str(bool(cond)).lower()}", *(SMOKE if smoke else [])]
     t0 = time.perf_counter()
     res = run_generate(_compose_generate(ov))
     z = Zoo(zoo)
@@ -121,7 +128,7 @@ def gen_job(args: tuple) -> dict:
     return payload
 
 
-def seeds_baseline(cell: str, best_id: str, seeds: int, n: int, work: Path, data_dir: str) -> dict:
+def seeds_baseline(cell: str, best_id: str, seeds: int, n: int, work: Path, data_dir: str, smoke: bool = False) -> dict:
     """Control (a): the light search's best config with n new seeds per generation seed s (1000 (s + 1) + i), best by val."""
     out = work / "seeds" / f"{cell.replace('/', '_')}.json"
     if out.is_file():
@@ -136,7 +143,8 @@ def seeds_baseline(cell: str, best_id: str, seeds: int, n: int, work: Path, data
           f"backbone.hidden_channels={rec['backbone']['hidden_channels']}", f"backbone.dropout={rec['backbone']['dropout']}"]
     zoo = work / f"seeds_{ds}_{bb}"
     seed_list = ",".join(str(1000 * (s + 1) + i) for s in range(seeds) for i in range(n))
-    wall = _train_multirun(ov + [f"seed={seed_list}"], zoo, work, data_dir, f"seeds_{ds}_{bb}")
+    wall = _train_multirun(ov + [f"seed={seed_list}", *(SMOKE[-1:] if smoke else [])], zoo, work, data_dir,
+                           f"seeds_{ds}_{bb}")
     df = Zoo(zoo).df(kind="run", status="completed")
     picks = {}
     for s in range(seeds):
@@ -154,7 +162,7 @@ def _best(runs: list[dict]) -> dict:
 
 
 def report(cells: list[str], grids: dict, gens: list[dict], seeds_info: dict, seeds: int, n: int, wall: float,
-           ablate: list[str]) -> None:
+           ablate: list[str], name: str = "generate") -> None:
     import random
 
     summary, rows, wrows, crows = {}, [], [], []
@@ -234,7 +242,7 @@ def report(cells: list[str], grids: dict, gens: list[dict], seeds_info: dict, se
     lines += ["Target: GNN-Diff ≥ grid-search accuracy at ≤ 0.2× the grid's wall time.", "", *verdict, "",
               f"Benchmark wall {wall:.0f} s; {seeds} generation seeds, N = {n} candidates for every best-by-val "
               "method; settings in the docstring of benchmarks/generate.py and conf/generator/none.yaml."]
-    write_results("generate", {"summary": summary, "grids": {c: {k: v for k, v in g.items() if k != "runs"}
+    write_results(name, {"summary": summary, "grids": {c: {k: v for k, v in g.items() if k != "runs"}
                                                              for c, g in grids.items()},
                                "jobs": gens, "seeds_baseline": seeds_info, "wall_s": wall, "ablate": ablate},
                   "\n".join(lines), command=f"python benchmarks/generate.py --cells {','.join(cells)} --seeds {seeds} "
@@ -249,6 +257,7 @@ def main() -> None:
     ap.add_argument("--ablate", default="cora/gcn", help="cells also run without the graph condition")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--work", default=str(Path.home() / ".cache" / "gnnzoo_bench_generate"))
+    ap.add_argument("--smoke", action="store_true", help="tiny grids and stages, results to generate_smoke.*")
     ap.add_argument("--data-dir", default=os.environ.get("GNNZOO_DATA_DIR", str(ROOT.parent / "shared" / "data")))
     a = ap.parse_args()
     work = Path(a.work)
@@ -258,11 +267,11 @@ def main() -> None:
     t0 = time.perf_counter()
     grids = {}
     for cell in cells:
-        grids[cell] = build_grid(cell, work, a.data_dir)
+        grids[cell] = build_grid(cell, work, a.data_dir, a.smoke)
         print(f"[{time.perf_counter() - t0:6.0f}s] grid {cell}: {grids[cell]['configs']} configs, "
               f"{grids[cell]['wall_s']:.0f}s", flush=True)
-    todo = [(c, s, True, a.n, str(work), a.data_dir) for c in cells for s in range(a.seeds)]
-    todo += [(c, s, False, a.n, str(work), a.data_dir) for c in ablate for s in range(a.seeds)]
+    todo = [(c, s, True, a.n, str(work), a.data_dir, a.smoke) for c in cells for s in range(a.seeds)]
+    todo += [(c, s, False, a.n, str(work), a.data_dir, a.smoke) for c in ablate for s in range(a.seeds)]
     gens = []
     with mp.get_context("spawn").Pool(a.jobs) as pool:
         for res in pool.imap(gen_job, todo):
@@ -273,9 +282,10 @@ def main() -> None:
     seeds_info = {}
     for cell in cells:
         best = next(j["best"] for j in gens if j["cell"] == cell)
-        seeds_info[cell] = seeds_baseline(cell, best, a.seeds, a.n, work, a.data_dir)
+        seeds_info[cell] = seeds_baseline(cell, best, a.seeds, a.n, work, a.data_dir, a.smoke)
         print(f"[{time.perf_counter() - t0:6.0f}s] seeds baseline {cell}: {seeds_info[cell]['wall_s']:.0f}s", flush=True)
-    report(cells, grids, gens, seeds_info, a.seeds, a.n, time.perf_counter() - t0, ablate)
+    report(cells, grids, gens, seeds_info, a.seeds, a.n, time.perf_counter() - t0, ablate,
+           "generate_smoke" if a.smoke else "generate")
 
 
 if __name__ == "__main__":

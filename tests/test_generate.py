@@ -230,3 +230,17 @@ def test_a_search_without_a_completed_run_is_one_clear_error(tmp_path, monkeypat
     monkeypatch.setattr(gt, "collect", lambda *a, **k: pytest.fail("collected after a failed search"))
     with pytest.raises(ConfigError, match="no completed run.*diverged"):
         run_task(make_cfg(SYN + FAST, tmp_path, config_name="generate"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone,extra", [("sage", []), ("gat", []), ("gin", []), ("appnp", []), ("mlp", []),
+                                            ("gcn", ["generator.collect.target=all"])])
+def test_generate_runs_for_every_backbone(backbone, extra, tmp_path):
+    value = run_task(make_cfg(SYN + FAST + [f"backbone={backbone}", *extra], tmp_path, config_name="generate"))
+    zoo = Zoo(tmp_path / "zoo")
+    [gid] = zoo.df(kind="generated").run_id
+    model = zoo.load(gid)
+    assert value == pytest.approx(zoo[gid].record["metrics"]["gen/best_val"]) and 0 < value <= 1
+    names = zoo[[e.run_id for e in zoo.entries() if e.record["kind"] == "generator"
+                 and e.record["generator"]["stage"] == "collect"][0]].record["generator"]["names"]
+    assert set(names) == set(target_names(model, "all" if extra else "last"))
