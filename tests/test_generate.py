@@ -232,6 +232,24 @@ def test_a_search_without_a_completed_run_is_one_clear_error(tmp_path, monkeypat
         run_task(make_cfg(SYN + FAST, tmp_path, config_name="generate"))
 
 
+def test_the_latent_can_come_from_a_trained_neural_graph_encoder(tmp_path):
+    for i in range(6):  # a small zoo with snapshots (slow learning rates: accuracies that differ), for the encoder
+        run_task(make_cfg(SYN + [f"seed={i}", f"optimizer.lr={[1e-3, 2e-3, 3e-3, 5e-3, 1.5e-3, 4e-3][i]}",
+                                 "zoo.snapshot_every=3"], tmp_path))
+    run_task(make_cfg(SYN + ["encoder=stat", "encoder.epochs=3"], tmp_path))
+    [eid] = Zoo(tmp_path / "zoo").df(kind="encoder").run_id
+    with pytest.raises(ConfigError, match="has no entry"):
+        run_task(make_cfg(SYN + FAST + ["generator.autoencoder.encoder=0123456789abcdef"], tmp_path,
+                          config_name="generate"))
+    value = run_task(make_cfg(SYN + FAST + [f"generator.autoencoder.encoder={eid}", "generator.search.query={}"],
+                              tmp_path, config_name="generate"))
+    zoo = Zoo(tmp_path / "zoo")
+    ae = next(e for e in zoo.entries() if e.record["kind"] == "generator" and e.record["generator"]["stage"] == "autoencoder")
+    assert ae.record["generator"]["kwargs"]["embed_dim"] == 64 and "ae.embed_proj.1.weight" in ae.state_dict()
+    [gid] = zoo.df(kind="generated").run_id
+    assert 0 < value <= 1 and torch.isfinite(zoo[gid].file(SAMPLES)["params"]).all()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("backbone,extra", [("sage", []), ("gat", []), ("gin", []), ("appnp", []), ("mlp", []),
                                             ("gcn", ["generator.collect.target=all"])])

@@ -15,10 +15,13 @@ def _norm(c: int) -> nn.Module:
 
 class ParamAutoencoder(nn.Module):
     """``encode(x [B, P]) -> z [B, C, P' / fold^4]`` in [-1, 1]; ``decode(z) -> [B, P]``. The input is zero-
-    padded to a multiple of ``fold^len(enc_channels)``."""
+    padded to a multiple of ``fold^len(enc_channels)``.
+
+    With ``embed_dim``, the encoder is a frozen neural-graph encoder's embedding instead: ``encode(e [B,
+    embed_dim])`` maps it linearly (then Tanh) onto the same latent shape, and the decoder is unchanged."""
 
     def __init__(self, dim: int, fold: int = 3, enc_channels: Sequence[int] = (4, 4, 4, 4),
-                 dec_channels: Sequence[int] = (4, 64, 64, 8)):
+                 dec_channels: Sequence[int] = (4, 64, 64, 8), embed_dim: int | None = None):
         super().__init__()
         if len(enc_channels) != len(dec_channels):
             raise ValueError("enc_channels and dec_channels need the same number of blocks")
@@ -32,6 +35,10 @@ class ParamAutoencoder(nn.Module):
                                      nn.Conv1d(ch, ch, self.fold, stride=self.fold)))
             c = ch
         self.enc = nn.ModuleList(enc)
+        self.embed_dim = int(embed_dim) if embed_dim else None
+        if self.embed_dim:  # the conv encoder is not used: the latent is read from the embedding
+            self.enc = nn.ModuleList()
+            self.embed_proj = nn.Sequential(nn.LayerNorm(self.embed_dim), nn.Linear(self.embed_dim, self.latent_dim))
         dec = []
         for ch in dec_channels:
             dec.append(nn.Sequential(nn.ConvTranspose1d(c, ch, self.fold, stride=self.fold), nn.LeakyReLU(),
@@ -45,6 +52,10 @@ class ParamAutoencoder(nn.Module):
         return self.latent_shape[0] * self.latent_shape[1]
 
     def encode(self, x: Tensor) -> Tensor:
+        if self.embed_dim:
+            if x.size(-1) != self.embed_dim:
+                raise ValueError(f"this autoencoder reads {self.embed_dim}-dim embeddings, got {x.size(-1)}")
+            return torch.tanh(self.embed_proj(x)).view(x.size(0), *self.latent_shape)
         h = F.pad(x, (0, self.padded - self.dim)).unsqueeze(1)
         for i, block in enumerate(self.enc):
             h = block(h)

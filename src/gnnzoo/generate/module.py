@@ -39,8 +39,13 @@ class GeneratorModule(pl.LightningModule):
         self.losses: list[float] = []
         self.last_timesteps: Tensor | None = None  # the timesteps of the last diffusion batch (one per sample)
 
-    def ae_loss(self, x: Tensor) -> Tensor:
-        z = self.autoencoder.encode(x + self.noise_in * torch.randn_like(x))
+    def ae_loss(self, x: Tensor, embedding: Tensor | None = None) -> Tensor:
+        """Reconstruction MSE of ``x``; with ``embedding`` (an autoencoder built with ``embed_dim``) the latent is
+        read from the embedding of ``x`` (no input noise then: the embedding is fixed)."""
+        if embedding is not None:
+            z = self.autoencoder.encode(embedding)
+        else:
+            z = self.autoencoder.encode(x + self.noise_in * torch.randn_like(x))
         z = z + self.noise_latent * torch.randn_like(z)
         return F.mse_loss(self.autoencoder.decode(z), x)
 
@@ -53,8 +58,8 @@ class GeneratorModule(pl.LightningModule):
         return F.mse_loss(self.denoiser(zt, t, cond), eps)
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
-        (x,) = batch
-        loss = self.ae_loss(x) if self.stage == "autoencoder" else self.diffusion_loss(x)
+        x, emb = batch[0], (batch[1] if len(batch) > 1 else None)
+        loss = self.ae_loss(x, emb) if self.stage == "autoencoder" else self.diffusion_loss(x)
         if not math.isfinite(float(loss.detach())):
             from gnnzoo.utils.errors import DivergenceError
 

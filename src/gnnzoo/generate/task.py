@@ -96,6 +96,8 @@ def check_generator(cfg: DictConfig) -> None:
     from hydra.utils import instantiate
 
     target_names(instantiate(cfg.backbone), g.collect.target)  # a target that does not exist fails here
+    if g.autoencoder.get("encoder"):
+        neural_graph_encoder(Zoo(cfg.paths.zoo_dir), g.autoencoder.encoder)
 
 
 # ------------------------------------------------------------------------------------------- 1-2. search
@@ -266,10 +268,10 @@ def collect(cfg: DictConfig, best: ZooEntry, graph, names: list[str], seed: int)
 
 # ------------------------------------------------------------------------------------------- 4-5. train
 def _fit(module: GeneratorModule, data: torch.Tensor, steps: int, batch_size: int, seed: int, cfg: DictConfig,
-         loggers: list) -> float:
+         loggers: list, extra: torch.Tensor | None = None) -> float:
     from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
-    ds = TensorDataset(data)
+    ds = TensorDataset(data) if extra is None else TensorDataset(data, extra)
     sampler = RandomSampler(ds, replacement=True, num_samples=steps * batch_size,
                             generator=torch.Generator().manual_seed(int(seed)))
     loader = DataLoader(ds, batch_size=batch_size, sampler=sampler)
@@ -284,8 +286,21 @@ def _fit(module: GeneratorModule, data: torch.Tensor, steps: int, batch_size: in
     return sum(tail) / len(tail)
 
 
-def _ae_kwargs(a: DictConfig, dim: int) -> dict:
-    return {"dim": dim, "fold": int(a.fold), "enc_channels": list(a.enc_channels), "dec_channels": list(a.dec_channels)}
+def _ae_kwargs(a: DictConfig, dim: int, embed_dim: int | None = None) -> dict:
+    return {"dim": dim, "fold": int(a.fold), "enc_channels": list(a.enc_channels), "dec_channels": list(a.dec_channels),
+            "embed_dim": embed_dim}
+
+
+def neural_graph_encoder(zoo: Zoo, run_id: str):
+    """The trained neural-graph encoder ``generator.autoencoder.encoder`` names (a zoo entry of kind encoder)."""
+    from gnnzoo.weightspace.encoder import TrainedEncoder
+
+    entry = zoo.get(str(run_id))
+    if entry is None or entry.status != "completed" or entry.record.get("kind") != "encoder":
+        what = "no entry" if entry is None else f"a {entry.record.get('kind')!r} entry ({entry.status})"
+        raise ConfigError(f"generator.autoencoder.encoder={run_id}: {zoo.root} has {what} there; train one with "
+                          "`python train.py encoder=ng_gnn` on this zoo and pass its run id")
+    return TrainedEncoder.from_zoo(zoo, str(run_id))
 
 
 def _write_stage(zoo: Zoo, cfg: DictConfig, rid: str, parents: list[str], best: ZooEntry, info: dict,
@@ -372,22 +387,27 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         t0 = time.perf_counter()
         aid = hash_id({"stage": "autoencoder", "collect": cid, "autoencoder": plain["autoencoder"], "seed": seed})
         aentry = zoo.completed(aid)
-        ae = ParamAutoencoder(**_ae_kwargs(a, codec.dim))
+        emb = None
+        if a.get("encoder"):  # the latent is read from the neural-graph encoder's embedding of each checkpoint
+            enc = neural_graph_encoder(zoo, a.encoder)
+            emb = enc.embed([codec.full_state(base, v) for v in X], best.record["backbone"])
+        kwargs = _ae_kwargs(a, codec.dim, None if emb is None else int(emb.size(1)))
+        ae = ParamAutoencoder(**kwargs)
         norm = Normalizer(codec.dim)
         bs = int(g.get("batch_size") or X.size(0))
         if aentry is None:
             norm.fit(X, per_position=bool(a.normalize))
             pl.seed_everything(seed, workers=False, verbose=False)
-            ae = ParamAutoencoder(**_ae_kwargs(a, codec.dim))
+            ae = ParamAutoencoder(**kwargs)
             module = GeneratorModule(ae, stage="autoencoder", lr=a.lr, weight_decay=a.weight_decay,
                                      noise_in=a.noise_in, noise_latent=a.noise_latent)
-            loss = _fit(module, norm(X), int(a.steps), bs, seed, cfg, loggers)
+            loss = _fit(module, norm(X), int(a.steps), bs, seed, cfg, loggers, extra=emb)
             ae.eval()
             with torch.no_grad():
-                recon = norm.inverse(ae(norm(X)))
+                recon = norm.inverse(ae.decode(ae.encode(norm(X) if emb is None else emb)))
             rel = float(((recon - X).norm(dim=1) / X.norm(dim=1).clamp(min=1e-12)).mean())
             aentry = _write_stage(zoo, cfg, aid, [cid], best,
-                                  {"stage": "autoencoder", "kwargs": _ae_kwargs(a, codec.dim), "loss": loss,
+                                  {"stage": "autoencoder", "kwargs": kwargs, "loss": loss,
                                    "recon_rel_error": rel, "latent_shape": list(ae.latent_shape)},
                                   {**{f"ae.{k}": v for k, v in ae.state_dict().items()},
                                    "norm.mean": norm.mean, "norm.std": norm.std}, None, t0)
@@ -400,7 +420,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         ae.eval()
         walls["autoencoder_s"] = float(aentry.record["wall_time_s"])
         with torch.no_grad():
-            Z = ae.encode(norm(X))
+            Z = ae.encode(norm(X) if emb is None else emb)
 
         # 5. graph condition + latent diffusion
         dcfg, ccfg = g.diffusion, g.condition
