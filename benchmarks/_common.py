@@ -66,3 +66,15 @@ def mean_std(xs: Sequence[float]) -> tuple[float, float]:
     if not xs:
         return float("nan"), float("nan")
     return statistics.fmean(xs), (statistics.stdev(xs) if len(xs) > 1 else 0.0)
+
+
+def ci95(xs: Sequence[float]) -> float:
+    """Half-width of the 95% t-interval of the mean of ``xs`` (nan with fewer than two values)."""
+    import statistics
+
+    from scipy.stats import t
+
+    xs = [x for x in xs if x == x]
+    if len(xs) < 2:
+        return float("nan")
+    return float(t.ppf(0.975, len(xs) - 1) * statistics.stdev(xs) / len(xs) ** 0.5)

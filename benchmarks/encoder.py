@@ -32,7 +32,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, compose, md_table, mean_std, write_results  # noqa: E402
+from _common import ROOT, ci95, compose, md_table, mean_std, write_results  # noqa: E402
 
 ENCODERS = ["ng_gnn", "ng_transformer", "stat", "flat_mlp"]
 NEURAL = {"ng_gnn": ["encoder.model.d=16", "encoder.model.d_edge=8", "encoder.model.layers=2"],
@@ -202,6 +202,26 @@ def report(jobs: list[dict], sizes: dict, zoo_walls: dict, seeds: int, minutes: 
                   f"{100 * s['target_range'][0]:.1f}–{100 * s['target_range'][1]:.1f}"] for z, s in sizes.items()]
     lines += ["Zoo sizes (every checkpoint of the query; splits are by run, 70/15/15):", "",
               md_table(["zoo", "runs", "checkpoints", "backbones", "val acc range %"], size_rows), ""]
+    diff_rows = []  # paired by seed (same split, same encoder seed): neural encoder minus the stat baseline
+    for zoo_name in QUERIES:
+        for enc in ("ng_gnn", "ng_transformer"):
+            d = []
+            for s in range(seeds):
+                src = "cora_mixed" if zoo_name == "citeseer_transfer" else zoo_name
+                a_ = next((j for j in jobs if j["zoo"] == src and j["encoder"] == enc and j["seed"] == s), None)
+                b_ = next((j for j in jobs if j["zoo"] == src and j["encoder"] == "stat" and j["seed"] == s), None)
+                if a_ and b_ and a_["status"] == b_["status"] == "ok":
+                    ta, tb = ((a_["transfer"]["tau"], b_["transfer"]["tau"]) if zoo_name == "citeseer_transfer"
+                              else (a_["tau"], b_["tau"]))
+                    d.append(ta - tb)
+            if d:
+                m, h = mean_std(d)[0], ci95(d)
+                summary[zoo_name][enc]["tau_minus_stat"] = {"mean": m, "ci95": h}
+                inside = h == h and m - h <= 0 <= m + h
+                diff_rows.append([zoo_name, f"{enc} − stat", f"{m:+.3f} ± {h:.3f}",
+                                  "yes (no difference shown)" if inside else "no"])
+    lines += ["Paired differences in test τ (same split and seed; ± the 95% t-interval over seeds):", "",
+              md_table(["zoo", "difference", "mean ± 95% CI", "interval holds 0"], diff_rows), ""]
     a = summary["cora_gcn"]
     verdict = []
     for enc in ("ng_gnn", "ng_transformer"):
@@ -228,7 +248,8 @@ def report(jobs: list[dict], sizes: dict, zoo_walls: dict, seeds: int, minutes: 
                   md_table(["backbone", "epoch", "weights", "lr", "wd", "dropout", "run length", "true val %",
                             "pred val %", "rank error"], wr), ""]
     lines += ["Zoo training wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in zoo_walls.items()) +
-              f" (batched launcher; 0 when reused). Benchmark wall {wall:.0f} s. {seeds} seeds; "
+              f" (batched launcher). Encoder jobs: {sum(j['job_s'] for j in jobs):.0f} s in all (2 workers; a rerun reuses "
+              f"them from the cache). {seeds} seeds; "
               "seed s = split seed s and encoder seed s. Settings: see the docstring of benchmarks/encoder.py.", ""]
     write_results("encoder", {"summary": summary, "zoos": sizes, "zoo_train_s": zoo_walls, "jobs": jobs,
                               "minutes_cap": minutes, "wall_s": wall}, "\n".join(lines),
