@@ -43,6 +43,7 @@ from gnnzoo.tasks.backbone import train
 from gnnzoo.utils.config import backbone_config, check_config, check_one_method
 from gnnzoo.utils.errors import ConfigError
 from gnnzoo.utils.logging import close_loggers, console, instantiate_loggers
+from gnnzoo.utils.plots import log_image, png
 from gnnzoo.zoo.ids import hash_id
 from gnnzoo.zoo.record import build_record, now_iso
 from gnnzoo.zoo.store import Zoo, ZooEntry
@@ -314,27 +315,18 @@ def _write_stage(zoo: Zoo, cfg: DictConfig, rid: str, parents: list[str], best: 
 
 
 def _plot(path: Path, collected_val: list[float], gen_val, perturb_val, title: str) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(5, 3.2))
-        bins = 30
-        for vals, label, color in ((collected_val, "collected", "C0"), (gen_val, "generated", "C3"),
-                                   (perturb_val, "perturbed best", "C7")):
-            ax.hist([100 * float(v) for v in vals], bins=bins, alpha=0.55, label=label, color=color)
+    with png(path, "generator plot") as ax:
+        series = [([100 * float(v) for v in vals], label, color) for vals, label, color in
+                  ((collected_val, "collected", "C0"), (gen_val, "generated", "C3"), (perturb_val, "perturbed best", "C7"))]
+        values = [v for vals, _, _ in series for v in vals]
+        lo, hi = min(values), max(values)
+        bins = torch.linspace(lo - 0.05, hi + 0.05, 31).tolist()  # one set of bins for the three series
+        for vals, label, color in series:
+            ax.hist(vals, bins=bins, alpha=0.55, label=label, color=color)
         ax.set_xlabel("validation accuracy (%)")
         ax.set_ylabel("parameter sets")
         ax.set_title(title, fontsize=9)
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-    except Exception as e:  # a plot never fails the run
-        log.warning("generator plot not written: %s", e)
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -506,11 +498,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 _plot(plot, cvals, acc["val"].tolist(), qacc["val"].tolist(),
                       f"{cfg.dataset.name}/{best.record['backbone']}: pick val {100 * pv:.1f}, test {100 * pt:.1f}; "
                       f"nn ratio {metrics['gen/nn_ratio_median']:.2f}")
-                for lg in loggers:
-                    if type(lg).__name__ == "WandbLogger" and plot.is_file():
-                        import wandb
-
-                        lg.experiment.log({"gen/val_histogram": wandb.Image(str(plot))})
+                log_image(loggers, "gen/val_histogram", plot)
             for lg in loggers:
                 lg.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})
             skipped = False

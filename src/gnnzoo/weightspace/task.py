@@ -25,6 +25,7 @@ from torch_geometric.loader import DataLoader
 from gnnzoo.utils.config import check_config, check_one_method
 from gnnzoo.utils.errors import ConfigError
 from gnnzoo.utils.logging import close_loggers, console, instantiate_loggers
+from gnnzoo.utils.plots import log_image, png
 from gnnzoo.utils.seed import seed_everything
 from gnnzoo.weightspace.dataset import ZooGraphs, checkpoints, split_by_run
 from gnnzoo.weightspace.encoder import build_encoder, data_dims
@@ -53,13 +54,7 @@ def check_encoder(cfg: DictConfig) -> None:
 
 
 def _scatter_plot(preds: dict, path: Path, title: str) -> None:
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(4.2, 4))
+    with png(path, "encoder scatter plot", figsize=(4.2, 4)) as ax:
         lo, hi = 1.0, 0.0
         for split, color in (("val", "C0"), ("test", "C3")):
             if split in preds:
@@ -71,12 +66,6 @@ def _scatter_plot(preds: dict, path: Path, title: str) -> None:
         ax.set_ylabel("predicted (%)")
         ax.set_title(title, fontsize=9)
         ax.legend(fontsize=7)
-        fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-    except Exception as e:  # a plot must never fail the run
-        log.warning("encoder scatter plot not written: %s", e)
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -149,11 +138,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             plot = Path(out_dir) / f"encoder_{e.name}.png"
             _scatter_plot(module.best_preds, plot, f"{e.name}: τ val {metrics['encoder/val_tau']:.3f}, test "
                                                    f"{metrics.get('encoder/test_tau', float('nan')):.3f}")
-            for lg in loggers:
-                if type(lg).__name__ == "WandbLogger" and plot.is_file():
-                    import wandb
-
-                    lg.experiment.log({"encoder/predicted_vs_true": wandb.Image(str(plot))})
+            log_image(loggers, "encoder/predicted_vs_true", plot)
     except Exception as err:
         rec["error"] = f"{type(err).__name__}: {err}"
         rec.update(wall_time_s=time.perf_counter() - t0, finished_at=now_iso())
