@@ -262,3 +262,12 @@ def test_generate_runs_for_every_backbone(backbone, extra, tmp_path):
     names = zoo[[e.run_id for e in zoo.entries() if e.record["kind"] == "generator"
                  and e.record["generator"]["stage"] == "collect"][0]].record["generator"]["names"]
     assert set(names) == set(target_names(model, "all" if extra else "last"))
+
+
+def test_generate_logs_its_stages_and_plot_to_wandb(tmp_path):
+    import wandb
+
+    run_task(make_cfg(SYN + FAST + ["logger=wandb"], tmp_path, config_name="generate"))
+    assert wandb.run is None and (tmp_path / "out" / "generate.png").is_file()
+    runs = sorted((tmp_path / "out" / "wandb").glob("offline-run-*"))
+    assert runs and any(p.suffix == ".png" for r in runs for p in (r / "files").rglob("*"))

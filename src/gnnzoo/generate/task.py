@@ -339,12 +339,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     zoo = Zoo(cfg.paths.zoo_dir)
     zoo.check_writable()
     walls: dict[str, float] = {}
+    # 1-2. search and pick (each search run logs to its own W&B run and finishes it: this run's loggers start after)
+    entries, walls["search_s"] = light_search(cfg, zoo)
     loggers = instantiate_loggers(cfg)
     try:
         for lg in loggers:
             lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
-        # 1-2. search and pick
-        entries, walls["search_s"] = light_search(cfg, zoo)
         best = pick_best(entries)
         if graph_spec(best.record["config"]) != graph_spec(cfg):
             raise ConfigError(f"the best search run {best.run_id} was trained on another graph than "
