@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, md_table, mean_std, write_results  # noqa: E402
+from _common import ROOT, ci95, md_table, mean_std, write_results  # noqa: E402
 from grid import GRID as FULL_GRID  # noqa: E402
 
 SMALL_GRID = ["optimizer=sgd,adam", "optimizer.lr=0.01,0.05,0.1", "backbone.hidden_channels=16,32,64",
@@ -177,8 +177,8 @@ def report(cells: list[str], grids: dict, gens: list[dict], seeds_info: dict, se
         gd = [j["metrics"]["test/acc"] for j in js]
         pert = [j["metrics"]["gen/baseline_perturb_test"] for j in js]
         soup = [j["metrics"]["gen/baseline_soup_test"] for j in js]
-        picks = {int(k): v for k, v in seeds_info[cell]["picks"].items()}  # JSON keys are strings
-        seeds_acc = [picks[j["seed"]]["test"] for j in js]
+        picks = {int(k): v for k, v in seeds_info[cell]["picks"].items()} if cell in seeds_info else {}
+        seeds_acc = [picks[j["seed"]]["test"] for j in js if j["seed"] in picks]  # JSON keys are strings
         gd_walls = [light_wall + sum(j["walls"].values()) for j in js]
         rand = []
         for j, w in zip(js, gd_walls):
@@ -190,14 +190,24 @@ def report(cells: list[str], grids: dict, gens: list[dict], seeds_info: dict, se
         gm, gs = mean_std(gd)
         summary[cell] = {"grid_acc": grid_best["test"], "gnn_diff_acc": gm, "gnn_diff_std": gs,
                          "light_acc": light["test"], "random_acc": mean_std(rand)[0],
-                         "baseline_acc": {"seeds": mean_std(seeds_acc)[0], "perturb": mean_std(pert)[0],
+                         "baseline_acc": {"seeds": mean_std(seeds_acc)[0] if seeds_acc else None, "perturb": mean_std(pert)[0],
                                           "soup": mean_std(soup)[0]},
                          "gnn_diff_wall_s": statistics.fmean(gd_walls), "grid_wall_s": g["wall_s"],
                          "wall_ratio": statistics.fmean(gd_walls) / g["wall_s"],
                          "nn_ratio_median": statistics.median(nn), "seeds": len(js), "n": n}
+        summary[cell]["diff_ci95"] = {  # paired per generation seed; the grid is one number
+            "gnn_diff_minus_grid": [mean_std([x - grid_best["test"] for x in gd])[0], ci95([x - grid_best["test"] for x in gd])],
+            "gnn_diff_minus_perturb": [mean_std([a_ - b_ for a_, b_ in zip(gd, pert)])[0], ci95([a_ - b_ for a_, b_ in zip(gd, pert)])],
+            "gnn_diff_minus_soup": [mean_std([a_ - b_ for a_, b_ in zip(gd, soup)])[0], ci95([a_ - b_ for a_, b_ in zip(gd, soup)])]}
+        if seeds_acc:
+            dd = [a_ - b_ for a_, b_ in zip(gd, seeds_acc)]
+            summary[cell]["diff_ci95"]["gnn_diff_minus_seeds"] = [mean_std(dd)[0], ci95(dd)]
         nc = sorted([j for j in gens if j["cell"] == cell and not j["cond"]], key=lambda j: j["seed"])
         if nc:
             summary[cell]["gnn_diff_nocond_acc"] = mean_std([j["metrics"]["test/acc"] for j in nc])[0]
+            by_seed = {j["seed"]: j["metrics"]["test/acc"] for j in nc}
+            dd = [j["metrics"]["test/acc"] - by_seed[j["seed"]] for j in js if j["seed"] in by_seed]
+            summary[cell]["diff_ci95"]["condition_minus_nocondition"] = [mean_std(dd)[0], ci95(dd)]
 
         def f(xs):
             m, s = mean_std(xs)
@@ -211,7 +221,8 @@ def report(cells: list[str], grids: dict, gens: list[dict], seeds_info: dict, se
             ncw = [light_wall + sum(j["walls"].values()) for j in nc]
             rows.append([cell, "GNN-Diff without graph condition", f([j["metrics"]["test/acc"] for j in nc]), len(nc),
                          f"{statistics.fmean(ncw):.0f}"])
-        rows += [[cell, f"(a) best light config, {n} seeds", f(seeds_acc), len(js), f"{seeds_info[cell]['wall_s']:.0f} (all seeds)"],
+        rows += [[cell, f"(a) best light config, {n} seeds", f(seeds_acc) if seeds_acc else "not run (time)",
+                  len(seeds_acc), f"{seeds_info[cell]['wall_s']:.0f} (all seeds)" if cell in seeds_info else ""],
                  [cell, f"(b) {n} perturbations of the best checkpoint", f(pert), len(js), ""],
                  [cell, "(c) uniform soup of the collected checkpoints", f(soup), len(js), ""]]
         st = {k: statistics.fmean(j["walls"][k] for j in js) for k in ("collect", "autoencoder", "diffusion", "sample")}
@@ -233,20 +244,28 @@ def report(cells: list[str], grids: dict, gens: list[dict], seeds_info: dict, se
     for cell, s in summary.items():
         beat = s["gnn_diff_acc"] >= s["grid_acc"]
         fast = s["wall_ratio"] <= 0.2
-        best_base = max(s["baseline_acc"].items(), key=lambda kv: kv[1])
+        best_base = max(((k, v) for k, v in s["baseline_acc"].items() if v is not None and v == v), key=lambda kv: kv[1])
         verdict.append(f"- {cell}: GNN-Diff {100 * s['gnn_diff_acc']:.2f} vs grid {100 * s['grid_acc']:.2f} "
                        f"(**{'≥ grid' if beat else 'below grid'}**) at {s['wall_ratio']:.2f}× the grid's wall "
                        f"(**{'≤ 0.2×' if fast else '> 0.2×'}**); best control: {best_base[0]} {100 * best_base[1]:.2f}"
                        f"{' (matches or beats GNN-Diff)' if best_base[1] >= s['gnn_diff_acc'] else ''}; "
                        f"nn ratio median {s['nn_ratio_median']:.2f}.")
+    drows = [[cell, k.replace("_minus_", " − ").replace("_", " "), f"{100 * m:+.2f} ± {100 * h:.2f}",
+              "yes" if h == h and m - h <= 0 <= m + h else ("n/a" if h != h else "no")]
+             for cell, s_ in summary.items() for k, (m, h) in s_["diff_ci95"].items()]
+    lines += ["Differences in test accuracy (pt), paired per generation seed, ± the 95% t-interval:", "",
+              md_table(["cell", "difference", "mean ± 95% CI", "interval holds 0"], drows), ""]
+    compute = (sum(g["wall_s"] for g in grids.values()) + sum(j["job_s"] for j in gens) +
+               sum(v["wall_s"] for v in seeds_info.values()))
     lines += ["Target: GNN-Diff ≥ grid-search accuracy at ≤ 0.2× the grid's wall time.", "", *verdict, "",
-              f"Benchmark wall {wall:.0f} s; {seeds} generation seeds, N = {n} candidates for every best-by-val "
+              f"Compute: {compute:.0f} s of grids, generation jobs (2 workers) and seed runs; {seeds} generation seeds, N = {n} candidates for every best-by-val "
               "method; settings in the docstring of benchmarks/generate.py and conf/generator/none.yaml."]
     write_results(name, {"summary": summary, "grids": {c: {k: v for k, v in g.items() if k != "runs"}
                                                              for c, g in grids.items()},
                                "jobs": gens, "seeds_baseline": seeds_info, "wall_s": wall, "ablate": ablate},
                   "\n".join(lines), command=f"python benchmarks/generate.py --cells {','.join(cells)} --seeds {seeds} "
-                                            f"--n {n} --ablate {','.join(ablate)}")
+                                            f"--n {n} --ablate {','.join(ablate)}"
+                                            + (f" --seeds-cells {','.join(seeds_info)}" if set(seeds_info) != set(cells) else ""))
 
 
 def main() -> None:
@@ -256,6 +275,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=50, help="candidates per best-by-val method (GNN-Diff's samples too)")
     ap.add_argument("--ablate", default="cora/gcn", help="cells also run without the graph condition")
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--seeds-cells", default=None, help="cells that get control (a) (default: every cell)")
     ap.add_argument("--work", default=str(Path.home() / ".cache" / "gnnzoo_bench_generate"))
     ap.add_argument("--smoke", action="store_true", help="tiny grids and stages, results to generate_smoke.*")
     ap.add_argument("--data-dir", default=os.environ.get("GNNZOO_DATA_DIR", str(ROOT.parent / "shared" / "data")))
@@ -280,7 +300,7 @@ def main() -> None:
                   f"{100 * res['metrics']['test/acc']:.2f}, nn {res['metrics']['gen/nn_ratio_median']:.2f} "
                   f"({res['job_s']:.0f}s)", flush=True)
     seeds_info = {}
-    for cell in cells:
+    for cell in (a.seeds_cells.split(",") if a.seeds_cells else cells):
         best = next(j["best"] for j in gens if j["cell"] == cell)
         seeds_info[cell] = seeds_baseline(cell, best, a.seeds, a.n, work, a.data_dir, a.smoke)
         print(f"[{time.perf_counter() - t0:6.0f}s] seeds baseline {cell}: {seeds_info[cell]['wall_s']:.0f}s", flush=True)
