@@ -252,7 +252,7 @@ def report(jobs: list[dict], sizes: dict, zoo_walls: dict, seeds: int, minutes: 
               f"them from the cache). {seeds} seeds; "
               "seed s = split seed s and encoder seed s. Settings: see the docstring of benchmarks/encoder.py.", ""]
     write_results("encoder", {"summary": summary, "zoos": sizes, "zoo_train_s": zoo_walls, "jobs": jobs,
-                              "minutes_cap": minutes, "wall_s": wall}, "\n".join(lines),
+                              "minutes_cap": minutes, "this_invocation_s": wall}, "\n".join(lines),
                   command=f"python benchmarks/encoder.py --seeds {seeds} --minutes {minutes:g}")
 
 

@@ -263,7 +263,7 @@ def report(cells: list[str], grids: dict, gens: list[dict], seeds_info: dict, se
               "method; settings in the docstring of benchmarks/generate.py and conf/generator/none.yaml."]
     write_results(name, {"summary": summary, "grids": {c: {k: v for k, v in g.items() if k != "runs"}
                                                              for c, g in grids.items()},
-                               "jobs": gens, "seeds_baseline": seeds_info, "wall_s": wall, "ablate": ablate},
+                               "jobs": gens, "seeds_baseline": seeds_info, "this_invocation_s": wall, "ablate": ablate},
                   "\n".join(lines), command=f"python benchmarks/generate.py --cells {','.join(cells)} --seeds {seeds} "
                                             f"--n {n} --ablate {','.join(ablate)}"
                                             + (f" --seeds-cells {','.join(seeds_info)}" if set(seeds_info) != set(cells) else ""))
