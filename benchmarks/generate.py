@@ -261,12 +261,12 @@ def report(cells: list[str], grids: dict, gens: list[dict], seeds_info: dict, se
     lines += ["Target: GNN-Diff ≥ grid-search accuracy at ≤ 0.2× the grid's wall time.", "", *verdict, "",
               f"Compute: {compute:.0f} s of grids, generation jobs (2 workers) and seed runs; {seeds} generation seeds, N = {n} candidates for every best-by-val "
               "method; settings in the docstring of benchmarks/generate.py and conf/generator/none.yaml."]
-    write_results(name, {"summary": summary, "grids": {c: {k: v for k, v in g.items() if k != "runs"}
-                                                             for c, g in grids.items()},
+    write_results(name, {"summary": summary, "grids": grids,
                                "jobs": gens, "seeds_baseline": seeds_info, "this_invocation_s": wall, "ablate": ablate},
                   "\n".join(lines), command=f"python benchmarks/generate.py --cells {','.join(cells)} --seeds {seeds} "
                                             f"--n {n} --ablate {','.join(ablate)}"
-                                            + (f" --seeds-cells {','.join(seeds_info)}" if set(seeds_info) != set(cells) else ""))
+                                            + (f" --seeds-cells {','.join(seeds_info)}" if set(seeds_info) != set(cells) else "")
+                                            + (f" --out {name}" if name not in ("generate", "generate_smoke") else ""))
 
 
 def main() -> None:
@@ -279,6 +279,10 @@ def main() -> None:
     ap.add_argument("--seeds-cells", default=None, help="cells that get control (a) (default: every cell)")
     ap.add_argument("--work", default=str(Path.home() / ".cache" / "gnnzoo_bench_generate"))
     ap.add_argument("--smoke", action="store_true", help="tiny grids and stages, results to generate_smoke.*")
+    ap.add_argument("--out", default="generate", help="results name (benchmarks/results/<out>.{json,md})")
+    ap.add_argument("--merge-into", default=None,
+                    help="also add this run's cells to the summary of benchmarks/results/<name>.json (each tagged "
+                         "with the file that holds its tables)")
     ap.add_argument("--data-dir", default=os.environ.get("GNNZOO_DATA_DIR", str(ROOT.parent / "shared" / "data")))
     a = ap.parse_args()
     work = Path(a.work)
@@ -305,8 +309,23 @@ def main() -> None:
         best = next(j["best"] for j in gens if j["cell"] == cell)
         seeds_info[cell] = seeds_baseline(cell, best, a.seeds, a.n, work, a.data_dir, a.smoke)
         print(f"[{time.perf_counter() - t0:6.0f}s] seeds baseline {cell}: {seeds_info[cell]['wall_s']:.0f}s", flush=True)
-    report(cells, grids, gens, seeds_info, a.seeds, a.n, time.perf_counter() - t0, ablate,
-           "generate_smoke" if a.smoke else "generate")
+    name = "generate_smoke" if a.smoke else a.out
+    report(cells, grids, gens, seeds_info, a.seeds, a.n, time.perf_counter() - t0, ablate, name)
+    if a.merge_into and a.merge_into != name:
+        merge_summary(name, a.merge_into)
+
+
+def merge_summary(src: str, dst: str) -> None:
+    """Copy the summary cells of results/<src>.json into results/<dst>.json (tagged ``"from": "<src>.json"``)."""
+    from _common import RESULTS
+
+    new = json.loads((RESULTS / f"{src}.json").read_text())
+    path = RESULTS / f"{dst}.json"
+    old = json.loads(path.read_text())
+    for cell, s in new["summary"].items():
+        old["summary"][cell] = {**s, "from": f"{src}.json", "date": new["date"]}
+    path.write_text(json.dumps(old, indent=1) + "\n")
+    print(f"summary cells {sorted(new['summary'])} merged into {path}")
 
 
 if __name__ == "__main__":

@@ -84,7 +84,7 @@ def is_batchable_task(cfg: DictConfig) -> bool:
     method group set (such a job goes through its task, which runs the method or refuses the mix)."""
     task = cfg.get("task")
     return ((task is None or task.get("_target_") == BACKBONE_TASK) and int(cfg.zoo.get("parallel_models", 1)) == 1
-            and not active_methods(cfg))
+            and not active_methods(cfg) and not cfg.zoo.get("resumable", False))
 
 
 def _check_batchable(cfg: DictConfig) -> None:

@@ -49,6 +49,8 @@ class BackboneModule(pl.LightningModule):
         # callbacks, no scheduler): early stopping and best-val selection read last_eval directly
         self.log_to_lightning = True
         self.last_eval_epoch = -1
+        # a continued run (zoo.resumable) logs its epochs after the ones it already trained
+        self.epoch_offset = 0
         self.last_eval: dict[str, float] = {}
         self._tr_loss = self._tr_correct = self._tr_count = 0.0
 
@@ -136,7 +138,7 @@ class BackboneModule(pl.LightningModule):
         if self.loggers:
             metrics = {"val/acc": self.last_eval["val/acc"], "val/loss": self.last_eval["val/loss"], **self.last_train}
             for lg in self.loggers:
-                lg.log_metrics(metrics, step=self.current_epoch)
+                lg.log_metrics(metrics, step=self.current_epoch + self.epoch_offset)
 
     def validation_step(self, batch, batch_idx: int) -> None:
         self._record_eval(self._evaluate(batch))

@@ -12,6 +12,7 @@ import traceback
 from typing import Any, Callable, Sequence
 
 import pytorch_lightning as pl
+import torch
 from hydra.utils import instantiate
 from lightning_fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
@@ -29,10 +30,11 @@ from gnnzoo.utils.errors import RunInterrupted, mark_recorded
 from gnnzoo.utils.io import clean_stale_tmp
 from gnnzoo.utils.logging import close_loggers, console, instantiate_loggers, print_result
 from gnnzoo.utils.seed import seed_everything
-from gnnzoo.zoo.ids import init_id, run_id
+from gnnzoo.utils.errors import ConfigError
+from gnnzoo.zoo.ids import init_id, resumable_run_id, run_id
 from gnnzoo.zoo.record import build_record, now_iso
 from gnnzoo.zoo.recorder import ZooRecorder
-from gnnzoo.zoo.store import Zoo
+from gnnzoo.zoo.store import SNAPSHOTS, Zoo, ZooEntry, save_weights
 
 log = logging.getLogger("gnnzoo")
 
@@ -41,6 +43,49 @@ def _instantiate_dict(node: DictConfig | None) -> list:
     if not node:
         return []
     return [instantiate(v) for v in node.values() if v is not None and "_target_" in v]
+
+
+RESUME = "resume"  # a resumable run's training state: resume/epoch_XXXX.pt (optimizer, scheduler, RNG)
+
+
+class _TrainingState(pl.Callback):
+    """Restores a continued run's optimizer, scheduler and RNG state when training starts, and keeps
+    them when it ends (``zoo.resumable``), so E epochs then Δ more give the curve E + Δ epochs give."""
+
+    def __init__(self, state: dict | None):
+        self.state = state
+        self.final: dict | None = None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.state is None:
+            return
+        trainer.optimizers[0].load_state_dict(self.state["optimizer"])
+        if self.state.get("scheduler") is not None and trainer.lr_scheduler_configs:
+            trainer.lr_scheduler_configs[0].scheduler.load_state_dict(self.state["scheduler"])
+        torch.set_rng_state(self.state["rng"])
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        sch = trainer.lr_scheduler_configs[0].scheduler.state_dict() if trainer.lr_scheduler_configs else None
+        self.final = {"optimizer": trainer.optimizers[0].state_dict(), "scheduler": sch, "rng": torch.get_rng_state()}
+        # the last epoch's weights (the backbone is set to the best-val ones after the fit)
+        self.last_weights = {k: v.detach().clone() for k, v in pl_module.backbone.state_dict().items()}
+
+
+def _resume_point(entry: ZooEntry) -> tuple[int, dict, dict]:
+    """(epochs trained, last weights, training state) of a resumable entry; ZooError if they are unusable."""
+    from gnnzoo.zoo.store import ZooError
+
+    rec = entry.record
+    done = int(rec.get("epochs_trained") or 0)
+    info = rec.get("resume") or {}
+    if not done or info.get("epoch") != done:
+        raise ZooError(f"zoo entry {entry.run_id} has no training state to continue from (not a resumable run)")
+    try:
+        state = torch.load(str(entry.path / info["file"]), map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise ZooError(f"training state {entry.path / info['file']} of zoo entry {entry.run_id} cannot be read "
+                       f"({type(e).__name__}: {e}); delete the entry to train the run from scratch") from e
+    return done, entry.snapshot(done), state
 
 
 def train(cfg: DictConfig, *, kind: str = "run", rid: str | None = None, parents: Sequence[str] = (),
@@ -62,12 +107,21 @@ def train(cfg: DictConfig, *, kind: str = "run", rid: str | None = None, parents
     check_config(cfg)
     zoo = Zoo(cfg.paths.zoo_dir)
     plain = OmegaConf.to_container(cfg, resolve=True)  # resolved once: run id and record both read it
-    rid = rid or run_id(plain)
+    resumable = bool(cfg.zoo.get("resumable", False))
+    if resumable and (kind != "run" or rid is not None or masker is not None):
+        raise ConfigError("zoo.resumable=true is for plain backbone runs (task=backbone), not for a method's runs")
+    rid = rid or (resumable_run_id(plain) if resumable else run_id(plain))
+    prior = None  # a resumable run trained to fewer epochs than asked: continued from its state
     if cfg.zoo.skip_completed:
         done = zoo.completed(rid)
-        if done is not None:
+        if done is not None and resumable and not done.record.get("stopped_early") and \
+                int(done.record.get("epochs_trained") or 0) < int(cfg.trainer.max_epochs):
+            prior = _resume_point(done)
+            console.print(f"continue run {rid} from epoch {prior[0]} to {cfg.trainer.max_epochs}")
+        elif done is not None:
             console.print(f"[yellow]skip[/] run {rid}: already completed in {zoo.root}")
-            return {**done.record.get("metrics", {}), "run_id": rid, "skipped": True, "entry_dir": str(done.path)}
+            return {**done.record.get("metrics", {}), "run_id": rid, "skipped": True, "entry_dir": str(done.path),
+                    "epochs_trained": done.record.get("epochs_trained")}
     if cfg.zoo.enabled:
         zoo.check_writable()
         clean_stale_tmp(zoo.entry_dir(rid))  # left by a job killed mid-write
@@ -76,12 +130,21 @@ def train(cfg: DictConfig, *, kind: str = "run", rid: str | None = None, parents
     t0 = time.perf_counter()
     recorder = ZooRecorder(cfg.monitor.metric, cfg.monitor.mode, cfg.zoo.snapshot_every,
                            zoo.entry_dir(rid) if cfg.zoo.enabled else None, cfg.monitor.get("patience"))
+    state_cb = _TrainingState(None)
+    if prior is not None:
+        old = zoo[rid]
+        recorder.resume_from(old.record, old.state_dict(), prior[0])
+        state_cb = _TrainingState(prior[2])
+        rec["stages"] = list(old.record.get("stages") or [])
+        rec["started_at"] = old.record.get("started_at", rec["started_at"])
     loggers: list = []
     interrupted = False
     try:
         graph = load_graph(cfg)
         backbone = build_backbone(cfg)
         rec["init_id"] = init_id(backbone.state_dict())
+        if prior is not None:
+            backbone.load_state_dict(prior[1])  # the weights of its last epoch
         method_callbacks = prepare(backbone) if prepare else []
         seed_everything(cfg.seed)
         data_cfg = OmegaConf.to_container(cfg.data)
@@ -100,14 +163,17 @@ def train(cfg: DictConfig, *, kind: str = "run", rid: str | None = None, parents
         for lg in loggers:
             lg.log_hyperparams({**plain, "run_id": rid, "init_id": rec["init_id"]})
         extra = {"limit_val_batches": 0} if fused else {}
+        if prior is not None:
+            module.epoch_offset = prior[0]
+            extra["max_epochs"] = int(cfg.trainer.max_epochs) - prior[0]
         callbacks = _instantiate_dict(cfg.get("callbacks"))
         # gnnzoo's bar unless a configured callback is a progress bar (then Lightning uses that); after the
         # recorder, so its epoch-end postfix shows the best value including this epoch
         own_bar = []
         if cfg.trainer.get("enable_progress_bar", True) and not any(isinstance(c, ProgressBar) for c in callbacks):
             own_bar = [EpochProgressBar()]
-        trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks + method_callbacks + [recorder] + own_bar,
-                                          logger=loggers or False, **extra)
+        run_callbacks = callbacks + method_callbacks + ([state_cb] if resumable else []) + [recorder] + own_bar
+        trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=run_callbacks, logger=loggers or False, **extra)
         # EpochProgressBar reads the module directly; anything else may read Lightning's logged metrics
         module.log_to_lightning = bool(callbacks or module.scheduler_factory
                                        or (trainer.progress_bar_callback is not None and not own_bar))
@@ -130,6 +196,15 @@ def train(cfg: DictConfig, *, kind: str = "run", rid: str | None = None, parents
                             "best/epoch": recorder.best_epoch})
         rec.update(status="completed", best_epoch=recorder.best_epoch, best_val=recorder.best_value,
                    test_at_best_val=metrics["test/acc"], metrics=metrics)
+        if resumable:
+            epochs = (prior[0] if prior else 0) + int(trainer.current_epoch)
+            metrics["epochs_trained"] = epochs
+            if cfg.zoo.enabled and rank_zero_only.rank == 0:
+                _write_resume_point(zoo.entry_dir(rid), recorder, state_cb, epochs)
+            rec.update(epochs_trained=epochs, stopped_early=recorder.stopped_epoch is not None,
+                       resume={"file": f"{RESUME}/epoch_{epochs:04d}.pt", "epoch": epochs},
+                       stages=rec.get("stages", []) + [{"epochs": epochs, "wall_time_s": time.perf_counter() - t0,
+                                                        "finished_at": now_iso()}])
     except (RunInterrupted, KeyboardInterrupt):
         interrupted = True  # left unrecorded: a relaunch (or a requeued job) runs it again
         raise
@@ -149,8 +224,25 @@ def train(cfg: DictConfig, *, kind: str = "run", rid: str | None = None, parents
     return {**metrics, "run_id": rid, "skipped": False, "entry_dir": str(entry) if entry else None}
 
 
+def _write_resume_point(entry_dir, recorder: ZooRecorder, state_cb: _TrainingState, epochs: int) -> None:
+    """A resumable run's last weights (as the snapshot of its last epoch) and its training state, written
+    before its record: the record names them, so a kill at any point leaves the old record and its old state."""
+    import io
+
+    from gnnzoo.utils.io import atomic_write_bytes
+
+    rel = f"{SNAPSHOTS}/epoch_{epochs:04d}.safetensors"
+    save_weights(entry_dir / rel, state_cb.last_weights, metadata={"epoch": str(epochs)})
+    recorder.snapshots = [s for s in recorder.snapshots if s["epoch"] != epochs] + [{"epoch": epochs, "file": rel}]
+    buf = io.BytesIO()
+    torch.save(state_cb.final, buf)
+    atomic_write_bytes(entry_dir / RESUME / f"epoch_{epochs:04d}.pt", buf.getvalue())
+
+
 def _write(zoo: Zoo, rec: dict, recorder: ZooRecorder, t0: float, files: dict | None):
-    rec.update(wall_time_s=time.perf_counter() - t0, finished_at=now_iso(), curves=recorder.curves,
+    stages = rec.get("stages") or []
+    prior_wall = sum(s["wall_time_s"] for s in stages[:-1]) if rec.get("resume") else 0.0
+    rec.update(wall_time_s=prior_wall + time.perf_counter() - t0, finished_at=now_iso(), curves=recorder.curves,
                snapshots=recorder.snapshots)
     return zoo.write(rec, recorder.best_state if rec["status"] == "completed" else None, files=files)
 
@@ -160,6 +252,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     Returns the run's metrics with ``value`` (the monitored metric; for several seeds, their mean)."""
     check_one_method(cfg, "backbone")
     n = int(cfg.zoo.get("parallel_models", 1))
+    if n > 1 and cfg.zoo.get("resumable"):
+        raise ConfigError("zoo.resumable=true trains one model per run; it cannot be combined with "
+                          f"zoo.parallel_models={n} (batched runs keep no optimizer state to continue from)")
     if n == 1:
         result = train(cfg)
         print_result(cfg, result)

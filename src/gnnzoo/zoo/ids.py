@@ -73,6 +73,21 @@ def run_id(cfg: DictConfig | Mapping[str, Any], engine: str = "single") -> str:
     return hash_id(identity_config(cfg, engine))
 
 
+# What a resumable run's id leaves out: the budget it has been trained to (``zoo.resumable``; see
+# gnnzoo.tasks.backbone.train), so the same run continued to more epochs keeps its id.
+RESUMABLE_IGNORE = ("trainer.max_epochs",)
+
+
+def resumable_run_id(cfg: DictConfig | Mapping[str, Any], engine: str = "single") -> str:
+    """The id of a resumable backbone run (``zoo.resumable=true``): its identity without ``trainer.max_epochs``,
+    marked ``resumable`` so it never equals the id of a plain run."""
+    tree = identity_config(cfg, engine)
+    for key in RESUMABLE_IGNORE:
+        _drop(tree, key)
+    tree["resumable"] = True
+    return hash_id(tree)
+
+
 def tensors_digest(state: Mapping[str, torch.Tensor]) -> str:
     """sha256 over names, dtypes, shapes and bytes of a state dict (order independent)."""
     h = hashlib.sha256()

@@ -19,6 +19,9 @@ class ZooRecorder(pl.Callback):
     * stops training when ``monitor`` has not improved for ``patience`` evaluated epochs
       (``None`` = never), so one monitor block drives selection and early stopping;
     * every ``snapshot_every`` epochs writes ``snapshots/epoch_XXXX.safetensors`` into ``entry_dir``.
+
+    A continued run (``zoo.resumable``) starts from its earlier state with :meth:`resume_from`: its curves,
+    best value, best weights and snapshots, and ``epoch_offset`` = the epochs it has already trained.
     """
 
     def __init__(self, monitor: str = "val/acc", mode: str = "max", snapshot_every: int = 0,
@@ -36,6 +39,15 @@ class ZooRecorder(pl.Callback):
         self.best_state: dict[str, torch.Tensor] | None = None
         self.best_masker_state: dict[str, torch.Tensor] | None = None  # pl_module.masker's, if it has one
         self.snapshots: list[dict] = []
+        self.epoch_offset = 0
+
+    def resume_from(self, record: dict, best_state: dict[str, torch.Tensor], epochs_done: int) -> None:
+        self.curves = {k: list(v) for k, v in (record.get("curves") or {"epoch": []}).items()}
+        self.curves.setdefault("epoch", [])
+        self.best_value, self.best_epoch = record.get("best_val"), record.get("best_epoch")
+        self.best_state = {k: v.detach().clone() for k, v in best_state.items()}
+        self.snapshots = list(record.get("snapshots") or [])
+        self.epoch_offset = int(epochs_done)
 
     def _better(self, v: float) -> bool:
         if math.isnan(v):
@@ -47,9 +59,9 @@ class ZooRecorder(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Lightning 2 runs the validation loop inside the epoch, before on_train_epoch_end; with
         # fused evaluation the module evaluates after the optimizer step. Either way last_eval is fresh.
-        epoch = int(trainer.current_epoch)
-        if pl_module.last_eval_epoch != epoch:
+        if pl_module.last_eval_epoch != trainer.current_epoch:
             return  # not evaluated this epoch (check_val_every_n_epoch > 1)
+        epoch = int(trainer.current_epoch) + self.epoch_offset
         metrics = dict(pl_module.last_eval)
         metrics.update(pl_module.last_train)
         self.curves["epoch"].append(epoch)
@@ -77,7 +89,7 @@ class ZooRecorder(pl.Callback):
         if self.snapshot_every and self.entry_dir and trainer.is_global_zero and (epoch + 1) % self.snapshot_every == 0:
             rel = f"{SNAPSHOTS}/epoch_{epoch + 1:04d}.safetensors"
             save_weights(self.entry_dir / rel, pl_module.backbone.state_dict(), metadata={"epoch": str(epoch + 1)})
-            self.snapshots.append({"epoch": epoch + 1, "file": rel})
+            self.snapshots = [s for s in self.snapshots if s["epoch"] != epoch + 1] + [{"epoch": epoch + 1, "file": rel}]
 
     def metric_at_best(self, key: str) -> float | None:
         if self.best_epoch is None or key not in self.curves:
