@@ -35,13 +35,12 @@ import json
 import multiprocessing as mp
 import os
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, ci95, md_table, mean_std, write_results  # noqa: E402
+from _common import ROOT, ci95, md_table, mean_std, train_multirun, write_results  # noqa: E402
 from grid import GRID as FULL_GRID  # noqa: E402
 
 SMALL_GRID = ["optimizer=sgd,adam", "optimizer.lr=0.01,0.05,0.1", "backbone.hidden_channels=16,32,64",
@@ -58,14 +57,7 @@ COMMON = ["logger=none", "monitor.patience=null", "trainer.max_epochs=200", "ext
 
 
 def _train_multirun(overrides: list[str], zoo: Path, work: Path, data_dir: str, tag: str, max_models: int = 180) -> float:
-    cmd = [sys.executable, str(ROOT / "train.py"), "-m", "hydra/launcher=batched", f"hydra.launcher.max_models={max_models}",
-           "hydra.launcher.progress=false", *COMMON, *overrides, f"paths.zoo_dir={zoo}", f"paths.data_dir={data_dir}",
-           f"paths.cache_dir={work / 'cache'}", f"hydra.sweep.dir={work / 'sweeps' / tag}"]
-    t0 = time.perf_counter()
-    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
-    if p.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd[1:])}\n{p.stderr[-3000:]}")
-    return time.perf_counter() - t0
+    return train_multirun(COMMON + overrides, zoo, work, data_dir, tag, max_models)
 
 
 def build_grid(cell: str, work: Path, data_dir: str, smoke: bool = False) -> dict:
