@@ -38,3 +38,349 @@ def test_resumable_refuses_batched_seeds(tmp_path):
 
     with pytest.raises(ConfigError, match="parallel_models"):
         run(make_cfg(SYN + ["zoo.resumable=true", "zoo.parallel_models=2"], tmp_path))
+
+
+# ---------------------------------------------------------------------------------------------- search space
+def test_search_space_parses_the_optuna_grammar_and_encodes_into_the_unit_cube():
+    import numpy as np
+
+    from gnnzoo.search.space import SearchSpace, split_arguments, to_overrides
+
+    s = SearchSpace({"optimizer.lr": "tag(log, interval(1e-4, 1e-1))", "backbone.dropout": "interval(0.0, 0.8)",
+                     "backbone.hidden_channels": "choice(16, 32, 64)", "optimizer": "adam,sgd",
+                     "backbone.num_layers": "range(2, 5)"})
+    kinds = {d.key: (d.kind, d.log) for d in s.dims}
+    assert kinds["optimizer.lr"] == ("interval", True) and kinds["backbone.hidden_channels"] == ("choice", False)
+    assert [d.values for d in s.dims if d.key == "backbone.num_layers"] == [[2, 3, 4]]
+    assert s.width == 1 + 1 + 1 + 2 + 1  # the categorical optimizer is one-hot
+    rng = np.random.default_rng(0)
+    for p in s.candidates(50, rng):
+        x = s.encode(p)
+        assert all(0.0 <= v <= 1.0 for v in x)
+        assert 1e-4 <= p["optimizer.lr"] <= 1e-1
+    assert s.encode({"optimizer.lr": 1e-4, "backbone.dropout": 0.8, "backbone.hidden_channels": 64,
+                     "optimizer": "sgd", "backbone.num_layers": 2}) == [0.0, 1.0, 1.0, 0.0, 1.0, 0.0]
+    mid = s.dims[0].encode(math_sqrt(1e-4 * 1e-1))[0]
+    assert abs(mid - 0.5) < 1e-9  # log scale
+    grid = SearchSpace({"a": "choice(1, 2, 3)", "b": "x,y"})
+    assert len(grid.candidates(512, rng)) == 6  # a finite grid smaller than n: all of it
+    assert to_overrides({"a": 1, "b": None, "c": True}) == ["a=1", "b=null", "c=true"]
+    fixed, space = split_arguments(["dataset=cora", "optimizer.lr=tag(log, interval(1e-3, 1e-1))", "seed=0,1"])
+    assert fixed == ["dataset=cora"] and set(space) == {"optimizer.lr", "seed"}
+
+
+def math_sqrt(x):
+    import math
+
+    return math.sqrt(x)
+
+
+@pytest.mark.parametrize("params, match", [
+    ({}, "empty"),
+    ({"optimizer.lr": "tag(log, interval(0, 1))"}, "low > 0"),
+    ({"optimizer.lr": "interval(1, 1)"}, "low < high"),
+    ({"optimizer.lr": "tag(log, choice(0, 0.1))"}, "positive"),
+    ({"optimizer.lr": "interval(0.1"}, "override grammar"),
+])
+def test_search_space_errors_are_clear(params, match):
+    from gnnzoo.search.space import SearchSpace
+
+    with pytest.raises(ConfigError, match=match):
+        SearchSpace(params)
+
+
+# ---------------------------------------------------------------------------------------------- the surrogate
+def test_deep_kernel_gp_ranks_a_smooth_function_and_reports_a_failed_fit():
+    import torch
+
+    from gnnzoo.search.surrogate import DeepKernelSurrogate, Inputs, kendall_tau
+
+    def inputs(x):
+        n = len(x)
+        return Inputs(x[:, None], torch.full((n,), 0.5), torch.zeros(n, 4), torch.zeros(n, 4), torch.zeros(n, 0),
+                      torch.zeros(n))
+
+    g = torch.Generator().manual_seed(0)
+    x, xt = torch.rand(40, generator=g), torch.rand(40, generator=g)
+    f = lambda v: torch.sin(3 * v) + 0.5 * v  # noqa: E731
+    sur = DeepKernelSurrogate(1, 4, 0, use_weights=False, fit_steps_initial=150, seed=0)
+    assert sur.fit(inputs(x), f(x)) is None
+    mean, std = sur.predict(inputs(xt))
+    assert kendall_tau(mean.tolist(), f(xt).tolist()) > 0.6
+    assert (std > 0).all()
+    assert kendall_tau([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert kendall_tau([1, 2, 3, 4], [40, 30, 20, 10]) == pytest.approx(-1.0)
+
+    def boom(*a, **k):
+        raise FloatingPointError("surrogate loss became nan")
+
+    sur._train = boom
+    err = sur.fit(inputs(x), f(x))
+    assert err is not None and "FloatingPointError" in err and sur.model is None
+
+
+# ---------------------------------------------------------------------------------------------- the loop
+def _toy_runner(calls, fail=None):
+    """Curves of a made-up learner; the 'weights' are [epochs trained, last value]: they tell which checkpoint
+    the search was given."""
+    import math
+
+    from gnnzoo.search.loop import Result
+
+    def curve(p, n):
+        a = 0.9 - 0.2 * abs(math.log10(p["lr"]) + 2) - 50 * p["wd"]
+        return [a * (1 - math.exp(-(e + 1) * p["lr"] * 20)) for e in range(n)]
+
+    def run(launches):
+        out = []
+        for ln in launches:
+            calls.append((ln.tid, ln.start, ln.target))
+            if fail is not None and fail(ln.point):
+                out.append(Result(ok=False, error="diverged"))
+                continue
+            c = curve(ln.point, ln.target)
+            out.append(Result(ok=True, epochs=ln.target, curve=c, value=max(c), test=max(c) - 0.01,
+                              weights=[float(ln.target), c[-1]]))
+        return out
+
+    return run
+
+
+TOY_SPACE = {"lr": "tag(log, choice(0.001, 0.003, 0.01, 0.03, 0.1))", "wd": "choice(0, 0.0001, 0.001)"}
+
+
+def _settings(**kw):
+    from gnnzoo.search.loop import Settings
+
+    base = dict(budget=60, max_epochs=12, n_initial=3, b0=2, delta=3, surrogate="fms", seed=0,
+                fit_steps_initial=40, refit_steps=10)
+    return Settings(**{**base, **kw})
+
+
+@pytest.mark.parametrize("kw", [dict(surrogate="fms"), dict(surrogate="dyhpo", batch_size=3, budget=61),
+                                dict(surrogate="random", budget=30)])
+def test_the_loop_spends_exactly_its_budget_and_never_more(kw):
+    from gnnzoo.search.loop import Search
+    from gnnzoo.search.space import SearchSpace
+
+    calls = []
+    st = Search(SearchSpace(TOY_SPACE), _settings(**kw), _toy_runner(calls)).run()
+    paid = sum(t - s for _, s, t in calls)
+    assert paid == st["spent"] <= kw.get("budget", 60)
+    assert st["spent"] >= kw.get("budget", 60) - _settings().max_epochs  # it does not stop early either
+    assert all(h["spent"] <= kw.get("budget", 60) for h in st["history"])
+    for tid, s, t in calls:  # a continuation starts where the trial stopped
+        assert t <= 12 and t > s
+    by_trial = {}
+    for tid, s, t in calls:
+        assert s == by_trial.get(tid, 0)
+        by_trial[tid] = t
+    if kw["surrogate"] == "random":
+        assert all(s == 0 and t == 12 for _, s, t in calls[:-1])
+
+
+def test_a_candidate_is_only_scored_with_what_it_has_trained_to():
+    """The rows the surrogate is fitted on and the rows it scores: every curve and every checkpoint is from
+    before the budget the row forecasts (weights[0] is the checkpoint's epoch, in the toy runner)."""
+    from gnnzoo.search.loop import Search
+    from gnnzoo.search.space import SearchSpace
+
+    checked = {"train": 0, "cand": 0}
+
+    class Checked(Search):
+        def _training_rows(self):
+            rows, ys = super()._training_rows()
+            for point, target, curve, w in rows:
+                assert target > len(curve)
+                assert (w is None) == (len(curve) == 0)
+                assert w is None or w[0] == len(curve)
+                checked["train"] += 1
+            return rows, ys
+
+        def _candidate_rows(self):
+            launches, rows = super()._candidate_rows()
+            for ln, (point, target, curve, w) in zip(launches, rows):
+                trained = self.state["trials"].get(ln.tid, {}).get("epochs", 0)
+                assert ln.start == trained == len(curve) and target == ln.target > trained
+                assert w is None if trained == 0 else w[0] == trained
+                checked["cand"] += 1
+            return launches, rows
+
+    calls = []
+    Checked(SearchSpace(TOY_SPACE), _settings(), _toy_runner(calls)).run()
+    assert checked["train"] > 20 and checked["cand"] > 100
+
+
+def test_seeds_are_applied_and_failures_and_fallbacks_are_recorded(monkeypatch):
+    from gnnzoo.search import surrogate as sur_mod
+    from gnnzoo.search.loop import Search
+    from gnnzoo.search.space import SearchSpace
+
+    space = SearchSpace(TOY_SPACE)
+    runs = [[], [], []]
+    for calls, seed in zip(runs, (0, 0, 1)):
+        Search(space, _settings(seed=seed, budget=30), _toy_runner(calls)).run()
+    assert runs[0] == runs[1] and runs[0] != runs[2]
+
+    calls = []
+    st = Search(space, _settings(budget=40), _toy_runner(calls, fail=lambda p: p["lr"] == 0.1)).run()
+    failed = [t for t in st["trials"].values() if t["status"] == "failed"]
+    assert all(t["point"]["lr"] == 0.1 and t["error"] == "diverged" for t in failed)
+    assert st["spent"] <= 40 and st["done"]
+    assert not [c for c in calls if c[1] > 0 and "lr=0.1," in c[0]]  # a failed trial is not continued
+
+    def boom(self, *a, **k):
+        raise FloatingPointError("surrogate loss became nan")
+
+    monkeypatch.setattr(sur_mod.DeepKernelSurrogate, "_train", boom)
+    calls = []
+    st = Search(space, _settings(budget=30), _toy_runner(calls)).run()
+    assert st["fallbacks"] and "FloatingPointError" in st["fallbacks"][0]["error"]
+    assert st["spent"] == 30 and all(h.get("fallback") for h in st["history"][1:])
+
+
+def test_a_killed_loop_resumes_from_its_state_without_redoing_trials():
+    import json
+
+    from gnnzoo.search.loop import Search
+    from gnnzoo.search.space import SearchSpace
+
+    saved = {}
+
+    class Killed(Exception):
+        pass
+
+    calls = []
+    inner = _toy_runner(calls)
+
+    def dying(launches):
+        if len(calls) >= 8:
+            raise Killed
+        return inner(launches)
+
+    space = SearchSpace(TOY_SPACE)
+    with pytest.raises(Killed):
+        Search(space, _settings(), dying, save=lambda st: saved.update(st=json.loads(json.dumps(st)))).run()
+    st = saved["st"]
+    assert st["pending"] and not st["done"]
+    before = {tid: list(t["obs"]) for tid, t in st["trials"].items() if t["obs"]}
+    n_before = len(calls)
+    st = Search(space, _settings(), inner, state=st).run()
+    resumed = calls[n_before:]
+    assert resumed[: len(saved["st"]["pending"])] == [(p["tid"], p["start"], p["target"]) for p in saved["st"]["pending"]]
+    for tid, obs in before.items():  # finished observations are kept, never redone
+        assert st["trials"][tid]["obs"][: len(obs)] == obs
+    assert st["done"] and st["spent"] <= 60
+    assert sum(t - s for _, s, t in calls) == st["spent"]
+
+
+# ---------------------------------------------------------------------------------------------- the sweeper
+FMS_ARGS = ["-m", "hydra/sweeper=fms", "hydra.sweeper.n_initial=2", "hydra.sweeper.b0=2", "hydra.sweeper.delta=2",
+            "hydra.sweeper.max_epochs=6", "hydra.sweeper.fit_steps_initial=40", "hydra.sweeper.refit_steps=10",
+            "optimizer=sgd", "optimizer.momentum=0", "optimizer.lr=choice(0.05, 0.2, 1e30)",
+            "backbone.dropout=0.0,0.5", "dataset=synthetic", "dataset.loader.num_nodes=300",
+            "backbone.hidden_channels=8", "monitor.patience=null", "logger=none", "trainer.enable_progress_bar=false"]
+
+
+def _search_state(tmp_path):
+    import json
+
+    (state_file,) = (tmp_path / "zoo" / ".searches").glob("*/state.json")
+    return json.loads(state_file.read_text())
+
+
+def _job_dirs(tmp_path):
+    return [d for run in (tmp_path / "logs" / "train" / "multiruns").iterdir() for d in run.iterdir() if d.is_dir()]
+
+
+def test_fms_sweeper_end_to_end_through_hydra(tmp_path):
+    """A search on synthetic data: continued trials keep their run id and curve, the zoo's epochs add up to
+    the budget spent (never more), a diverging trial is recorded and the search goes on, results are written,
+    and the same command again does no new work."""
+    import yaml
+    from test_sweeps import run_train
+
+    p = run_train(FMS_ARGS + ["hydra.sweeper.budget=20"], tmp_path)
+    assert "FMS search done" in p.stderr + p.stdout, p.stderr[-3000:]
+    st = _search_state(tmp_path)
+    zoo = Zoo(tmp_path / "zoo")
+    runs = {e.run_id: e.record for e in zoo.entries() if e.status == "completed"}
+    failed = {tid for tid, t in st["trials"].items() if t["status"] == "failed"}
+    lost = {tid: t - s for h in st["history"] for tid, s, t in h["launched"] if tid in failed}  # a failed job's grant
+    assert sum(r["epochs_trained"] for r in runs.values()) + sum(lost.values()) == st["spent"] <= 20
+    continued = [t for t in st["trials"].values() if len(t["obs"]) > 1]
+    assert continued, "no trial was continued"
+    for t in continued:
+        rec = runs[t["run_id"]]
+        assert [s["epochs"] for s in rec["stages"]] == [o["epochs"] for o in t["obs"]]
+        assert rec["curves"]["epoch"] == list(range(t["epochs"]))
+        assert rec["curves"]["val/acc"] == pytest.approx(t["curve"])
+        assert rec["resume"]  # the optimizer and RNG state it continues from
+    # lr=1e30 diverges when it is picked: recorded, never continued
+    assert all(st["trials"][tid]["point"]["optimizer.lr"] == 1e30 and st["trials"][tid]["error"] for tid in failed)
+    res = yaml.safe_load(next((tmp_path / "logs").rglob("optimization_results.yaml")).read_text())
+    assert res["spent_epochs"] == st["spent"] and res["best_run_id"] in runs
+    assert res["best_value"] == pytest.approx(max(r["best_val"] for r in runs.values()))
+    assert next((tmp_path / "logs").rglob("search.png")).stat().st_size > 0
+    jobs = len(_job_dirs(tmp_path))
+    again = run_train(FMS_ARGS + ["hydra.sweeper.budget=20"], tmp_path)
+    assert "continuing from iteration" in again.stderr + again.stdout
+    assert len(_job_dirs(tmp_path)) == jobs  # nothing relaunched
+    assert _search_state(tmp_path)["history"] == st["history"]
+
+
+def test_a_killed_fms_search_continues_with_the_same_command(tmp_path):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from conftest import ROOT
+
+    args = [a for a in FMS_ARGS if a != "optimizer.lr=choice(0.05, 0.2, 1e30)"] + [
+        "optimizer.lr=choice(0.05, 0.1, 0.2)", "hydra.sweeper.budget=40"]
+    cmd = [sys.executable, str(ROOT / "train.py"), *args, f"paths.zoo_dir={tmp_path}/zoo",
+           f"paths.log_dir={tmp_path}/logs", f"paths.cache_dir={tmp_path}/cache", "extras.print_config=false"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    searches = tmp_path / "zoo" / ".searches"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        files = list(searches.glob("*/state.json")) if searches.is_dir() else []
+        if files:
+            try:
+                if json.loads(files[0].read_text())["iteration"] >= 4:
+                    break
+            except (json.JSONDecodeError, OSError):
+                pass
+        time.sleep(0.05)
+    assert proc.poll() is None, "the search ended before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed = _search_state(tmp_path)
+    assert not killed["done"] and killed["spent"] < 40
+    p = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    st = _search_state(tmp_path)
+    assert st["done"] and st["spent"] <= 40
+    assert st["history"][: len(killed["history"])] == killed["history"]  # finished iterations are kept
+    second = sorted((tmp_path / "logs" / "train" / "multiruns").iterdir())[-1]
+    launched_after = sum(len(h["launched"]) for h in st["history"][len(killed["history"]):])
+    assert len([d for d in second.iterdir() if d.is_dir()]) == launched_after  # only what was left
+    zoo = Zoo(tmp_path / "zoo")
+    assert sum(e.record["epochs_trained"] for e in zoo.entries() if e.status == "completed") == st["spent"]
+
+
+@pytest.mark.parametrize("extra, match", [
+    (["trainer.max_epochs=5"], "hydra.sweeper.max_epochs"),
+    (["hydra.sweeper.direction=minimize"], "contradicts monitor.mode"),
+    (["hydra.sweeper.surrogate=gp"], "expected one of"),
+])
+def test_fms_sweeper_refuses_what_it_cannot_honour(tmp_path, extra, match):
+    from test_sweeps import run_train
+
+    p = run_train(FMS_ARGS + ["hydra.sweeper.budget=10"] + extra, tmp_path)
+    assert p.returncode != 0 and match in p.stderr, p.stderr[-2000:]
+    assert not (tmp_path / "zoo").exists() or not [e for e in Zoo(tmp_path / "zoo").entries()]

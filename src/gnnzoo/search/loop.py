@@ -1,0 +1,341 @@
+"""The FMS multi-fidelity loop, independent of how trials are trained (the Hydra sweeper trains them through
+the launcher into the zoo; the tabular benchmark replays recorded runs).
+
+1. ``n_initial`` random candidates are trained for ``b0`` epochs.
+2. Each iteration fits the surrogate on every observation so far and scores every candidate one step ahead:
+   a started trial at ``epochs + Δ`` (from its curve and its checkpoint at ``epochs``), an unstarted one at
+   ``b0`` (no curve, no weights: it has paid for none), by expected improvement over the incumbent at that
+   fidelity (the best value observed at that budget, else the best at a lower one: DyHPO's rule).
+3. The best ``batch_size`` candidates are continued (or started) and observed; repeat until the budget (total
+   epochs) is spent. The budget is never exceeded: a step costs at most what is left.
+
+A training point is (hyperparameters, target budget b_k, the curve up to b_{k-1}, the checkpoint at b_{k-1}) ->
+the best monitored value up to b_k: exactly what the surrogate sees when it forecasts b_{k-1} -> b_k, so a label
+is never paired with weights or a curve from after the decision (the reference code's look-ahead and mismatched
+history, see the method sheet). ``surrogate="random"`` trains random candidates to ``max_epochs`` each (the floor).
+
+The whole state is a JSON-able dict, saved (``save(state)``) before every launch and after every observation,
+so a killed search resumes: pending launches are launched again (the zoo skips what finished) and finished
+trials are never redone.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from gnnzoo.search.space import SearchSpace, point_key
+from gnnzoo.search.surrogate import DeepKernelSurrogate, Inputs, expected_improvement, kendall_tau
+
+SURROGATES = ("fms", "dyhpo", "random")
+
+
+@dataclass
+class Launch:
+    tid: str
+    point: dict
+    start: int  # epochs already trained
+    target: int  # epochs after this job
+
+
+@dataclass
+class Result:
+    """What a trained job gives back: its curve (the monitored metric per epoch, from epoch 1), the best
+    value and the test metric at it, the checkpoint features at its last epoch."""
+    ok: bool
+    epochs: int = 0
+    curve: list = field(default_factory=list)
+    value: float = math.nan
+    test: float = math.nan
+    weights: list | None = None
+    stopped: bool = False  # stopped early (patience): cannot be continued
+    run_id: str | None = None
+    error: str | None = None
+
+
+Runner = Callable[[Sequence[Launch]], Sequence[Result]]
+
+
+@dataclass
+class Settings:
+    budget: int  # total epochs
+    max_epochs: int
+    n_initial: int = 10
+    b0: int = 1
+    delta: int = 1
+    batch_size: int = 1
+    surrogate: str = "fms"
+    n_candidates: int = 512
+    seed: int = 0
+    direction: str = "maximize"
+    width: int = 32
+    lr: float = 1e-2
+    fit_steps_initial: int = 300
+    refit_steps: int = 50
+
+    def check(self) -> None:
+        from gnnzoo.utils.errors import ConfigError
+
+        if self.surrogate not in SURROGATES:
+            raise ConfigError(f"hydra.sweeper.surrogate={self.surrogate!r}: expected one of {SURROGATES}")
+        if self.direction not in ("maximize", "minimize"):
+            raise ConfigError(f"hydra.sweeper.direction={self.direction!r}: expected maximize or minimize")
+        for k in ("budget", "max_epochs", "n_initial", "b0", "delta", "batch_size", "n_candidates"):
+            if int(getattr(self, k)) < 1:
+                raise ConfigError(f"hydra.sweeper.{k}={getattr(self, k)} must be >= 1")
+        if self.b0 > self.max_epochs:
+            raise ConfigError(f"hydra.sweeper.b0={self.b0} exceeds the largest budget max_epochs={self.max_epochs}")
+
+
+def new_state(space: SearchSpace, s: Settings, search_id: str = "") -> dict:
+    rng = np.random.default_rng(s.seed)
+    cands = space.candidates(s.n_candidates, rng)
+    return {"version": 1, "search_id": search_id, "settings": s.__dict__.copy(), "candidates": cands,
+            "trials": {}, "spent": 0, "iteration": 0, "pending": [], "history": [], "tau_pairs": [],
+            "fallbacks": [], "done": False}
+
+
+def _sign(s: Settings) -> float:
+    return 1.0 if s.direction == "maximize" else -1.0
+
+
+def _stages(t: dict) -> list[dict]:
+    return t.get("obs", [])
+
+
+def _inputs(space: SearchSpace, s: Settings, rows: list[tuple[dict, int, list, list | None]], d_w: int) -> Inputs:
+    """rows: (point, target budget, curve before it (signed), weights at the curve's end or None)."""
+    n, L = len(rows), s.max_epochs
+    curve, mask = torch.zeros(n, L), torch.zeros(n, L)
+    w, has = torch.zeros(n, d_w), torch.zeros(n)
+    for i, (_, _, c, wt) in enumerate(rows):
+        c = c[:L]
+        if c:
+            curve[i, :len(c)] = torch.tensor(c, dtype=torch.float32)
+            mask[i, :len(c)] = 1
+        if wt is not None and d_w:
+            w[i] = torch.tensor(wt, dtype=torch.float32)
+            has[i] = 1
+    hp = torch.tensor([space.encode(p) for p, *_ in rows], dtype=torch.float32).view(n, -1)
+    b = torch.tensor([t / s.max_epochs for _, t, *_ in rows], dtype=torch.float32)
+    return Inputs(hp, b, curve, mask, w, has)
+
+
+class Search:
+    def __init__(self, space: SearchSpace, settings: Settings, runner: Runner, state: dict | None = None,
+                 save: Callable[[dict], None] | None = None, log: Callable[[str], None] | None = None,
+                 use_weights: bool | None = None):
+        settings.check()
+        self.space, self.s, self.runner = space, settings, runner
+        self.state = state if state is not None else new_state(space, settings)
+        self.save = save or (lambda st: None)
+        self.log = log or (lambda msg: None)
+        self.rng = np.random.default_rng(settings.seed + 1 + self.state["iteration"])
+        use_w = settings.surrogate == "fms" if use_weights is None else use_weights
+        self.surrogate = None
+        if settings.surrogate != "random":
+            import importlib.util
+
+            if importlib.util.find_spec("gpytorch") is None:  # an error here, not a fallback at every step
+                from gnnzoo.utils.errors import ConfigError
+
+                raise ConfigError(f"hydra.sweeper.surrogate={settings.surrogate} needs gpytorch: pip install gpytorch")
+
+            self._use_weights = use_w
+            self.d_w = 0
+        self.t0 = time.perf_counter()
+
+    # ------------------------------------------------------------------ bookkeeping
+    @property
+    def remaining(self) -> int:
+        return self.s.budget - self.state["spent"]
+
+    def _trial(self, point: dict) -> tuple[str, dict]:
+        tid = point_key(point)
+        t = self.state["trials"].setdefault(tid, {"point": point, "epochs": 0, "status": "new", "obs": [],
+                                                   "curve": [], "run_id": None})
+        return tid, t
+
+    def incumbent(self) -> dict | None:
+        """The best observation by the monitored metric (any trial, any budget) and its test metric."""
+        best = None
+        for tid, t in self.state["trials"].items():
+            for o in _stages(t):
+                if best is None or _sign(self.s) * o["value"] > _sign(self.s) * best["value"]:
+                    best = {"tid": tid, "point": t["point"], "epochs": o["epochs"], "value": o["value"],
+                            "test": o["test"], "run_id": t.get("run_id")}
+        return best
+
+    def _run(self, launches: list[Launch], pred: list[float] | None = None, info: dict | None = None) -> None:
+        cost = sum(ln.target - ln.start for ln in launches)
+        if cost > self.remaining:
+            raise AssertionError(f"a step of {cost} epochs would exceed the budget ({self.remaining} left)")
+        self.state["pending"] = [ln.__dict__ for ln in launches]
+        self.save(self.state)
+        results = self.runner(launches)
+        self._observe(launches, results, pred, info)
+
+    def _observe(self, launches: Sequence[Launch], results: Sequence[Result], pred, info) -> None:
+        sign = _sign(self.s)
+        for k, (ln, r) in enumerate(zip(launches, results)):
+            t = self.state["trials"][ln.tid]
+            if not r.ok:
+                t["status"] = "failed"
+                t["error"] = r.error
+                self.state["spent"] += ln.target - ln.start  # a failed job may have used all it was given
+                self.log(f"trial {ln.tid} failed: {r.error}")
+                continue
+            self.state["spent"] += max(0, r.epochs - ln.start)
+            t.update(epochs=r.epochs, curve=list(r.curve[:r.epochs]), run_id=r.run_id,
+                     status="stopped" if r.stopped or r.epochs >= self.s.max_epochs else "running")
+            t["obs"].append({"epochs": r.epochs, "value": float(r.value), "test": float(r.test),
+                             "prev_epochs": ln.start, "weights": r.weights})
+            if pred is not None and pred[k] == pred[k]:
+                self.state["tau_pairs"].append([pred[k], sign * float(r.value)])
+        pairs = self.state["tau_pairs"]
+        inc = self.incumbent()
+        rec = {"iteration": self.state["iteration"], "spent": self.state["spent"], "wall_s": time.perf_counter() - self.t0,
+               "launched": [[ln.tid, ln.start, ln.target] for ln in launches],
+               "incumbent_value": inc["value"] if inc else None, "incumbent_test": inc["test"] if inc else None,
+               "tau": kendall_tau([p for p, _ in pairs], [v for _, v in pairs]), **(info or {})}
+        self.state["history"].append(rec)
+        self.state["iteration"] += 1
+        self.state["pending"] = []
+        self.save(self.state)
+
+    # ------------------------------------------------------------------ training data and scoring
+    def _weights_dim(self) -> int:
+        for t in self.state["trials"].values():
+            for o in _stages(t):
+                if o.get("weights") is not None:
+                    return len(o["weights"])
+        return 0
+
+    def _training_rows(self) -> tuple[list, list]:
+        sign, rows, ys = _sign(self.s), [], []
+        for t in self.state["trials"].values():
+            prev_w = None
+            for o in _stages(t):
+                prev = o["prev_epochs"]
+                curve = [sign * v for v in t["curve"][:prev]]
+                rows.append((t["point"], o["epochs"], curve, prev_w if prev else None))
+                ys.append(sign * o["value"])
+                prev_w = o.get("weights")
+        return rows, ys
+
+    def _candidate_rows(self) -> tuple[list[Launch], list]:
+        sign, launches, rows = _sign(self.s), [], []
+        left = self.remaining
+        for p in self.state["candidates"]:
+            tid, t = point_key(p), self.state["trials"].get(point_key(p))
+            if t is None:
+                if self.s.b0 <= left:
+                    launches.append(Launch(tid, p, 0, self.s.b0))
+                    rows.append((p, self.s.b0, [], None))
+            elif t["status"] == "running" and t["epochs"] < self.s.max_epochs:
+                target = min(t["epochs"] + self.s.delta, self.s.max_epochs, t["epochs"] + left)
+                if target > t["epochs"]:
+                    w = _stages(t)[-1].get("weights") if _stages(t) else None
+                    launches.append(Launch(tid, t["point"], t["epochs"], target))
+                    rows.append((t["point"], target, [sign * v for v in t["curve"]], w))
+        return launches, rows
+
+    def _incumbent_at(self, budgets: list[int]) -> torch.Tensor:
+        sign = _sign(self.s)
+        by_budget: dict[int, float] = {}
+        for t in self.state["trials"].values():
+            for o in _stages(t):
+                v = sign * o["value"]
+                by_budget[o["epochs"]] = max(by_budget.get(o["epochs"], -math.inf), v)
+        out = []
+        for b in budgets:
+            if b in by_budget:
+                out.append(by_budget[b])
+            else:
+                lower = [v for bb, v in by_budget.items() if bb < b]
+                out.append(max(lower) if lower else max(by_budget.values(), default=0.0))
+        return torch.tensor(out, dtype=torch.float64)
+
+    def _pick(self) -> tuple[list[Launch], list[float] | None, dict]:
+        launches, rows = self._candidate_rows()
+        if not launches:
+            return [], None, {}
+        k = self.s.batch_size
+        if self.surrogate is None:
+            self.d_w = self._weights_dim() if self._use_weights else 0
+            self.surrogate = DeepKernelSurrogate(self.space.width, self.s.max_epochs, self.d_w, use_curve=True,
+                                                 use_weights=self._use_weights, width=self.s.width, lr=self.s.lr,
+                                                 fit_steps_initial=self.s.fit_steps_initial,
+                                                 refit_steps=self.s.refit_steps, seed=self.s.seed)
+        t0 = time.perf_counter()
+        trows, ys = self._training_rows()
+        error = self.surrogate.fit(_inputs(self.space, self.s, trows, self.d_w), torch.tensor(ys))
+        fit_s = time.perf_counter() - t0
+        if error is not None:
+            self.state["fallbacks"].append({"iteration": self.state["iteration"], "error": error})
+            self.log(f"surrogate fit failed ({error}); this step picks at random")
+            idx = self.rng.permutation(len(launches))[:k]
+            return [launches[i] for i in idx], None, {"fallback": error, "fit_s": fit_s}
+        mean, std = self.surrogate.predict(_inputs(self.space, self.s, rows, self.d_w))
+        ei = expected_improvement(mean, std, self._incumbent_at([ln.target for ln in launches]))
+        order = torch.argsort(ei, descending=True).tolist()
+        chosen, spend = [], 0
+        for i in order:
+            c = launches[i].target - launches[i].start
+            if spend + c <= self.remaining:
+                chosen.append(i)
+                spend += c
+            if len(chosen) == k:
+                break
+        return [launches[i] for i in chosen], [float(mean[i]) for i in chosen], \
+            {"fit_s": fit_s, "ei": [float(ei[i]) for i in chosen]}
+
+    def _random_pick(self) -> list[Launch]:
+        fresh = [p for p in self.state["candidates"] if point_key(p) not in self.state["trials"]]
+        out, left = [], self.remaining
+        for i in self.rng.permutation(len(fresh))[: self.s.batch_size]:
+            target = min(self.s.max_epochs, left)
+            if target < 1:
+                break
+            out.append(Launch(point_key(fresh[i]), fresh[i], 0, target))
+            left -= target
+        return out
+
+    # ------------------------------------------------------------------ the loop
+    def run(self) -> dict:
+        st = self.state
+        if st["pending"]:  # killed while these were training: launch them again (finished ones are skipped)
+            launches = [Launch(**ln) for ln in st["pending"]]
+            self.log(f"resuming: {len(launches)} pending launch(es) of iteration {st['iteration']}")
+            self.runner_launch(launches)
+        if self.s.surrogate != "random" and not any(t["obs"] for t in st["trials"].values()) and not st["done"]:
+            n = min(self.s.n_initial, len(st["candidates"]), self.remaining // self.s.b0)
+            init = [st["candidates"][i] for i in self.rng.permutation(len(st["candidates"]))[:n]]
+            launches = [Launch(self._trial(p)[0], p, 0, self.s.b0) for p in init]
+            self.log(f"initial design: {len(launches)} random configs x {self.s.b0} epochs")
+            self.runner_launch(launches)
+        while self.remaining > 0 and not st["done"]:
+            if self.s.surrogate == "random":
+                launches, pred, info = self._random_pick(), None, {}
+            else:
+                launches, pred, info = self._pick()
+            if not launches:
+                break
+            for ln in launches:
+                self._trial(ln.point)
+            self.runner_launch(launches, pred, info)
+            inc = self.incumbent()
+            self.log(f"iteration {st['iteration']}: spent {st['spent']}/{self.s.budget} epochs; incumbent "
+                     f"{inc['value'] if inc else float('nan'):.4f} ({inc['epochs'] if inc else 0} epochs)")
+        st["done"] = True
+        self.save(st)
+        return st
+
+    def runner_launch(self, launches: list[Launch], pred=None, info=None) -> None:
+        for ln in launches:
+            self._trial(ln.point)
+        self._run(launches, pred, info)

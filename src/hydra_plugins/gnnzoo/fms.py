@@ -1,0 +1,189 @@
+"""Hydra sweeper ``hydra/sweeper=fms``: Forecasting Model Search over a search space, spending a budget of
+epochs where a deep-kernel GP over (hyperparameters, learning curve, checkpoint weights) forecasts the most
+improvement (``gnnzoo.search``).
+
+    python train.py -m hydra/sweeper=fms hydra.sweeper.budget=400 hydra.sweeper.max_epochs=100 \\
+        'optimizer.lr=tag(log, interval(1e-3, 1e-1))' 'backbone.dropout=interval(0, 0.8)'
+
+(or the same space as ``hydra.sweeper.params`` in a config file, as for the Optuna sweeper).
+
+Every trial is a resumable backbone run (``zoo.resumable=true``): continuing it by Δ epochs relaunches it with
+a larger ``trainer.max_epochs``, and it continues from its last checkpoint in the zoo (same run id, its curve
+and optimizer state go on). Jobs go through the configured launcher (``batch_size`` of them at a time). The
+search state lives in ``<zoo>/.searches/<search id>/state.json``: the same command after a kill continues the
+search, and finished trials are not redone. ``optimization_results.yaml`` and ``search.png`` go to the sweep
+folder (and the state folder).
+"""
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from hydra.core.config_store import ConfigStore
+from hydra.core.plugins import Plugins
+from hydra.plugins.sweeper import Sweeper
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger("gnnzoo")
+
+
+@dataclass
+class FMSSweeperConf:
+    _target_: str = "hydra_plugins.gnnzoo.fms.FMSSweeper"
+    # the search space, in the Optuna sweeper's grammar (choice, interval, range, tag(log, ...), a,b,c)
+    params: Dict[str, str] = field(default_factory=dict)
+    # total epochs the search may train, over all trials (never exceeded)
+    budget: int = 1000
+    # the largest budget of one trial (null: trainer.max_epochs)
+    max_epochs: Optional[int] = None
+    n_initial: int = 10
+    b0: int = 10
+    delta: int = 10
+    # trials continued per iteration (launched together: parallel with hydra/launcher=local or slurm)
+    batch_size: int = 1
+    # fms (hyperparameters + curve + weights) | dyhpo (no weights) | random (random configs, full budget)
+    surrogate: str = "fms"
+    # weight features for surrogate=fms: stat (layer statistics) or the zoo run id of a trained encoder
+    weights: str = "stat"
+    direction: str = "maximize"
+    seed: int = 0
+    # candidate configurations scored each step (the whole grid when it is smaller)
+    n_candidates: int = 512
+    width: int = 32
+    lr: float = 0.01
+    fit_steps_initial: int = 300
+    refit_steps: int = 50
+    extra: List[str] = field(default_factory=list)  # overrides added to every trial
+
+
+ConfigStore.instance().store(group="hydra/sweeper", name="fms", node=FMSSweeperConf, provider="gnnzoo")
+
+
+class FMSSweeper(Sweeper):
+    def __init__(self, **kwargs: Any) -> None:
+        self.opts = dict(kwargs)
+        self.config: Optional[DictConfig] = None
+        self.launcher = None
+        self.hydra_context: Optional[HydraContext] = None
+        self.job_idx = 0
+
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        self.config = config
+        self.hydra_context = hydra_context
+        self.launcher = Plugins.instance().instantiate_launcher(hydra_context=hydra_context,
+                                                                task_function=task_function, config=config)
+
+    def _settings(self):
+        from gnnzoo.search.loop import Settings
+
+        o = self.opts
+        max_epochs = o.get("max_epochs") or int(self.config.trainer.max_epochs)
+        return Settings(budget=int(o["budget"]), max_epochs=int(max_epochs), n_initial=int(o["n_initial"]),
+                        b0=int(o["b0"]), delta=int(o["delta"]), batch_size=int(o["batch_size"]),
+                        surrogate=str(o["surrogate"]), n_candidates=int(o["n_candidates"]), seed=int(o["seed"]),
+                        direction=str(o["direction"]), width=int(o["width"]), lr=float(o["lr"]),
+                        fit_steps_initial=int(o["fit_steps_initial"]), refit_steps=int(o["refit_steps"]))
+
+    def sweep(self, arguments: List[str]) -> Any:
+        from gnnzoo.search.features import make_featurizer
+        from gnnzoo.search.loop import Search, new_state
+        from gnnzoo.search.results import SEARCHES, load_state, observe, plot, save_state, summary
+        from gnnzoo.search.space import SearchSpace, split_arguments, to_overrides
+        from gnnzoo.utils.errors import ConfigError
+        from gnnzoo.utils.io import atomic_write_bytes
+        from gnnzoo.zoo.ids import hash_id
+        from gnnzoo.zoo.store import Zoo
+
+        assert self.config is not None and self.launcher is not None
+        fixed, cli_space = split_arguments(arguments)
+        params = {**{str(k): str(v) for k, v in (self.opts.get("params") or {}).items()}, **cli_space}
+        space = SearchSpace(params)
+        for bad in ("trainer.max_epochs", "zoo.resumable"):
+            if bad in params or any(a.split("=")[0].lstrip("+~") == bad for a in fixed):
+                raise ConfigError(f"{bad} is set by the FMS sweeper for every trial (epochs are the fidelity); "
+                                  "give the largest budget of one trial as hydra.sweeper.max_epochs=N instead")
+        s = self._settings()
+        weights = self.opts.get("weights") if s.surrogate == "fms" else None
+        monitor = str(self.config.monitor.metric)
+        mode = str(self.config.monitor.mode)
+        if (mode == "max") != (s.direction == "maximize"):
+            raise ConfigError(f"hydra.sweeper.direction={s.direction} contradicts monitor.mode={mode} ({monitor})")
+        zoo = Zoo(str(self.config.paths.zoo_dir))
+        zoo.check_writable()
+        featurizer = make_featurizer(weights, zoo.root)
+        base = fixed + list(self.opts.get("extra") or [])
+        search_id = hash_id({"space": params, "settings": s.__dict__, "weights": weights, "overrides": sorted(base)})
+        state_dir = zoo.root / SEARCHES / search_id
+        state_file = state_dir / "state.json"
+        state = load_state(state_file)
+        if state is None:
+            state = new_state(space, s, search_id)
+            log.info("FMS search %s: new (%s)", search_id, state_file)
+        else:
+            log.info("FMS search %s: continuing from iteration %d, %d/%d epochs spent (%s)", search_id,
+                     state["iteration"], state["spent"], s.budget, state_file)
+        sweep_dir = Path(str(self.config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+
+        def runner(launches):
+            batch = [base + to_overrides(ln.point) + [f"trainer.max_epochs={ln.target}", "zoo.resumable=true"]
+                     for ln in launches]
+            rets = self.launcher.launch(batch, initial_job_idx=self.job_idx)
+            self.job_idx += len(batch)
+            return [self._result(ret, zoo, monitor, featurizer, observe) for ret in rets]
+
+        search = Search(space, s, runner, state=state, save=lambda st: save_state(state_file, st), log=log.info)
+        state = search.run()
+        res = summary(state)
+        text = OmegaConf.to_yaml(OmegaConf.create(res))
+        for d in (sweep_dir, state_dir):
+            atomic_write_bytes(d / "optimization_results.yaml", text.encode())
+            plot(state, d / "search.png")
+        self._log_wandb(state, res, sweep_dir / "search.png")
+        log.info("FMS search done: best %s=%s at %s epochs (%s); %d/%d epochs spent; results in %s", monitor,
+                 res.get("best_value"), res.get("best_epochs"), res.get("best_params"), state["spent"], s.budget,
+                 sweep_dir / "optimization_results.yaml")
+        return res
+
+    @staticmethod
+    def _result(ret, zoo, monitor, featurizer, observe):
+        import json
+
+        from gnnzoo.search.loop import Result
+        from gnnzoo.utils.sweep import JOB_FILE
+
+        out = Path(str(ret.hydra_cfg.hydra.runtime.output_dir)) if ret.hydra_cfg is not None else None
+        info = {}
+        if out is not None and (out / JOB_FILE).is_file():
+            info = json.loads((out / JOB_FILE).read_text())
+        rid = info.get("run_id")
+        if info.get("status") == "failed" or rid is None:
+            return Result(ok=False, run_id=rid, error=str(info.get("error") or "the job left no run id"))
+        return observe(zoo, rid, monitor, featurizer)
+
+    def _log_wandb(self, state: dict, res: dict, plot_path: Path) -> None:
+        """The search as one W&B run (offline, like the trials): incumbent, τ and spent epochs per iteration."""
+        if "wandb" not in (self.config.get("logger") or {}):
+            return
+        try:
+            import wandb
+
+            lg = self.config.logger.wandb
+            run = wandb.init(project=str(lg.get("project", "gnnzoo")), mode="offline" if lg.get("offline", True) else "online",
+                             dir=str(self.config.hydra.sweep.dir), job_type="fms", name=f"fms-{state['search_id']}",
+                             config={**state["settings"], "params": res.get("best_params")}, reinit=True)
+            for h in state["history"]:
+                run.log({"fms/spent": h["spent"], "fms/incumbent": h["incumbent_value"],
+                         "fms/incumbent_test": h["incumbent_test"], "fms/tau": h["tau"]}, step=h["iteration"])
+            if plot_path.is_file():
+                run.log({"fms/plot": wandb.Image(str(plot_path))})
+            run.summary.update({k: v for k, v in res.items() if isinstance(v, (int, float, str))})
+            run.finish()
+        except Exception as e:  # W&B never fails a finished search
+            log.warning("the search was not logged to W&B: %s", e)
+
+    # the sweeper interface Hydra calls for validation of a batch is not needed: every job is composed
+    # and validated by the launcher
+    def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:  # pragma: no cover
+        return None
