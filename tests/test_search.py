@@ -373,6 +373,23 @@ def test_a_killed_fms_search_continues_with_the_same_command(tmp_path):
     assert sum(e.record["epochs_trained"] for e in zoo.entries() if e.status == "completed") == st["spent"]
 
 
+def test_fms_sweeper_launches_its_batch_in_parallel_through_the_configured_launcher(tmp_path):
+    """batch_size=2 with hydra/launcher=local (joblib): each launch after the first is two trials at once, each a
+    joblib job; the budget still holds."""
+    from test_sweeps import run_train
+
+    args = [a for a in FMS_ARGS if a != "optimizer.lr=choice(0.05, 0.2, 1e30)"] + [
+        "optimizer.lr=choice(0.05, 0.1, 0.2)", "hydra/launcher=local", "hydra.launcher.n_jobs=2",
+        "hydra.sweeper.batch_size=2", "hydra.sweeper.budget=16"]
+    p = run_train(args, tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "is launching 2 jobs" in p.stderr + p.stdout  # joblib ran them, two at a time
+    st = _search_state(tmp_path)
+    assert st["spent"] <= 16 and st["done"]
+    assert max(len(h["launched"]) for h in st["history"]) == 2
+    assert not [t for t in st["trials"].values() if t["status"] == "failed"]
+
+
 @pytest.mark.parametrize("extra, match", [
     (["trainer.max_epochs=5"], "hydra.sweeper.max_epochs"),
     (["hydra.sweeper.direction=minimize"], "contradicts monitor.mode"),
