@@ -237,6 +237,10 @@ def test_seeds_are_applied_and_failures_and_fallbacks_are_recorded(monkeypatch):
     st = Search(space, _settings(budget=30), _toy_runner(calls)).run()
     assert st["fallbacks"] and "FloatingPointError" in st["fallbacks"][0]["error"]
     assert st["spent"] == 30 and all(h.get("fallback") for h in st["history"][1:])
+    # the fallback's random batch still fits in what is left of the budget (3 continuations of 3 near the end)
+    calls = []
+    st = Search(space, _settings(budget=31, batch_size=3), _toy_runner(calls)).run()
+    assert st["done"] and sum(t - s for _, s, t in calls) == st["spent"] <= 31 and len(st["fallbacks"]) > 3
 
 
 def test_a_killed_loop_resumes_from_its_state_without_redoing_trials():

@@ -103,8 +103,16 @@ def _sign(s: Settings) -> float:
     return 1.0 if s.direction == "maximize" else -1.0
 
 
-def _stages(t: dict) -> list[dict]:
-    return t.get("obs", [])
+def best_observation(state: dict) -> dict | None:
+    """The best observation by the monitored metric (any trial, any budget) and its test metric: the incumbent."""
+    sign = 1.0 if state["settings"]["direction"] == "maximize" else -1.0
+    best = None
+    for tid, t in state["trials"].items():
+        for o in t["obs"]:
+            if best is None or sign * o["value"] > sign * best["value"]:
+                best = {"tid": tid, "point": t["point"], "epochs": o["epochs"], "value": o["value"],
+                        "test": o["test"], "run_id": t.get("run_id")}
+    return best
 
 
 def _inputs(space: SearchSpace, s: Settings, rows: list[tuple[dict, int, list, list | None]], d_w: int) -> Inputs:
@@ -135,7 +143,8 @@ class Search:
         self.save = save or (lambda st: None)
         self.log = log or (lambda msg: None)
         self.rng = np.random.default_rng(settings.seed + 1 + self.state["iteration"])
-        use_w = settings.surrogate == "fms" if use_weights is None else use_weights
+        self._use_weights = settings.surrogate == "fms" if use_weights is None else use_weights
+        self.d_w = 0
         self.surrogate = None
         if settings.surrogate != "random":
             import importlib.util
@@ -144,9 +153,6 @@ class Search:
                 from gnnzoo.utils.errors import ConfigError
 
                 raise ConfigError(f"hydra.sweeper.surrogate={settings.surrogate} needs gpytorch: pip install gpytorch")
-
-            self._use_weights = use_w
-            self.d_w = 0
         self.t0 = time.perf_counter()
 
     # ------------------------------------------------------------------ bookkeeping
@@ -161,16 +167,12 @@ class Search:
         return tid, t
 
     def incumbent(self) -> dict | None:
-        """The best observation by the monitored metric (any trial, any budget) and its test metric."""
-        best = None
-        for tid, t in self.state["trials"].items():
-            for o in _stages(t):
-                if best is None or _sign(self.s) * o["value"] > _sign(self.s) * best["value"]:
-                    best = {"tid": tid, "point": t["point"], "epochs": o["epochs"], "value": o["value"],
-                            "test": o["test"], "run_id": t.get("run_id")}
-        return best
+        return best_observation(self.state)
 
     def _run(self, launches: list[Launch], pred: list[float] | None = None, info: dict | None = None) -> None:
+        """Register the launches' trials, save the state with them pending, train them, observe the results."""
+        for ln in launches:
+            self._trial(ln.point)
         cost = sum(ln.target - ln.start for ln in launches)
         if cost > self.remaining:
             raise AssertionError(f"a step of {cost} epochs would exceed the budget ({self.remaining} left)")
@@ -210,7 +212,7 @@ class Search:
     # ------------------------------------------------------------------ training data and scoring
     def _weights_dim(self) -> int:
         for t in self.state["trials"].values():
-            for o in _stages(t):
+            for o in t["obs"]:
                 if o.get("weights") is not None:
                     return len(o["weights"])
         return 0
@@ -219,7 +221,7 @@ class Search:
         sign, rows, ys = _sign(self.s), [], []
         for t in self.state["trials"].values():
             prev_w = None
-            for o in _stages(t):
+            for o in t["obs"]:
                 prev = o["prev_epochs"]
                 curve = [sign * v for v in t["curve"][:prev]]
                 rows.append((t["point"], o["epochs"], curve, prev_w if prev else None))
@@ -239,7 +241,7 @@ class Search:
             elif t["status"] == "running" and t["epochs"] < self.s.max_epochs:
                 target = min(t["epochs"] + self.s.delta, self.s.max_epochs, t["epochs"] + left)
                 if target > t["epochs"]:
-                    w = _stages(t)[-1].get("weights") if _stages(t) else None
+                    w = t["obs"][-1].get("weights") if t["obs"] else None
                     launches.append(Launch(tid, t["point"], t["epochs"], target))
                     rows.append((t["point"], target, [sign * v for v in t["curve"]], w))
         return launches, rows
@@ -248,7 +250,7 @@ class Search:
         sign = _sign(self.s)
         by_budget: dict[int, float] = {}
         for t in self.state["trials"].values():
-            for o in _stages(t):
+            for o in t["obs"]:
                 v = sign * o["value"]
                 by_budget[o["epochs"]] = max(by_budget.get(o["epochs"], -math.inf), v)
         out = []
@@ -264,7 +266,6 @@ class Search:
         launches, rows = self._candidate_rows()
         if not launches:
             return [], None, {}
-        k = self.s.batch_size
         if self.surrogate is None:
             self.d_w = self._weights_dim() if self._use_weights else 0
             self.surrogate = DeepKernelSurrogate(self.space.width, self.s.max_epochs, self.d_w, use_curve=True,
@@ -278,21 +279,25 @@ class Search:
         if error is not None:
             self.state["fallbacks"].append({"iteration": self.state["iteration"], "error": error})
             self.log(f"surrogate fit failed ({error}); this step picks at random")
-            idx = self.rng.permutation(len(launches))[:k]
-            return [launches[i] for i in idx], None, {"fallback": error, "fit_s": fit_s}
+            chosen = self._affordable(launches, self.rng.permutation(len(launches)).tolist())
+            return [launches[i] for i in chosen], None, {"fallback": error, "fit_s": fit_s}
         mean, std = self.surrogate.predict(_inputs(self.space, self.s, rows, self.d_w))
         ei = expected_improvement(mean, std, self._incumbent_at([ln.target for ln in launches]))
-        order = torch.argsort(ei, descending=True).tolist()
+        chosen = self._affordable(launches, torch.argsort(ei, descending=True).tolist())
+        return [launches[i] for i in chosen], [float(mean[i]) for i in chosen], \
+            {"fit_s": fit_s, "ei": [float(ei[i]) for i in chosen]}
+
+    def _affordable(self, launches: list[Launch], order: list[int]) -> list[int]:
+        """The first ``batch_size`` launches in ``order`` whose costs together fit in what is left of the budget."""
         chosen, spend = [], 0
         for i in order:
             c = launches[i].target - launches[i].start
             if spend + c <= self.remaining:
                 chosen.append(i)
                 spend += c
-            if len(chosen) == k:
+            if len(chosen) == self.s.batch_size:
                 break
-        return [launches[i] for i in chosen], [float(mean[i]) for i in chosen], \
-            {"fit_s": fit_s, "ei": [float(ei[i]) for i in chosen]}
+        return chosen
 
     def _random_pick(self) -> list[Launch]:
         fresh = [p for p in self.state["candidates"] if point_key(p) not in self.state["trials"]]
@@ -311,13 +316,13 @@ class Search:
         if st["pending"]:  # killed while these were training: launch them again (finished ones are skipped)
             launches = [Launch(**ln) for ln in st["pending"]]
             self.log(f"resuming: {len(launches)} pending launch(es) of iteration {st['iteration']}")
-            self.runner_launch(launches)
+            self._run(launches)
         if self.s.surrogate != "random" and not any(t["obs"] for t in st["trials"].values()) and not st["done"]:
             n = min(self.s.n_initial, len(st["candidates"]), self.remaining // self.s.b0)
             init = [st["candidates"][i] for i in self.rng.permutation(len(st["candidates"]))[:n]]
-            launches = [Launch(self._trial(p)[0], p, 0, self.s.b0) for p in init]
+            launches = [Launch(point_key(p), p, 0, self.s.b0) for p in init]
             self.log(f"initial design: {len(launches)} random configs x {self.s.b0} epochs")
-            self.runner_launch(launches)
+            self._run(launches)
         while self.remaining > 0 and not st["done"]:
             if self.s.surrogate == "random":
                 launches, pred, info = self._random_pick(), None, {}
@@ -325,17 +330,10 @@ class Search:
                 launches, pred, info = self._pick()
             if not launches:
                 break
-            for ln in launches:
-                self._trial(ln.point)
-            self.runner_launch(launches, pred, info)
+            self._run(launches, pred, info)
             inc = self.incumbent()
             self.log(f"iteration {st['iteration']}: spent {st['spent']}/{self.s.budget} epochs; incumbent "
                      f"{inc['value'] if inc else float('nan'):.4f} ({inc['epochs'] if inc else 0} epochs)")
         st["done"] = True
         self.save(st)
         return st
-
-    def runner_launch(self, launches: list[Launch], pred=None, info=None) -> None:
-        for ln in launches:
-            self._trial(ln.point)
-        self._run(launches, pred, info)
