@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from gnnzoo.search.features import Featurizer
-from gnnzoo.search.loop import Result
+from gnnzoo.search.loop import Result, best_observation
 from gnnzoo.utils.io import atomic_write_json
 from gnnzoo.zoo.store import Zoo, ZooError
 
@@ -55,12 +55,7 @@ def save_state(path: Path, state: dict) -> None:
 def summary(state: dict) -> dict[str, Any]:
     """The content of ``optimization_results.yaml``."""
     s = state["settings"]
-    sign = 1.0 if s["direction"] == "maximize" else -1.0
-    best = None
-    for t in state["trials"].values():
-        for o in t.get("obs", []):
-            if best is None or sign * o["value"] > sign * best[1]["value"]:
-                best = (t, o)
+    best = best_observation(state)
     hist = state["history"]
     out = {"name": "fms", "surrogate": s["surrogate"], "search_id": state.get("search_id"),
            "budget_epochs": s["budget"], "spent_epochs": state["spent"], "iterations": state["iteration"],
@@ -68,9 +63,8 @@ def summary(state: dict) -> dict[str, Any]:
            "surrogate_fallbacks": len(state.get("fallbacks", [])),
            "kendall_tau_one_step": hist[-1]["tau"] if hist and hist[-1].get("tau") == hist[-1].get("tau") else None}
     if best is not None:
-        t, o = best
-        out.update(best_params=t["point"], best_value=o["value"], best_test=o["test"], best_epochs=o["epochs"],
-                   best_run_id=t.get("run_id"))
+        out.update(best_params=best["point"], best_value=best["value"], best_test=best["test"],
+                   best_epochs=best["epochs"], best_run_id=best["run_id"])
     return out
 
 

@@ -17,7 +17,7 @@ folder (and the state folder).
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.plugins import Plugins
@@ -88,7 +88,7 @@ class FMSSweeper(Sweeper):
     def sweep(self, arguments: List[str]) -> Any:
         from gnnzoo.search.features import make_featurizer
         from gnnzoo.search.loop import Search, new_state
-        from gnnzoo.search.results import SEARCHES, load_state, observe, plot, save_state, summary
+        from gnnzoo.search.results import SEARCHES, load_state, plot, save_state, summary
         from gnnzoo.search.space import SearchSpace, split_arguments, to_overrides
         from gnnzoo.utils.errors import ConfigError
         from gnnzoo.utils.io import atomic_write_bytes
@@ -131,7 +131,7 @@ class FMSSweeper(Sweeper):
                      for ln in launches]
             rets = self.launcher.launch(batch, initial_job_idx=self.job_idx)
             self.job_idx += len(batch)
-            return [self._result(ret, zoo, monitor, featurizer, observe) for ret in rets]
+            return [self._result(ret, zoo, monitor, featurizer) for ret in rets]
 
         search = Search(space, s, runner, state=state, save=lambda st: save_state(state_file, st), log=log.info)
         state = search.run()
@@ -147,10 +147,12 @@ class FMSSweeper(Sweeper):
         return res
 
     @staticmethod
-    def _result(ret, zoo, monitor, featurizer, observe):
+    def _result(ret, zoo, monitor, featurizer):
+        """A launched job's observation: a failed job (its status file) or the zoo entry it trained."""
         import json
 
         from gnnzoo.search.loop import Result
+        from gnnzoo.search.results import observe
         from gnnzoo.utils.sweep import JOB_FILE
 
         out = Path(str(ret.hydra_cfg.hydra.runtime.output_dir)) if ret.hydra_cfg is not None else None
@@ -182,8 +184,3 @@ class FMSSweeper(Sweeper):
             run.finish()
         except Exception as e:  # W&B never fails a finished search
             log.warning("the search was not logged to W&B: %s", e)
-
-    # the sweeper interface Hydra calls for validation of a batch is not needed: every job is composed
-    # and validated by the launcher
-    def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:  # pragma: no cover
-        return None
