@@ -112,7 +112,7 @@ METHOD_GROUPS = {"soup": ("strategy", "gnnzoo.soups.task.run"), "pruning": ("met
 @pytest.mark.parametrize("group,name", [(g, n) for g in METHOD_GROUPS for n in options(g)])
 def test_every_method_option_composes_and_selects_its_task(group, name, tmp_path):
     """``none`` keeps task=backbone; every other option selects its method's task and passes its checks."""
-    from gnnzoo.pruning.task import check_pruning
+    from gnnzoo.pruning.checks import check_pruning
     from gnnzoo.soups.strategies import STRATEGIES, check_params
 
     key, target = METHOD_GROUPS[group]

@@ -11,7 +11,8 @@ from conftest import make_cfg
 from gnnzoo.backbones import BACKBONES, EdgeUnits, PrunedBackbone, build_backbone
 from gnnzoo.data import load_graph
 from gnnzoo.pruning.masks import MaskEnforcer, Scope, Ticket, magnitude_masks, sparsity
-from gnnzoo.pruning.task import run as run_prune, start_weights
+from gnnzoo.pruning.context import start_weights
+from gnnzoo.pruning.task import run as run_prune
 from gnnzoo.tasks.run import run_task
 from gnnzoo.utils.errors import ConfigError
 from gnnzoo.zoo import Zoo, run_id
@@ -338,7 +339,7 @@ def test_fastglt_denoises_at_constant_sparsity_and_retrains(tmp_path):
 def test_denoiser_drops_and_regrows_as_many_entries():
     from types import SimpleNamespace
 
-    from gnnzoo.pruning.task import Denoiser
+    from gnnzoo.pruning.fastglt import DropAndRegrow as Denoiser
 
     x, ei = _graph(40)
     model = BACKBONES["gcn"](8, 16, 3, dropout=0.0)
@@ -481,3 +482,22 @@ def test_the_ticket_follows_its_edge_mask_when_it_changes():
     assert t.edges(ei)[0].size(1) < full.size(1)
     with torch.no_grad():
         assert torch.allclose(t(model, x, ei), model(x, ei[:, t.units.directed(keep)]), atol=1e-6)
+
+
+def test_min_per_neuron_keeps_every_output_neuron_and_the_total_exact():
+    """A global threshold over a big layer of large weights and a small layer of small ones would empty the small
+    layer; the floor keeps one weight per output neuron of it and still prunes exactly the target."""
+    gen = torch.Generator().manual_seed(0)
+    state = {"big": 10 + torch.rand(16, 100, generator=gen), "small": 0.01 * torch.rand(7, 16, generator=gen)}
+    bare = magnitude_masks(state, ["big", "small"], 0.9, "global")
+    assert int(bare["small"].sum()) == 0  # the bug the floor exists for
+    floored = magnitude_masks(state, ["big", "small"], 0.9, "global", min_per_neuron=1)
+    assert (floored["small"].sum(1) >= 1).all() and (floored["big"].sum(1) >= 1).all()
+    assert sparsity(floored)["pruned"] == round(0.9 * (1600 + 112))
+    # each row's kept entry is its largest
+    assert torch.equal(floored["small"].float().argmax(1), state["small"].argmax(1))
+    # already-pruned entries stay pruned even under the floor
+    keep = {"big": torch.ones(16, 100, dtype=torch.bool), "small": torch.zeros(7, 16, dtype=torch.bool)}
+    keep["small"][:, 3] = True
+    again = magnitude_masks(state, ["big", "small"], 0.95, "global", keep=keep, min_per_neuron=1)
+    assert not (again["small"] & ~keep["small"]).any() and (again["small"][:, 3]).all()

@@ -71,12 +71,32 @@ def top_keep(score: Tensor, keep: int, allowed: Tensor | None = None) -> Tensor:
     return out.view(score.shape)
 
 
+def _floor(score: Tensor, per_row: int, allowed: Tensor | None) -> Tensor:
+    """Bool mask of each output neuron's (row's) ``per_row`` largest allowed entries (1-D: of the whole tensor)."""
+    rows = score.detach().float().reshape(score.size(0) if score.dim() > 1 else 1, -1).clone()
+    out = torch.zeros_like(rows, dtype=torch.bool)
+    k = min(per_row, rows.size(1))
+    if k <= 0:
+        return out.view(score.shape)
+    if allowed is not None:
+        rows[~allowed.reshape(rows.shape)] = -float("inf")
+    idx = torch.topk(rows, k, dim=1, sorted=False).indices
+    out.scatter_(1, idx, True)
+    return (out & torch.isfinite(rows)).view(score.shape)
+
+
 def magnitude_masks(state: Mapping[str, Tensor], names: Iterable[str], sparsity: float,
-                    threshold: str = "global", keep: Masks | None = None) -> Masks:
+                    threshold: str = "global", keep: Masks | None = None, min_per_neuron: int = 0) -> Masks:
     """Keep the largest-magnitude entries of ``names`` so that exactly ``round(sparsity * n)`` are pruned:
     over all tensors together (``global``, one threshold) or in each tensor (``layer``). Ties are broken by
     position, so the reached sparsity is the target to within one entry per scope. ``keep`` (optional):
-    entries already pruned stay pruned (they count towards the target)."""
+    entries already pruned stay pruned (they count towards the target).
+
+    ``min_per_neuron``: every output neuron (row of a ``[out, in]`` weight; a 1-D tensor counts as one) keeps
+    at least that many of its largest incoming entries (never more than ``keep`` allows), so no layer is emptied
+    and no class is cut off. The rest of the budget goes by the threshold, so the total stays exact unless the
+    floors alone exceed it (then they are kept and the reached sparsity is lower, as the record shows).
+    """
     names = list(names)
     if not names:
         raise ValueError("no prunable tensors (check pruning.scope)")
@@ -86,18 +106,27 @@ def magnitude_masks(state: Mapping[str, Tensor], names: Iterable[str], sparsity:
     groups = [names] if threshold == "global" else [[n] for n in names]
     masks: Masks = {}
     for group in groups:
-        flat = torch.cat([state[n].detach().abs().reshape(-1).float() for n in group])
-        allowed = None if keep is None else torch.cat([keep[n].reshape(-1) for n in group])
-        n_keep = flat.numel() - int(round(float(sparsity) * flat.numel()))
-        if allowed is not None:
-            n_keep = min(n_keep, int(allowed.sum()))
-        kept = top_keep(flat, n_keep, allowed)
+        scores = [state[n].detach().abs().float() for n in group]
+        allowed = [None if keep is None else keep[n] for n in group]
+        total = sum(s.numel() for s in scores)
+        n_keep = total - int(round(float(sparsity) * total))
+        if keep is not None:
+            n_keep = min(n_keep, sum(int(a.sum()) for a in allowed))
+        floor = torch.cat([_floor(s, int(min_per_neuron), a).reshape(-1) for s, a in zip(scores, allowed)])
+        n_keep = max(n_keep, int(floor.sum()))
+        rest = ~floor if keep is None else torch.cat([a.reshape(-1) for a in allowed]) & ~floor
+        kept = floor | top_keep(torch.cat([s.reshape(-1) for s in scores]), n_keep - int(floor.sum()), rest)
         offset = 0
         for n in group:
             k = state[n].numel()
             masks[n] = kept[offset:offset + k].view(state[n].shape).clone()
             offset += k
     return masks
+
+
+def layer_density(masks: Masks) -> dict[str, float]:
+    """Kept fraction of each masked tensor (a ticket record's ``layer_density``: an emptied layer shows as 0)."""
+    return {n: float(m.float().mean()) for n, m in masks.items()}
 
 
 def sparsity(masks: Masks) -> dict[str, float | int]:

@@ -8,7 +8,9 @@ from rich.console import Console
 from rich.syntax import Syntax
 from rich.tree import Tree
 
-console = Console(highlight=False)
+# soft_wrap: a line is never cut at the terminal width (piped output would otherwise wrap at 80 columns,
+# splitting the closing `done ... run_id=...` line that people grep in logs)
+console = Console(highlight=False, soft_wrap=True)
 
 _ORDER = ("dataset", "backbone", "optimizer", "scheduler", "data", "trainer", "callbacks", "logger", "zoo", "paths")
 

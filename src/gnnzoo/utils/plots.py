@@ -11,9 +11,10 @@ log = logging.getLogger("gnnzoo")
 
 
 @contextmanager
-def png(path: str | Path, what: str, figsize: tuple[float, float] = (5, 3.5)) -> Iterator:
-    """``with png(path, "encoder scatter plot") as ax: ax.plot(...)``: one axes, saved to ``path`` (folders made)
-    and closed; any error while drawing or saving is logged and swallowed."""
+def png(path: str | Path, what: str, figsize: tuple[float, float] = (5, 3.5), **subplots) -> Iterator:
+    """``with png(path, "encoder scatter plot") as ax: ax.plot(...)``: one axes (or the array of axes that
+    ``subplots`` such as ``ncols=2`` ask ``plt.subplots`` for), saved to ``path`` (folders made) and closed; any
+    error while drawing or saving is logged and swallowed."""
     fig = None
     try:
         import matplotlib
@@ -21,7 +22,7 @@ def png(path: str | Path, what: str, figsize: tuple[float, float] = (5, 3.5)) ->
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        fig, ax = plt.subplots(figsize=figsize)
+        fig, ax = plt.subplots(figsize=figsize, **subplots)
         yield ax
         fig.tight_layout()
         Path(path).parent.mkdir(parents=True, exist_ok=True)

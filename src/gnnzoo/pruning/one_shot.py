@@ -1,0 +1,42 @@
+"""``pruning=one_shot``: the dense run's best-val weights pruned by magnitude to the target at once; edges pruned
+by saliency ``|∂L/∂w_e|`` at ``w = 1`` (L: cross-entropy of the dense model against its own predictions on every
+node, so every edge gets a score and no label is read); the ticket retrained from ``rewind``.
+
+Its ``search_wall_s`` includes the dense run's training (the ticket cannot exist without it), so a benchmark
+must not add it again."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gnnzoo.backbones.pruned import EdgeUnits
+from gnnzoo.pruning.context import PruningContext
+from gnnzoo.pruning.masks import top_keep
+from gnnzoo.utils.config import instantiate_clean
+
+
+def edge_saliency(backbone: nn.Module, x: Tensor, edge_index: Tensor, units: EdgeUnits) -> Tensor:
+    """``|∂L/∂w_u|`` at ``w = 1`` per edge unit; L: cross-entropy of ``backbone`` against its own predictions
+    on every node (eval mode, no labels read)."""
+    backbone.eval()
+    w = torch.ones(units.num_units, requires_grad=True)
+    out = backbone(x, edge_index, units.per_edge(w))
+    loss = F.cross_entropy(out, out.argmax(-1).detach())
+    (grad,) = torch.autograd.grad(loss, w)
+    return grad.abs()
+
+
+def one_shot(ctx: PruningContext) -> list[dict]:
+    dense = ctx.zoo[ctx.dense["run_id"]]
+    dense_state = dense.state_dict()
+    wmasks = ctx.magnitude(dense_state, float(ctx.p.weight_sparsity))
+    edge_keep = None
+    if ctx.prune_graph:
+        model = instantiate_clean(ctx.cfg.backbone)
+        model.load_state_dict(dense_state)
+        score = edge_saliency(model, ctx.graph.data.x, ctx.edge_index, ctx.units)
+        edge_keep = top_keep(score, ctx.units.num_units - ctx.targets()[1])
+    wall = float(dense.record.get("wall_time_s") or 0.0) + ctx.elapsed()
+    start = dense_state if ctx.p.rewind == "dense" else None
+    return [ctx.retrain(ctx.ticket_id(), wmasks, edge_keep, ctx.info(wmasks, edge_keep, wall), start=start)]
