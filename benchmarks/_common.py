@@ -1,7 +1,20 @@
-"""Shared helpers: machine info, result files (benchmarks/results/<name>.json + .md), config composition."""
+"""The benchmark harness: machine info, result files (``benchmarks/results/<name>.json`` + ``.md``), config
+composition, cached jobs, one worker pool, 95% intervals and paired-difference tables.
+
+* :class:`JobCache` keys a job by a hash of everything that determines it: the benchmark script's source, the
+  library's source (``src/gnnzoo``, ``src/hydra_plugins``, ``conf``) and the job's settings (every argument and
+  method setting, passed as one JSON-able dict). The payload stores those settings and the code digest, and a
+  lookup checks them, so a cached job can never be reused under other settings or other code.
+* :func:`run_jobs` runs jobs in ``jobs`` spawned worker processes with the same number of torch threads each
+  (compared sides always get the same thread budget); a job stops on its epoch/step budget, never on the clock.
+* :func:`ci95`, :func:`paired` and :func:`paired_rows`: the one t-interval, the per-seed paired difference
+  ``{"mean", "ci95", "holds_zero", "n"}`` and its table rows.
+"""
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import hashlib
 import json
 import os
 import platform
@@ -9,7 +22,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -94,3 +107,131 @@ def train_multirun(overrides: Sequence[str], zoo: Path, work: Path, data_dir: st
     if p.returncode != 0:
         raise SystemExit(f"{' '.join(cmd[1:])}\n{p.stderr[-3000:]}")
     return time.perf_counter() - t0
+
+
+# ------------------------------------------------------------------------------------------------ cached jobs
+CODE_ROOTS = ("src/gnnzoo", "src/hydra_plugins", "conf")
+
+
+@functools.lru_cache(maxsize=None)
+def code_digest(script: str) -> dict:
+    """sha256 of the benchmark script and of every source/config file of the library (sorted by path)."""
+    lib = hashlib.sha256()
+    for root in CODE_ROOTS:
+        for f in sorted((ROOT / root).rglob("*")):
+            if f.is_file() and f.suffix in (".py", ".yaml") and "__pycache__" not in f.parts:
+                lib.update(str(f.relative_to(ROOT)).encode())
+                lib.update(f.read_bytes())
+    return {"script": hashlib.sha256(Path(script).read_bytes()).hexdigest()[:16], "library": lib.hexdigest()[:16]}
+
+
+def _canonical(settings: dict) -> str:
+    return json.dumps(settings, sort_keys=True, default=_jsonable)
+
+
+class JobCache:
+    """``JobCache(work, __file__).run(settings, fn)``: ``fn()``'s JSON result, cached under
+    ``<work>/jobs/<hash>.json`` where the hash covers the script, the library and ``settings``."""
+
+    def __init__(self, work: str | Path, script: str | Path):
+        self.dir = Path(work) / "jobs"
+        self.script = str(Path(script).resolve())
+
+    def key(self, settings: dict) -> str:
+        code = code_digest(self.script)
+        blob = _canonical({"script": Path(self.script).name, "code": code, "settings": settings})
+        return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+    def path(self, settings: dict) -> Path:
+        return self.dir / f"{self.key(settings)}.json"
+
+    def get(self, settings: dict) -> dict | None:
+        f = self.path(settings)
+        if not f.is_file():
+            return None
+        payload = json.loads(f.read_text())
+        if _canonical(payload.get("settings")) != _canonical(json.loads(_canonical(settings))) or \
+                payload.get("code") != code_digest(self.script):
+            raise SystemExit(f"cached job {f} was stored under other settings or code; delete it")
+        return payload
+
+    def run(self, settings: dict, fn: Callable[[], dict]) -> dict:
+        """The cached payload ``{"key", "settings", "code", "result", "job_wall_s"}`` (computed now if missing)."""
+        hit = self.get(settings)
+        if hit is not None:
+            return hit
+        t0 = time.perf_counter()
+        result = fn()
+        payload = {"key": self.key(settings), "settings": json.loads(_canonical(settings)),
+                   "code": code_digest(self.script), "job_wall_s": time.perf_counter() - t0, "result": result}
+        self.dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.path(settings).with_suffix(".tmp")
+        tmp.write_text(json.dumps(payload, default=_jsonable))
+        tmp.replace(self.path(settings))
+        return payload
+
+
+# ------------------------------------------------------------------------------------------------ worker pool
+def _init_worker(threads: int) -> None:
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    import torch
+
+    torch.set_num_threads(threads)
+
+
+def run_jobs(fn: Callable[[Any], dict], items: Iterable[Any], jobs: int = 2, threads: int = 1,
+             label: Callable[[Any, dict], str] | None = None) -> list[dict]:
+    """``fn(item)`` for every item in ``jobs`` spawned worker processes with ``threads`` torch threads each (the
+    same for every job, so compared sides get the same thread budget); results in completion order, a progress
+    line per job. ``jobs=1`` runs in this process (same thread setting)."""
+    items = list(items)
+    out: list[dict] = []
+    t0 = time.perf_counter()
+
+    def note(item, res):
+        out.append(res)
+        what = label(item, res) if label else ""
+        print(f"[{time.perf_counter() - t0:7.0f}s] {len(out)}/{len(items)} {what}", flush=True)
+
+    if jobs <= 1:
+        _init_worker(threads)
+        for item in items:
+            note(item, fn(item))
+        return out
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(jobs, initializer=_init_worker, initargs=(threads,)) as pool:
+        for item, res in pool.imap_unordered(_tagged(fn), [(i, it) for i, it in enumerate(items)]):
+            note(items[item], res)
+    return out
+
+
+class _tagged:
+    """``fn`` wrapped to return its item's index with the result (picklable for the pool)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, pair):
+        i, item = pair
+        return i, self.fn(item)
+
+
+# ------------------------------------------------------------------------------------------------ statistics
+def paired(a: Sequence[float], b: Sequence[float]) -> dict:
+    """The paired difference ``a - b`` (per seed): ``{"mean", "ci95", "holds_zero", "n"}`` (nan-pairs dropped)."""
+    if len(a) != len(b):
+        raise ValueError(f"paired samples of different lengths ({len(a)} vs {len(b)})")
+    d = [x - y for x, y in zip(a, b) if x == x and y == y]
+    mu, h = mean_std(d)[0], ci95(d)
+    return {"mean": mu, "ci95": h, "holds_zero": bool(h != h or abs(mu) <= h), "n": len(d)}
+
+
+def paired_rows(comparisons: Iterable[tuple[Sequence[str], dict]], digits: int = 2) -> list[list[str]]:
+    """Rows ``[*labels, "mean ± ci", "yes/no"]`` of a paired-difference table (header: labels + "mean ± 95% CI",
+    "interval holds 0")."""
+    rows = []
+    for labels, d in comparisons:
+        ci = "n/a" if d["ci95"] != d["ci95"] else f"{d['ci95']:.{digits}f}"
+        rows.append([*labels, f"{d['mean']:+.{digits}f} ± {ci}", "yes" if d["holds_zero"] else "no"])
+    return rows

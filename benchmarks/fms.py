@@ -15,15 +15,21 @@ accuracy anywhere in the table (any config, any epoch; the method sheet's defini
 points, at 25%, 50% and 100% of the budget.
 
 * ``fms``, ``dyhpo``, ``random``: ``gnnzoo.search.Search`` (the loop the sweeper runs), n_initial 10, b0 10,
-  Δ 10; ``random`` trains random configs to 200 epochs;
-* ``tpe``: Optuna's TPE, full-budget trials (200 epochs), 5 startup trials;
-* ``hyperband``: Optuna's TPE with ``HyperbandPruner(min_resource=10, max_resource=200, reduction_factor=3)``,
-  reporting the best val so far every 10 epochs;
+  Δ 10; ``random`` trains random configs to 200 epochs. The replay is also the loop's ``truth`` oracle, so each
+  iteration's one-step forecast τ ranks every candidate's forecast against its true outcome (``tau_mean``: the
+  mean over iterations, per seed);
+* ``tpe``: Optuna's TPE, full-budget trials (200 epochs), 10 startup trials (as many as the others' n_initial);
+* ``hyperband``: Optuna's TPE (10 startup trials) with ``HyperbandPruner(min_resource=10, max_resource=200,
+  reduction_factor=3)``, reporting the best val so far every 10 epochs;
+* a configuration is never paid for twice: when TPE or Hyperband suggests a point again, the epochs it already
+  has are free (a point trained to full budget costs nothing and gives the value it has).
 * ``ifbo``: the ``ifbo`` package's FT-PFN; run only where its surrogate weights are already on disk (they are
   downloaded from figshare on first use, which this machine cannot do), otherwise reported as not run.
 
-Seeds 0..S-1 for every method (the Search's ``seed``, the Optuna samplers' ``seed``). Jobs run in ``--jobs``
-processes with one torch thread each; tables and finished jobs are cached in ``--work`` (a rerun resumes).
+Seeds 0..S-1 for every method (the Search's ``seed``, the Optuna samplers' ``seed``). Jobs run through the harness
+(benchmarks/_common.py) in ``--jobs`` processes with one torch thread each; tables and finished jobs are cached in
+``--work`` under a hash of the script, the library and every setting (a rerun resumes; other settings never reuse
+a cached job).
 
     python benchmarks/fms.py [--cells cora/gcn,cora/sage,citeseer/gcn,citeseer/sage] [--seeds 10] [--budget 2000]
 """
@@ -31,14 +37,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, ROOT, ci95, md_table, mean_std, train_multirun, write_results  # noqa: E402
+from _common import RESULTS, ROOT, JobCache, ci95, md_table, mean_std, paired, paired_rows, run_jobs, train_multirun, write_results  # noqa: E402
 
 SPACE = {"optimizer.lr": "tag(log, choice(0.001, 0.005, 0.02, 0.1))",
          "optimizer.weight_decay": "choice(0, 0.0005, 0.005)",
@@ -55,6 +60,7 @@ SMOKE_SPACE = {**SPACE, "optimizer.lr": "tag(log, choice(0.005, 0.02))", "backbo
 METHODS = ("fms", "dyhpo", "random", "tpe", "hyperband", "ifbo")
 FRACTIONS = (0.25, 0.5, 1.0)
 SNAP = 10
+N_INITIAL = 10  # the loop's random initial design, and the Optuna samplers' startup trials
 
 
 def _key(point: dict) -> tuple:
@@ -62,19 +68,27 @@ def _key(point: dict) -> tuple:
 
 
 # ------------------------------------------------------------------------------------------------ the table
+def table_settings(cell: str, epochs: int, smoke: bool) -> dict:
+    return {"kind": "table", "cell": cell, "epochs": epochs, "common": COMMON, "grid": SMOKE_GRID if smoke else GRID,
+            "space": SMOKE_SPACE if smoke else SPACE, "features": "stat"}
+
+
 def build_table(cell: str, work: Path, data_dir: str, epochs: int, smoke: bool) -> dict:
-    out = work / "tables" / f"{cell.replace('/', '_')}.json"
-    if out.is_file():
-        return json.loads(out.read_text())
+    settings = table_settings(cell, epochs, smoke)
+    return JobCache(work, __file__).run(settings, lambda: _train_table(settings, work, data_dir))["result"]
+
+
+def _train_table(st: dict, work: Path, data_dir: str) -> dict:
     from omegaconf import OmegaConf
 
     from gnnzoo.search.features import stat_features
     from gnnzoo.zoo import Zoo
 
+    cell, epochs, space = st["cell"], st["epochs"], st["space"]
     ds, bb = cell.split("/")
     zoo = work / f"zoo_{ds}_{bb}"
-    wall = train_multirun([*COMMON, f"trainer.max_epochs={epochs}", f"dataset={ds}", f"backbone={bb}",
-                           *(SMOKE_GRID if smoke else GRID)], zoo, work, data_dir, f"table_{ds}_{bb}")
+    wall = train_multirun([*st["common"], f"trainer.max_epochs={epochs}", f"dataset={ds}", f"backbone={bb}",
+                           *st["grid"]], zoo, work, data_dir, f"table_{ds}_{bb}")
     t0 = time.perf_counter()
     feat = stat_features()
     z = Zoo(zoo)
@@ -83,15 +97,12 @@ def build_table(cell: str, work: Path, data_dir: str, epochs: int, smoke: bool) 
         e = z.get(r.run_id)
         rec = e.record
         cfg = OmegaConf.create(rec["config"])
-        point = {k: OmegaConf.select(cfg, k) for k in SPACE}
+        point = {k: OmegaConf.select(cfg, k) for k in space}
         feats = {str(s["epoch"]): feat(e.snapshot(s["epoch"]), bb) for s in rec["snapshots"]}
         runs[repr(_key(point))] = {"run_id": r.run_id, "point": point, "val": rec["curves"]["val/acc"],
                                    "test": rec["curves"]["test/acc"], "feats": feats}
-    info = {"cell": cell, "zoo": str(zoo), "configs": len(runs), "epochs": epochs, "train_wall_s": wall,
+    return {"cell": cell, "zoo": str(zoo), "configs": len(runs), "epochs": epochs, "train_wall_s": wall,
             "feature_wall_s": time.perf_counter() - t0, "runs": runs}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(info))
-    return info
 
 
 def oracle(table: dict) -> float:
@@ -128,12 +139,22 @@ def run_search(table: dict, method: str, seed: int, budget: int, space: dict) ->
             out.append(Result(ok=True, epochs=ln.target, curve=curve, value=v, test=t, weights=w, run_id=rid))
         return out
 
-    s = Settings(budget=budget, max_epochs=table["epochs"], n_initial=10, b0=SNAP, delta=SNAP, surrogate=method, seed=seed)
-    st = Search(SearchSpace(space), s, runner).run()
+    def truth(launches):
+        return [replay.at(ln.point, ln.target)[1] for ln in launches]
+
+    from gnnzoo.search.results import mean_tau
+
+    s = Settings(budget=budget, max_epochs=table["epochs"], n_initial=N_INITIAL, b0=SNAP, delta=SNAP, surrogate=method,
+                 seed=seed)
+    st = Search(SearchSpace(space), s, runner, truth=truth).run()
     assert st["spent"] <= budget
+    deepest = max((t["epochs"] for t in st["trials"].values()), default=0)
     return [(h["spent"], h["incumbent_value"], h["incumbent_test"]) for h in st["history"]], \
         {"fallbacks": len(st["fallbacks"]), "tau_last": st["history"][-1]["tau"] if st["history"] else None,
-         "trials": len(st["trials"])}
+         "tau_mean": mean_tau(st) if method != "random" else None,
+         "taus": [h["tau"] for h in st["history"]], "trials": len(st["trials"]),
+         "continuations": sum(len(t["obs"]) - 1 for t in st["trials"].values() if t["obs"]),
+         "deepest_epochs": deepest}
 
 
 def run_optuna(table: dict, method: str, seed: int, budget: int, space: dict):
@@ -146,11 +167,13 @@ def run_optuna(table: dict, method: str, seed: int, budget: int, space: dict):
     dims = [(d.key, d.values) for d in SearchSpace(space).dims]
     E = table["epochs"]
     hb = method == "hyperband"
-    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=10 if hb else 5)
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=N_INITIAL)
     pruner = optuna.pruners.HyperbandPruner(min_resource=SNAP, max_resource=E, reduction_factor=3) if hb \
         else optuna.pruners.NopPruner()
     study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
     replay, spent, best, trace, trials = Replay(table), 0, None, [], 0
+    paid: dict[tuple, int] = {}  # epochs each configuration already has: never paid for twice
+    asks, max_asks = 0, 50 * len(table["runs"])
 
     def seen(point, e):
         nonlocal best
@@ -160,27 +183,31 @@ def run_optuna(table: dict, method: str, seed: int, budget: int, space: dict):
         trace.append((spent, best[0], best[1]))
         return v
 
-    while spent < budget:
+    while spent < budget and asks < max_asks:
         trial = study.ask()
-        trials += 1
+        asks += 1
         point = {k: trial.suggest_categorical(k, vals) for k, vals in dims}
+        have = paid.get(_key(point), 0)
+        trials += have == 0
         if not hb:
-            e = min(E, budget - spent)
-            spent += e
+            e = max(have, min(E, have + budget - spent))
+            spent += e - have
+            paid[_key(point)] = e
             study.tell(trial, seen(point, e))
             continue
         e, v, pruned = 0, None, False
-        while e < E and spent < budget:
-            step = min(SNAP, E - e, budget - spent)
+        while e < E and (spent < budget or e < have):
+            step = min(SNAP, E - e) if e < have else min(SNAP, E - e, budget - spent)
             e += step
-            spent += step
+            spent += max(0, e - max(have, e - step))
+            paid[_key(point)] = max(have, e)
             v = seen(point, e)
             trial.report(v, e)
             if trial.should_prune():
                 pruned = True
                 break
         study.tell(trial, state=TrialState.PRUNED) if pruned else study.tell(trial, v)
-    return trace, {"trials": trials}
+    return trace, {"trials": trials, "asks": asks}
 
 
 def ifbo_available() -> str | None:
@@ -193,26 +220,26 @@ def ifbo_available() -> str | None:
             "this machine has no internet, so its replay is not implemented here")
 
 
-def job(args: tuple) -> dict:
-    cell, method, seed, budget, work, smoke = args
-    out = Path(work) / "jobs" / f"{cell.replace('/', '_')}_{method}_{seed}_{budget}.json"
-    if out.is_file():
-        return json.loads(out.read_text())
-    import torch
+def job_settings(cell: str, method: str, seed: int, budget: int, epochs: int, smoke: bool) -> dict:
+    return {"kind": "search", "cell": cell, "method": method, "seed": seed, "budget": budget,
+            "table": table_settings(cell, epochs, smoke), "n_initial": N_INITIAL, "b0": SNAP, "delta": SNAP}
 
-    torch.set_num_threads(1)
-    table = json.loads((Path(work) / "tables" / f"{cell.replace('/', '_')}.json").read_text())
-    space = SMOKE_SPACE if smoke else SPACE
-    t0 = time.perf_counter()
-    if method in ("fms", "dyhpo", "random"):
-        trace, extra = run_search(table, method, seed, budget, space)
-    else:
-        trace, extra = run_optuna(table, method, seed, budget, space)
-    res = {"cell": cell, "method": method, "seed": seed, "budget": budget, "wall_s": time.perf_counter() - t0,
-           "trace": trace, **extra}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res))
-    return res
+
+def job(args: tuple) -> dict:
+    settings, work = args
+
+    def search() -> dict:
+        table = build_table(settings["cell"], Path(work), "", settings["table"]["epochs"],
+                            settings["table"]["grid"] == SMOKE_GRID)
+        space = settings["table"]["space"]
+        t0 = time.perf_counter()
+        runner = run_search if settings["method"] in ("fms", "dyhpo", "random") else run_optuna
+        trace, extra = runner(table, settings["method"], settings["seed"], settings["budget"], space)
+        return {"cell": settings["cell"], "method": settings["method"], "seed": settings["seed"],
+                "budget": settings["budget"], "wall_s": time.perf_counter() - t0, "trace": trace, **extra}
+
+    payload = JobCache(work, __file__).run(settings, search)
+    return {**payload["result"], "settings": payload["settings"], "job_key": payload["key"]}
 
 
 # ------------------------------------------------------------------------------------------------ report
@@ -254,6 +281,7 @@ def plot(cells: list[str], jobs: list[dict], oracles: dict, budget: int, path: P
 
 def report(name, cells, tables, jobs, budget, seeds, not_run, wall, command) -> None:
     oracles = {c: oracle(tables[c]) for c in cells}
+    table_epochs = tables[cells[0]]["epochs"]
     summary, rows, diff_rows, runs = {}, [], [], []
     methods = [m for m in METHODS if m not in not_run]
     for cell in cells:
@@ -267,23 +295,31 @@ def report(name, cells, tables, jobs, budget, seeds, not_run, wall, command) -> 
                 mu, _ = mean_std(per[m][q])
                 cellrow[f"regret_{int(q * 100)}"] = mu
                 cellrow[f"regret_{int(q * 100)}_ci95"] = ci95(per[m][q])
+            taus = [j["tau_mean"] for j in js if j.get("tau_mean") is not None]
+            cellrow["tau_mean"] = mean_std(taus)[0] if taus else None
+            cellrow["tau_mean_ci95"] = ci95(taus) if taus else None
+            per[m]["tau"] = [j.get("tau_mean") if j.get("tau_mean") is not None else float("nan") for j in js]
             summary[cell][m] = cellrow
             rows.append([cell, m] + [f"{cellrow[f'regret_{int(q * 100)}']:.2f} ± {cellrow[f'regret_{int(q * 100)}_ci95']:.2f}"
-                                     for q in FRACTIONS] + [len(js), f"{mean_std([j['wall_s'] for j in js])[0]:.1f}"])
+                                     for q in FRACTIONS]
+                        + ["-" if cellrow["tau_mean"] is None else f"{cellrow['tau_mean']:.3f} ± {cellrow['tau_mean_ci95']:.3f}",
+                           f"{mean_std([j.get('deepest_epochs', table_epochs) for j in js])[0]:.0f}",
+                           len(js), f"{mean_std([j['wall_s'] for j in js])[0]:.1f}"])
             runs += [{"cell": cell, "method": m, "seed": j["seed"], "wall_s": j["wall_s"],
                       **{f"regret_{int(q * 100)}": regret_at(j["trace"], oracles[cell], q * budget) for q in FRACTIONS},
-                      **{k: j[k] for k in ("trials", "fallbacks", "tau_last") if k in j}} for j in js]
+                      **{k: j[k] for k in ("trials", "asks", "fallbacks", "tau_last", "tau_mean", "continuations",
+                                           "deepest_epochs") if k in j}} for j in js]
         for other in [m for m in methods if m != "fms"]:
             for q in FRACTIONS:
-                d = [a - b for a, b in zip(per["fms"][q], per[other][q])]
-                mu, h = mean_std(d)[0], ci95(d)
-                diff_rows.append([cell, f"fms − {other}", f"{int(q * 100)}%", f"{mu:+.2f} ± {h:.2f}",
-                                  "yes" if abs(mu) <= h else "no"])
+                diff_rows.append(([cell, f"fms − {other}", f"regret @{int(q * 100)}%"],
+                                  paired(per["fms"][q], per[other][q])))
+            if other == "dyhpo":
+                diff_rows.append(([cell, "fms − dyhpo", "τ (per-iteration mean)"], paired(per["fms"]["tau"], per["dyhpo"]["tau"])))
     best_rows = []
     for cell in cells:
         for q in FRACTIONS:
             k = f"regret_{int(q * 100)}"
-            ranked = sorted(methods, key=lambda m: summary[cell][m][k])
+            ranked = sorted(methods, key=lambda m: (summary[cell][m][k] != summary[cell][m][k], summary[cell][m][k]))
             best_rows.append([cell, f"{int(q * 100)}%", ranked[0], f"{summary[cell][ranked[0]][k]:.2f}",
                               "yes" if ranked[0] == "fms" else "no"])
     plot_path = RESULTS / f"{name}.png"
@@ -296,15 +332,17 @@ def report(name, cells, tables, jobs, budget, seeds, not_run, wall, command) -> 
         "accuracy anywhere in the table − the test accuracy of the incumbent (chosen by val), in points, "
         "mean ± 95% t-interval over seeds. Settings in the docstring of benchmarks/fms.py.",
         md_table(["cell", "configs", "epochs", "best test acc in the table %", "table train s", "features s"], table_rows),
-        md_table(["cell", "method", "regret @25%", "regret @50%", "regret @100%", "seeds", "wall s / search"], rows),
-        "Paired differences in regret (fms − other, per seed; negative: fms better):",
-        md_table(["cell", "difference", "budget", "mean ± 95% CI", "interval holds 0"], diff_rows),
+        md_table(["cell", "method", "regret @25%", "regret @50%", "regret @100%",
+                  "one-step τ (mean over iterations)", "deepest trial (epochs)", "seeds", "wall s / search"], rows),
+        "Paired differences, per seed (regret: negative means fms better; τ: positive means fms forecasts better):",
+        md_table(["cell", "difference", "figure", "mean ± 95% CI", "interval holds 0"], paired_rows(diff_rows)),
         "Target: fms lowest mean regret at 25%, 50% and 100% of the budget.",
         md_table(["cell", "budget", "lowest mean regret", "its regret", "fms"], best_rows),
         "Not run: " + ("; ".join(f"{m}: {why}" for m, why in not_run.items()) if not_run else "none") + ".",
         f"![regret vs epochs]({name}.png)\n\nCompute: {wall:.0f} s of this invocation (tables cached in the work folder)."])
     write_results(name, {"summary": summary, "settings": {"budget": budget, "seeds": seeds, "space": SPACE,
-                                                          "grid": GRID, "n_initial": 10, "b0": SNAP, "delta": SNAP},
+                                                          "grid": GRID, "n_initial": N_INITIAL, "b0": SNAP, "delta": SNAP,
+                                                          "optuna_startup_trials": N_INITIAL},
                           "oracle_test_acc": oracles, "not_run": not_run, "runs": runs,
                           "tables": {c: {k: v for k, v in tables[c].items() if k != "runs"} for c in cells},
                           "this_invocation_s": wall}, md, command)
@@ -337,14 +375,10 @@ def main() -> None:
         print(f"table {c} ...", flush=True)
         tables[c] = build_table(c, work, args.data_dir, args.epochs, args.smoke)
         print(f"  {tables[c]['configs']} configs, {tables[c]['train_wall_s']:.0f} s", flush=True)
-    todo = [(c, m, s, args.budget, str(work), args.smoke) for c in cells for m in methods if m not in not_run
-            for s in range(args.seeds)]
-    ctx = mp.get_context("spawn")
-    jobs = []
-    with ctx.Pool(args.jobs) as pool:
-        for i, r in enumerate(pool.imap_unordered(job, todo)):
-            jobs.append(r)
-            print(f"[{i + 1}/{len(todo)}] {r['cell']} {r['method']} seed {r['seed']}: {r['wall_s']:.1f} s", flush=True)
+    todo = [(job_settings(c, m, s, args.budget, args.epochs, args.smoke), str(work)) for c in cells for m in methods
+            if m not in not_run for s in range(args.seeds)]
+    jobs = run_jobs(job, todo, args.jobs, 1, lambda item, r: f"{r['cell']} {r['method']} seed {r['seed']}: "
+                                                             f"{r['wall_s']:.1f} s")
     cmd = "python benchmarks/fms.py " + " ".join(a for a in sys.argv[1:])
     report("fms_smoke" if args.smoke else "fms", cells, tables, jobs, args.budget, args.seeds, not_run, time.perf_counter() - t0, cmd.strip())
 

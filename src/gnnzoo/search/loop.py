@@ -17,6 +17,11 @@ history, see the method sheet). ``surrogate="random"`` trains random candidates 
 The whole state is a JSON-able dict, saved (``save(state)``) before every launch and after every observation,
 so a killed search resumes: pending launches are launched again (the zoo skips what finished) and finished
 trials are never redone.
+
+Forecast quality is logged per iteration: ``tau`` is the Kendall τ of *that* iteration's one-step forecasts
+against their outcomes, never pooled over iterations and fidelities. With a ``truth`` oracle (a tabular replay
+knows every outcome) it ranks every candidate's forecast; without one (a real sweep) it ranks the forecasts of
+the launched batch (nan below three launches). ``tau_pooled`` keeps the pool over every forecast so far.
 """
 from __future__ import annotations
 
@@ -58,6 +63,8 @@ class Result:
 
 
 Runner = Callable[[Sequence[Launch]], Sequence[Result]]
+# the true one-step outcome (the monitored value after the launch) of each launch, for replay benchmarks
+Truth = Callable[[Sequence[Launch]], Sequence[float]]
 
 
 @dataclass
@@ -136,9 +143,9 @@ def _inputs(space: SearchSpace, s: Settings, rows: list[tuple[dict, int, list, l
 class Search:
     def __init__(self, space: SearchSpace, settings: Settings, runner: Runner, state: dict | None = None,
                  save: Callable[[dict], None] | None = None, log: Callable[[str], None] | None = None,
-                 use_weights: bool | None = None):
+                 use_weights: bool | None = None, truth: Truth | None = None):
         settings.check()
-        self.space, self.s, self.runner = space, settings, runner
+        self.space, self.s, self.runner, self.truth = space, settings, runner, truth
         self.state = state if state is not None else new_state(space, settings)
         self.save = save or (lambda st: None)
         self.log = log or (lambda msg: None)
@@ -183,6 +190,7 @@ class Search:
 
     def _observe(self, launches: Sequence[Launch], results: Sequence[Result], pred, info) -> None:
         sign = _sign(self.s)
+        batch: list[list[float]] = []  # this iteration's (forecast, outcome) pairs
         for k, (ln, r) in enumerate(zip(launches, results)):
             t = self.state["trials"][ln.tid]
             if not r.ok:
@@ -197,13 +205,18 @@ class Search:
             t["obs"].append({"epochs": r.epochs, "value": float(r.value), "test": float(r.test),
                              "prev_epochs": ln.start, "weights": r.weights})
             if pred is not None and pred[k] == pred[k]:
-                self.state["tau_pairs"].append([pred[k], sign * float(r.value)])
+                batch.append([pred[k], sign * float(r.value)])
+        self.state["tau_pairs"] += batch
         pairs = self.state["tau_pairs"]
         inc = self.incumbent()
+        info = dict(info or {})
+        tau = info.pop("tau_all", None)  # every candidate's forecast against the oracle's outcome
+        if tau is None:
+            tau = kendall_tau([p for p, _ in batch], [v for _, v in batch])
         rec = {"iteration": self.state["iteration"], "spent": self.state["spent"], "wall_s": time.perf_counter() - self.t0,
                "launched": [[ln.tid, ln.start, ln.target] for ln in launches],
                "incumbent_value": inc["value"] if inc else None, "incumbent_test": inc["test"] if inc else None,
-               "tau": kendall_tau([p for p, _ in pairs], [v for _, v in pairs]), **(info or {})}
+               "tau": tau, "tau_pooled": kendall_tau([p for p, _ in pairs], [v for _, v in pairs]), **info}
         self.state["history"].append(rec)
         self.state["iteration"] += 1
         self.state["pending"] = []
@@ -284,8 +297,11 @@ class Search:
         mean, std = self.surrogate.predict(_inputs(self.space, self.s, rows, self.d_w))
         ei = expected_improvement(mean, std, self._incumbent_at([ln.target for ln in launches]))
         chosen = self._affordable(launches, torch.argsort(ei, descending=True).tolist())
-        return [launches[i] for i in chosen], [float(mean[i]) for i in chosen], \
-            {"fit_s": fit_s, "ei": [float(ei[i]) for i in chosen]}
+        info = {"fit_s": fit_s, "ei": [float(ei[i]) for i in chosen]}
+        if self.truth is not None:
+            sign = _sign(self.s)
+            info["tau_all"] = kendall_tau(mean.tolist(), [sign * float(v) for v in self.truth(launches)])
+        return [launches[i] for i in chosen], [float(mean[i]) for i in chosen], info
 
     def _affordable(self, launches: list[Launch], order: list[int]) -> list[int]:
         """The first ``batch_size`` launches in ``order`` whose costs together fit in what is left of the budget."""

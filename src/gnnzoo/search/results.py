@@ -52,6 +52,12 @@ def save_state(path: Path, state: dict) -> None:
     atomic_write_json(path, state)
 
 
+def mean_tau(state: dict) -> float | None:
+    """The mean over iterations of each iteration's one-step forecast τ (iterations where it is defined)."""
+    taus = [h["tau"] for h in state["history"] if h.get("tau") is not None and h["tau"] == h["tau"]]
+    return sum(taus) / len(taus) if taus else None
+
+
 def summary(state: dict) -> dict[str, Any]:
     """The content of ``optimization_results.yaml``."""
     s = state["settings"]
@@ -61,7 +67,7 @@ def summary(state: dict) -> dict[str, Any]:
            "budget_epochs": s["budget"], "spent_epochs": state["spent"], "iterations": state["iteration"],
            "trials": len(state["trials"]), "failed_trials": sum(t["status"] == "failed" for t in state["trials"].values()),
            "surrogate_fallbacks": len(state.get("fallbacks", [])),
-           "kendall_tau_one_step": hist[-1]["tau"] if hist and hist[-1].get("tau") == hist[-1].get("tau") else None}
+           "kendall_tau_one_step": mean_tau(state)}
     if best is not None:
         out.update(best_params=best["point"], best_value=best["value"], best_test=best["test"],
                    best_epochs=best["epochs"], best_run_id=best["run_id"])

@@ -177,7 +177,8 @@ class FMSSweeper(Sweeper):
                              config={**state["settings"], "params": res.get("best_params")}, reinit=True)
             for h in state["history"]:
                 run.log({"fms/spent": h["spent"], "fms/incumbent": h["incumbent_value"],
-                         "fms/incumbent_test": h["incumbent_test"], "fms/tau": h["tau"]}, step=h["iteration"])
+                         "fms/incumbent_test": h["incumbent_test"], "fms/tau": h["tau"],
+                         "fms/tau_pooled": h.get("tau_pooled")}, step=h["iteration"])
             if plot_path.is_file():
                 run.log({"fms/plot": wandb.Image(str(plot_path))})
             run.summary.update({k: v for k, v in res.items() if isinstance(v, (int, float, str))})
