@@ -10,7 +10,9 @@ from gnnzoo.generate.autoencoder import ParamAutoencoder
 from gnnzoo.generate.diffusion import Denoiser, make_scheduler, sample
 from gnnzoo.generate.module import GeneratorModule
 from gnnzoo.generate.params import Normalizer, ParamCodec, target_names
-from gnnzoo.generate.task import SAMPLES, SetEvaluator, grid_points, nn_ratios, select
+from gnnzoo.generate.evaluate import SetEvaluator, nn_ratios, select
+from gnnzoo.generate.search import grid_points
+from gnnzoo.generate.stages import SAMPLES
 from gnnzoo.tasks.run import run_task
 from gnnzoo.utils.errors import ConfigError
 from gnnzoo.zoo import Zoo
@@ -141,14 +143,16 @@ def test_generate_runs_end_to_end_and_its_samples_load(pipeline):
 
 def test_generate_resumes_finished_stages(pipeline, monkeypatch):
     tmp, cfg, value = pipeline
+    import gnnzoo.generate.search as gsearch
+    import gnnzoo.generate.stages as gs
     import gnnzoo.generate.task as gt
 
     def boom(*a, **k):
         raise AssertionError("a finished stage ran again")
 
-    monkeypatch.setattr(gt, "collect", boom)
-    monkeypatch.setattr(gt, "condition_vector", boom)
-    monkeypatch.setattr(gt, "train_batched", boom)  # the search's runs are in the zoo: not even batched again
+    monkeypatch.setattr(gs, "collect", boom)
+    monkeypatch.setattr(gs, "condition_vector", boom)
+    monkeypatch.setattr(gsearch, "train_batched", boom)  # the search's runs are in the zoo: not even batched again
     # the search runs are reused through the zoo (train_batched would skip them; here nothing may train at all)
     monkeypatch.setattr(gt, "light_search", lambda c, z: ([z[r] for r in z.df(kind="run").run_id], 0.0))
     res = gt.run(cfg)
@@ -163,6 +167,8 @@ def test_selection_never_reads_test_labels(pipeline, monkeypatch, tmp_path):
     [gid] = zoo.df(kind="generated").run_id
     before = zoo[gid].record
     shutil.rmtree(zoo_copy / gid)  # the sample stage runs again, on a graph whose test labels are shuffled
+    import gnnzoo.generate.search as gsearch
+    import gnnzoo.generate.stages as gs
     import gnnzoo.generate.task as gt
 
     real = gt.load_graph
@@ -203,9 +209,11 @@ def test_set_evaluator_scores_like_one_model_at_a_time():
 
 
 def test_generate_errors_are_clear_and_come_before_training(tmp_path, monkeypatch):
+    import gnnzoo.generate.search as gsearch
+    import gnnzoo.generate.stages as gs
     import gnnzoo.generate.task as gt
 
-    monkeypatch.setattr(gt, "train_batched", lambda *a, **k: pytest.fail("trained before the error"))
+    monkeypatch.setattr(gsearch, "train_batched", lambda *a, **k: pytest.fail("trained before the error"))
     for ov, match in ((["generator.collect.k=1"], "collect.k"),
                       (["generator.collect.target=[layers.9.weight]"], "not parameters"),
                       (["generator.search.fraction=0"], "fraction"),
@@ -224,10 +232,12 @@ def test_generate_errors_are_clear_and_come_before_training(tmp_path, monkeypatc
 
 
 def test_a_search_without_a_completed_run_is_one_clear_error(tmp_path, monkeypatch):
+    import gnnzoo.generate.search as gsearch
+    import gnnzoo.generate.stages as gs
     import gnnzoo.generate.task as gt
 
-    monkeypatch.setattr(gt, "train_batched", lambda cfgs, **k: [{"status": "failed", "error": "diverged"}] * len(cfgs))
-    monkeypatch.setattr(gt, "collect", lambda *a, **k: pytest.fail("collected after a failed search"))
+    monkeypatch.setattr(gsearch, "train_batched", lambda cfgs, **k: [{"status": "failed", "error": "diverged"}] * len(cfgs))
+    monkeypatch.setattr(gs, "collect", lambda *a, **k: pytest.fail("collected after a failed search"))
     with pytest.raises(ConfigError, match="no completed run.*diverged"):
         run_task(make_cfg(SYN + FAST, tmp_path, config_name="generate"))
 

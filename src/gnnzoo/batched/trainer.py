@@ -122,22 +122,12 @@ def _replay_to_loggers(cfg: DictConfig, rec: dict) -> None:
         close_loggers(loggers)
 
 
-def train_batched(cfgs: Sequence[DictConfig], graph: GraphData | None = None, progress: bool = True,
-                  jobs: Sequence[BatchedJob | None] | None = None) -> list[dict[str, Any]]:
-    """Train ``cfgs`` together; return one result dict per config (same keys as ``train()``). ``jobs`` (one per
-    config, optional): what a method trains instead of an ordinary run (see :class:`BatchedJob`)."""
-    if not cfgs:
-        return []
-    jobs = [j or BatchedJob() for j in (jobs or [None] * len(cfgs))]
-    if len(jobs) != len(cfgs):
-        raise ValueError(f"{len(jobs)} jobs for {len(cfgs)} configs")
-    plains = [OmegaConf.to_container(c, resolve=True) for c in cfgs]  # resolved once per config
-    keys = {batch_key(c, p) for c, p in zip(cfgs, plains)}
-    if len(keys) > 1:
-        raise ConfigError("configs in one batch must differ only in seed, init_seed, optimizer and dropout; "
-                          "group them with gnnzoo.batched.trainer.group_configs")
+def _plan(cfgs: Sequence[DictConfig], jobs: list[BatchedJob], plains: list[dict]
+          ) -> tuple[list[dict[str, Any] | None], list[tuple[int, str]]]:
+    """Check every config; the results of those already in the zoo (or repeated in the batch) and the
+    (index, run id) of those to train."""
     results: list[dict[str, Any] | None] = [None] * len(cfgs)
-    todo = []
+    todo: list[tuple[int, str]] = []
     for i, cfg in enumerate(cfgs):
         check_config(cfg)
         _check_batchable(cfg)
@@ -150,39 +140,33 @@ def train_batched(cfgs: Sequence[DictConfig], graph: GraphData | None = None, pr
             results[i] = {"run_id": rid, "skipped": True, "duplicate": True, "status": "duplicate"}
         else:
             todo.append((i, rid))
-    if not todo:
-        return results  # type: ignore[return-value]
-    for zoo_dir in {str(cfgs[i].paths.zoo_dir) for i, _ in todo if cfgs[i].zoo.enabled}:
-        Zoo(zoo_dir).check_writable()  # before any training
+    return results, todo
 
-    # models of one optimizer type side by side: the optimizer updates each type through one slice
-    todo.sort(key=lambda t: optimizer_kind(cfgs[t[0]].optimizer._target_))
-    cfg0 = cfgs[todo[0][0]]
-    t0 = time.perf_counter()
-    graph = graph or load_graph(cfg0)
-    recs = []
-    singles = []
+
+def _build(cfgs: Sequence[DictConfig], jobs: list[BatchedJob], plains: list[dict], todo: list[tuple[int, str]]
+           ) -> tuple[BatchedBackbone, list[dict], dict[str, torch.Tensor], BatchedOptimizer]:
+    """The batched model (each model built by the single path, from its job's start weights and masks), the
+    records, the stacked weight masks and the vectorised optimizer."""
+    recs, singles = [], []
     for i, rid in todo:
         job = jobs[i]
         rec = build_record(cfgs[i], job.kind, rid, plain=plains[i], engine="batched", parents=job.parents,
                            **job.fields)
-        model = build_backbone(cfgs[i])
-        rec["init_id"] = init_id(model.state_dict())
+        single = build_backbone(cfgs[i])
+        rec["init_id"] = init_id(single.state_dict())
         if job.start is not None:
-            model.load_state_dict(job.start)
+            single.load_state_dict(job.start)
         if job.masks:
-            params = dict(model.named_parameters())
+            params = dict(single.named_parameters())
             with torch.no_grad():
                 for name, m in job.masks.items():
                     params[name].mul_(m)
-        singles.append(model)
+        singles.append(single)
         recs.append(rec)
-    N = len(singles)
     model = BatchedBackbone.from_singles(singles)
     masked = sorted({n for i, _ in todo for n in (jobs[i].masks or {})})
-    stacked_masks = {n: torch.stack([(jobs[i].masks or {}).get(n, torch.ones_like(singles[0].state_dict()[n], dtype=torch.bool))
-                                     for i, _ in todo]).float() for n in masked}
-    del singles
+    ones = {n: torch.ones_like(singles[0].state_dict()[n], dtype=torch.bool) for n in masked}
+    stacked_masks = {n: torch.stack([(jobs[i].masks or {}).get(n, ones[n]) for i, _ in todo]).float() for n in masked}
     opts = [cfgs[i].optimizer for i, _ in todo]
     opt = BatchedOptimizer(
         model.parameters_by_name(), [optimizer_kind(o._target_) for o in opts], [o.lr for o in opts],
@@ -191,119 +175,168 @@ def train_batched(cfgs: Sequence[DictConfig], graph: GraphData | None = None, pr
     # each model draws its dropout masks from its own generator, seeded by its own seed only: a run's
     # result does not depend on which other runs share its batch
     model.generators = [torch.Generator().manual_seed(int(cfgs[i].seed)) for i, _ in todo]
+    return model, recs, stacked_masks, opt
 
-    d = graph.data
-    ops = GraphOps(d.edge_index, d.num_nodes)
-    y = d.y
-    idx = {k: getattr(d, f"{k}_mask").nonzero().view(-1) for k in ("train", "val", "test")}
-    metric = make_metric(graph.metric, graph.num_classes, graph.ogb_name)
-    epochs = int(cfg0.trainer.max_epochs)
-    mon, mode = cfg0.monitor.metric, cfg0.monitor.mode
-    patience = cfg0.monitor.get("patience")
 
-    curves = [{"epoch": []} for _ in range(N)]
-    snapshots: list[list[dict]] = [[] for _ in range(N)]
-    snap_every = [int(cfgs[i].zoo.get("snapshot_every") or 0) if cfgs[i].zoo.enabled else 0 for i, _ in todo]
-    best_val = torch.full((N,), -math.inf if mode == "max" else math.inf, dtype=torch.float64)
-    best_epoch = [None] * N
-    best_state = {name: p.detach().clone() for name, p in model.parameters_by_name().items()}
-    errors: list[str | None] = [None] * N
-    active = torch.ones(N, dtype=torch.bool)
+class _Evaluator:
+    """Losses and metrics of the N models on a node set, from their logits ``[N, nodes, classes]``."""
 
-    def ce_and_pred(logits: torch.Tensor, nodes: torch.Tensor, rows_only: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    def __init__(self, graph: GraphData, n_models: int):
+        d = graph.data
+        self.graph, self.y, self.n = graph, d.y, n_models
+        self.idx = {k: getattr(d, f"{k}_mask").nonzero().view(-1) for k in ("train", "val", "test")}
+        self.metric = make_metric(graph.metric, graph.num_classes, graph.ogb_name)
+
+    def ce_and_pred(self, logits: torch.Tensor, nodes: torch.Tensor, rows_only: bool = False
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
         lp = torch.log_softmax(logits if rows_only else logits[:, nodes], dim=-1)  # [N, |nodes|, C]
-        loss = -lp.gather(2, y[nodes].view(1, -1, 1).expand(N, -1, 1)).squeeze(2).mean(1)
+        loss = -lp.gather(2, self.y[nodes].view(1, -1, 1).expand(self.n, -1, 1)).squeeze(2).mean(1)
         return loss, lp.detach().argmax(-1)
 
-    def acc(pred: torch.Tensor, nodes: torch.Tensor) -> list[float]:
-        if graph.metric == "acc":
-            return (pred == y[nodes]).float().mean(1).tolist()
-        return [metric(pred[m], y[nodes]) for m in range(N)]
+    def score(self, pred: torch.Tensor, nodes: torch.Tensor) -> list[float]:
+        if self.graph.metric == "acc":
+            return (pred == self.y[nodes]).float().mean(1).tolist()
+        return [self.metric(pred[m], self.y[nodes]) for m in range(self.n)]
 
+
+class _Tracker:
+    """Per-model bookkeeping of a batched fit: curves, snapshots, best value / epoch / weights, divergence
+    errors and which models still train (early stopping, NaN)."""
+
+    def __init__(self, model: BatchedBackbone, n: int, mode: str, snap_every: list[int], snap_dirs: list):
+        self.n, self.mode = n, mode
+        self.curves = [{"epoch": []} for _ in range(n)]
+        self.snapshots: list[list[dict]] = [[] for _ in range(n)]
+        self.snap_every, self.snap_dirs = snap_every, snap_dirs
+        self.best_val = torch.full((n,), -math.inf if mode == "max" else math.inf, dtype=torch.float64)
+        self.best_epoch: list[int | None] = [None] * n
+        self.best_state = {name: p.detach().clone() for name, p in model.parameters_by_name().items()}
+        self.errors: list[str | None] = [None] * n
+        self.active = torch.ones(n, dtype=torch.bool)
+
+    def diverged(self, losses: torch.Tensor, epoch: int) -> None:
+        finite = torch.isfinite(losses.detach())
+        for m in (~finite & self.active).nonzero().view(-1).tolist():
+            self.errors[m] = (f"DivergenceError: training loss became {float(losses[m].detach())} at epoch {epoch}, "
+                              f"step {epoch}")
+            self.active[m] = False
+
+    def observe(self, model: BatchedBackbone, epoch: int, res: dict[str, list[float]], monitor: str) -> None:
+        """Record the epoch's metrics, write due snapshots, keep improved best-val weights."""
+        value = torch.tensor(res[monitor], dtype=torch.float64)
+        improved = (value > self.best_val) if self.mode == "max" else (value < self.best_val)
+        improved &= self.active & ~torch.isnan(value)
+        running = self.active.nonzero().view(-1).tolist()
+        for m in running:
+            c = self.curves[m]
+            c["epoch"].append(epoch)
+            for k, v in res.items():
+                c.setdefault(k, []).append(float(v[m]))
+        for m in running:  # zoo.snapshot_every, as the single path's recorder
+            if self.snap_every[m] and (epoch + 1) % self.snap_every[m] == 0:
+                rel = f"{SNAPSHOTS}/epoch_{epoch + 1:04d}.safetensors"
+                save_weights(self.snap_dirs[m] / rel, model.single_state(m), metadata={"epoch": str(epoch + 1)})
+                self.snapshots[m].append({"epoch": epoch + 1, "file": rel})
+        if bool(improved.any()):
+            self.best_val = torch.where(improved, value, self.best_val)
+            for m in improved.nonzero().view(-1).tolist():
+                self.best_epoch[m] = epoch
+            with torch.no_grad():
+                for name, p in model.parameters_by_name().items():
+                    sel = improved.view(-1, *([1] * (p.dim() - 1)))
+                    self.best_state[name] = torch.where(sel, p.detach(), self.best_state[name])
+
+    def stop_patient(self, patience: int | None) -> None:
+        if patience is None:
+            return
+        for m in self.active.nonzero().view(-1).tolist():
+            best = self.best_epoch[m]
+            if best is not None and sum(e > best for e in self.curves[m]["epoch"]) >= patience:
+                self.active[m] = False
+
+    def best_so_far(self) -> float:
+        return float(self.best_val.max()) if self.mode == "max" else float(self.best_val.min())
+
+
+def _step(model: BatchedBackbone, opt: BatchedOptimizer, ev: _Evaluator, ops: GraphOps, x: torch.Tensor,
+          tracker: _Tracker, stacked_masks: dict[str, torch.Tensor], epoch: int) -> dict[str, list[float]] | None:
+    """One training step of every active model, then one eval-mode forward; the epoch's metrics (None when no
+    model is left to train)."""
+    model.train()
+    opt.zero_grad()
+    logits = model(x, ops, out_nodes=ev.idx["train"])  # training loss: train nodes' receptive field only
+    losses, tr_pred = ev.ce_and_pred(logits, ev.idx["train"], rows_only=True)
+    tracker.diverged(losses, epoch)
+    opt.active = tracker.active.clone()
+    if not bool(tracker.active.any()):
+        return None
+    torch.where(tracker.active, losses, torch.zeros_like(losses)).sum().backward()
+    params = model.parameters_by_name() if stacked_masks else {}
+    for n, mask in stacked_masks.items():
+        if params[n].grad is not None:
+            params[n].grad.mul_(mask)  # pruned entries: no gradient, so no optimizer state either
+    opt.step()
+    with torch.no_grad():
+        for n, mask in stacked_masks.items():
+            params[n].mul_(mask)
+        model.eval()
+        out = model(x, ops)
+        v_loss, v_pred = ev.ce_and_pred(out, ev.idx["val"])
+        t_loss, t_pred = ev.ce_and_pred(out, ev.idx["test"])
+        return {"val/loss": v_loss.tolist(), "val/acc": ev.score(v_pred, ev.idx["val"]),
+                "test/loss": t_loss.tolist(), "test/acc": ev.score(t_pred, ev.idx["test"]),
+                "train/loss": losses.detach().tolist(), "train/acc": ev.score(tr_pred, ev.idx["train"])}
+
+
+def _fit(cfgs: Sequence[DictConfig], todo: list[tuple[int, str]], model: BatchedBackbone, opt: BatchedOptimizer,
+         stacked_masks: dict[str, torch.Tensor], graph: GraphData, progress: bool) -> _Tracker:
+    """Train until every model stopped (epochs, patience or divergence), under one progress bar."""
+    cfg0, n = cfgs[todo[0][0]], len(todo)
+    ev = _Evaluator(graph, n)
+    ops = GraphOps(graph.data.edge_index, graph.data.num_nodes)
+    snap_every = [int(cfgs[i].zoo.get("snapshot_every") or 0) if cfgs[i].zoo.enabled else 0 for i, _ in todo]
+    snap_dirs = [Zoo(cfgs[i].paths.zoo_dir).entry_dir(rid) for i, rid in todo]
+    tracker = _Tracker(model, n, cfg0.monitor.mode, snap_every, snap_dirs)
+    epochs, patience = int(cfg0.trainer.max_epochs), cfg0.monitor.get("patience")
     bar = Progress(TextColumn("[bold]batched[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                    TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=console,
                    disable=not progress, transient=True)
     with bar:
-        task = bar.add_task(f"{N} x {cfg0.backbone.name} on {cfg0.dataset.name}", total=epochs, info="")
+        task = bar.add_task(f"{n} x {cfg0.backbone.name} on {cfg0.dataset.name}", total=epochs, info="")
         for epoch in range(epochs):
-            model.train()
-            opt.zero_grad()
-            logits = model(d.x, ops, out_nodes=idx["train"])  # training loss: train nodes' receptive field only
-            losses, tr_pred = ce_and_pred(logits, idx["train"], rows_only=True)
-            finite = torch.isfinite(losses.detach())
-            for m in (~finite & active).nonzero().view(-1).tolist():
-                errors[m] = (f"DivergenceError: training loss became {float(losses[m].detach())} at epoch {epoch}, "
-                             f"step {epoch}")
-                active[m] = False
-            opt.active = active.clone()
-            if not bool(active.any()):
+            res = _step(model, opt, ev, ops, graph.data.x, tracker, stacked_masks, epoch)
+            if res is None:
                 break
-            torch.where(active, losses, torch.zeros_like(losses)).sum().backward()
-            params = model.parameters_by_name() if stacked_masks else {}
-            for n, M in stacked_masks.items():
-                if params[n].grad is not None:
-                    params[n].grad.mul_(M)  # pruned entries: no gradient, so no optimizer state either
-            opt.step()
-            with torch.no_grad():
-                for n, M in stacked_masks.items():
-                    params[n].mul_(M)
-            with torch.no_grad():
-                model.eval()
-                ev = model(d.x, ops)
-                v_loss, v_pred = ce_and_pred(ev, idx["val"])
-                t_loss, t_pred = ce_and_pred(ev, idx["test"])
-                res = {"val/loss": v_loss.tolist(), "val/acc": acc(v_pred, idx["val"]),
-                       "test/loss": t_loss.tolist(), "test/acc": acc(t_pred, idx["test"]),
-                       "train/loss": losses.detach().tolist(), "train/acc": acc(tr_pred, idx["train"])}
-            value = torch.tensor(res[mon], dtype=torch.float64)
-            improved = (value > best_val) if mode == "max" else (value < best_val)
-            improved &= active & ~torch.isnan(value)
-            for m in active.nonzero().view(-1).tolist():
-                c = curves[m]
-                c["epoch"].append(epoch)
-                for k, v in res.items():
-                    c.setdefault(k, []).append(float(v[m]))
-            for m in active.nonzero().view(-1).tolist():  # zoo.snapshot_every, as the single path's recorder
-                if snap_every[m] and (epoch + 1) % snap_every[m] == 0:
-                    rel = f"{SNAPSHOTS}/epoch_{epoch + 1:04d}.safetensors"
-                    save_weights(Zoo(cfgs[todo[m][0]].paths.zoo_dir).entry_dir(todo[m][1]) / rel, model.single_state(m),
-                                 metadata={"epoch": str(epoch + 1)})
-                    snapshots[m].append({"epoch": epoch + 1, "file": rel})
-            if bool(improved.any()):
-                best_val = torch.where(improved, value, best_val)
-                for m in improved.nonzero().view(-1).tolist():
-                    best_epoch[m] = epoch
-                with torch.no_grad():
-                    sel = improved
-                    for name, p in model.parameters_by_name().items():
-                        best_state[name] = torch.where(sel.view(-1, *([1] * (p.dim() - 1))), p.detach(), best_state[name])
-            if patience is not None:
-                for m in active.nonzero().view(-1).tolist():
-                    if best_epoch[m] is not None and sum(e > best_epoch[m] for e in curves[m]["epoch"]) >= patience:
-                        active[m] = False
-                opt.active = active.clone()
-            bar.update(task, advance=1, info=f"{int(active.sum())} training, best val "
-                                              f"{float(best_val.max()) if mode == 'max' else float(best_val.min()):.3f}")
-            if not bool(active.any()):
+            tracker.observe(model, epoch, res, cfg0.monitor.metric)
+            tracker.stop_patient(patience)
+            opt.active = tracker.active.clone()
+            bar.update(task, advance=1, info=f"{int(tracker.active.sum())} training, best val "
+                                              f"{tracker.best_so_far():.3f}")
+            if not bool(tracker.active.any()):
                 break
-    wall = time.perf_counter() - t0
+    return tracker
 
-    buffers = {n: model.p(n) for n in model.names if n not in best_state}
+
+def _write(cfgs: Sequence[DictConfig], jobs: list[BatchedJob], todo: list[tuple[int, str]], recs: list[dict],
+           model: BatchedBackbone, tracker: _Tracker, wall: float, results: list) -> None:
+    """Each model's record (completed with its best-val weights, or failed with its error) into its zoo."""
+    n, mon = len(todo), cfgs[todo[0][0]].monitor.metric
+    buffers = {name: model.p(name) for name in model.names if name not in tracker.best_state}
     for m, ((i, rid), rec) in enumerate(zip(todo, recs)):
-        cfg = cfgs[i]
-        c = curves[m]
-        rec.update(wall_time_s=wall / N, finished_at=now_iso(), curves=c, snapshots=snapshots[m],
-                   batch={"size": N, "index": m, "wall_time_s": wall})
+        cfg, c, best = cfgs[i], tracker.curves[m], tracker.best_epoch[m]
+        rec.update(wall_time_s=wall / n, finished_at=now_iso(), curves=c, snapshots=tracker.snapshots[m],
+                   batch={"size": n, "index": m, "wall_time_s": wall})
         state = None
-        if errors[m] is None and best_epoch[m] is not None:
-            j = c["epoch"].index(best_epoch[m])
+        if tracker.errors[m] is None and best is not None:
+            j = c["epoch"].index(best)
             metrics = {mon: c[mon][j], "val/acc": c["val/acc"][j], "test/acc": c["test/acc"][j],
-                       "test/loss": c["test/loss"][j], "best_epoch": best_epoch[m]}
-            rec.update(status="completed", best_epoch=best_epoch[m], best_val=c[mon][j],
+                       "test/loss": c["test/loss"][j], "best_epoch": best}
+            rec.update(status="completed", best_epoch=best, best_val=c[mon][j],
                        test_at_best_val=c["test/acc"][j], metrics=metrics)
-            state = {n: (best_state[n][m] if n in best_state else buffers[n][m]).detach().clone() for n in model.names}
+            state = {name: (tracker.best_state[name][m] if name in tracker.best_state else buffers[name][m]
+                            ).detach().clone() for name in model.names}
         else:
-            rec["error"] = errors[m] or "RuntimeError: no evaluated epoch"
+            rec["error"] = tracker.errors[m] or "RuntimeError: no evaluated epoch"
         entry_dir = None
         if cfg.zoo.enabled:
             zoo = Zoo(cfg.paths.zoo_dir)
@@ -312,6 +345,33 @@ def train_batched(cfgs: Sequence[DictConfig], graph: GraphData | None = None, pr
         _replay_to_loggers(cfg, rec)
         results[i] = {**(rec.get("metrics") or {}), "run_id": rid, "skipped": False, "entry_dir": entry_dir,
                       "status": rec["status"], "error": rec["error"]}
+
+
+def train_batched(cfgs: Sequence[DictConfig], graph: GraphData | None = None, progress: bool = True,
+                  jobs: Sequence[BatchedJob | None] | None = None) -> list[dict[str, Any]]:
+    """Train ``cfgs`` together; return one result dict per config (same keys as ``train()``). ``jobs`` (one per
+    config, optional): what a method trains instead of an ordinary run (see :class:`BatchedJob`)."""
+    if not cfgs:
+        return []
+    jobs = [j or BatchedJob() for j in (jobs or [None] * len(cfgs))]
+    if len(jobs) != len(cfgs):
+        raise ValueError(f"{len(jobs)} jobs for {len(cfgs)} configs")
+    plains = [OmegaConf.to_container(c, resolve=True) for c in cfgs]  # resolved once per config
+    if len({batch_key(c, p) for c, p in zip(cfgs, plains)}) > 1:
+        raise ConfigError("configs in one batch must differ only in seed, init_seed, optimizer and dropout; "
+                          "group them with gnnzoo.batched.trainer.group_configs")
+    results, todo = _plan(cfgs, jobs, plains)
+    if not todo:
+        return results  # type: ignore[return-value]
+    for zoo_dir in {str(cfgs[i].paths.zoo_dir) for i, _ in todo if cfgs[i].zoo.enabled}:
+        Zoo(zoo_dir).check_writable()  # before any training
+    # models of one optimizer type side by side: the optimizer updates each type through one slice
+    todo.sort(key=lambda t: optimizer_kind(cfgs[t[0]].optimizer._target_))
+    t0 = time.perf_counter()
+    graph = graph or load_graph(cfgs[todo[0][0]])
+    model, recs, stacked_masks, opt = _build(cfgs, jobs, plains, todo)
+    tracker = _fit(cfgs, todo, model, opt, stacked_masks, graph, progress)
+    _write(cfgs, jobs, todo, recs, model, tracker, time.perf_counter() - t0, results)
     return results  # type: ignore[return-value]
 
 

@@ -25,12 +25,12 @@ from gnnzoo.data.graph import load_graph
 from gnnzoo.lit.backbone_module import BackboneModule
 from gnnzoo.lit.metrics import make_metric
 from gnnzoo.lit.progress import EpochProgressBar
+from gnnzoo.lit.trainer import build_trainer
 from gnnzoo.utils.config import check_config, check_one_method
-from gnnzoo.utils.errors import RunInterrupted, mark_recorded
+from gnnzoo.utils.errors import ConfigError, RunInterrupted, mark_recorded
 from gnnzoo.utils.io import clean_stale_tmp
 from gnnzoo.utils.logging import close_loggers, console, instantiate_loggers, print_result
 from gnnzoo.utils.seed import seed_everything
-from gnnzoo.utils.errors import ConfigError
 from gnnzoo.zoo.ids import init_id, resumable_run_id, run_id
 from gnnzoo.zoo.record import build_record, now_iso
 from gnnzoo.zoo.recorder import ZooRecorder
@@ -88,6 +88,56 @@ def _resume_point(entry: ZooEntry) -> tuple[int, dict, dict]:
     return done, entry.snapshot(done), state
 
 
+def _skip_or_resume(cfg: DictConfig, zoo: Zoo, rid: str, resumable: bool
+                    ) -> tuple[dict[str, Any] | None, tuple[int, dict, dict] | None]:
+    """(the result of a run already completed, to skip; else None) and (the point a resumable run trained to
+    fewer epochs than asked continues from; else None)."""
+    if not cfg.zoo.skip_completed:
+        return None, None
+    done = zoo.completed(rid)
+    if done is None:
+        return None, None
+    if resumable and not done.record.get("stopped_early") and \
+            int(done.record.get("epochs_trained") or 0) < int(cfg.trainer.max_epochs):
+        prior = _resume_point(done)
+        console.print(f"continue run {rid} from epoch {prior[0]} to {cfg.trainer.max_epochs}")
+        return None, prior
+    console.print(f"[yellow]skip[/] run {rid}: already completed in {zoo.root}")
+    return {**done.record.get("metrics", {}), "run_id": rid, "skipped": True, "entry_dir": str(done.path),
+            "epochs_trained": done.record.get("epochs_trained")}, None
+
+
+def _module(cfg: DictConfig, graph, backbone: nn.Module, masker: nn.Module | None) -> tuple[BackboneModule, Any, bool]:
+    """The LightningModule, the datamodule, and whether evaluation is fused into the training step."""
+    data_cfg = OmegaConf.to_container(cfg.data)
+    fused = bool(data_cfg.pop("fused_eval", True)) and data_cfg.get("batch_size") is None
+    datamodule = instantiate(data_cfg, graph=graph)
+    module = BackboneModule(
+        backbone,
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+        metric=make_metric(graph.metric, graph.num_classes, graph.ogb_name),
+        monitor=cfg.monitor.metric,
+        fused_eval=fused,
+        masker=masker,
+    )
+    return module, datamodule, fused
+
+
+def _trainer(cfg: DictConfig, loggers: list, method_callbacks: list, extra_callbacks: list,
+             **overrides) -> tuple[pl.Trainer, bool, bool]:
+    """The run's Trainer: configured callbacks, the method's, the recorder, and gnnzoo's epoch bar unless a
+    configured callback is a progress bar (then Lightning uses that); whether gnnzoo's bar is on, and whether
+    any callback is configured."""
+    callbacks = _instantiate_dict(cfg.get("callbacks"))
+    own_bar = []
+    if cfg.trainer.get("enable_progress_bar", True) and not any(isinstance(c, ProgressBar) for c in callbacks):
+        own_bar = [EpochProgressBar()]  # after the recorder: its epoch-end postfix shows the best value so far
+    trainer = build_trainer(cfg, callbacks=callbacks + method_callbacks + extra_callbacks + own_bar, loggers=loggers,
+                            **overrides)
+    return trainer, bool(own_bar), bool(callbacks)
+
+
 def train(cfg: DictConfig, *, kind: str = "run", rid: str | None = None, parents: Sequence[str] = (),
           prepare: Callable[[nn.Module], list[pl.Callback]] | None = None, fields: dict | None = None,
           files: Callable[[], dict[str, dict]] | None = None, masker: nn.Module | None = None) -> dict[str, Any]:
@@ -111,17 +161,9 @@ def train(cfg: DictConfig, *, kind: str = "run", rid: str | None = None, parents
     if resumable and (kind != "run" or rid is not None or masker is not None):
         raise ConfigError("zoo.resumable=true is for plain backbone runs (task=backbone), not for a method's runs")
     rid = rid or (resumable_run_id(plain) if resumable else run_id(plain))
-    prior = None  # a resumable run trained to fewer epochs than asked: continued from its state
-    if cfg.zoo.skip_completed:
-        done = zoo.completed(rid)
-        if done is not None and resumable and not done.record.get("stopped_early") and \
-                int(done.record.get("epochs_trained") or 0) < int(cfg.trainer.max_epochs):
-            prior = _resume_point(done)
-            console.print(f"continue run {rid} from epoch {prior[0]} to {cfg.trainer.max_epochs}")
-        elif done is not None:
-            console.print(f"[yellow]skip[/] run {rid}: already completed in {zoo.root}")
-            return {**done.record.get("metrics", {}), "run_id": rid, "skipped": True, "entry_dir": str(done.path),
-                    "epochs_trained": done.record.get("epochs_trained")}
+    skipped, prior = _skip_or_resume(cfg, zoo, rid, resumable)
+    if skipped is not None:
+        return skipped
     if cfg.zoo.enabled:
         zoo.check_writable()
         clean_stale_tmp(zoo.entry_dir(rid))  # left by a job killed mid-write
@@ -147,18 +189,7 @@ def train(cfg: DictConfig, *, kind: str = "run", rid: str | None = None, parents
             backbone.load_state_dict(prior[1])  # the weights of its last epoch
         method_callbacks = prepare(backbone) if prepare else []
         seed_everything(cfg.seed)
-        data_cfg = OmegaConf.to_container(cfg.data)
-        fused = bool(data_cfg.pop("fused_eval", True)) and data_cfg.get("batch_size") is None
-        datamodule = instantiate(data_cfg, graph=graph)
-        module = BackboneModule(
-            backbone,
-            optimizer=instantiate(cfg.optimizer),
-            scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
-            metric=make_metric(graph.metric, graph.num_classes, graph.ogb_name),
-            monitor=cfg.monitor.metric,
-            fused_eval=fused,
-            masker=masker,
-        )
+        module, datamodule, fused = _module(cfg, graph, backbone, masker)
         loggers = instantiate_loggers(cfg)
         for lg in loggers:
             lg.log_hyperparams({**plain, "run_id": rid, "init_id": rec["init_id"]})
@@ -166,45 +197,15 @@ def train(cfg: DictConfig, *, kind: str = "run", rid: str | None = None, parents
         if prior is not None:
             module.epoch_offset = prior[0]
             extra["max_epochs"] = int(cfg.trainer.max_epochs) - prior[0]
-        callbacks = _instantiate_dict(cfg.get("callbacks"))
-        # gnnzoo's bar unless a configured callback is a progress bar (then Lightning uses that); after the
-        # recorder, so its epoch-end postfix shows the best value including this epoch
-        own_bar = []
-        if cfg.trainer.get("enable_progress_bar", True) and not any(isinstance(c, ProgressBar) for c in callbacks):
-            own_bar = [EpochProgressBar()]
-        run_callbacks = callbacks + method_callbacks + ([state_cb] if resumable else []) + [recorder] + own_bar
-        trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=run_callbacks, logger=loggers or False, **extra)
+        trainer, own_bar, configured = _trainer(cfg, loggers, method_callbacks,
+                                                ([state_cb] if resumable else []) + [recorder], **extra)
         # EpochProgressBar reads the module directly; anything else may read Lightning's logged metrics
-        module.log_to_lightning = bool(callbacks or module.scheduler_factory
+        module.log_to_lightning = bool(configured or module.scheduler_factory
                                        or (trainer.progress_bar_callback is not None and not own_bar))
         trainer.fit(module, datamodule=datamodule)
-        if recorder.best_state is None:
-            raise RuntimeError("training produced no validation epoch; nothing to select (check trainer.max_epochs)")
-        backbone.load_state_dict(recorder.best_state)
-        if masker is not None and recorder.best_masker_state is not None:
-            masker.load_state_dict(recorder.best_masker_state)
-        test = trainer.test(module, datamodule=datamodule, verbose=False)[0]
-        metrics = {
-            cfg.monitor.metric: recorder.best_value,
-            "val/acc": recorder.metric_at_best("val/acc"),
-            "test/acc": float(test["test/acc"]),
-            "test/loss": float(test["test/loss"]),
-            "best_epoch": recorder.best_epoch,
-        }
-        for lg in loggers:
-            lg.log_metrics({"best/val_acc": metrics["val/acc"], "best/test_acc": metrics["test/acc"],
-                            "best/epoch": recorder.best_epoch})
-        rec.update(status="completed", best_epoch=recorder.best_epoch, best_val=recorder.best_value,
-                   test_at_best_val=metrics["test/acc"], metrics=metrics)
+        metrics = _best_metrics(cfg, trainer, module, datamodule, backbone, masker, recorder, loggers, rec)
         if resumable:
-            epochs = (prior[0] if prior else 0) + int(trainer.current_epoch)
-            metrics["epochs_trained"] = epochs
-            if cfg.zoo.enabled and rank_zero_only.rank == 0:
-                _write_resume_point(zoo.entry_dir(rid), recorder, state_cb, epochs)
-            rec.update(epochs_trained=epochs, stopped_early=recorder.stopped_epoch is not None,
-                       resume={"file": f"{RESUME}/epoch_{epochs:04d}.pt", "epoch": epochs},
-                       stages=rec.get("stages", []) + [{"epochs": epochs, "wall_time_s": time.perf_counter() - t0,
-                                                        "finished_at": now_iso()}])
+            _record_resume(cfg, zoo, rid, rec, recorder, state_cb, prior, trainer, metrics, t0)
     except (RunInterrupted, KeyboardInterrupt):
         interrupted = True  # left unrecorded: a relaunch (or a requeued job) runs it again
         raise
@@ -222,6 +223,43 @@ def train(cfg: DictConfig, *, kind: str = "run", rid: str | None = None, parents
     entry = (_write(zoo, rec, recorder, t0, files() if files else None)
              if cfg.zoo.enabled and rank_zero_only.rank == 0 else None)  # DDP: one writer
     return {**metrics, "run_id": rid, "skipped": False, "entry_dir": str(entry) if entry else None}
+
+
+def _best_metrics(cfg: DictConfig, trainer: pl.Trainer, module: BackboneModule, datamodule, backbone: nn.Module,
+                  masker: nn.Module | None, recorder: ZooRecorder, loggers: list, rec: dict) -> dict[str, Any]:
+    """Set the backbone (and masker) to the best-val epoch, test it, and complete the record."""
+    if recorder.best_state is None:
+        raise RuntimeError("training produced no validation epoch; nothing to select (check trainer.max_epochs)")
+    backbone.load_state_dict(recorder.best_state)
+    if masker is not None and recorder.best_masker_state is not None:
+        masker.load_state_dict(recorder.best_masker_state)
+    test = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+    metrics = {
+        cfg.monitor.metric: recorder.best_value,
+        "val/acc": recorder.metric_at_best("val/acc"),
+        "test/acc": float(test["test/acc"]),
+        "test/loss": float(test["test/loss"]),
+        "best_epoch": recorder.best_epoch,
+    }
+    for lg in loggers:
+        lg.log_metrics({"best/val_acc": metrics["val/acc"], "best/test_acc": metrics["test/acc"],
+                        "best/epoch": recorder.best_epoch})
+    rec.update(status="completed", best_epoch=recorder.best_epoch, best_val=recorder.best_value,
+               test_at_best_val=metrics["test/acc"], metrics=metrics)
+    return metrics
+
+
+def _record_resume(cfg: DictConfig, zoo: Zoo, rid: str, rec: dict, recorder: ZooRecorder, state_cb: _TrainingState,
+                   prior, trainer: pl.Trainer, metrics: dict, t0: float) -> None:
+    """A resumable run's epochs so far, its training state on disk and its stage in the record."""
+    epochs = (prior[0] if prior else 0) + int(trainer.current_epoch)
+    metrics["epochs_trained"] = epochs
+    if cfg.zoo.enabled and rank_zero_only.rank == 0:
+        _write_resume_point(zoo.entry_dir(rid), recorder, state_cb, epochs)
+    rec.update(epochs_trained=epochs, stopped_early=recorder.stopped_epoch is not None,
+               resume={"file": f"{RESUME}/epoch_{epochs:04d}.pt", "epoch": epochs},
+               stages=rec.get("stages", []) + [{"epochs": epochs, "wall_time_s": time.perf_counter() - t0,
+                                                "finished_at": now_iso()}])
 
 
 def _write_resume_point(entry_dir, recorder: ZooRecorder, state_cb: _TrainingState, epochs: int) -> None:

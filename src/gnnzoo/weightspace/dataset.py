@@ -40,14 +40,18 @@ def _target_at(rec: dict, key: str, epoch: int) -> float | None:
 def checkpoints(zoo: Zoo, kinds: Sequence[str] = ("run",), datasets: Sequence[str] | None = None,
                 backbones: Sequence[str] | None = None, snapshots: bool = True,
                 target: str = "val/acc") -> list[Checkpoint]:
-    """The checkpoints of a zoo query, each with ``target`` (a curve key) at its epoch, sorted by run and epoch."""
-    out = []
+    """The checkpoints of a zoo query, each with ``target`` (a curve key) at its epoch, sorted by run and epoch.
+
+    A ``target`` that none of the selected entries records is a :class:`ConfigError` naming the curves they have."""
+    out, matched, curve_keys = [], 0, set()
     for e in zoo.entries():
         rec = e.record
         if rec.get("status") != "completed" or rec.get("kind", "run") not in kinds:
             continue
         if datasets and rec.get("dataset") not in datasets or backbones and rec.get("backbone") not in backbones:
             continue
+        matched += 1
+        curve_keys |= set(rec.get("curves") or {}) - {"epoch"}
         best = rec.get("best_epoch")
         if best is not None:
             y = _target_at(rec, target, best + 1)
@@ -59,6 +63,9 @@ def checkpoints(zoo: Zoo, kinds: Sequence[str] = ("run",), datasets: Sequence[st
                 if y is not None:
                     out.append(Checkpoint(e.run_id, int(snap["epoch"]), int(snap["epoch"]), y, rec["backbone"],
                                           rec["dataset"]))
+    if matched and not out and target not in curve_keys:
+        raise ConfigError(f"encoder.target={target!r} is not a curve of the {matched} completed entries the zoo query "
+                          f"selects in {zoo.root}; their curves: {', '.join(sorted(curve_keys)) or 'none'}")
     return sorted(out, key=lambda c: (c.run_id, c.epoch, c.snapshot is None))
 
 

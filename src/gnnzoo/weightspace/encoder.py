@@ -63,7 +63,11 @@ class TrainedEncoder:
         rec = entry.record
         if rec.get("kind") != "encoder":
             raise ZooError(f"zoo entry {run_id} is a {rec.get('kind')!r} entry, not an encoder")
-        info = rec["encoder"]
+        info = rec.get("encoder")
+        if not isinstance(info, dict) or not {"model", "y_mean", "y_std"} <= set(info):
+            raise ZooError(f"zoo entry {run_id} (kind encoder) has no usable 'encoder' block in "
+                           f"{entry.path / 'record.json'} (it needs model, y_mean and y_std): it was not written by "
+                           "task=encoder, or the record is damaged; train the encoder again")
         model, _ = build_encoder(info["model"], {})
         model.load_state_dict(entry.state_dict())
         return cls(model, info["y_mean"], info["y_std"])

@@ -17,21 +17,22 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig, OmegaConf
 from torch_geometric.loader import DataLoader
 
+from gnnzoo.lit.trainer import build_trainer
 from gnnzoo.utils.config import check_config, check_one_method
 from gnnzoo.utils.errors import ConfigError
 from gnnzoo.utils.logging import close_loggers, console, instantiate_loggers
 from gnnzoo.utils.plots import log_image, png
 from gnnzoo.utils.seed import seed_everything
+from gnnzoo.utils.validate import integer, number
 from gnnzoo.weightspace.dataset import ZooGraphs, checkpoints, split_by_run
 from gnnzoo.weightspace.encoder import build_encoder, data_dims
 from gnnzoo.weightspace.module import EncoderModule
-from gnnzoo.zoo.ids import hash_id
 from gnnzoo.zoo.record import build_record, now_iso
+from gnnzoo.zoo.stage import StageOutput, cached_stage
 from gnnzoo.zoo.store import Zoo
 
 log = logging.getLogger("gnnzoo")
@@ -42,12 +43,8 @@ def check_encoder(cfg: DictConfig) -> None:
     if not e.get("name"):
         raise ConfigError("task=encoder needs an encoder: encoder=ng_gnn | stat | flat_mlp")
     for key in ("epochs", "batch_size"):
-        v = e.get(key)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ConfigError(f"encoder.{key}={v!r}: expected a positive integer")
-    m = e.get("max_minutes")
-    if m is not None and (isinstance(m, bool) or not isinstance(m, (int, float)) or m <= 0):
-        raise ConfigError(f"encoder.max_minutes={m!r}: expected a positive number of minutes, or null")
+        integer(e, key, "encoder", lo=1)
+    number(e, "max_minutes", "encoder", lo=0, lo_open=True, optional=True)
     fr = list(e.split.fractions)
     if len(fr) != 3 or any(f <= 0 for f in fr) or abs(sum(fr) - 1) > 1e-6:
         raise ConfigError(f"encoder.split.fractions={fr}: three positive fractions (train, val, test) summing to 1")
@@ -68,44 +65,47 @@ def _scatter_plot(preds: dict, path: Path, title: str) -> None:
         ax.legend(fontsize=7)
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
-    """The encoder task: returns the test metrics with ``value`` = the best validation Kendall τ."""
-    check_config(cfg)
-    check_one_method(cfg, "encoder")
-    check_encoder(cfg)
+def _dataset(cfg: DictConfig, zoo: Zoo) -> tuple[list, ZooGraphs, dict, dict]:
+    """The zoo query's checkpoints, their neural graphs, the split of runs and the checkpoint indices per split."""
     e = cfg.encoder
-    zoo = Zoo(cfg.paths.zoo_dir)
     q = OmegaConf.to_container(e.zoo, resolve=True)
     items = checkpoints(zoo, kinds=q.get("kinds") or ["run"], datasets=q.get("datasets"),
                         backbones=q.get("backbones"), snapshots=bool(q.get("snapshots", True)), target=e.target)
     ds = ZooGraphs(zoo, items, Path(cfg.paths.cache_dir) / "weightspace")
     splits = split_by_run(ds.runs, list(e.split.fractions), int(e.split.seed))
     idx = {k: [i for i, c in enumerate(items) if c.run_id in runs] for k, runs in splits.items()}
+    return items, ds, splits, idx
+
+
+def _fit(cfg: DictConfig, module: EncoderModule, loaders: dict, loggers: list) -> None:
+    e = cfg.encoder
+    minutes = e.get("max_minutes")
+    trainer = build_trainer(cfg, loggers=loggers, max_epochs=int(e.epochs),
+                            max_time={"minutes": float(minutes)} if minutes else None, log_every_n_steps=50,
+                            enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0,
+                            check_val_every_n_epoch=1, gradient_clip_val=e.get("clip"), default_root_dir=None)
+    trainer.fit(module, train_dataloaders=loaders["train"], val_dataloaders=[loaders["val"], loaders["test"]])
+    if module.best_state is None:
+        raise RuntimeError("the encoder never produced a finite validation τ (check the zoo and the target)")
+
+
+def _train(cfg: DictConfig, zoo: Zoo, rid: str, items: list, ds: ZooGraphs, splits: dict, idx: dict) -> StageOutput:
+    """Train the encoder as the zoo entry ``rid``; a failure is recorded (status failed) and re-raised."""
+    e = cfg.encoder
     plain = OmegaConf.to_container(e, resolve=True)
-    digest = hashlib.sha256(json.dumps([c.__dict__ for c in items], sort_keys=True).encode()).hexdigest()[:16]
-    rid = hash_id({"kind": "encoder", "encoder": plain, "checkpoints": digest, "seed": int(cfg.seed)})
-    done = zoo.completed(rid) if cfg.zoo.skip_completed else None
-    if done is not None:
-        console.print(f"[yellow]skip[/] encoder {rid}: already completed in {zoo.root}")
-        return {**done.record["metrics"], "run_id": rid, "skipped": True,
-                "value": done.record["metrics"].get("encoder/val_tau")}
     seed_everything(cfg.seed)
-    dims = data_dims(ds)
-    model, model_kwargs = build_encoder(plain["model"], dims)
+    model, model_kwargs = build_encoder(plain["model"], data_dims(ds))
     ys = torch.tensor([items[i].target for i in idx["train"]])
     y_mean, y_std = float(ys.mean()), float(ys.std()) if len(ys) > 1 else 1.0
     module = EncoderModule(model, lr=e.lr, weight_decay=e.weight_decay, y_mean=y_mean, y_std=y_std or 1.0,
                            patience=e.get("patience"))
-    bs = int(e.batch_size)
     gen = torch.Generator().manual_seed(int(cfg.seed))
-    loaders = {k: DataLoader(ds[torch.tensor(v)], batch_size=bs, shuffle=(k == "train"),
+    loaders = {k: DataLoader(ds[torch.tensor(v)], batch_size=int(e.batch_size), shuffle=(k == "train"),
                              generator=gen if k == "train" else None) for k, v in idx.items()}
     n_runs = {k: len(v) for k, v in splits.items()}
     console.print(f"[bold]encoder[/] {e.name}: {len(items)} checkpoints of {len(ds.runs)} runs "
                   f"(train/val/test runs {n_runs['train']}/{n_runs['val']}/{n_runs['test']}), "
                   f"{sum(p.numel() for p in model.parameters())} parameters")
-    loggers = instantiate_loggers(cfg)
-    t0 = time.perf_counter()
     rec = build_record(cfg, "encoder", rid, parents=ds.runs,
                        dataset="+".join(sorted({c.dataset for c in items})),
                        backbone="+".join(sorted({c.backbone for c in items})),
@@ -113,19 +113,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                                 "target": e.target, "checkpoints": len(items), "runs": len(ds.runs),
                                 "splits": {k: sorted(v) for k, v in splits.items()},
                                 "split_checkpoints": {k: len(v) for k, v in idx.items()}})
+    loggers = instantiate_loggers(cfg)
+    t0 = time.perf_counter()
     try:
         for lg in loggers:
             lg.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "run_id": rid})
-        t = cfg.trainer
-        minutes = e.get("max_minutes")
-        trainer = pl.Trainer(max_epochs=int(e.epochs), max_time={"minutes": float(minutes)} if minutes else None, accelerator=t.get("accelerator", "auto"),
-                             devices=t.get("devices", "auto"), logger=loggers or False,
-                             enable_progress_bar=bool(t.get("enable_progress_bar", True)),
-                             enable_checkpointing=False, enable_model_summary=False,
-                             num_sanity_val_steps=0, gradient_clip_val=e.get("clip"))
-        trainer.fit(module, train_dataloaders=loaders["train"], val_dataloaders=[loaders["val"], loaders["test"]])
-        if module.best_state is None:
-            raise RuntimeError("the encoder never produced a finite validation τ (check the zoo and the target)")
+        _fit(cfg, module, loaders, loggers)
         model.load_state_dict(module.best_state)
         metrics = {**module.best, "best_epoch": module.best_epoch}
         rec.update(status="completed", metrics=metrics, best_epoch=module.best_epoch,
@@ -146,8 +139,27 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         raise
     finally:
         close_loggers(loggers)
-    entry = zoo.write(rec, model.state_dict())
-    console.print(f"[green]encoder[/] {e.name}: val τ {metrics['encoder/val_tau']:.3f}, test τ "
-                  f"{metrics.get('encoder/test_tau', float('nan')):.3f}, R² {metrics.get('encoder/test_r2', float('nan')):.3f} "
-                  f"(epoch {module.best_epoch}); run_id={rid}")
-    return {**metrics, "run_id": rid, "skipped": False, "entry_dir": str(entry), "value": metrics["encoder/val_tau"]}
+    return StageOutput(rec, model.state_dict())
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """The encoder task: returns the test metrics with ``value`` = the best validation Kendall τ."""
+    check_config(cfg)
+    check_one_method(cfg, "encoder")
+    check_encoder(cfg)
+    zoo = Zoo(cfg.paths.zoo_dir)
+    items, ds, splits, idx = _dataset(cfg, zoo)
+    digest = hashlib.sha256(json.dumps([c.__dict__ for c in items], sort_keys=True).encode()).hexdigest()[:16]
+    key = {"kind": "encoder", "encoder": OmegaConf.to_container(cfg.encoder, resolve=True), "checkpoints": digest,
+           "seed": int(cfg.seed)}
+    st = cached_stage(zoo, key, lambda rid: _train(cfg, zoo, rid, items, ds, splits, idx), "encoder",
+                      skip=bool(cfg.zoo.skip_completed))
+    metrics = st.entry.record["metrics"]
+    if st.skipped:
+        return {**metrics, "run_id": st.run_id, "skipped": True, "value": metrics.get("encoder/val_tau")}
+    console.print(f"[green]encoder[/] {cfg.encoder.name}: val τ {metrics['encoder/val_tau']:.3f}, test τ "
+                  f"{metrics.get('encoder/test_tau', float('nan')):.3f}, R² "
+                  f"{metrics.get('encoder/test_r2', float('nan')):.3f} (epoch {metrics['best_epoch']}); "
+                  f"run_id={st.run_id}")
+    return {**metrics, "run_id": st.run_id, "skipped": False, "entry_dir": str(st.entry.path),
+            "value": metrics["encoder/val_tau"]}
