@@ -1,9 +1,10 @@
 """Generate GNN parameters with GNN-Diff: light search -> collected checkpoints -> latent diffusion -> samples.
 
-    python generate.py                                 # GCN on Cora
-    python generate.py dataset=citeseer backbone=sage  # swap components
-    python generate.py generator.condition.enabled=false generator.sample.n=200
+python generate.py                                 # GCN on Cora
+python generate.py dataset=citeseer backbone=sage  # swap components
+python generate.py generator.condition.enabled=false generator.sample.n=200
 """
+
 import hydra
 from omegaconf import DictConfig
 

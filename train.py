@@ -1,9 +1,10 @@
 """Train a GNN backbone and write the run into the zoo (or run another task: `soup=learned`, ...).
 
-    python train.py                                   # GCN on Cora
-    python train.py dataset=citeseer backbone=gat     # swap components
-    python train.py -m seed=0,1,2 backbone=gcn,sage   # sweep; every run lands in the zoo
+python train.py                                   # GCN on Cora
+python train.py dataset=citeseer backbone=gat     # swap components
+python train.py -m seed=0,1,2 backbone=gcn,sage   # sweep; every run lands in the zoo
 """
+
 import hydra
 from omegaconf import DictConfig
 

@@ -10,6 +10,7 @@ composition, cached jobs, one worker pool, 95% intervals and paired-difference t
 * :func:`ci95`, :func:`paired` and :func:`paired_rows`: the one t-interval, the per-seed paired difference
   ``{"mean", "ci95", "holds_zero", "n"}`` and its table rows.
 """
+
 from __future__ import annotations
 
 import datetime as dt
@@ -31,9 +32,15 @@ RESULTS = ROOT / "benchmarks" / "results"
 def machine() -> dict:
     import torch
 
-    info = {"platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-            "python": platform.python_version(), "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    info = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+    }
     try:
         import psutil
 
@@ -59,13 +66,19 @@ def md_table(header: Sequence[str], rows: Sequence[Sequence]) -> str:
 
 def write_results(name: str, payload: dict, markdown: str, command: str | None = None) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
-    payload = {"benchmark": name, "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-               "machine": machine(), **payload}
+    payload = {
+        "benchmark": name,
+        "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "machine": machine(),
+        **payload,
+    }
     (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=1, default=_jsonable) + "\n")
     m = machine()
-    header = (f"# {name}\n\nMeasured {payload['date']} on {m['processor']}, {m['cpus']} CPUs, torch "
-              f"{m['torch']} ({m['torch_threads']} threads){', GPU ' + m['cuda'] if m['cuda'] else ''}. "
-              f"Produced by `{command or f'python benchmarks/{name}.py'}`.\n\n")
+    header = (
+        f"# {name}\n\nMeasured {payload['date']} on {m['processor']}, {m['cpus']} CPUs, torch "
+        f"{m['torch']} ({m['torch_threads']} threads){', GPU ' + m['cuda'] if m['cuda'] else ''}. "
+        f"Produced by `{command or f'python benchmarks/{name}.py'}`.\n\n"
+    )
     (RESULTS / f"{name}.md").write_text(header + markdown.rstrip() + "\n")
     print(header + markdown)
 
@@ -96,12 +109,24 @@ def ci95(xs: Sequence[float]) -> float:
     return float(t.ppf(0.975, len(xs) - 1) * statistics.stdev(xs) / len(xs) ** 0.5)
 
 
-def train_multirun(overrides: Sequence[str], zoo: Path, work: Path, data_dir: str, tag: str, max_models: int = 180) -> float:
+def train_multirun(
+    overrides: Sequence[str], zoo: Path, work: Path, data_dir: str, tag: str, max_models: int = 180
+) -> float:
     """``train.py -m hydra/launcher=batched`` with ``overrides`` into ``zoo`` (cache and sweep folders under
     ``work``); its wall time. A failed sweep stops the benchmark with the sweep's stderr."""
-    cmd = [sys.executable, str(ROOT / "train.py"), "-m", "hydra/launcher=batched", f"hydra.launcher.max_models={max_models}",
-           "hydra.launcher.progress=false", *overrides, f"paths.zoo_dir={zoo}", f"paths.data_dir={data_dir}",
-           f"paths.cache_dir={work / 'cache'}", f"hydra.sweep.dir={work / 'sweeps' / tag}"]
+    cmd = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "-m",
+        "hydra/launcher=batched",
+        f"hydra.launcher.max_models={max_models}",
+        "hydra.launcher.progress=false",
+        *overrides,
+        f"paths.zoo_dir={zoo}",
+        f"paths.data_dir={data_dir}",
+        f"paths.cache_dir={work / 'cache'}",
+        f"hydra.sweep.dir={work / 'sweeps' / tag}",
+    ]
     t0 = time.perf_counter()
     p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
     if p.returncode != 0:
@@ -150,8 +175,9 @@ class JobCache:
         if not f.is_file():
             return None
         payload = json.loads(f.read_text())
-        if _canonical(payload.get("settings")) != _canonical(json.loads(_canonical(settings))) or \
-                payload.get("code") != code_digest(self.script):
+        if _canonical(payload.get("settings")) != _canonical(json.loads(_canonical(settings))) or payload.get(
+            "code"
+        ) != code_digest(self.script):
             raise SystemExit(f"cached job {f} was stored under other settings or code; delete it")
         return payload
 
@@ -162,8 +188,13 @@ class JobCache:
             return hit
         t0 = time.perf_counter()
         result = fn()
-        payload = {"key": self.key(settings), "settings": json.loads(_canonical(settings)),
-                   "code": code_digest(self.script), "job_wall_s": time.perf_counter() - t0, "result": result}
+        payload = {
+            "key": self.key(settings),
+            "settings": json.loads(_canonical(settings)),
+            "code": code_digest(self.script),
+            "job_wall_s": time.perf_counter() - t0,
+            "result": result,
+        }
         self.dir.mkdir(parents=True, exist_ok=True)
         tmp = self.path(settings).with_suffix(".tmp")
         tmp.write_text(json.dumps(payload, default=_jsonable))
@@ -179,8 +210,13 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def run_jobs(fn: Callable[[Any], dict], items: Iterable[Any], jobs: int = 2, threads: int = 1,
-             label: Callable[[Any, dict], str] | None = None) -> list[dict]:
+def run_jobs(
+    fn: Callable[[Any], dict],
+    items: Iterable[Any],
+    jobs: int = 2,
+    threads: int = 1,
+    label: Callable[[Any, dict], str] | None = None,
+) -> list[dict]:
     """``fn(item)`` for every item in ``jobs`` spawned worker processes with ``threads`` torch threads each (the
     same for every job, so compared sides get the same thread budget); results in completion order, a progress
     line per job. ``jobs=1`` runs in this process (same thread setting)."""

@@ -8,6 +8,7 @@ on these splits in its paper, so no figure is given.
 
     python benchmarks/accuracy.py [--seeds 10]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,8 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import compose, mean_std, md_table, write_results  # noqa: E402
-
+from _common import compose, md_table, mean_std, write_results  # noqa: E402
 from gnnzoo.tasks.backbone import train  # noqa: E402
 
 PUBLISHED = {("cora", "gcn"): 81.5, ("citeseer", "gcn"): 70.3, ("cora", "gat"): 83.0, ("citeseer", "gat"): 72.5}
@@ -34,9 +34,18 @@ def main() -> None:
         for backbone in ("gcn", "sage", "gat"):
             accs, vals, secs = [], [], []
             for seed in range(args.seeds):
-                cfg = compose([f"dataset={dataset}", f"backbone={backbone}", f"seed={seed}", "logger=none",
-                               "extras.print_config=false", "trainer.enable_progress_bar=false",
-                               f"paths.zoo_dir={tmp}/zoo", f"paths.output_dir={tmp}/out"])
+                cfg = compose(
+                    [
+                        f"dataset={dataset}",
+                        f"backbone={backbone}",
+                        f"seed={seed}",
+                        "logger=none",
+                        "extras.print_config=false",
+                        "trainer.enable_progress_bar=false",
+                        f"paths.zoo_dir={tmp}/zoo",
+                        f"paths.output_dir={tmp}/out",
+                    ]
+                )
                 t0 = time.perf_counter()
                 res = train(cfg)
                 secs.append(time.perf_counter() - t0)
@@ -46,14 +55,34 @@ def main() -> None:
             vm, vs = mean_std(vals)
             pub = PUBLISHED.get((dataset, backbone))
             cells[f"{dataset}/{backbone}"] = {"test": accs, "val": vals, "seconds": secs, "published": pub}
-            rows.append([dataset, backbone, f"{m:.2f} ± {s:.2f}", f"{vm:.2f} ± {vs:.2f}",
-                         "—" if pub is None else f"{pub:.1f}", "—" if pub is None else f"{m - pub:+.2f}",
-                         f"{mean_std(secs)[0]:.2f}"])
+            rows.append(
+                [
+                    dataset,
+                    backbone,
+                    f"{m:.2f} ± {s:.2f}",
+                    f"{vm:.2f} ± {vs:.2f}",
+                    "—" if pub is None else f"{pub:.1f}",
+                    "—" if pub is None else f"{m - pub:+.2f}",
+                    f"{mean_std(secs)[0]:.2f}",
+                ]
+            )
             print(rows[-1], flush=True)
-    md = md_table(["dataset", "backbone", f"test acc % ({args.seeds} seeds)", "val acc %", "published",
-                   "Δ vs published", "s / run"], rows)
-    md += ("\n\nDefault configs (`conf/backbone/*.yaml`, Adam lr 0.01, wd 5e-4, 200 epochs, patience 100 on "
-           "val acc), public Planetoid splits, test accuracy at the best-validation epoch.\n")
+    md = md_table(
+        [
+            "dataset",
+            "backbone",
+            f"test acc % ({args.seeds} seeds)",
+            "val acc %",
+            "published",
+            "Δ vs published",
+            "s / run",
+        ],
+        rows,
+    )
+    md += (
+        "\n\nDefault configs (`conf/backbone/*.yaml`, Adam lr 0.01, wd 5e-4, 200 epochs, patience 100 on "
+        "val acc), public Planetoid splits, test accuracy at the best-validation epoch.\n"
+    )
     write_results("accuracy", {"seeds": args.seeds, "cells": cells}, md)
 
 

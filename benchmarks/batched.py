@@ -9,6 +9,7 @@ not bit for bit).
 
     python benchmarks/batched.py [--models 32] [--backbones gcn sage gat gin]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from datetime import datetime, timezone  # noqa: E402
 
-from _common import RESULTS, compose, mean_std, md_table, write_results  # noqa: E402
-
+from _common import RESULTS, compose, md_table, mean_std, write_results  # noqa: E402
 from gnnzoo.batched.trainer import seed_configs, train_batched  # noqa: E402
 from gnnzoo.data import load_graph  # noqa: E402
 from gnnzoo.tasks.backbone import train  # noqa: E402
@@ -43,8 +43,13 @@ def main() -> None:
         t_bs, t_ss, ratios = [], [], []
         for rep in range(args.repeats):  # fresh zoos each repeat; ratio taken within the repeat
             tmp = tempfile.mkdtemp(prefix=f"gnnzoo-batched-{bb}-")
-            base = [f"backbone={bb}", "logger=none", "extras.print_config=false", "trainer.enable_progress_bar=false",
-                    f"paths.output_dir={tmp}/out"]
+            base = [
+                f"backbone={bb}",
+                "logger=none",
+                "extras.print_config=false",
+                "trainer.enable_progress_bar=false",
+                f"paths.output_dir={tmp}/out",
+            ]
             cfg_b = compose(base + [f"paths.zoo_dir={tmp}/batched"])
             graph = load_graph(cfg_b)
             t0 = time.perf_counter()
@@ -63,31 +68,68 @@ def main() -> None:
             print(bb, rep, f"batched {t_b:.1f}s sequential {t_s:.1f}s ratio {t_s / t_b:.1f}", flush=True)
         acc_b = mean_std([100 * r["test/acc"] for r in res_b])
         acc_s = mean_std([100 * r["test/acc"] for r in res_s])
-        out[bb] = {"batched_s": statistics.median(t_bs), "sequential_s": statistics.median(t_ss),
-                   "speedup": statistics.median(ratios), "speedups": ratios, "repeats": args.repeats,
-                   "test_acc_batched": acc_b, "test_acc_sequential": acc_s,
-                   "measured": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        out[bb] = {
+            "batched_s": statistics.median(t_bs),
+            "sequential_s": statistics.median(t_ss),
+            "speedup": statistics.median(ratios),
+            "speedups": ratios,
+            "repeats": args.repeats,
+            "test_acc_batched": acc_b,
+            "test_acc_sequential": acc_s,
+            "measured": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
         print(bb, out[bb], flush=True)
     rows = []
     for bb, r in out.items():
         acc_b, acc_s = r["test_acc_batched"], r["test_acc_sequential"]
-        spread = (f" ({min(r['speedups']):.1f}–{max(r['speedups']):.1f}, {r['repeats']} pairs)"
-                  if r.get("repeats", 1) > 1 else "")
-        rows.append([bb, f"{r['batched_s']:.1f}", f"{r['sequential_s']:.1f}", f"**{r['speedup']:.1f}×**{spread}",
-                     f"{acc_b[0]:.2f} ± {acc_b[1]:.2f}", f"{acc_s[0]:.2f} ± {acc_s[1]:.2f}", r.get("measured", "")])
-    md = md_table(["backbone", f"batched s ({args.models} models)", f"sequential s ({args.models} runs)", "speedup",
-                   "test acc % batched", "test acc % sequential", "measured (UTC)"], rows)
+        spread = (
+            f" ({min(r['speedups']):.1f}–{max(r['speedups']):.1f}, {r['repeats']} pairs)"
+            if r.get("repeats", 1) > 1
+            else ""
+        )
+        rows.append(
+            [
+                bb,
+                f"{r['batched_s']:.1f}",
+                f"{r['sequential_s']:.1f}",
+                f"**{r['speedup']:.1f}×**{spread}",
+                f"{acc_b[0]:.2f} ± {acc_b[1]:.2f}",
+                f"{acc_s[0]:.2f} ± {acc_s[1]:.2f}",
+                r.get("measured", ""),
+            ]
+        )
+    md = md_table(
+        [
+            "backbone",
+            f"batched s ({args.models} models)",
+            f"sequential s ({args.models} runs)",
+            "speedup",
+            "test acc % batched",
+            "test acc % sequential",
+            "measured (UTC)",
+        ],
+        rows,
+    )
     gcn = out.get("gcn", {}).get("speedup")
     if gcn is not None:
         md += f"\n\nTarget ≥ 8× for GCN: **{'met' if gcn >= 8 else 'NOT met'}** ({gcn:.1f}×).\n"
-    md += ("\nCora, default backbone configs, 200 epochs max with patience 100 on val acc, seeds 0..N-1 (each "
-           "model's dropout drawn from its own seed; the two engines' run ids differ). Both sides include writing every zoo entry; the batched side includes building "
-           "the N initial models through the single-model path; the sequential side composes each run's config "
-           "(as `train.py` would). With `--repeats R`: medians over R batched/sequential pairs, ratio per pair.\n")
-    summary = {bb: {"speedup": r["speedup"], "batched_s": r["batched_s"], "sequential_s": r["sequential_s"]}
-               for bb, r in out.items()}
-    write_results("batched", {"summary": summary, "models": args.models, "results": out}, md,
-                  command="python " + " ".join(["benchmarks/batched.py"] + sys.argv[1:]))
+    md += (
+        "\nCora, default backbone configs, 200 epochs max with patience 100 on val acc, seeds 0..N-1 (each "
+        "model's dropout drawn from its own seed; the two engines' run ids differ). Both sides include writing every "
+        "zoo entry; the batched side includes building "
+        "the N initial models through the single-model path; the sequential side composes each run's config "
+        "(as `train.py` would). With `--repeats R`: medians over R batched/sequential pairs, ratio per pair.\n"
+    )
+    summary = {
+        bb: {"speedup": r["speedup"], "batched_s": r["batched_s"], "sequential_s": r["sequential_s"]}
+        for bb, r in out.items()
+    }
+    write_results(
+        "batched",
+        {"summary": summary, "models": args.models, "results": out},
+        md,
+        command="python " + " ".join(["benchmarks/batched.py"] + sys.argv[1:]),
+    )
 
 
 if __name__ == "__main__":

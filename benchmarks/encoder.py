@@ -20,6 +20,7 @@ each; every job's result is cached in --work.
 
     python benchmarks/encoder.py [--seeds 3] [--jobs 2] [--minutes 6]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,21 +36,51 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, ci95, compose, md_table, mean_std, write_results  # noqa: E402
 
 ENCODERS = ["ng_gnn", "ng_transformer", "stat", "flat_mlp"]
-NEURAL = {"ng_gnn": ["encoder.model.d=16", "encoder.model.d_edge=8", "encoder.model.layers=2"],
-          "ng_transformer": ["encoder.model.d=16", "encoder.model.d_edge=8", "encoder.model.layers=2",
-                             "encoder.model.heads=2"]}
+NEURAL = {
+    "ng_gnn": ["encoder.model.d=16", "encoder.model.d_edge=8", "encoder.model.layers=2"],
+    "ng_transformer": [
+        "encoder.model.d=16",
+        "encoder.model.d_edge=8",
+        "encoder.model.layers=2",
+        "encoder.model.heads=2",
+    ],
+}
 ZOO_SWEEPS = {
-    "cora_gcn": [["dataset=cora", "backbone=gcn", "backbone.hidden_channels=16", "seed=0",
-                  "optimizer.lr=0.001,0.005,0.02,0.05", "optimizer.weight_decay=0,0.0005,0.005",
-                  "backbone.dropout=0.0,0.5,0.8", "trainer.max_epochs=50,150", "zoo.snapshot_every=50"]],
-    "mixed": [["dataset=cora,citeseer", f"backbone={bb}", "backbone.hidden_channels=16", "seed=0", *extra,
-               "optimizer.lr=0.001,0.005,0.02", "optimizer.weight_decay=0,0.0005,0.005",
-               "backbone.dropout=0.0,0.5", "trainer.max_epochs=100", "zoo.snapshot_every=50"]
-              for bb, extra in (("gcn", []), ("sage", []), ("gin", []), ("gat", ["backbone.heads=4"]))],
+    "cora_gcn": [
+        [
+            "dataset=cora",
+            "backbone=gcn",
+            "backbone.hidden_channels=16",
+            "seed=0",
+            "optimizer.lr=0.001,0.005,0.02,0.05",
+            "optimizer.weight_decay=0,0.0005,0.005",
+            "backbone.dropout=0.0,0.5,0.8",
+            "trainer.max_epochs=50,150",
+            "zoo.snapshot_every=50",
+        ]
+    ],
+    "mixed": [
+        [
+            "dataset=cora,citeseer",
+            f"backbone={bb}",
+            "backbone.hidden_channels=16",
+            "seed=0",
+            *extra,
+            "optimizer.lr=0.001,0.005,0.02",
+            "optimizer.weight_decay=0,0.0005,0.005",
+            "backbone.dropout=0.0,0.5",
+            "trainer.max_epochs=100",
+            "zoo.snapshot_every=50",
+        ]
+        for bb, extra in (("gcn", []), ("sage", []), ("gin", []), ("gat", ["backbone.heads=4"]))
+    ],
 }
 # zoo -> (zoo folder, datasets, backbones)
-QUERIES = {"cora_gcn": ("cora_gcn", ["cora"], ["gcn"]), "cora_mixed": ("mixed", ["cora"], None),
-           "citeseer_transfer": ("mixed", ["citeseer"], None)}
+QUERIES = {
+    "cora_gcn": ("cora_gcn", ["cora"], ["gcn"]),
+    "cora_mixed": ("mixed", ["cora"], None),
+    "citeseer_transfer": ("mixed", ["citeseer"], None),
+}
 
 
 def build_zoos(work: Path, data_dir: str) -> dict:
@@ -58,13 +89,22 @@ def build_zoos(work: Path, data_dir: str) -> dict:
     for name, sweeps in ZOO_SWEEPS.items():
         t0 = time.perf_counter()
         for sweep in sweeps:
-            cmd = [sys.executable, str(ROOT / "train.py"), "-m", "experiment=encoder_zoo", *sweep,
-                   f"paths.zoo_dir={work / ('zoo_' + name)}", f"paths.data_dir={data_dir}",
-                   f"paths.cache_dir={work / 'cache'}", f"hydra.sweep.dir={work / 'sweeps' / name}",
-                   "hydra.launcher.progress=false"]
+            cmd = [
+                sys.executable,
+                str(ROOT / "train.py"),
+                "-m",
+                "experiment=encoder_zoo",
+                *sweep,
+                f"paths.zoo_dir={work / ('zoo_' + name)}",
+                f"paths.data_dir={data_dir}",
+                f"paths.cache_dir={work / 'cache'}",
+                f"hydra.sweep.dir={work / 'sweeps' / name}",
+                "hydra.launcher.progress=false",
+            ]
             print("$", " ".join(cmd[1:]), flush=True)
-            subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL,
-                           env={**os.environ, "OMP_NUM_THREADS": "2"})
+            subprocess.run(
+                cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": "2"}
+            )
         walls[name] = time.perf_counter() - t0
     return walls
 
@@ -86,9 +126,12 @@ def prepare(work: Path) -> dict:
     for name in QUERIES:
         zoo, items = _items(work, name)
         ZooGraphs(zoo, items, work / "cache" / "weightspace")
-        sizes[name] = {"runs": len({c.run_id for c in items}), "checkpoints": len(items),
-                       "backbones": sorted({c.backbone for c in items}),
-                       "target_range": [min(c.target for c in items), max(c.target for c in items)]}
+        sizes[name] = {
+            "runs": len({c.run_id for c in items}),
+            "checkpoints": len(items),
+            "backbones": sorted({c.backbone for c in items}),
+            "target_range": [min(c.target for c in items), max(c.target for c in items)],
+        }
     return sizes
 
 
@@ -113,15 +156,26 @@ def _worst(work: Path, zoo_name: str, run_id: str, transfer: bool = False, k: in
     metrics = regression_metrics(pred, y) if transfer else {}
     rank_p = pred.argsort().argsort().float() / max(1, len(items) - 1)
     rank_y = y.argsort().argsort().float() / max(1, len(items) - 1)
-    err = (rank_p - rank_y)
+    err = rank_p - rank_y
     worst = []
     for i in err.abs().argsort(descending=True)[:k].tolist():
         c = items[i]
         cfg = enc_zoo[c.run_id].record["config"]
-        worst.append({"run_id": c.run_id, "backbone": c.backbone, "epoch": c.epoch, "snapshot": c.snapshot is not None,
-                      "true_val_acc": float(y[i]), "pred_val_acc": float(pred[i]), "rank_error": float(err[i]),
-                      "lr": cfg["optimizer"]["lr"], "weight_decay": cfg["optimizer"]["weight_decay"],
-                      "dropout": cfg["backbone"]["dropout"], "max_epochs": cfg["trainer"]["max_epochs"]})
+        worst.append(
+            {
+                "run_id": c.run_id,
+                "backbone": c.backbone,
+                "epoch": c.epoch,
+                "snapshot": c.snapshot is not None,
+                "true_val_acc": float(y[i]),
+                "pred_val_acc": float(pred[i]),
+                "rank_error": float(err[i]),
+                "lr": cfg["optimizer"]["lr"],
+                "weight_decay": cfg["optimizer"]["weight_decay"],
+                "dropout": cfg["backbone"]["dropout"],
+                "max_epochs": cfg["trainer"]["max_epochs"],
+            }
+        )
     return worst, metrics
 
 
@@ -138,11 +192,23 @@ def job(args: tuple) -> dict:
     from gnnzoo.weightspace.task import run as run_encoder
 
     folder, datasets, backbones = QUERIES[zoo_name]
-    ov = [f"encoder={encoder}", f"seed={seed}", f"encoder.split.seed={seed}", "encoder.epochs=60",
-          "encoder.patience=15", f"encoder.max_minutes={minutes}", "encoder.batch_size=8", "logger=none",
-          "threads=1", "trainer.enable_progress_bar=false", f"paths.zoo_dir={work / ('zoo_' + folder)}",
-          f"paths.cache_dir={work / 'cache'}", f"paths.output_dir={work / 'out' / f'{zoo_name}_{encoder}_{seed}'}",
-          f"encoder.zoo.datasets=[{','.join(datasets)}]", *NEURAL.get(encoder, [])]
+    ov = [
+        f"encoder={encoder}",
+        f"seed={seed}",
+        f"encoder.split.seed={seed}",
+        "encoder.epochs=60",
+        "encoder.patience=15",
+        f"encoder.max_minutes={minutes}",
+        "encoder.batch_size=8",
+        "logger=none",
+        "threads=1",
+        "trainer.enable_progress_bar=false",
+        f"paths.zoo_dir={work / ('zoo_' + folder)}",
+        f"paths.cache_dir={work / 'cache'}",
+        f"paths.output_dir={work / 'out' / f'{zoo_name}_{encoder}_{seed}'}",
+        f"encoder.zoo.datasets=[{','.join(datasets)}]",
+        *NEURAL.get(encoder, []),
+    ]
     if backbones:
         ov.append(f"encoder.zoo.backbones=[{','.join(backbones)}]")
     if zoo_name == "cora_mixed" and encoder in NEURAL:
@@ -157,9 +223,17 @@ def job(args: tuple) -> dict:
         from gnnzoo.zoo import Zoo
 
         rec = Zoo(work / f"zoo_{folder}")[res["run_id"]].record
-        payload.update(status="ok", run_id=res["run_id"], tau=res["encoder/test_tau"], r2=res["encoder/test_r2"],
-                       mse=res["encoder/test_mse"], val_tau=res["encoder/val_tau"], best_epoch=res["best_epoch"],
-                       epochs=len(rec["curves"]["epoch"]), train_s=rec["wall_time_s"])
+        payload.update(
+            status="ok",
+            run_id=res["run_id"],
+            tau=res["encoder/test_tau"],
+            r2=res["encoder/test_r2"],
+            mse=res["encoder/test_mse"],
+            val_tau=res["encoder/val_tau"],
+            best_epoch=res["best_epoch"],
+            epochs=len(rec["curves"]["epoch"]),
+            train_s=rec["wall_time_s"],
+        )
         payload["worst"], _ = _worst(work, zoo_name, res["run_id"])
         if zoo_name == "cora_mixed":
             worst_t, m = _worst(work, "citeseer_transfer", res["run_id"], transfer=True)
@@ -194,14 +268,39 @@ def report(jobs: list[dict], sizes: dict, zoo_walls: dict, seeds: int, minutes: 
             sm, _ = mean_std(trains)
             epochs = [j["epochs"] for j in js if j["status"] == "ok"]
             summary[zoo_name][enc] = {"tau_mean": tm, "tau_std": ts, "train_s": sm, "r2_mean": rm, "n": len(taus)}
-            rows.append([zoo_name, enc, _fmt(tm, ts), _fmt(rm, rs), "n/a" if sm != sm else f"{sm:.0f}",
-                         "n/a" if not epochs else f"{min(epochs)}–{max(epochs)}", len(taus)])
-    lines = [md_table(["zoo", "encoder", "test Kendall τ (mean ± std)", "test R²", "train s (mean)",
-                       "epochs run", "seeds"], rows), ""]
-    size_rows = [[z, s["runs"], s["checkpoints"], ",".join(s["backbones"]),
-                  f"{100 * s['target_range'][0]:.1f}–{100 * s['target_range'][1]:.1f}"] for z, s in sizes.items()]
-    lines += ["Zoo sizes (every checkpoint of the query; splits are by run, 70/15/15):", "",
-              md_table(["zoo", "runs", "checkpoints", "backbones", "val acc range %"], size_rows), ""]
+            rows.append(
+                [
+                    zoo_name,
+                    enc,
+                    _fmt(tm, ts),
+                    _fmt(rm, rs),
+                    "n/a" if sm != sm else f"{sm:.0f}",
+                    "n/a" if not epochs else f"{min(epochs)}–{max(epochs)}",
+                    len(taus),
+                ]
+            )
+    lines = [
+        md_table(
+            ["zoo", "encoder", "test Kendall τ (mean ± std)", "test R²", "train s (mean)", "epochs run", "seeds"], rows
+        ),
+        "",
+    ]
+    size_rows = [
+        [
+            z,
+            s["runs"],
+            s["checkpoints"],
+            ",".join(s["backbones"]),
+            f"{100 * s['target_range'][0]:.1f}–{100 * s['target_range'][1]:.1f}",
+        ]
+        for z, s in sizes.items()
+    ]
+    lines += [
+        "Zoo sizes (every checkpoint of the query; splits are by run, 70/15/15):",
+        "",
+        md_table(["zoo", "runs", "checkpoints", "backbones", "val acc range %"], size_rows),
+        "",
+    ]
     diff_rows = []  # paired by seed (same split, same encoder seed): neural encoder minus the stat baseline
     for zoo_name in QUERIES:
         for enc in ("ng_gnn", "ng_transformer"):
@@ -211,49 +310,106 @@ def report(jobs: list[dict], sizes: dict, zoo_walls: dict, seeds: int, minutes: 
                 a_ = next((j for j in jobs if j["zoo"] == src and j["encoder"] == enc and j["seed"] == s), None)
                 b_ = next((j for j in jobs if j["zoo"] == src and j["encoder"] == "stat" and j["seed"] == s), None)
                 if a_ and b_ and a_["status"] == b_["status"] == "ok":
-                    ta, tb = ((a_["transfer"]["tau"], b_["transfer"]["tau"]) if zoo_name == "citeseer_transfer"
-                              else (a_["tau"], b_["tau"]))
+                    ta, tb = (
+                        (a_["transfer"]["tau"], b_["transfer"]["tau"])
+                        if zoo_name == "citeseer_transfer"
+                        else (a_["tau"], b_["tau"])
+                    )
                     d.append(ta - tb)
             if d:
                 m, h = mean_std(d)[0], ci95(d)
                 summary[zoo_name][enc]["tau_minus_stat"] = {"mean": m, "ci95": h}
                 inside = h == h and m - h <= 0 <= m + h
-                diff_rows.append([zoo_name, f"{enc} − stat", f"{m:+.3f} ± {h:.3f}",
-                                  "yes (no difference shown)" if inside else "no"])
-    lines += ["Paired differences in test τ (same split and seed; ± the 95% t-interval over seeds):", "",
-              md_table(["zoo", "difference", "mean ± 95% CI", "interval holds 0"], diff_rows), ""]
+                diff_rows.append(
+                    [zoo_name, f"{enc} − stat", f"{m:+.3f} ± {h:.3f}", "yes (no difference shown)" if inside else "no"]
+                )
+    lines += [
+        "Paired differences in test τ (same split and seed; ± the 95% t-interval over seeds):",
+        "",
+        md_table(["zoo", "difference", "mean ± 95% CI", "interval holds 0"], diff_rows),
+        "",
+    ]
     a = summary["cora_gcn"]
     verdict = []
     for enc in ("ng_gnn", "ng_transformer"):
         t = a[enc]["tau_mean"]
         base_a = max(a[b]["tau_mean"] for b in ("stat", "flat_mlp") if a[b]["tau_mean"] == a[b]["tau_mean"])
         b = summary["cora_mixed"]
-        base_b = max((b[x]["tau_mean"] for x in ("stat", "flat_mlp") if b[x]["tau_mean"] == b[x]["tau_mean"]),
-                     default=float("nan"))
-        verdict.append(f"- {enc}: τ {t:.3f} on cora_gcn (target ≥ 0.93: **{'met' if t >= 0.93 else 'missed'}**); "
-                       f"vs the best baseline {base_a:.3f} on cora_gcn: **{'above' if t > base_a else 'not above'}**; "
-                       f"on cora_mixed {b[enc]['tau_mean']:.3f} vs {base_b:.3f}: "
-                       f"**{'above' if b[enc]['tau_mean'] > base_b else 'not above'}**.")
+        base_b = max(
+            (b[x]["tau_mean"] for x in ("stat", "flat_mlp") if b[x]["tau_mean"] == b[x]["tau_mean"]),
+            default=float("nan"),
+        )
+        verdict.append(
+            f"- {enc}: τ {t:.3f} on cora_gcn (target ≥ 0.93: **{'met' if t >= 0.93 else 'missed'}**); "
+            f"vs the best baseline {base_a:.3f} on cora_gcn: **{'above' if t > base_a else 'not above'}**; "
+            f"on cora_mixed {b[enc]['tau_mean']:.3f} vs {base_b:.3f}: "
+            f"**{'above' if b[enc]['tau_mean'] > base_b else 'not above'}**."
+        )
     longest = max(j.get("train_s", 0) for j in jobs)
-    verdict.append(f"- Longest training: {longest:.0f} s (target ≤ 15 min; every training is capped at {minutes:g} min "
-                   "by `encoder.max_minutes`, so this target holds by construction: the τ above is what that budget buys).")
+    verdict.append(
+        f"- Longest training: {longest:.0f} s (target ≤ 15 min; every training is capped at {minutes:g} min "
+        "by `encoder.max_minutes`, so this target holds by construction: the τ above is what that budget buys)."
+    )
     lines += ["Targets:", "", *verdict, ""]
     worst = [j for j in jobs if j["status"] == "ok" and j["encoder"] == "ng_gnn" and j["seed"] == 0]
     for j in worst:
-        wr = [[w["backbone"], w["epoch"], "snapshot" if w["snapshot"] else "best-val", w["lr"], w["weight_decay"],
-               w["dropout"], w["max_epochs"], f"{100 * w['true_val_acc']:.1f}", f"{100 * w['pred_val_acc']:.1f}",
-               f"{w['rank_error']:+.2f}"] for w in j["worst"]]
-        lines += [f"Worst-ranked test checkpoints, ng_gnn seed 0, {j['zoo']} (rank error: predicted minus true "
-                  "rank, as a fraction of the split):", "",
-                  md_table(["backbone", "epoch", "weights", "lr", "wd", "dropout", "run length", "true val %",
-                            "pred val %", "rank error"], wr), ""]
-    lines += ["Zoo training wall time: " + ", ".join(f"{k} {v:.0f} s" for k, v in zoo_walls.items()) +
-              f" (batched launcher). Encoder jobs: {sum(j['job_s'] for j in jobs):.0f} s in all (2 workers; a rerun reuses "
-              f"them from the cache). {seeds} seeds; "
-              "seed s = split seed s and encoder seed s. Settings: see the docstring of benchmarks/encoder.py.", ""]
-    write_results("encoder", {"summary": summary, "zoos": sizes, "zoo_train_s": zoo_walls, "jobs": jobs,
-                              "minutes_cap": minutes, "this_invocation_s": wall}, "\n".join(lines),
-                  command=f"python benchmarks/encoder.py --seeds {seeds} --minutes {minutes:g}")
+        wr = [
+            [
+                w["backbone"],
+                w["epoch"],
+                "snapshot" if w["snapshot"] else "best-val",
+                w["lr"],
+                w["weight_decay"],
+                w["dropout"],
+                w["max_epochs"],
+                f"{100 * w['true_val_acc']:.1f}",
+                f"{100 * w['pred_val_acc']:.1f}",
+                f"{w['rank_error']:+.2f}",
+            ]
+            for w in j["worst"]
+        ]
+        lines += [
+            f"Worst-ranked test checkpoints, ng_gnn seed 0, {j['zoo']} (rank error: predicted minus true "
+            "rank, as a fraction of the split):",
+            "",
+            md_table(
+                [
+                    "backbone",
+                    "epoch",
+                    "weights",
+                    "lr",
+                    "wd",
+                    "dropout",
+                    "run length",
+                    "true val %",
+                    "pred val %",
+                    "rank error",
+                ],
+                wr,
+            ),
+            "",
+        ]
+    lines += [
+        "Zoo training wall time: "
+        + ", ".join(f"{k} {v:.0f} s" for k, v in zoo_walls.items())
+        + f" (batched launcher). Encoder jobs: {sum(j['job_s'] for j in jobs):.0f} s in all (2 workers; a rerun reuses "
+        f"them from the cache). {seeds} seeds; "
+        "seed s = split seed s and encoder seed s. Settings: see the docstring of benchmarks/encoder.py.",
+        "",
+    ]
+    write_results(
+        "encoder",
+        {
+            "summary": summary,
+            "zoos": sizes,
+            "zoo_train_s": zoo_walls,
+            "jobs": jobs,
+            "minutes_cap": minutes,
+            "this_invocation_s": wall,
+        },
+        "\n".join(lines),
+        command=f"python benchmarks/encoder.py --seeds {seeds} --minutes {minutes:g}",
+    )
 
 
 def main() -> None:
@@ -263,8 +419,7 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=6.0, help="wall-time cap of each encoder training")
     ap.add_argument("--encoders", default=",".join(ENCODERS))
     ap.add_argument("--work", default=str(Path.home() / ".cache" / "gnnzoo_bench_encoder"))
-    ap.add_argument("--data-dir", default=os.environ.get("GNNZOO_DATA_DIR",
-                                                         str(ROOT.parent / "shared" / "data")))
+    ap.add_argument("--data-dir", default=os.environ.get("GNNZOO_DATA_DIR", str(ROOT.parent / "shared" / "data")))
     ap.add_argument("--zoos-only", action="store_true")
     a = ap.parse_args()
     work = Path(a.work)
@@ -289,8 +444,11 @@ def main() -> None:
     with ctx.Pool(a.jobs) as pool:
         for res in pool.imap_unordered(job, todo):
             jobs.append(res)
-            print(f"[{time.perf_counter() - t0:6.0f}s] {res['zoo']} {res['encoder']} seed {res['seed']}: "
-                  f"{res['status']} τ {res.get('tau', float('nan')):.3f} ({res['job_s']:.0f}s)", flush=True)
+            print(
+                f"[{time.perf_counter() - t0:6.0f}s] {res['zoo']} {res['encoder']} seed {res['seed']}: "
+                f"{res['status']} τ {res.get('tau', float('nan')):.3f} ({res['job_s']:.0f}s)",
+                flush=True,
+            )
     report(jobs, sizes, zoo_walls, a.seeds, a.minutes, time.perf_counter() - t0)
 
 

@@ -33,30 +33,64 @@ a cached job).
 
     python benchmarks/fms.py [--cells cora/gcn,cora/sage,citeseer/gcn,citeseer/sage] [--seeds 10] [--budget 2000]
 """
+
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, ROOT, JobCache, ci95, md_table, mean_std, paired, paired_rows, run_jobs, train_multirun, write_results  # noqa: E402
+from _common import (
+    RESULTS,
+    ROOT,
+    JobCache,
+    ci95,
+    md_table,
+    mean_std,
+    paired,
+    paired_rows,
+    run_jobs,
+    train_multirun,
+    write_results,
+)  # noqa: E402
 
-SPACE = {"optimizer.lr": "tag(log, choice(0.001, 0.005, 0.02, 0.1))",
-         "optimizer.weight_decay": "choice(0, 0.0005, 0.005)",
-         "backbone.dropout": "choice(0.2, 0.5, 0.8)",
-         "backbone.hidden_channels": "choice(16, 32, 64)"}
-GRID = ["optimizer=adam", "optimizer.lr=0.001,0.005,0.02,0.1", "optimizer.weight_decay=0,0.0005,0.005",
-        "backbone.dropout=0.2,0.5,0.8", "backbone.hidden_channels=16,32,64"]
-COMMON = ["logger=none", "monitor.patience=null", "extras.print_config=false", "trainer.enable_progress_bar=false",
-          "zoo.snapshot_every=10", "seed=0"]
-SMOKE_GRID = ["optimizer=adam", "optimizer.lr=0.005,0.02", "optimizer.weight_decay=0,0.0005,0.005",
-              "backbone.dropout=0.5", "backbone.hidden_channels=16"]
-SMOKE_SPACE = {**SPACE, "optimizer.lr": "tag(log, choice(0.005, 0.02))", "backbone.dropout": "choice(0.5)",
-               "backbone.hidden_channels": "choice(16)"}
+SPACE = {
+    "optimizer.lr": "tag(log, choice(0.001, 0.005, 0.02, 0.1))",
+    "optimizer.weight_decay": "choice(0, 0.0005, 0.005)",
+    "backbone.dropout": "choice(0.2, 0.5, 0.8)",
+    "backbone.hidden_channels": "choice(16, 32, 64)",
+}
+GRID = [
+    "optimizer=adam",
+    "optimizer.lr=0.001,0.005,0.02,0.1",
+    "optimizer.weight_decay=0,0.0005,0.005",
+    "backbone.dropout=0.2,0.5,0.8",
+    "backbone.hidden_channels=16,32,64",
+]
+COMMON = [
+    "logger=none",
+    "monitor.patience=null",
+    "extras.print_config=false",
+    "trainer.enable_progress_bar=false",
+    "zoo.snapshot_every=10",
+    "seed=0",
+]
+SMOKE_GRID = [
+    "optimizer=adam",
+    "optimizer.lr=0.005,0.02",
+    "optimizer.weight_decay=0,0.0005,0.005",
+    "backbone.dropout=0.5",
+    "backbone.hidden_channels=16",
+]
+SMOKE_SPACE = {
+    **SPACE,
+    "optimizer.lr": "tag(log, choice(0.005, 0.02))",
+    "backbone.dropout": "choice(0.5)",
+    "backbone.hidden_channels": "choice(16)",
+}
 METHODS = ("fms", "dyhpo", "random", "tpe", "hyperband", "ifbo")
 FRACTIONS = (0.25, 0.5, 1.0)
 SNAP = 10
@@ -69,8 +103,15 @@ def _key(point: dict) -> tuple:
 
 # ------------------------------------------------------------------------------------------------ the table
 def table_settings(cell: str, epochs: int, smoke: bool) -> dict:
-    return {"kind": "table", "cell": cell, "epochs": epochs, "common": COMMON, "grid": SMOKE_GRID if smoke else GRID,
-            "space": SMOKE_SPACE if smoke else SPACE, "features": "stat"}
+    return {
+        "kind": "table",
+        "cell": cell,
+        "epochs": epochs,
+        "common": COMMON,
+        "grid": SMOKE_GRID if smoke else GRID,
+        "space": SMOKE_SPACE if smoke else SPACE,
+        "features": "stat",
+    }
 
 
 def build_table(cell: str, work: Path, data_dir: str, epochs: int, smoke: bool) -> dict:
@@ -87,8 +128,13 @@ def _train_table(st: dict, work: Path, data_dir: str) -> dict:
     cell, epochs, space = st["cell"], st["epochs"], st["space"]
     ds, bb = cell.split("/")
     zoo = work / f"zoo_{ds}_{bb}"
-    wall = train_multirun([*st["common"], f"trainer.max_epochs={epochs}", f"dataset={ds}", f"backbone={bb}",
-                           *st["grid"]], zoo, work, data_dir, f"table_{ds}_{bb}")
+    wall = train_multirun(
+        [*st["common"], f"trainer.max_epochs={epochs}", f"dataset={ds}", f"backbone={bb}", *st["grid"]],
+        zoo,
+        work,
+        data_dir,
+        f"table_{ds}_{bb}",
+    )
     t0 = time.perf_counter()
     feat = stat_features()
     z = Zoo(zoo)
@@ -99,10 +145,22 @@ def _train_table(st: dict, work: Path, data_dir: str) -> dict:
         cfg = OmegaConf.create(rec["config"])
         point = {k: OmegaConf.select(cfg, k) for k in space}
         feats = {str(s["epoch"]): feat(e.snapshot(s["epoch"]), bb) for s in rec["snapshots"]}
-        runs[repr(_key(point))] = {"run_id": r.run_id, "point": point, "val": rec["curves"]["val/acc"],
-                                   "test": rec["curves"]["test/acc"], "feats": feats}
-    return {"cell": cell, "zoo": str(zoo), "configs": len(runs), "epochs": epochs, "train_wall_s": wall,
-            "feature_wall_s": time.perf_counter() - t0, "runs": runs}
+        runs[repr(_key(point))] = {
+            "run_id": r.run_id,
+            "point": point,
+            "val": rec["curves"]["val/acc"],
+            "test": rec["curves"]["test/acc"],
+            "feats": feats,
+        }
+    return {
+        "cell": cell,
+        "zoo": str(zoo),
+        "configs": len(runs),
+        "epochs": epochs,
+        "train_wall_s": wall,
+        "feature_wall_s": time.perf_counter() - t0,
+        "runs": runs,
+    }
 
 
 def oracle(table: dict) -> float:
@@ -144,17 +202,21 @@ def run_search(table: dict, method: str, seed: int, budget: int, space: dict) ->
 
     from gnnzoo.search.results import mean_tau
 
-    s = Settings(budget=budget, max_epochs=table["epochs"], n_initial=N_INITIAL, b0=SNAP, delta=SNAP, surrogate=method,
-                 seed=seed)
+    s = Settings(
+        budget=budget, max_epochs=table["epochs"], n_initial=N_INITIAL, b0=SNAP, delta=SNAP, surrogate=method, seed=seed
+    )
     st = Search(SearchSpace(space), s, runner, truth=truth).run()
     assert st["spent"] <= budget
     deepest = max((t["epochs"] for t in st["trials"].values()), default=0)
-    return [(h["spent"], h["incumbent_value"], h["incumbent_test"]) for h in st["history"]], \
-        {"fallbacks": len(st["fallbacks"]), "tau_last": st["history"][-1]["tau"] if st["history"] else None,
-         "tau_mean": mean_tau(st) if method != "random" else None,
-         "taus": [h["tau"] for h in st["history"]], "trials": len(st["trials"]),
-         "continuations": sum(len(t["obs"]) - 1 for t in st["trials"].values() if t["obs"]),
-         "deepest_epochs": deepest}
+    return [(h["spent"], h["incumbent_value"], h["incumbent_test"]) for h in st["history"]], {
+        "fallbacks": len(st["fallbacks"]),
+        "tau_last": st["history"][-1]["tau"] if st["history"] else None,
+        "tau_mean": mean_tau(st) if method != "random" else None,
+        "taus": [h["tau"] for h in st["history"]],
+        "trials": len(st["trials"]),
+        "continuations": sum(len(t["obs"]) - 1 for t in st["trials"].values() if t["obs"]),
+        "deepest_epochs": deepest,
+    }
 
 
 def run_optuna(table: dict, method: str, seed: int, budget: int, space: dict):
@@ -168,8 +230,11 @@ def run_optuna(table: dict, method: str, seed: int, budget: int, space: dict):
     E = table["epochs"]
     hb = method == "hyperband"
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=N_INITIAL)
-    pruner = optuna.pruners.HyperbandPruner(min_resource=SNAP, max_resource=E, reduction_factor=3) if hb \
+    pruner = (
+        optuna.pruners.HyperbandPruner(min_resource=SNAP, max_resource=E, reduction_factor=3)
+        if hb
         else optuna.pruners.NopPruner()
+    )
     study = optuna.create_study(direction="maximize", sampler=sampler, pruner=pruner)
     replay, spent, best, trace, trials = Replay(table), 0, None, [], 0
     paid: dict[tuple, int] = {}  # epochs each configuration already has: never paid for twice
@@ -216,27 +281,46 @@ def ifbo_available() -> str | None:
 
     if importlib.util.find_spec("ifbo") is None:
         return "the ifbo package is not installed (pip install ifbo)"
-    return ("ifBO's FT-PFN surrogate weights are downloaded from figshare on first use (ifbo/download.py) and "
-            "this machine has no internet, so its replay is not implemented here")
+    return (
+        "ifBO's FT-PFN surrogate weights are downloaded from figshare on first use (ifbo/download.py) and "
+        "this machine has no internet, so its replay is not implemented here"
+    )
 
 
 def job_settings(cell: str, method: str, seed: int, budget: int, epochs: int, smoke: bool) -> dict:
-    return {"kind": "search", "cell": cell, "method": method, "seed": seed, "budget": budget,
-            "table": table_settings(cell, epochs, smoke), "n_initial": N_INITIAL, "b0": SNAP, "delta": SNAP}
+    return {
+        "kind": "search",
+        "cell": cell,
+        "method": method,
+        "seed": seed,
+        "budget": budget,
+        "table": table_settings(cell, epochs, smoke),
+        "n_initial": N_INITIAL,
+        "b0": SNAP,
+        "delta": SNAP,
+    }
 
 
 def job(args: tuple) -> dict:
     settings, work = args
 
     def search() -> dict:
-        table = build_table(settings["cell"], Path(work), "", settings["table"]["epochs"],
-                            settings["table"]["grid"] == SMOKE_GRID)
+        table = build_table(
+            settings["cell"], Path(work), "", settings["table"]["epochs"], settings["table"]["grid"] == SMOKE_GRID
+        )
         space = settings["table"]["space"]
         t0 = time.perf_counter()
         runner = run_search if settings["method"] in ("fms", "dyhpo", "random") else run_optuna
         trace, extra = runner(table, settings["method"], settings["seed"], settings["budget"], space)
-        return {"cell": settings["cell"], "method": settings["method"], "seed": settings["seed"],
-                "budget": settings["budget"], "wall_s": time.perf_counter() - t0, "trace": trace, **extra}
+        return {
+            "cell": settings["cell"],
+            "method": settings["method"],
+            "seed": settings["seed"],
+            "budget": settings["budget"],
+            "wall_s": time.perf_counter() - t0,
+            "trace": trace,
+            **extra,
+        }
 
     payload = JobCache(work, __file__).run(settings, search)
     return {**payload["result"], "settings": payload["settings"], "job_key": payload["key"]}
@@ -300,52 +384,135 @@ def report(name, cells, tables, jobs, budget, seeds, not_run, wall, command) -> 
             cellrow["tau_mean_ci95"] = ci95(taus) if taus else None
             per[m]["tau"] = [j.get("tau_mean") if j.get("tau_mean") is not None else float("nan") for j in js]
             summary[cell][m] = cellrow
-            rows.append([cell, m] + [f"{cellrow[f'regret_{int(q * 100)}']:.2f} ± {cellrow[f'regret_{int(q * 100)}_ci95']:.2f}"
-                                     for q in FRACTIONS]
-                        + ["-" if cellrow["tau_mean"] is None else f"{cellrow['tau_mean']:.3f} ± {cellrow['tau_mean_ci95']:.3f}",
-                           f"{mean_std([j.get('deepest_epochs', table_epochs) for j in js])[0]:.0f}",
-                           len(js), f"{mean_std([j['wall_s'] for j in js])[0]:.1f}"])
-            runs += [{"cell": cell, "method": m, "seed": j["seed"], "wall_s": j["wall_s"],
-                      **{f"regret_{int(q * 100)}": regret_at(j["trace"], oracles[cell], q * budget) for q in FRACTIONS},
-                      **{k: j[k] for k in ("trials", "asks", "fallbacks", "tau_last", "tau_mean", "continuations",
-                                           "deepest_epochs") if k in j}} for j in js]
+            rows.append(
+                [cell, m]
+                + [
+                    f"{cellrow[f'regret_{int(q * 100)}']:.2f} ± {cellrow[f'regret_{int(q * 100)}_ci95']:.2f}"
+                    for q in FRACTIONS
+                ]
+                + [
+                    "-"
+                    if cellrow["tau_mean"] is None
+                    else f"{cellrow['tau_mean']:.3f} ± {cellrow['tau_mean_ci95']:.3f}",
+                    f"{mean_std([j.get('deepest_epochs', table_epochs) for j in js])[0]:.0f}",
+                    len(js),
+                    f"{mean_std([j['wall_s'] for j in js])[0]:.1f}",
+                ]
+            )
+            runs += [
+                {
+                    "cell": cell,
+                    "method": m,
+                    "seed": j["seed"],
+                    "wall_s": j["wall_s"],
+                    **{f"regret_{int(q * 100)}": regret_at(j["trace"], oracles[cell], q * budget) for q in FRACTIONS},
+                    **{
+                        k: j[k]
+                        for k in (
+                            "trials",
+                            "asks",
+                            "fallbacks",
+                            "tau_last",
+                            "tau_mean",
+                            "continuations",
+                            "deepest_epochs",
+                        )
+                        if k in j
+                    },
+                }
+                for j in js
+            ]
         for other in [m for m in methods if m != "fms"]:
             for q in FRACTIONS:
-                diff_rows.append(([cell, f"fms − {other}", f"regret @{int(q * 100)}%"],
-                                  paired(per["fms"][q], per[other][q])))
+                diff_rows.append(
+                    ([cell, f"fms − {other}", f"regret @{int(q * 100)}%"], paired(per["fms"][q], per[other][q]))
+                )
             if other == "dyhpo":
-                diff_rows.append(([cell, "fms − dyhpo", "τ (per-iteration mean)"], paired(per["fms"]["tau"], per["dyhpo"]["tau"])))
+                diff_rows.append(
+                    ([cell, "fms − dyhpo", "τ (per-iteration mean)"], paired(per["fms"]["tau"], per["dyhpo"]["tau"]))
+                )
     best_rows = []
     for cell in cells:
         for q in FRACTIONS:
             k = f"regret_{int(q * 100)}"
             ranked = sorted(methods, key=lambda m: (summary[cell][m][k] != summary[cell][m][k], summary[cell][m][k]))
-            best_rows.append([cell, f"{int(q * 100)}%", ranked[0], f"{summary[cell][ranked[0]][k]:.2f}",
-                              "yes" if ranked[0] == "fms" else "no"])
+            best_rows.append(
+                [
+                    cell,
+                    f"{int(q * 100)}%",
+                    ranked[0],
+                    f"{summary[cell][ranked[0]][k]:.2f}",
+                    "yes" if ranked[0] == "fms" else "no",
+                ]
+            )
     plot_path = RESULTS / f"{name}.png"
     RESULTS.mkdir(parents=True, exist_ok=True)
     plot(cells, jobs, oracles, budget, plot_path)
-    table_rows = [[c, tables[c]["configs"], tables[c]["epochs"], f"{100 * oracles[c]:.2f}",
-                   f"{tables[c]['train_wall_s']:.0f}", f"{tables[c]['feature_wall_s']:.0f}"] for c in cells]
-    md = "\n\n".join([
-        f"Tabular replay, budget {budget} epochs per search, {seeds} seeds per method; regret = best test "
-        "accuracy anywhere in the table − the test accuracy of the incumbent (chosen by val), in points, "
-        "mean ± 95% t-interval over seeds. Settings in the docstring of benchmarks/fms.py.",
-        md_table(["cell", "configs", "epochs", "best test acc in the table %", "table train s", "features s"], table_rows),
-        md_table(["cell", "method", "regret @25%", "regret @50%", "regret @100%",
-                  "one-step τ (mean over iterations)", "deepest trial (epochs)", "seeds", "wall s / search"], rows),
-        "Paired differences, per seed (regret: negative means fms better; τ: positive means fms forecasts better):",
-        md_table(["cell", "difference", "figure", "mean ± 95% CI", "interval holds 0"], paired_rows(diff_rows)),
-        "Target: fms lowest mean regret at 25%, 50% and 100% of the budget.",
-        md_table(["cell", "budget", "lowest mean regret", "its regret", "fms"], best_rows),
-        "Not run: " + ("; ".join(f"{m}: {why}" for m, why in not_run.items()) if not_run else "none") + ".",
-        f"![regret vs epochs]({name}.png)\n\nCompute: {wall:.0f} s of this invocation (tables cached in the work folder)."])
-    write_results(name, {"summary": summary, "settings": {"budget": budget, "seeds": seeds, "space": SPACE,
-                                                          "grid": GRID, "n_initial": N_INITIAL, "b0": SNAP, "delta": SNAP,
-                                                          "optuna_startup_trials": N_INITIAL},
-                          "oracle_test_acc": oracles, "not_run": not_run, "runs": runs,
-                          "tables": {c: {k: v for k, v in tables[c].items() if k != "runs"} for c in cells},
-                          "this_invocation_s": wall}, md, command)
+    table_rows = [
+        [
+            c,
+            tables[c]["configs"],
+            tables[c]["epochs"],
+            f"{100 * oracles[c]:.2f}",
+            f"{tables[c]['train_wall_s']:.0f}",
+            f"{tables[c]['feature_wall_s']:.0f}",
+        ]
+        for c in cells
+    ]
+    md = "\n\n".join(
+        [
+            f"Tabular replay, budget {budget} epochs per search, {seeds} seeds per method; regret = best test "
+            "accuracy anywhere in the table − the test accuracy of the incumbent (chosen by val), in points, "
+            "mean ± 95% t-interval over seeds. Settings in the docstring of benchmarks/fms.py.",
+            md_table(
+                ["cell", "configs", "epochs", "best test acc in the table %", "table train s", "features s"], table_rows
+            ),
+            md_table(
+                [
+                    "cell",
+                    "method",
+                    "regret @25%",
+                    "regret @50%",
+                    "regret @100%",
+                    "one-step τ (mean over iterations)",
+                    "deepest trial (epochs)",
+                    "seeds",
+                    "wall s / search",
+                ],
+                rows,
+            ),
+            "Paired differences, per seed (regret: negative means fms better; τ: positive means fms forecasts better):",
+            md_table(["cell", "difference", "figure", "mean ± 95% CI", "interval holds 0"], paired_rows(diff_rows)),
+            "Target: fms lowest mean regret at 25%, 50% and 100% of the budget.",
+            md_table(["cell", "budget", "lowest mean regret", "its regret", "fms"], best_rows),
+            "Not run: " + ("; ".join(f"{m}: {why}" for m, why in not_run.items()) if not_run else "none") + ".",
+            f"![regret vs epochs]({name}.png)\n\nCompute: {wall:.0f} s of this invocation "
+            "(tables and finished jobs cached in the work folder).",
+        ]
+    )
+    write_results(
+        name,
+        {
+            "summary": summary,
+            "settings": {
+                "budget": budget,
+                "seeds": seeds,
+                "space": SPACE,
+                "grid": GRID,
+                "n_initial": N_INITIAL,
+                "b0": SNAP,
+                "delta": SNAP,
+                "optuna_startup_trials": N_INITIAL,
+            },
+            "oracle_test_acc": oracles,
+            "not_run": not_run,
+            "runs": runs,
+            "tables": {c: {k: v for k, v in tables[c].items() if k != "runs"} for c in cells},
+            "this_invocation_s": wall,
+        },
+        md,
+        command,
+    )
 
 
 def main() -> None:
@@ -375,12 +542,28 @@ def main() -> None:
         print(f"table {c} ...", flush=True)
         tables[c] = build_table(c, work, args.data_dir, args.epochs, args.smoke)
         print(f"  {tables[c]['configs']} configs, {tables[c]['train_wall_s']:.0f} s", flush=True)
-    todo = [(job_settings(c, m, s, args.budget, args.epochs, args.smoke), str(work)) for c in cells for m in methods
-            if m not in not_run for s in range(args.seeds)]
-    jobs = run_jobs(job, todo, args.jobs, 1, lambda item, r: f"{r['cell']} {r['method']} seed {r['seed']}: "
-                                                             f"{r['wall_s']:.1f} s")
+    todo = [
+        (job_settings(c, m, s, args.budget, args.epochs, args.smoke), str(work))
+        for c in cells
+        for m in methods
+        if m not in not_run
+        for s in range(args.seeds)
+    ]
+    jobs = run_jobs(
+        job, todo, args.jobs, 1, lambda item, r: f"{r['cell']} {r['method']} seed {r['seed']}: {r['wall_s']:.1f} s"
+    )
     cmd = "python benchmarks/fms.py " + " ".join(a for a in sys.argv[1:])
-    report("fms_smoke" if args.smoke else "fms", cells, tables, jobs, args.budget, args.seeds, not_run, time.perf_counter() - t0, cmd.strip())
+    report(
+        "fms_smoke" if args.smoke else "fms",
+        cells,
+        tables,
+        jobs,
+        args.budget,
+        args.seeds,
+        not_run,
+        time.perf_counter() - t0,
+        cmd.strip(),
+    )
 
 
 if __name__ == "__main__":

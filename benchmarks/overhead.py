@@ -8,6 +8,7 @@ framework) and on (what a user sees by default). The sides alternate, `--repeats
 
     python benchmarks/overhead.py [--repeats 15]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
-from _common import compose, mean_std, md_table, write_results  # noqa: E402
 
+from _common import compose, md_table, mean_std, write_results  # noqa: E402
 from gnnzoo.backbones import build_backbone  # noqa: E402
 from gnnzoo.data import load_graph  # noqa: E402
 from gnnzoo.tasks.backbone import train  # noqa: E402
@@ -71,15 +72,24 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=15)  # pairs; this machine's noise is ±15-30% per run
     args = ap.parse_args()
     tmp = tempfile.mkdtemp(prefix="gnnzoo-overhead-")
-    base = ["logger=none", "callbacks=none", "extras.print_config=false", f"paths.zoo_dir={tmp}/zoo",
-            f"paths.output_dir={tmp}/out", f"trainer.max_epochs={EPOCHS}", "zoo.skip_completed=false"]
+    base = [
+        "logger=none",
+        "callbacks=none",
+        "extras.print_config=false",
+        f"paths.zoo_dir={tmp}/zoo",
+        f"paths.output_dir={tmp}/out",
+        f"trainer.max_epochs={EPOCHS}",
+        "zoo.skip_completed=false",
+    ]
     cfg_off = compose(base + ["trainer.enable_progress_bar=false"])
     cfg_on = compose(base + ["trainer.enable_progress_bar=true"])
     graph = load_graph(cfg_off)
 
-    sides = {"bare PyG loop": lambda: bare_loop(cfg_off, graph),
-             "gnnzoo (progress bar off)": lambda: train(cfg_off),
-             "gnnzoo (progress bar on)": lambda: train(cfg_on)}
+    sides = {
+        "bare PyG loop": lambda: bare_loop(cfg_off, graph),
+        "gnnzoo (progress bar off)": lambda: train(cfg_off),
+        "gnnzoo (progress bar on)": lambda: train(cfg_on),
+    }
     for fn in sides.values():  # warm-up: imports, first-call allocations, processed dataset
         fn()
     times = {k: [] for k in sides}
@@ -101,20 +111,38 @@ def main() -> None:
     target = payload_rows["gnnzoo (progress bar off)"]["ratio_median"]
     verdict = "met" if target <= 1.2 else "NOT met"
     md = md_table(["side", "wall s (200 epochs)", "epochs/s", "ratio to bare (paired)", "median ratio"], rows)
-    md += (f"\n\nTarget: gnnzoo / bare ≤ 1.2 → median ratio {target:.3f} with the progress bar off: **{verdict}**."
-           f" {args.repeats} alternating repeats after one warm-up each. The gnnzoo side includes model"
-           " build, trainer setup, best-val weight tracking, the final test pass and writing the zoo entry; like the bare"
-           " side, it reuses the graph loaded once in this process (gnnzoo's in-process graph cache).\n")
-    prof = {"bare PyG loop": profile_top(sides["bare PyG loop"]),
-            "gnnzoo (progress bar off)": profile_top(sides["gnnzoo (progress bar off)"])}
+    md += (
+        f"\n\nTarget: gnnzoo / bare ≤ 1.2 → median ratio {target:.3f} with the progress bar off: **{verdict}**."
+        f" {args.repeats} alternating repeats after one warm-up each. The gnnzoo side includes model"
+        " build, trainer setup, best-val weight tracking, the final test pass and writing the zoo entry; like the bare"
+        " side, it reuses the graph loaded once in this process (gnnzoo's in-process graph cache).\n"
+    )
+    prof = {
+        "bare PyG loop": profile_top(sides["bare PyG loop"]),
+        "gnnzoo (progress bar off)": profile_top(sides["gnnzoo (progress bar off)"]),
+    }
     for name, lines in prof.items():
         md += f"\n## Top profile entries (tottime): {name}\n\n```\n" + "\n".join(lines) + "\n```\n"
-    summary = {"median_ratio_bar_off": target,
-               "median_ratio_bar_on": payload_rows["gnnzoo (progress bar on)"]["ratio_median"],
-               "target_ratio": 1.2, "target_met": target <= 1.2}
-    write_results("overhead", {"summary": summary, "epochs": EPOCHS, "repeats": args.repeats, "sides": payload_rows,
-                               "target_ratio": 1.2, "target_met": target <= 1.2, "profile": prof}, md,
-                  command="python " + " ".join(["benchmarks/overhead.py"] + sys.argv[1:]))
+    summary = {
+        "median_ratio_bar_off": target,
+        "median_ratio_bar_on": payload_rows["gnnzoo (progress bar on)"]["ratio_median"],
+        "target_ratio": 1.2,
+        "target_met": target <= 1.2,
+    }
+    write_results(
+        "overhead",
+        {
+            "summary": summary,
+            "epochs": EPOCHS,
+            "repeats": args.repeats,
+            "sides": payload_rows,
+            "target_ratio": 1.2,
+            "target_met": target <= 1.2,
+            "profile": prof,
+        },
+        md,
+        command="python " + " ".join(["benchmarks/overhead.py"] + sys.argv[1:]),
+    )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ Test accuracy only; methods that fit do so on the validation nodes.
 
     python benchmarks/soups.py [--part main|scaling|all] [--seeds 5] [--ingredients 16] [--out NAME]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import compose, mean_std, md_table, write_results  # noqa: E402
+from _common import compose, md_table, mean_std, write_results  # noqa: E402
 
 METHODS = ["uniform", "greedy", "gis", "learned", "partition_learned"]
 TUNED_KEYS = ("optimizer", "lr", "beta_lr", "epochs", "init", "keep", "t0")  # soup.params a soups_tune pick may set
@@ -33,7 +34,6 @@ def _child(overrides: list[str], q) -> None:
     import resource
 
     from _common import compose as _compose
-
     from gnnzoo.soups.task import run as run_soup
 
     try:
@@ -85,8 +85,10 @@ def settings() -> str:
         p = defaults(m)
         extra = f", keep {p.keep}" if "keep" in p else f", {p.partition} K={p.num_parts} R={p.num_parts_per_step}"
         beta = "= lr" if p.beta_lr is None else f"{p.beta_lr:g}"
-        out.append(f"{name} {p.epochs} epochs, {p.optimizer} lr {p.lr:g} (beta lr {beta}), weight decay "
-                   f"{p.weight_decay:g}, init {p.init}, T0 {p.t0}, dropout {'on' if p.train_mode else 'off'}{extra}")
+        out.append(
+            f"{name} {p.epochs} epochs, {p.optimizer} lr {p.lr:g} (beta lr {beta}), weight decay "
+            f"{p.weight_decay:g}, init {p.init}, T0 {p.t0}, dropout {'on' if p.train_mode else 'off'}{extra}"
+        )
     return "; ".join(out)
 
 
@@ -99,9 +101,17 @@ def part_main(ctx, seeds: int, k: int, tmp: str, tuned: dict | None = None) -> t
             mem = {m: [] for m in METHODS}
             ing_s = []
             for seed in range(seeds):
-                base = [f"dataset={dataset}", f"backbone={backbone}", f"seed={seed}", f"soup.seed_offset={100 * seed}",
-                        "logger=none", "extras.print_config=false", "trainer.enable_progress_bar=false",
-                        f"paths.zoo_dir={tmp}/zoo", f"paths.output_dir={tmp}/out"]
+                base = [
+                    f"dataset={dataset}",
+                    f"backbone={backbone}",
+                    f"seed={seed}",
+                    f"soup.seed_offset={100 * seed}",
+                    "logger=none",
+                    "extras.print_config=false",
+                    "trainer.enable_progress_bar=false",
+                    f"paths.zoo_dir={tmp}/zoo",
+                    f"paths.output_dir={tmp}/out",
+                ]
                 ing_s.append(train_ingredients(base, k))
                 for m in METHODS:
                     extra = []
@@ -119,69 +129,152 @@ def part_main(ctx, seeds: int, k: int, tmp: str, tuned: dict | None = None) -> t
             diff = [a - b for a, b in zip(acc["learned"], acc["gis"])]  # paired: same ingredients, same seed
             row = [dataset, backbone] + [f"{mean_std(acc[m])[0]:.2f} ± {mean_std(acc[m])[1]:.2f}" for m in acc]
             lo, hi = paired_ci(diff)
-            row += [f"{mean_std(diff)[0]:+.2f} ± {mean_std(diff)[1]:.2f} ({sum(d >= 0 for d in diff)}/{len(diff)})",
-                    f"[{lo:+.2f}, {hi:+.2f}]"]
-            row += [f"{gis_t:.2f}", f"{ls_t:.2f}", f"{mean_std(secs['partition_learned'])[0]:.2f}", f"{ls_t / gis_t:.2f}"]
+            row += [
+                f"{mean_std(diff)[0]:+.2f} ± {mean_std(diff)[1]:.2f} ({sum(d >= 0 for d in diff)}/{len(diff)})",
+                f"[{lo:+.2f}, {hi:+.2f}]",
+            ]
+            row += [
+                f"{gis_t:.2f}",
+                f"{ls_t:.2f}",
+                f"{mean_std(secs['partition_learned'])[0]:.2f}",
+                f"{ls_t / gis_t:.2f}",
+            ]
             rows.append(row)
             print(row, flush=True)
-    md = md_table(["dataset", "backbone", "best ingredient", "uniform", "greedy", "GIS", "LS", "PLS", "LS − GIS paired",
-                   "95% CI", "GIS s", "LS s", "PLS s", "LS/GIS time"], rows)
+    md = md_table(
+        [
+            "dataset",
+            "backbone",
+            "best ingredient",
+            "uniform",
+            "greedy",
+            "GIS",
+            "LS",
+            "PLS",
+            "LS − GIS paired",
+            "95% CI",
+            "GIS s",
+            "LS s",
+            "PLS s",
+            "LS/GIS time",
+        ],
+        rows,
+    )
     all_diff = [a - b for c in cells.values() for a, b in zip(c["test_acc"]["learned"], c["test_acc"]["gis"])]
     ok_acc = [mean_std(c["test_acc"]["learned"])[0] >= mean_std(c["test_acc"]["gis"])[0] for c in cells.values()]
     ok_time = [mean_std(c["time_s"]["learned"])[0] <= 0.5 * mean_std(c["time_s"]["gis"])[0] for c in cells.values()]
-    md += (f"\n\nTest accuracy %, mean ± std over {seeds} soups of {k} ingredients each. Target LS ≥ GIS accuracy: "
-           f"**{sum(ok_acc)}/{len(ok_acc)} cells**; LS time ≤ 0.5× GIS: **{sum(ok_time)}/{len(ok_time)} cells**. "
-           "LS − GIS paired: mean ± std of the per-seed differences (same ingredients), and in how many seeds LS ≥ GIS; "
-           f"95% CI: Student-t interval of the mean paired difference (an interval that holds 0 means the cell "
-           f"cannot tell LS from GIS at this many seeds). Over all cells LS − GIS = {mean_std(all_diff)[0]:+.2f} pt "
-           "[{:+.2f}, {:+.2f}], LS ≥ GIS in {}/{} soups.\n\n".format(*paired_ci(all_diff), sum(d >= 0 for d in all_diff),
-                                                                    len(all_diff)))
+    md += (
+        f"\n\nTest accuracy %, mean ± std over {seeds} soups of {k} ingredients each. Target LS ≥ GIS accuracy: "
+        f"**{sum(ok_acc)}/{len(ok_acc)} cells**; LS time ≤ 0.5× GIS: **{sum(ok_time)}/{len(ok_time)} cells**. "
+        "LS − GIS paired: mean ± std of the per-seed differences (same ingredients), and in how many seeds LS ≥ GIS; "
+        f"95% CI: Student-t interval of the mean paired difference (an interval that holds 0 means the cell "
+        f"cannot tell LS from GIS at this many seeds). Over all cells LS − GIS = {mean_std(all_diff)[0]:+.2f} pt "
+        "[{:+.2f}, {:+.2f}], LS ≥ GIS in {}/{} soups.\n\n".format(
+            *paired_ci(all_diff), sum(d >= 0 for d in all_diff), len(all_diff)
+        )
+    )
     mrows = [[key] + [f"{mean_std(c['mem_delta_mb'][m])[0]:.1f}" for m in METHODS] for key, c in cells.items()]
     md += "Peak RSS above the child's starting level while the method runs (MB):\n\n"
     md += md_table(["cell"] + [LABEL[m] for m in METHODS], mrows)
-    lost = [f"{key}: {LABEL[m]}" for key, c in cells.items() for m in METHODS
-            if mean_std(c["test_acc"][m])[0] < mean_std(c["test_acc"]["best ingredient"])[0]]
-    md += ("\n\nSoups below the best ingredient (by val) on mean test accuracy: " + (", ".join(lost) or "none") + ".\n")
+    lost = [
+        f"{key}: {LABEL[m]}"
+        for key, c in cells.items()
+        for m in METHODS
+        if mean_std(c["test_acc"][m])[0] < mean_std(c["test_acc"]["best ingredient"])[0]
+    ]
+    md += "\n\nSoups below the best ingredient (by val) on mean test accuracy: " + (", ".join(lost) or "none") + ".\n"
     if tuned:
-        md += ("\nLS per cell from `benchmarks/results/soups_tune.md` (chosen on held-out soup seeds with "
-               "soup.holdout, never on these seeds or on test nodes): "
-               + ", ".join(f"{c} " + " ".join(f"{k} {t[k]}" for k in TUNED_KEYS if k in t)
-                           for c, t in tuned.items()) + ".\n")
-    md += ("\nSettings" + (" (LS: the per-cell picks above, not these defaults)" if tuned else "")
-           + f": conf/soup/*.yaml defaults ({settings()}). Published reference (Enhanced Soups abstract): "
-           "LS up to +1.2 pt and 2.1× faster than GIS; PLS 24.5× faster and −76% memory on ogbn-products/GraphSAGE.\n")
+        md += (
+            "\nLS per cell from `benchmarks/results/soups_tune.md` (chosen on held-out soup seeds with "
+            "soup.holdout, never on these seeds or on test nodes): "
+            + ", ".join(f"{c} " + " ".join(f"{k} {t[k]}" for k in TUNED_KEYS if k in t) for c, t in tuned.items())
+            + ".\n"
+        )
+    md += (
+        "\nSettings"
+        + (" (LS: the per-cell picks above, not these defaults)" if tuned else "")
+        + f": conf/soup/*.yaml defaults ({settings()}). Published reference (Enhanced Soups abstract): "
+        "LS up to +1.2 pt and 2.1× faster than GIS; PLS 24.5× faster and −76% memory on ogbn-products/GraphSAGE.\n"
+    )
     return cells, md
 
 
 def part_scaling(ctx, k: int, tmp: str) -> tuple[dict, str]:
     out, rows = {}, []
     for n in (100_000, 1_000_000):
-        base = ["dataset=synthetic", f"dataset.loader.num_nodes={n}", "dataset.loader.avg_degree=10", "backbone=sage",
-                "data=neighbor", "data.batch_size=256", "trainer.max_epochs=20", "trainer.check_val_every_n_epoch=5",
-                "logger=none", "extras.print_config=false", "trainer.enable_progress_bar=false",
-                f"paths.zoo_dir={tmp}/zoo", f"paths.output_dir={tmp}/out"]
+        base = [
+            "dataset=synthetic",
+            f"dataset.loader.num_nodes={n}",
+            "dataset.loader.avg_degree=10",
+            "backbone=sage",
+            "data=neighbor",
+            "data.batch_size=256",
+            "trainer.max_epochs=20",
+            "trainer.check_val_every_n_epoch=5",
+            "logger=none",
+            "extras.print_config=false",
+            "trainer.enable_progress_bar=false",
+            f"paths.zoo_dir={tmp}/zoo",
+            f"paths.output_dir={tmp}/out",
+        ]
         t_ing = train_ingredients(base, k)
-        res = {m: run_method(ctx, base + [f"soup={m}", f"soup.ingredients={k}", "soup.params.epochs=10"])
-               for m in ("learned", "partition_learned")}
+        res = {
+            m: run_method(ctx, base + [f"soup={m}", f"soup.ingredients={k}", "soup.params.epochs=10"])
+            for m in ("learned", "partition_learned")
+        }
         ls, pls = res["learned"], res["partition_learned"]
         r_mem = pls["soup/mem_delta_mb"] / max(ls["soup/mem_delta_mb"], 1e-9)
         d_acc = 100 * (pls["soup/test_acc"] - ls["soup/test_acc"])
-        out[n] = {"ingredient_train_s": t_ing, "learned": ls, "partition_learned": pls, "mem_ratio": r_mem,
-                  "acc_diff_pt": d_acc}
-        rows.append([f"{n:,}", f"{100 * ls['soup/test_acc']:.2f}", f"{100 * pls['soup/test_acc']:.2f}", f"{d_acc:+.2f}",
-                     f"{ls['soup/time_s']:.1f}", f"{pls['soup/time_s']:.1f}", f"{ls['soup/time_s'] / pls['soup/time_s']:.1f}×",
-                     f"{ls['soup/mem_delta_mb']:.0f}", f"{pls['soup/mem_delta_mb']:.0f}", f"{r_mem:.2f}",
-                     f"{ls['soup/peak_mem_mb']:.0f} / {pls['soup/peak_mem_mb']:.0f}"])
+        out[n] = {
+            "ingredient_train_s": t_ing,
+            "learned": ls,
+            "partition_learned": pls,
+            "mem_ratio": r_mem,
+            "acc_diff_pt": d_acc,
+        }
+        rows.append(
+            [
+                f"{n:,}",
+                f"{100 * ls['soup/test_acc']:.2f}",
+                f"{100 * pls['soup/test_acc']:.2f}",
+                f"{d_acc:+.2f}",
+                f"{ls['soup/time_s']:.1f}",
+                f"{pls['soup/time_s']:.1f}",
+                f"{ls['soup/time_s'] / pls['soup/time_s']:.1f}×",
+                f"{ls['soup/mem_delta_mb']:.0f}",
+                f"{pls['soup/mem_delta_mb']:.0f}",
+                f"{r_mem:.2f}",
+                f"{ls['soup/peak_mem_mb']:.0f} / {pls['soup/peak_mem_mb']:.0f}",
+            ]
+        )
         print(rows[-1], flush=True)
-    md = md_table(["nodes", "LS test %", "PLS test %", "PLS − LS pt", "LS s", "PLS s", "speedup", "LS mem MB",
-                   "PLS mem MB", "PLS/LS mem", "peak RSS MB LS / PLS"], rows)
+    md = md_table(
+        [
+            "nodes",
+            "LS test %",
+            "PLS test %",
+            "PLS − LS pt",
+            "LS s",
+            "PLS s",
+            "speedup",
+            "LS mem MB",
+            "PLS mem MB",
+            "PLS/LS mem",
+            "peak RSS MB LS / PLS",
+        ],
+        rows,
+    )
     ok = [v["mem_ratio"] <= 0.35 and abs(v["acc_diff_pt"]) <= 0.5 for v in out.values()]
-    md += (f"\n\nGraphSAGE (2 layers, hidden 64), {k} ingredients trained with neighbour sampling, 10 soup epochs "
-           "each (LS: full graph per step; PLS: 8 of 32 METIS parts per step); otherwise conf/soup defaults ("
-           + ", ".join(f"{n} {p.optimizer} lr {p.lr:g}" for n, p in (("LS", defaults("learned")),
-                                                                    ("PLS", defaults("partition_learned"))))
-           + "). Memory: peak RSS above the child's "
-           f"level at the start of the method. Target PLS mem ≤ 0.35× LS within 0.5 pt: **{sum(ok)}/{len(ok)}**.\n")
+    md += (
+        f"\n\nGraphSAGE (2 layers, hidden 64), {k} ingredients trained with neighbour sampling, 10 soup epochs "
+        "each (LS: full graph per step; PLS: 8 of 32 METIS parts per step); otherwise conf/soup defaults ("
+        + ", ".join(
+            f"{n} {p.optimizer} lr {p.lr:g}"
+            for n, p in (("LS", defaults("learned")), ("PLS", defaults("partition_learned")))
+        )
+        + "). Memory: peak RSS above the child's "
+        f"level at the start of the method. Target PLS mem ≤ 0.35× LS within 0.5 pt: **{sum(ok)}/{len(ok)}**.\n"
+    )
     return out, md
 
 
@@ -203,15 +296,26 @@ def main() -> None:
     ap.add_argument("--part", default="all", choices=["main", "scaling", "all"])
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--ingredients", type=int, default=16)
-    ap.add_argument("--ingredients-from", default=None, metavar="DIR",
-                    help="temp folder of an earlier run of this script: its ingredient entries (same configs, same "
-                         "run ids) are copied into the new zoo and not retrained; soups are always recomputed")
-    ap.add_argument("--tuned", action="store_true",
-                    help="LS settings per cell from benchmarks/results/soups_tune.json (benchmarks/soups_tune.py); "
-                         "results go to soups_tuned.{md,json}")
-    ap.add_argument("--out", default=None, metavar="NAME",
-                    help="results name for part main (default soups, or soups_tuned with --tuned; with --seeds other "
-                         "than 5, soups_<N>seeds so the issue's 5-seed table is not overwritten)")
+    ap.add_argument(
+        "--ingredients-from",
+        default=None,
+        metavar="DIR",
+        help="temp folder of an earlier run of this script: its ingredient entries (same configs, same "
+        "run ids) are copied into the new zoo and not retrained; soups are always recomputed",
+    )
+    ap.add_argument(
+        "--tuned",
+        action="store_true",
+        help="LS settings per cell from benchmarks/results/soups_tune.json (benchmarks/soups_tune.py); "
+        "results go to soups_tuned.{md,json}",
+    )
+    ap.add_argument(
+        "--out",
+        default=None,
+        metavar="NAME",
+        help="results name for part main (default soups, or soups_tuned with --tuned; with --seeds other "
+        "than 5, soups_<N>seeds so the issue's 5-seed table is not overwritten)",
+    )
     args = ap.parse_args()
     out_name = args.out or ("soups_tuned" if args.tuned else "soups" if args.seeds == 5 else f"soups_{args.seeds}seeds")
     tuned = None
@@ -219,7 +323,6 @@ def main() -> None:
         import json
 
         from _common import RESULTS
-
         from soups_tune import FIXED
 
         tune = json.loads((RESULTS / "soups_tune.json").read_text())
@@ -233,19 +336,33 @@ def main() -> None:
     if args.part in ("main", "all"):
         cells, md = part_main(ctx, args.seeds, args.ingredients, tmp, tuned)
         if reused:
-            md += (f"\nIngredients: {reused} zoo entries reused from an earlier run of this script (same configs and run "
-                   "ids; `--ingredients-from`); every soup was recomputed in this run.\n")
-        write_results(out_name, {"seeds": args.seeds, "ingredients": args.ingredients, "cells": cells,
-                                "ingredients_reused": reused}, md,
-                      command="python " + " ".join(["benchmarks/soups.py"] + sys.argv[1:]))
+            md += (
+                f"\nIngredients: {reused} zoo entries reused from an earlier run of this script (same configs and run "
+                "ids; `--ingredients-from`); every soup was recomputed in this run.\n"
+            )
+        write_results(
+            out_name,
+            {"seeds": args.seeds, "ingredients": args.ingredients, "cells": cells, "ingredients_reused": reused},
+            md,
+            command="python " + " ".join(["benchmarks/soups.py"] + sys.argv[1:]),
+        )
     if args.part in ("scaling", "all"):
         out, md = part_scaling(ctx, args.ingredients, tmp)
         if reused:
-            md += (f"\nIngredients: {reused} zoo entries reused from an earlier run of this script (same configs and run "
-                   "ids; `--ingredients-from`); every soup was recomputed in this run.\n")
-        write_results("soups_scaling", {"ingredients": args.ingredients, "results": {str(k): v for k, v in out.items()},
-                                        "ingredients_reused": reused}, md,
-                      command="python " + " ".join(["benchmarks/soups.py"] + sys.argv[1:]))
+            md += (
+                f"\nIngredients: {reused} zoo entries reused from an earlier run of this script (same configs and run "
+                "ids; `--ingredients-from`); every soup was recomputed in this run.\n"
+            )
+        write_results(
+            "soups_scaling",
+            {
+                "ingredients": args.ingredients,
+                "results": {str(k): v for k, v in out.items()},
+                "ingredients_reused": reused,
+            },
+            md,
+            command="python " + " ".join(["benchmarks/soups.py"] + sys.argv[1:]),
+        )
 
 
 if __name__ == "__main__":

@@ -35,8 +35,10 @@ steps in most benchmark cells, and dropout is the other source of noise a fit ca
 ``--protocol wd`` scores the same way and tunes LS's weight decay, which acts on the mixing logits only and so
 pulls the fit towards the uniform soup (``soups_tune_wd.{md,json}``).
 
-    python benchmarks/soups_tune.py [--seeds 10 11 12 13] [--zoo DIR] [--protocol holdout|unsplit|beta|pls|mode|pls_mode|wd]
+    python benchmarks/soups_tune.py [--seeds 10 11 12 13] [--zoo DIR] \
+        [--protocol holdout|unsplit|beta|pls|mode|pls_mode|wd]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,14 +56,25 @@ GRIDS = {
     # (lr, init, keep)
     "holdout": [{"lr": lr, "init": i, "keep": k} for lr, i, k in itertools.product(LRS, INITS, KEEPS)],
     # (optimizer, lr, epochs)
-    "unsplit": [{"optimizer": o, "lr": lr, "epochs": e} for o, lrs in (("sgd", (10.0, 30.0)), ("adam", (0.1, 0.3)))
-                for lr in lrs for e in (25, 40)],
+    "unsplit": [
+        {"optimizer": o, "lr": lr, "epochs": e}
+        for o, lrs in (("sgd", (10.0, 30.0)), ("adam", (0.1, 0.3)))
+        for lr in lrs
+        for e in (25, 40)
+    ],
     # (optimizer, lr, beta_lr); beta_lr None: = lr
-    "beta": [{"optimizer": o, "lr": lr, "beta_lr": b} for o, lr in (("sgd", 10.0), ("adam", 0.1))
-             for b in (None, lr / 10, 0.0)],
+    "beta": [
+        {"optimizer": o, "lr": lr, "beta_lr": b}
+        for o, lr in (("sgd", 10.0), ("adam", 0.1))
+        for b in (None, lr / 10, 0.0)
+    ],
     # (optimizer, lr, epochs) for partition_learned
-    "pls": [{"optimizer": o, "lr": lr, "epochs": e} for o, lrs in (("sgd", (10.0,)), ("adam", (0.1, 0.3)))
-            for lr in lrs for e in (25, 50)],
+    "pls": [
+        {"optimizer": o, "lr": lr, "epochs": e}
+        for o, lrs in (("sgd", (10.0,)), ("adam", (0.1, 0.3)))
+        for lr in lrs
+        for e in (25, 50)
+    ],
     # (train_mode, lr): dropout on while fitting the coefficients, as a regulariser (LS, then PLS)
     "mode": [{"train_mode": t, "lr": lr} for t in (False, True) for lr in (0.1, 0.3)],
     "pls_mode": [{"train_mode": t} for t in (False, True)],
@@ -69,8 +82,15 @@ GRIDS = {
     "wd": [{"weight_decay": w} for w in (0.0, 1e-3, 1e-2, 1e-1)],
 }
 # the soup strategy each grid tunes
-METHOD = {"holdout": "learned", "unsplit": "learned", "beta": "learned", "pls": "partition_learned",
-          "mode": "learned", "pls_mode": "partition_learned", "wd": "learned"}
+METHOD = {
+    "holdout": "learned",
+    "unsplit": "learned",
+    "beta": "learned",
+    "pls": "partition_learned",
+    "mode": "learned",
+    "pls_mode": "partition_learned",
+    "wd": "learned",
+}
 # the LS params each grid holds fixed (the defaults when it was run), passed explicitly so that a later change of
 # conf/soup/learned.yaml changes neither a re-run nor what `benchmarks/soups.py --tuned` makes of its picks
 FIXED = {
@@ -79,16 +99,30 @@ FIXED = {
     "beta": {"epochs": 25, "init": "ones", "keep": "last", "t0": 4},
     "pls": {"init": "ones", "t0": 4, "partition": "metis", "num_parts": 32, "num_parts_per_step": 8},
     "mode": {"optimizer": "adam", "epochs": 25, "init": "ones", "keep": "last", "t0": 4},
-    "pls_mode": {"optimizer": "adam", "lr": 0.3, "epochs": 50, "init": "ones", "t0": 4, "partition": "metis",
-                 "num_parts": 32, "num_parts_per_step": 8},
+    "pls_mode": {
+        "optimizer": "adam",
+        "lr": 0.3,
+        "epochs": 50,
+        "init": "ones",
+        "t0": 4,
+        "partition": "metis",
+        "num_parts": 32,
+        "num_parts_per_step": 8,
+    },
     "wd": {"optimizer": "adam", "lr": 0.1, "epochs": 25, "init": "ones", "keep": "last", "t0": 4},
 }
 
 
 def describe(fixed: dict) -> str:
     """A grid's fixed settings as its table footer names them (read from FIXED, so the two cannot drift apart)."""
-    names = {"t0": "T0 {}", "num_parts": "K={}", "num_parts_per_step": "R={}", "partition": "{} partitions",
-             "epochs": "{} epochs", "train_mode": "train mode {}"}
+    names = {
+        "t0": "T0 {}",
+        "num_parts": "K={}",
+        "num_parts_per_step": "R={}",
+        "partition": "{} partitions",
+        "epochs": "{} epochs",
+        "train_mode": "train mode {}",
+    }
     return ", ".join(names.get(n, n + " {}").format(v) for n, v in fixed.items())
 
 
@@ -103,9 +137,13 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, nargs="+", default=[10, 11, 12, 13])
     ap.add_argument("--zoo", default=None, help="zoo folder for the ingredients (default: a temp folder)")
-    ap.add_argument("--protocol", default="holdout", choices=sorted(GRIDS),
-                    help="holdout: fit on half of val, score on the other half; unsplit: fit on val, score on the "
-                         "labelled nodes in no split")
+    ap.add_argument(
+        "--protocol",
+        default="holdout",
+        choices=sorted(GRIDS),
+        help="holdout: fit on half of val, score on the other half; unsplit: fit on val, score on the "
+        "labelled nodes in no split",
+    )
     args = ap.parse_args()
     grid = [tuple(g.items()) for g in GRIDS[args.protocol]]
     metric = "soup/val_acc" if args.protocol == "holdout" else "soup/unsplit_acc"
@@ -121,15 +159,30 @@ def main() -> None:
         cell = f"{ds}/{bb}"
         scores[cell], gis[cell] = {}, []
         for seed in args.seeds:
-            base = [f"dataset={ds}", f"backbone={bb}", f"seed={seed}", f"soup.seed_offset={100 * seed}", "logger=none",
-                    "extras.print_config=false", "trainer.enable_progress_bar=false", f"paths.zoo_dir={zoo}",
-                    f"paths.output_dir={zoo}/out", "soup.ingredients=16", f"soup.holdout={args.protocol == 'holdout'}",
-                    "zoo.enabled=false"]
+            base = [
+                f"dataset={ds}",
+                f"backbone={bb}",
+                f"seed={seed}",
+                f"soup.seed_offset={100 * seed}",
+                "logger=none",
+                "extras.print_config=false",
+                "trainer.enable_progress_bar=false",
+                f"paths.zoo_dir={zoo}",
+                f"paths.output_dir={zoo}/out",
+                "soup.ingredients=16",
+                f"soup.holdout={args.protocol == 'holdout'}",
+                "zoo.enabled=false",
+            ]
             train_ingredients(compose(base + ["soup=uniform"]), 16)
             gis[cell].append(run_soup(compose(base + ["soup=gis"]))[metric])
             for k in grid:
-                r = run_soup(compose(base + [f"soup={method}"] + [f"soup.params.{n}={'null' if v is None else v}"
-                                                                for n, v in (*fixed.items(), *k)]))
+                r = run_soup(
+                    compose(
+                        base
+                        + [f"soup={method}"]
+                        + [f"soup.params.{n}={'null' if v is None else v}" for n, v in (*fixed.items(), *k)]
+                    )
+                )
                 scores[cell].setdefault(k, []).append(r[metric])
         print(cell, {label(k): round(100 * sum(v) / len(v), 2) for k, v in scores[cell].items()}, flush=True)
 
@@ -143,34 +196,65 @@ def main() -> None:
     default = pick(overall)
     per_cell = {c: pick({k: mean(v[k]) for k in grid}) for c, v in scores.items()}
     cells = [f"{ds}/{bb}" for ds, bb in CELLS]
-    rows = [[label(k)] + [f"{100 * mean(scores[c][k]):.2f}" for c in cells] + [f"{100 * overall[k]:.2f}"]
-            + [("**default**" if k == default else "") + (" (current)" if k == current else "")] for k in grid]
-    rows.append(["GIS (G 20)"] + [f"{100 * mean(gis[c]):.2f}" for c in cells]
-                + [f"{100 * mean([a for c in gis.values() for a in c]):.2f}", "reference"])
+    rows = [
+        [label(k)]
+        + [f"{100 * mean(scores[c][k]):.2f}" for c in cells]
+        + [f"{100 * overall[k]:.2f}"]
+        + [("**default**" if k == default else "") + (" (current)" if k == current else "")]
+        for k in grid
+    ]
+    rows.append(
+        ["GIS (G 20)"]
+        + [f"{100 * mean(gis[c]):.2f}" for c in cells]
+        + [f"{100 * mean([a for c in gis.values() for a in c]):.2f}", "reference"]
+    )
     rows.append(["per-cell choice"] + [label(per_cell[c]) for c in cells] + ["", ""])
     what = "PLS" if method == "partition_learned" else "LS"
     md = md_table([f"{what} setting (" + " / ".join(n for n, _ in grid[0]) + ")"] + cells + ["all cells", ""], rows)
     beat = sum(mean(scores[c][default]) >= mean(gis[c]) for c in cells)
     if args.protocol == "holdout":
-        md += ("\n\nMean select-half accuracy % (soup.holdout=true: fit on half of val, scored on the other half) over "
-               f"soup seeds {args.seeds} (the soups benchmark uses seeds 0..4, soups_10seeds 0..9), 16 ingredients, "
-               f"held fixed: {describe(fixed)}. "
-               "init `greedy` starts from the greedy soup's weights (its evaluations count in LS time); keep `best` "
-               "returns the epoch with the best fit accuracy.")
+        md += (
+            "\n\nMean select-half accuracy % (soup.holdout=true: fit on half of val, scored on the other half) over "
+            f"soup seeds {args.seeds} (the soups benchmark uses seeds 0..4, soups_10seeds 0..9), 16 ingredients, "
+            f"held fixed: {describe(fixed)}. "
+            "init `greedy` starts from the greedy soup's weights (its evaluations count in LS time); keep `best` "
+            "returns the epoch with the best fit accuracy."
+        )
     else:
-        md += ("\n\nMean accuracy % on the labelled nodes in no split (soup/unsplit_acc), fitting on the whole of val as "
-               f"the benchmark does, over soup seeds {args.seeds} (the soups benchmark uses seeds 0..4, soups_10seeds "
-               f"0..9), 16 ingredients, held fixed: {describe(fixed)}.")
-    md += (" Ties go to the current default. Test nodes are not used. "
-           f"With the chosen default, {what} ≥ GIS on these held-out seeds in **{beat}/{len(cells)} cells**.\n")
-    out = {c: {**fixed, **dict(per_cell[c]), "select_acc": {label(k): mean(v) for k, v in scores[c].items()},
-               "gis_select_acc": mean(gis[c])} for c in cells}
+        md += (
+            "\n\nMean accuracy % on the labelled nodes in no split (soup/unsplit_acc), fitting on the whole of val as "
+            f"the benchmark does, over soup seeds {args.seeds} (the soups benchmark uses seeds 0..4, soups_10seeds "
+            f"0..9), 16 ingredients, held fixed: {describe(fixed)}."
+        )
+    md += (
+        " Ties go to the current default. Test nodes are not used. "
+        f"With the chosen default, {what} ≥ GIS on these held-out seeds in **{beat}/{len(cells)} cells**.\n"
+    )
+    out = {
+        c: {
+            **fixed,
+            **dict(per_cell[c]),
+            "select_acc": {label(k): mean(v) for k, v in scores[c].items()},
+            "gis_select_acc": mean(gis[c]),
+        }
+        for c in cells
+    }
     name = "soups_tune" if args.protocol == "holdout" else f"soups_tune_{args.protocol}"
-    write_results(name, {"seeds": args.seeds, "protocol": args.protocol, "method": method, "metric": metric,
-                         "fixed": fixed,
-                         "default": {**fixed, **dict(default)},
-                                 "overall": {label(k): v for k, v in overall.items()}, "cells": out}, md,
-                  command="python " + " ".join(["benchmarks/soups_tune.py"] + sys.argv[1:]))
+    write_results(
+        name,
+        {
+            "seeds": args.seeds,
+            "protocol": args.protocol,
+            "method": method,
+            "metric": metric,
+            "fixed": fixed,
+            "default": {**fixed, **dict(default)},
+            "overall": {label(k): v for k, v in overall.items()},
+            "cells": out,
+        },
+        md,
+        command="python " + " ".join(["benchmarks/soups_tune.py"] + sys.argv[1:]),
+    )
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Shared fixtures: compose the real configs with test overrides, paths under tmp_path."""
+
 from __future__ import annotations
 
 import os
@@ -31,8 +32,12 @@ def shared_data_dir() -> Path | None:
 def make_cfg(overrides=(), tmp: Path | None = None, data_dir: Path | None = None, config_name: str = "train"):
     ov = list(QUIET)
     if tmp is not None:
-        ov += [f"paths.zoo_dir={tmp}/zoo", f"paths.output_dir={tmp}/out", f"paths.cache_dir={tmp}/cache",
-               f"paths.log_dir={tmp}/logs"]
+        ov += [
+            f"paths.zoo_dir={tmp}/zoo",
+            f"paths.output_dir={tmp}/out",
+            f"paths.cache_dir={tmp}/cache",
+            f"paths.log_dir={tmp}/logs",
+        ]
     if data_dir is not None:
         ov.append(f"paths.data_dir={data_dir}")
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):

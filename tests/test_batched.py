@@ -1,4 +1,5 @@
 """Batched training: equals N single models; zoo entries identical in schema; launcher packs sweeps."""
+
 from __future__ import annotations
 
 import pytest
@@ -11,8 +12,8 @@ from gnnzoo.batched.graph import GraphOps
 from gnnzoo.batched.models import BatchedBackbone
 from gnnzoo.batched.optim import BatchedOptimizer
 from gnnzoo.batched.trainer import group_configs, train_batched
-from gnnzoo.data.synthetic import make_sbm_graph
 from gnnzoo.data import load_graph
+from gnnzoo.data.synthetic import make_sbm_graph
 from gnnzoo.tasks.backbone import train
 from gnnzoo.utils.errors import ConfigError
 from gnnzoo.zoo import Zoo
@@ -31,8 +32,10 @@ def _singles(name, n, **kw):
 
 
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
-@pytest.mark.parametrize("name,kw", [(n, {}) for n in sorted(BACKBONES)] + [("gcn", {"norm": "layer", "num_layers": 3}),
-                                                                             ("sage", {"aggr": "sum"})])
+@pytest.mark.parametrize(
+    "name,kw",
+    [(n, {}) for n in sorted(BACKBONES)] + [("gcn", {"norm": "layer", "num_layers": 3}), ("sage", {"aggr": "sum"})],
+)
 def test_forward_loss_grad_equal_single(name, kw, sparse):
     d = make_sbm_graph(num_nodes=300, num_features=40, seed=0)
     x = d.x.clamp(min=0) * (torch.rand(d.x.shape, generator=torch.Generator().manual_seed(0)) < 0.2)
@@ -57,14 +60,25 @@ def test_forward_loss_grad_equal_single(name, kw, sparse):
 
 def test_per_model_optimizers_equal_torch():
     d = make_sbm_graph(num_nodes=200, num_features=40, seed=1)
-    specs = [("sgd", dict(lr=0.1, weight_decay=5e-4, momentum=0.9)), ("adam", dict(lr=0.01, weight_decay=5e-3)),
-             ("adamw", dict(lr=0.02, weight_decay=1e-2)), ("sgd", dict(lr=0.5, weight_decay=0.0, momentum=0.0))]
+    specs = [
+        ("sgd", dict(lr=0.1, weight_decay=5e-4, momentum=0.9)),
+        ("adam", dict(lr=0.01, weight_decay=5e-3)),
+        ("adamw", dict(lr=0.02, weight_decay=1e-2)),
+        ("sgd", dict(lr=0.5, weight_decay=0.0, momentum=0.0)),
+    ]
     singles = _singles("gcn", len(specs))
     B = BatchedBackbone.from_singles(singles)
-    opt = BatchedOptimizer(B.parameters_by_name(), [k for k, _ in specs], [s["lr"] for _, s in specs],
-                           [s["weight_decay"] for _, s in specs], [s.get("momentum", 0.0) for _, s in specs])
-    torch_opts = [{"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[k](m.parameters(), **s)
-                  for (k, s), m in zip(specs, singles)]
+    opt = BatchedOptimizer(
+        B.parameters_by_name(),
+        [k for k, _ in specs],
+        [s["lr"] for _, s in specs],
+        [s["weight_decay"] for _, s in specs],
+        [s.get("momentum", 0.0) for _, s in specs],
+    )
+    torch_opts = [
+        {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[k](m.parameters(), **s)
+        for (k, s), m in zip(specs, singles)
+    ]
     ops = GraphOps(d.edge_index, 200)
     m = d.train_mask
     for _ in range(6):
@@ -85,8 +99,11 @@ def test_batched_training_equals_single_runs(tmp_path):
     """Dropout off: the batched zoo entries match single Lightning runs (curves, best epoch, weights). Their
     ids differ: with dropout on the two engines draw different masks, so they never stand in for each other."""
     ov = SYN + ["backbone.dropout=0.0", "trainer.max_epochs=15"]
-    per = [["seed=0", "optimizer=adam", "optimizer.lr=0.01"], ["seed=1", "optimizer=sgd", "optimizer.lr=0.2"],
-           ["seed=2", "optimizer=adamw", "optimizer.lr=0.02"]]
+    per = [
+        ["seed=0", "optimizer=adam", "optimizer.lr=0.01"],
+        ["seed=1", "optimizer=sgd", "optimizer.lr=0.2"],
+        ["seed=2", "optimizer=adamw", "optimizer.lr=0.02"],
+    ]
     batched = train_batched([make_cfg(ov + p + [f"paths.zoo_dir={tmp_path}/b"], tmp_path) for p in per], progress=False)
     zb, zs = Zoo(tmp_path / "b"), Zoo(tmp_path / "s")
     for p, rb in zip(per, batched):
@@ -110,9 +127,20 @@ def test_batched_training_equals_single_runs(tmp_path):
 
 
 def test_divergence_is_isolated_and_dropout_varies(tmp_path):
-    cfgs = [make_cfg(SYN + ["trainer.max_epochs=6", "optimizer=sgd", "optimizer.momentum=0", f"optimizer.lr={lr}",
-                            f"backbone.dropout={p}"], tmp_path)
-            for lr, p in ((0.1, 0.0), (1e30, 0.5), (0.1, 0.8))]
+    cfgs = [
+        make_cfg(
+            SYN
+            + [
+                "trainer.max_epochs=6",
+                "optimizer=sgd",
+                "optimizer.momentum=0",
+                f"optimizer.lr={lr}",
+                f"backbone.dropout={p}",
+            ],
+            tmp_path,
+        )
+        for lr, p in ((0.1, 0.0), (1e30, 0.5), (0.1, 0.8))
+    ]
     res = train_batched(cfgs, progress=False)
     assert [r["status"] for r in res] == ["completed", "failed", "completed"]
     assert "DivergenceError" in res[1]["error"]
@@ -125,7 +153,9 @@ def test_divergence_is_isolated_and_dropout_varies(tmp_path):
 
 
 def test_grouping_and_clear_errors(tmp_path):
-    cfgs = [make_cfg(SYN + [f"backbone.hidden_channels={h}", f"seed={s}"], tmp_path) for h in (16, 32) for s in (0, 1, 2)]
+    cfgs = [
+        make_cfg(SYN + [f"backbone.hidden_channels={h}", f"seed={s}"], tmp_path) for h in (16, 32) for s in (0, 1, 2)
+    ]
     groups = group_configs(cfgs, max_models=2)
     assert sorted(len(g) for g in groups) == [1, 1, 2, 2]
     assert all(len({cfgs[i].backbone.hidden_channels for i in g}) == 1 for g in groups)
@@ -149,8 +179,17 @@ def test_parallel_models_setting(tmp_path):
 
 
 def test_batched_launcher_packs_a_sweep(tmp_path):
-    args = ["-m", "hydra/launcher=batched", "hydra.launcher.max_models=3", "dataset=synthetic", "logger=none",
-            "trainer.max_epochs=5", "seed=0,1", "optimizer=sgd,adam", "backbone.hidden_channels=16,32"]
+    args = [
+        "-m",
+        "hydra/launcher=batched",
+        "hydra.launcher.max_models=3",
+        "dataset=synthetic",
+        "logger=none",
+        "trainer.max_epochs=5",
+        "seed=0,1",
+        "optimizer=sgd,adam",
+        "backbone.hidden_channels=16,32",
+    ]
     p = run_train(args, tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
     assert "sweep summary: 8 done, 0 skipped, 0 failed" in p.stdout
@@ -167,8 +206,9 @@ def test_batched_run_depends_on_its_own_seed_only(tmp_path):
     ov = SYN + ["trainer.max_epochs=12", "backbone.dropout=0.5", "monitor.patience=null"]
     records = []
     for k, seeds in enumerate([(3,), (3, 4), (3, 4, 5), (5, 4, 3)]):
-        res = train_batched([make_cfg(ov + [f"seed={s}", f"paths.zoo_dir={tmp_path}/z{k}"], tmp_path) for s in seeds],
-                            progress=False)
+        res = train_batched(
+            [make_cfg(ov + [f"seed={s}", f"paths.zoo_dir={tmp_path}/z{k}"], tmp_path) for s in seeds], progress=False
+        )
         r3 = res[seeds.index(3)]
         records.append(Zoo(tmp_path / f"z{k}")[r3["run_id"]].record)
     assert len({r["run_id"] for r in records}) == 1

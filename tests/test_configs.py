@@ -1,4 +1,5 @@
 """Every option of every config group composes and instantiates."""
+
 from __future__ import annotations
 
 import pytest
@@ -6,8 +7,8 @@ import torch
 from hydra.utils import instantiate
 
 from conftest import CONF, make_cfg, shared_data_dir
-from gnnzoo.data.datasets import DatasetNotFoundError
 from gnnzoo.data import load_graph
+from gnnzoo.data.datasets import DatasetNotFoundError
 
 
 def options(group: str) -> list[str]:
@@ -15,8 +16,26 @@ def options(group: str) -> list[str]:
 
 
 def test_every_group_has_options():
-    for group in ("dataset", "backbone", "optimizer", "scheduler", "data", "trainer", "callbacks", "logger",
-                  "paths", "zoo", "extras", "hydra", "debug", "experiment", "task", "soup", "pruning", "hparams_search"):
+    for group in (
+        "dataset",
+        "backbone",
+        "optimizer",
+        "scheduler",
+        "data",
+        "trainer",
+        "callbacks",
+        "logger",
+        "paths",
+        "zoo",
+        "extras",
+        "hydra",
+        "debug",
+        "experiment",
+        "task",
+        "soup",
+        "pruning",
+        "hparams_search",
+    ):
         assert options(group), group
 
 
@@ -113,7 +132,8 @@ METHOD_GROUPS = {"soup": ("strategy", "gnnzoo.soups.task.run"), "pruning": ("met
 def test_every_method_option_composes_and_selects_its_task(group, name, tmp_path):
     """``none`` keeps task=backbone; every other option selects its method's task and passes its checks."""
     from gnnzoo.pruning.checks import check_pruning
-    from gnnzoo.soups.strategies import STRATEGIES, check_params
+    from gnnzoo.soups.registry import STRATEGIES
+    from gnnzoo.soups.strategies import check_params
 
     key, target = METHOD_GROUPS[group]
     cfg = make_cfg([f"{group}={name}"], tmp_path)
@@ -138,4 +158,6 @@ def test_every_hparams_search_instantiates_its_sweeper_over_real_keys(name):
     sweeper = instantiate(cfg.hydra.sweeper)
     assert type(sweeper).__name__ == "OptunaSweeper"
     for key in cfg.hydra.sweeper.params:
-        assert OmegaConf.select(cfg, key) is not None, f"hparams_search={name} searches {key}, which is not in the config"
+        assert OmegaConf.select(cfg, key) is not None, (
+            f"hparams_search={name} searches {key}, which is not in the config"
+        )

@@ -1,4 +1,5 @@
 """Data: neighbour sampler, synthetic graphs, sparse features."""
+
 from __future__ import annotations
 
 import torch

@@ -1,4 +1,5 @@
 """Neural-graph encoder (task=encoder): checkpoints as graphs, invariance, the zoo as a dataset, training."""
+
 from __future__ import annotations
 
 import pytest
@@ -23,8 +24,10 @@ def _state(name: str, seed: int = 0, **kw) -> dict:
     extra = {"train_eps": True} if name == "gin" else {"heads": 2} if name == "gat" else {}
     m = BACKBONES[name](12, 8, 3, num_layers=kw.pop("num_layers", 3), **extra, **kw)
     # trained-looking parameters: nonzero biases (GCN starts at 0) and epsilon
-    return {k: torch.randn(v.shape) * 0.3 if (k.endswith("bias") or k.endswith("eps")) else v
-            for k, v in m.state_dict().items()}
+    return {
+        k: torch.randn(v.shape) * 0.3 if (k.endswith("bias") or k.endswith("eps")) else v
+        for k, v in m.state_dict().items()
+    }
 
 
 @pytest.mark.parametrize("name", GRAPH_BACKBONES)
@@ -35,8 +38,10 @@ def test_round_trip_weights_graph_weights_is_exact(name):
     # one edge per weight (SAGE: neighbour and root weights share one); GAT adds a structural edge per hidden
     # channel (2 hidden layers of 8) and 2 head nodes per hidden layer
     links = 2 * 8 if name == "gat" else 0
-    assert g.edge_index.size(1) == sum(v.numel() for k, v in st.items() if k.endswith("weight") and v.dim() == 2
-                                       and "lin_r" not in k) + links
+    assert (
+        g.edge_index.size(1)
+        == sum(v.numel() for k, v in st.items() if k.endswith("weight") and v.dim() == 2 and "lin_r" not in k) + links
+    )
     assert int((g.node_kind == 3).sum()) == (4 if name == "gat" else 0)
     back = from_graph(spec, g)
     assert set(back) == set(st) and all(torch.equal(back[k], st[k].float()) for k in st)
@@ -52,8 +57,14 @@ def test_unsupported_backbones_are_named():
 def _permute_hidden(name: str, st: dict, perm: torch.Tensor) -> dict:
     """The same function with layer 0's output neurons permuted (a hidden layer of every backbone here)."""
     out = dict(st)
-    w0 = {"mlp": "layers.0.weight", "appnp": "layers.0.weight", "gcn": "layers.0.lin.weight",
-          "sage": "layers.0.lin_l.weight", "gin": "layers.0.nn.0.weight", "gat": "layers.0.lin.weight"}[name]
+    w0 = {
+        "mlp": "layers.0.weight",
+        "appnp": "layers.0.weight",
+        "gcn": "layers.0.lin.weight",
+        "sage": "layers.0.lin_l.weight",
+        "gin": "layers.0.nn.0.weight",
+        "gat": "layers.0.lin.weight",
+    }[name]
     b0 = "layers.0.bias" if name in ("gcn", "gat") else w0.replace("weight", "bias")
     out[w0], out[b0] = st[w0][perm], st[b0][perm]
     if name == "gat":
@@ -76,8 +87,12 @@ def test_encoders_are_invariant_to_hidden_permutations_and_see_input_order(name)
     st = _state(name)
     perm = torch.randperm(8, generator=torch.Generator().manual_seed(1))
     if name == "gat":  # 2 heads of 4 channels: swap the heads, and shuffle channels within each
-        perm = torch.cat([4 + torch.randperm(4, generator=torch.Generator().manual_seed(1)),
-                          torch.randperm(4, generator=torch.Generator().manual_seed(2))])
+        perm = torch.cat(
+            [
+                4 + torch.randperm(4, generator=torch.Generator().manual_seed(1)),
+                torch.randperm(4, generator=torch.Generator().manual_seed(2)),
+            ]
+        )
     pst = _permute_hidden(name, st, perm)
     # the permuted checkpoint computes the same function
     kw = {"train_eps": True} if name == "gin" else {"heads": 2, "attn_dropout": 0.0} if name == "gat" else {}
@@ -96,9 +111,12 @@ def test_encoders_are_invariant_to_hidden_permutations_and_see_input_order(name)
     graphs.append(to_graph(spec, ist))
     b = Batch.from_data_list(graphs)
     dims = data_dims(graphs)
-    for target in ("gnnzoo.weightspace.models.NGGNN", "gnnzoo.weightspace.models.NGTransformer",
-                   "gnnzoo.weightspace.models.StatNN",
-                   "gnnzoo.weightspace.models.FlatMLP"):
+    for target in (
+        "gnnzoo.weightspace.models.NGGNN",
+        "gnnzoo.weightspace.models.NGTransformer",
+        "gnnzoo.weightspace.models.StatNN",
+        "gnnzoo.weightspace.models.FlatMLP",
+    ):
         torch.manual_seed(0)
         enc, _ = build_encoder({"_target_": target}, dims)
         enc.eval()
@@ -121,8 +139,17 @@ def _zoo(tmp_path, n=9):
     """A small varied zoo: GCN runs with different lr and dropout, snapshots every 4 epochs."""
     for i in range(n):
         lr = [0.001, 0.01, 0.05][i % 3]
-        cfg = make_cfg(SYN + [f"seed={i}", f"optimizer.lr={lr}", f"backbone.dropout={0.1 * (i % 4)}",
-                              "trainer.max_epochs=12", "zoo.snapshot_every=4"], tmp_path)
+        cfg = make_cfg(
+            SYN
+            + [
+                f"seed={i}",
+                f"optimizer.lr={lr}",
+                f"backbone.dropout={0.1 * (i % 4)}",
+                "trainer.max_epochs=12",
+                "zoo.snapshot_every=4",
+            ],
+            tmp_path,
+        )
         run_task(cfg)
     return Zoo(tmp_path / "zoo")
 
@@ -142,20 +169,29 @@ def test_the_zoo_as_a_dataset_split_by_run(tmp_path):
     assert torch.equal(ds[snap].edge_attr, to_graph(spec_of("gcn", st), st).edge_attr)
     for seed in range(5):
         s = split_by_run(ds.runs, seed=seed)
-        assert set().union(*s.values()) == set(ds.runs) and not (s["train"] & s["val"] or s["train"] & s["test"]
-                                                                   or s["val"] & s["test"])
+        assert set().union(*s.values()) == set(ds.runs) and not (
+            s["train"] & s["val"] or s["train"] & s["test"] or s["val"] & s["test"]
+        )
         by_split = {k: {c.run_id for c in items if c.run_id in v} for k, v in s.items()}
         assert sum(len(v) for v in by_split.values()) == len(ds.runs)  # every run's checkpoints on one side
     with pytest.raises(ConfigError, match="cannot be split by run"):
         split_by_run(["a", "b"])
 
 
-@pytest.mark.parametrize("encoder", ["ng_gnn", "stat", pytest.param("ng_transformer", marks=pytest.mark.slow),
-                                     pytest.param("flat_mlp", marks=pytest.mark.slow)])
+@pytest.mark.parametrize(
+    "encoder",
+    [
+        "ng_gnn",
+        "stat",
+        pytest.param("ng_transformer", marks=pytest.mark.slow),
+        pytest.param("flat_mlp", marks=pytest.mark.slow),
+    ],
+)
 def test_task_encoder_trains_records_and_embeds(encoder, tmp_path):
     zoo = _zoo(tmp_path)
-    cfg = make_cfg(SYN + [f"encoder={encoder}", "encoder.epochs=6", "encoder.batch_size=8",
-                          "encoder.model.d=16"], tmp_path)
+    cfg = make_cfg(
+        SYN + [f"encoder={encoder}", "encoder.epochs=6", "encoder.batch_size=8", "encoder.model.d=16"], tmp_path
+    )
     assert cfg.task._target_ == "gnnzoo.weightspace.task.run"
     value = run_task(cfg)
     [rid] = zoo.df(kind="encoder").run_id.tolist()
@@ -171,8 +207,12 @@ def test_task_encoder_trains_records_and_embeds(encoder, tmp_path):
     assert emb.shape == (1, enc.model.embed_dim) and torch.isfinite(enc.predict(st, "gcn")).all()
     items = checkpoints(zoo)[:5]  # predictions for a dataset of graphs match the one-by-one path
     by_graph = enc.predict_graphs(ZooGraphs(zoo, items, tmp_path / "cache2"), batch_size=2)
-    one = torch.cat([enc.predict(zoo[c.run_id].snapshot(c.snapshot) if c.snapshot else zoo[c.run_id].state_dict(),
-                                 "gcn") for c in items])
+    one = torch.cat(
+        [
+            enc.predict(zoo[c.run_id].snapshot(c.snapshot) if c.snapshot else zoo[c.run_id].state_dict(), "gcn")
+            for c in items
+        ]
+    )
     assert torch.allclose(by_graph, one, atol=1e-5)
     again = run_task(cfg)  # relaunched: skipped
     assert again == pytest.approx(value) and len(zoo.df(kind="encoder")) == 1

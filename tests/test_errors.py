@@ -1,12 +1,13 @@
 """Bad input gets one clear error."""
+
 from __future__ import annotations
 
 import pytest
 from hydra.errors import ConfigCompositionException
 
 from conftest import make_cfg
-from gnnzoo.data.datasets import DatasetNotFoundError
 from gnnzoo.data import load_graph
+from gnnzoo.data.datasets import DatasetNotFoundError
 from gnnzoo.tasks.backbone import train
 from gnnzoo.utils.errors import ConfigError
 
@@ -37,12 +38,15 @@ def test_missing_npz_dataset(tmp_path):
         load_graph(cfg)
 
 
-@pytest.mark.parametrize("override,needle", [
-    ("backbone.dropout=1.5", "backbone.dropout=1.5 is out of range"),
-    ("backbone.num_layers=0", "backbone.num_layers=0 is out of range"),
-    ("optimizer.lr=-1", "optimizer.lr=-1"),
-    ("monitor.mode=up", "monitor.mode"),
-])
+@pytest.mark.parametrize(
+    "override,needle",
+    [
+        ("backbone.dropout=1.5", "backbone.dropout=1.5 is out of range"),
+        ("backbone.num_layers=0", "backbone.num_layers=0 is out of range"),
+        ("optimizer.lr=-1", "optimizer.lr=-1"),
+        ("monitor.mode=up", "monitor.mode"),
+    ],
+)
 def test_out_of_range_values(override, needle, tmp_path):
     cfg = make_cfg(["dataset=synthetic", override], tmp_path)
     with pytest.raises(ConfigError, match=needle.replace("(", r"\(").replace("[", r"\[")):
@@ -94,7 +98,9 @@ def test_truncated_raw_file_is_named(real_data, tmp_path):
     data = _cora_copy(real_data, tmp_path)
     raw = data / "Planetoid" / "Cora" / "raw" / "ind.cora.graph"
     raw.write_bytes(raw.read_bytes()[:5000])
-    with pytest.raises(DatasetCorruptError, match=r"raw file .*ind\.cora\.graph of Planetoid/Cora cannot be read .*truncated"):
+    with pytest.raises(
+        DatasetCorruptError, match=r"raw file .*ind\.cora\.graph of Planetoid/Cora cannot be read .*truncated"
+    ):
         load_graph(make_cfg(["dataset=cora"], tmp_path, data_dir=data))
 
 

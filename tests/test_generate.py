@@ -1,16 +1,17 @@
 """generate.py (GNN-Diff): the autoencoder and the DDPM on toys, the pipeline end to end on synthetic data
 (stages in the zoo, resume, loadable samples, selection blind to test labels), and the clear errors."""
+
 import shutil
 
 import pytest
 import torch
-from conftest import make_cfg
 
+from conftest import make_cfg
 from gnnzoo.generate.autoencoder import ParamAutoencoder
 from gnnzoo.generate.diffusion import Denoiser, make_scheduler, sample
+from gnnzoo.generate.evaluate import SetEvaluator, nn_ratios, select
 from gnnzoo.generate.module import GeneratorModule
 from gnnzoo.generate.params import Normalizer, ParamCodec, target_names
-from gnnzoo.generate.evaluate import SetEvaluator, nn_ratios, select
 from gnnzoo.generate.search import grid_points
 from gnnzoo.generate.stages import SAMPLES
 from gnnzoo.tasks.run import run_task
@@ -18,10 +19,18 @@ from gnnzoo.utils.errors import ConfigError
 from gnnzoo.zoo import Zoo
 
 SYN = ["dataset=synthetic", "dataset.loader.num_nodes=300", "logger=none", "trainer.max_epochs=15"]
-FAST = ["generator.search.fraction=0.03", "generator.collect.k=8", "generator.collect.restarts=2",
-        "generator.autoencoder.steps=60", "generator.diffusion.steps=60", "generator.diffusion.sampler=ddim",
-        "generator.diffusion.sample_steps=10", "generator.sample.n=12", "generator.condition.steps=10",
-        "generator.diffusion.channels=[16,32]"]
+FAST = [
+    "generator.search.fraction=0.03",
+    "generator.collect.k=8",
+    "generator.collect.restarts=2",
+    "generator.autoencoder.steps=60",
+    "generator.diffusion.steps=60",
+    "generator.diffusion.sampler=ddim",
+    "generator.diffusion.sample_steps=10",
+    "generator.sample.n=12",
+    "generator.condition.steps=10",
+    "generator.diffusion.channels=[16,32]",
+]
 
 
 def _fit(module, data, steps, bs=32, lr_seed=0):
@@ -68,14 +77,22 @@ def test_the_ddpm_learns_a_2d_toy_distribution_with_per_sample_timesteps():
     t = m.last_timesteps
     assert t.numel() == 128 and len(t.unique()) > 64  # every sample of a batch at its own timestep
     ddim = make_scheduler("ddim", timesteps=1000)
-    z = sample(m.sampling_denoiser(), ddim, 1000, (1, 2), steps=25, generator=torch.Generator().manual_seed(1),
-               batch_size=1000)
+    z = sample(
+        m.sampling_denoiser(), ddim, 1000, (1, 2), steps=25, generator=torch.Generator().manual_seed(1), batch_size=1000
+    )
     z = z.view(-1, 2)
     assert (z.mean(0) - mean).abs().max() < 0.06
     assert (torch.cov(z.T) - cov).abs().max() < 0.025
     # an untrained denoiser does not produce this distribution (the test can fail)
-    z0 = sample(Denoiser(1, channels=[16, 32], d_emb=16).eval(), ddim, 500, (1, 2), steps=25,
-                generator=torch.Generator().manual_seed(1), batch_size=500).view(-1, 2)
+    z0 = sample(
+        Denoiser(1, channels=[16, 32], d_emb=16).eval(),
+        ddim,
+        500,
+        (1, 2),
+        steps=25,
+        generator=torch.Generator().manual_seed(1),
+        batch_size=500,
+    ).view(-1, 2)
     assert (z0.mean(0) - mean).abs().max() > 0.06 or (torch.cov(z0.T) - cov).abs().max() > 0.025
 
 
@@ -84,14 +101,18 @@ def test_targets_codec_and_memorisation_ratio():
 
     gcn = GCN(in_channels=10, hidden_channels=8, out_channels=3, num_layers=2)
     assert target_names(gcn, "last") == ["layers.1.bias", "layers.1.lin.weight"]
-    assert len(target_names(GIN(in_channels=10, hidden_channels=8, out_channels=3, num_layers=2), "last")) == 4  # eps is a buffer
+    assert (
+        len(target_names(GIN(in_channels=10, hidden_channels=8, out_channels=3, num_layers=2), "last")) == 4
+    )  # eps is a buffer
     assert target_names(gcn, "all") == [n for n, _ in gcn.named_parameters()]
     with pytest.raises(ConfigError, match="not parameters"):
         target_names(gcn, ["layers.7.weight"])
     st = gcn.state_dict()
     codec = ParamCodec.from_state(st, target_names(gcn, "last"))
     v = codec.flatten(st)
-    assert v.numel() == 3 * 8 + 3 and torch.equal(codec.full_state(st, v)["layers.1.lin.weight"], st["layers.1.lin.weight"])
+    assert v.numel() == 3 * 8 + 3 and torch.equal(
+        codec.full_state(st, v)["layers.1.lin.weight"], st["layers.1.lin.weight"]
+    )
     X = torch.randn(10, 27)
     assert torch.allclose(nn_ratios(X[:3], X), torch.zeros(3))  # copies: ratio 0
     assert (nn_ratios(X[:3] + 100, X) > 5).all()
@@ -167,8 +188,6 @@ def test_selection_never_reads_test_labels(pipeline, monkeypatch, tmp_path):
     [gid] = zoo.df(kind="generated").run_id
     before = zoo[gid].record
     shutil.rmtree(zoo_copy / gid)  # the sample stage runs again, on a graph whose test labels are shuffled
-    import gnnzoo.generate.search as gsearch
-    import gnnzoo.generate.stages as gs
     import gnnzoo.generate.task as gt
 
     real = gt.load_graph
@@ -196,8 +215,12 @@ def test_set_evaluator_scores_like_one_model_at_a_time():
 
     graph = synthetic(num_nodes=200)
     d = graph.data
-    states = [GCN(in_channels=graph.num_features, hidden_channels=8, out_channels=graph.num_classes,
-                  num_layers=2).state_dict() for _ in range(4)]
+    states = [
+        GCN(
+            in_channels=graph.num_features, hidden_channels=8, out_channels=graph.num_classes, num_layers=2
+        ).state_dict()
+        for _ in range(4)
+    ]
     template = GCN(in_channels=graph.num_features, hidden_channels=8, out_channels=graph.num_classes, num_layers=2)
     acc = SetEvaluator(template, graph).accuracies(states)
     for i, st in enumerate(states):
@@ -205,24 +228,31 @@ def test_set_evaluator_scores_like_one_model_at_a_time():
         with torch.no_grad():
             pred = template.eval()(d.x, d.edge_index).argmax(-1)
         assert float(acc["val"][i]) == pytest.approx(float((pred[d.val_mask] == d.y[d.val_mask]).float().mean()))
-    assert select(torch.tensor([0.5, 0.7, 0.7]), torch.tensor([0.1, 0.2, 0.9])) == (1, pytest.approx(0.7), pytest.approx(0.2))
+    assert select(torch.tensor([0.5, 0.7, 0.7]), torch.tensor([0.1, 0.2, 0.9])) == (
+        1,
+        pytest.approx(0.7),
+        pytest.approx(0.2),
+    )
 
 
 def test_generate_errors_are_clear_and_come_before_training(tmp_path, monkeypatch):
     import gnnzoo.generate.search as gsearch
-    import gnnzoo.generate.stages as gs
-    import gnnzoo.generate.task as gt
 
     monkeypatch.setattr(gsearch, "train_batched", lambda *a, **k: pytest.fail("trained before the error"))
-    for ov, match in ((["generator.collect.k=1"], "collect.k"),
-                      (["generator.collect.target=[layers.9.weight]"], "not parameters"),
-                      (["generator.search.fraction=0"], "fraction"),
-                      (["generator.diffusion.sampler=euler"], "sampler"),
-                      (["generator.search.query={backbone: sage}"], "selects no completed run")):
+    for ov, match in (
+        (["generator.collect.k=1"], "collect.k"),
+        (["generator.collect.target=[layers.9.weight]"], "not parameters"),
+        (["generator.search.fraction=0"], "fraction"),
+        (["generator.diffusion.sampler=euler"], "sampler"),
+        (["generator.search.query={backbone: sage}"], "selects no completed run"),
+    ):
         with pytest.raises(ConfigError, match=match):
             run_task(make_cfg(SYN + FAST + ov, tmp_path, config_name="generate"))
-    for grid, match in (({"optimizer.nope": [1]}, "not a config key"), ({"optimizer": ["sgd"]}, "config group"),
-                        ({"optimizer.lr": 0.1}, "non-empty list")):
+    for grid, match in (
+        ({"optimizer.nope": [1]}, "not a config key"),
+        ({"optimizer": ["sgd"]}, "config group"),
+        ({"optimizer.lr": 0.1}, "non-empty list"),
+    ):
         c = make_cfg(SYN + FAST, tmp_path, config_name="generate")
         c.generator.search.grid = grid
         with pytest.raises(ConfigError, match=match):
@@ -234,9 +264,10 @@ def test_generate_errors_are_clear_and_come_before_training(tmp_path, monkeypatc
 def test_a_search_without_a_completed_run_is_one_clear_error(tmp_path, monkeypatch):
     import gnnzoo.generate.search as gsearch
     import gnnzoo.generate.stages as gs
-    import gnnzoo.generate.task as gt
 
-    monkeypatch.setattr(gsearch, "train_batched", lambda cfgs, **k: [{"status": "failed", "error": "diverged"}] * len(cfgs))
+    monkeypatch.setattr(
+        gsearch, "train_batched", lambda cfgs, **k: [{"status": "failed", "error": "diverged"}] * len(cfgs)
+    )
     monkeypatch.setattr(gs, "collect", lambda *a, **k: pytest.fail("collected after a failed search"))
     with pytest.raises(ConfigError, match="no completed run.*diverged"):
         run_task(make_cfg(SYN + FAST, tmp_path, config_name="generate"))
@@ -244,33 +275,53 @@ def test_a_search_without_a_completed_run_is_one_clear_error(tmp_path, monkeypat
 
 def test_the_latent_can_come_from_a_trained_neural_graph_encoder(tmp_path):
     for i in range(6):  # a small zoo with snapshots (slow learning rates: accuracies that differ), for the encoder
-        run_task(make_cfg(SYN + [f"seed={i}", f"optimizer.lr={[1e-3, 2e-3, 3e-3, 5e-3, 1.5e-3, 4e-3][i]}",
-                                 "zoo.snapshot_every=3"], tmp_path))
+        run_task(
+            make_cfg(
+                SYN
+                + [f"seed={i}", f"optimizer.lr={[1e-3, 2e-3, 3e-3, 5e-3, 1.5e-3, 4e-3][i]}", "zoo.snapshot_every=3"],
+                tmp_path,
+            )
+        )
     run_task(make_cfg(SYN + ["encoder=stat", "encoder.epochs=3"], tmp_path))
     [eid] = Zoo(tmp_path / "zoo").df(kind="encoder").run_id
     with pytest.raises(ConfigError, match="has no entry"):
-        run_task(make_cfg(SYN + FAST + ["generator.autoencoder.encoder=0123456789abcdef"], tmp_path,
-                          config_name="generate"))
-    value = run_task(make_cfg(SYN + FAST + [f"generator.autoencoder.encoder={eid}", "generator.search.query={}"],
-                              tmp_path, config_name="generate"))
+        run_task(
+            make_cfg(SYN + FAST + ["generator.autoencoder.encoder=0123456789abcdef"], tmp_path, config_name="generate")
+        )
+    value = run_task(
+        make_cfg(
+            SYN + FAST + [f"generator.autoencoder.encoder={eid}", "generator.search.query={}"],
+            tmp_path,
+            config_name="generate",
+        )
+    )
     zoo = Zoo(tmp_path / "zoo")
-    ae = next(e for e in zoo.entries() if e.record["kind"] == "generator" and e.record["generator"]["stage"] == "autoencoder")
+    ae = next(
+        e for e in zoo.entries() if e.record["kind"] == "generator" and e.record["generator"]["stage"] == "autoencoder"
+    )
     assert ae.record["generator"]["kwargs"]["embed_dim"] == 64 and "ae.embed_proj.1.weight" in ae.state_dict()
     [gid] = zoo.df(kind="generated").run_id
     assert 0 < value <= 1 and torch.isfinite(zoo[gid].file(SAMPLES)["params"]).all()
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backbone,extra", [("sage", []), ("gat", []), ("gin", []), ("appnp", []), ("mlp", []),
-                                            ("gcn", ["generator.collect.target=all"])])
+@pytest.mark.parametrize(
+    "backbone,extra",
+    [("sage", []), ("gat", []), ("gin", []), ("appnp", []), ("mlp", []), ("gcn", ["generator.collect.target=all"])],
+)
 def test_generate_runs_for_every_backbone(backbone, extra, tmp_path):
     value = run_task(make_cfg(SYN + FAST + [f"backbone={backbone}", *extra], tmp_path, config_name="generate"))
     zoo = Zoo(tmp_path / "zoo")
     [gid] = zoo.df(kind="generated").run_id
     model = zoo.load(gid)
     assert value == pytest.approx(zoo[gid].record["metrics"]["gen/best_val"]) and 0 < value <= 1
-    names = zoo[[e.run_id for e in zoo.entries() if e.record["kind"] == "generator"
-                 and e.record["generator"]["stage"] == "collect"][0]].record["generator"]["names"]
+    names = zoo[
+        [
+            e.run_id
+            for e in zoo.entries()
+            if e.record["kind"] == "generator" and e.record["generator"]["stage"] == "collect"
+        ][0]
+    ].record["generator"]["names"]
     assert set(names) == set(target_names(model, "all" if extra else "last"))
 
 

@@ -1,6 +1,7 @@
 """The device path (``trainer=gpu``): single runs, seeds that cannot batch on a device, soups. ``gpu``-marked:
 skipped where CUDA is missing. The CPU-side guarantees these rely on are tested in the fast suite
 (``test_batched_training_refuses_devices_and_falls_back``)."""
+
 from __future__ import annotations
 
 import pytest

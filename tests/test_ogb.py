@@ -1,5 +1,6 @@
 """The OGB loader on a tiny dataset written in ogb's raw layout (no download): ogb's own PyG dataset
 class processes it and ogb's Evaluator scores the run."""
+
 from __future__ import annotations
 
 import gzip
@@ -25,7 +26,11 @@ def fake_arxiv(root: Path, n: int = 240, classes: int = 40, feats: int = 128, se
     y = rng.integers(0, classes, n)
     x = rng.normal(size=(n, feats)).astype(np.float32) + np.eye(classes, feats)[y] * 3
     src = rng.integers(0, n, 4 * n)
-    dst = np.where(rng.random(4 * n) < 0.8, np.array([rng.choice(np.flatnonzero(y == y[s])) for s in src]), rng.integers(0, n, 4 * n))
+    dst = np.where(
+        rng.random(4 * n) < 0.8,
+        np.array([rng.choice(np.flatnonzero(y == y[s])) for s in src]),
+        rng.integers(0, n, 4 * n),
+    )
     _csv_gz(d / "raw" / "edge.csv.gz", np.stack([src, dst], 1))
     _csv_gz(d / "raw" / "num-node-list.csv.gz", [n])
     _csv_gz(d / "raw" / "num-edge-list.csv.gz", [len(src)])
@@ -33,7 +38,7 @@ def fake_arxiv(root: Path, n: int = 240, classes: int = 40, feats: int = 128, se
     _csv_gz(d / "raw" / "node-label.csv.gz", y)
     _csv_gz(d / "raw" / "node_year.csv.gz", rng.integers(2000, 2020, n))
     perm = rng.permutation(n)
-    for name, part in (("train", perm[: n // 2]), ("valid", perm[n // 2: 3 * n // 4]), ("test", perm[3 * n // 4:])):
+    for name, part in (("train", perm[: n // 2]), ("valid", perm[n // 2 : 3 * n // 4]), ("test", perm[3 * n // 4 :])):
         _csv_gz(d / "split" / "time" / f"{name}.csv.gz", np.sort(part))
 
 
@@ -41,7 +46,9 @@ def test_ogbn_arxiv_layout_loads_and_trains(tmp_path):
     data_dir = tmp_path / "raw"
     fake_arxiv(data_dir)
     before = sorted(p.relative_to(data_dir) for p in data_dir.rglob("*"))
-    cfg = make_cfg(["dataset=ogbn_arxiv", "trainer.max_epochs=5", "backbone.hidden_channels=32"], tmp_path, data_dir=data_dir)
+    cfg = make_cfg(
+        ["dataset=ogbn_arxiv", "trainer.max_epochs=5", "backbone.hidden_channels=32"], tmp_path, data_dir=data_dir
+    )
     graph = load_graph(cfg)
     assert graph.metric == "ogb" and graph.num_nodes == 240 and graph.num_features == 128
     d = graph.data

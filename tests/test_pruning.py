@@ -1,4 +1,5 @@
 """Graph lottery tickets (task=prune): masks, one-shot, UGS (imp_ugs) and FastGLT, edge removal, tickets in the zoo."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,8 @@ import torch
 from conftest import make_cfg
 from gnnzoo.backbones import BACKBONES, EdgeUnits, PrunedBackbone, build_backbone
 from gnnzoo.data import load_graph
-from gnnzoo.pruning.masks import MaskEnforcer, Scope, Ticket, magnitude_masks, sparsity
 from gnnzoo.pruning.context import start_weights
+from gnnzoo.pruning.masks import MaskEnforcer, Scope, Ticket, magnitude_masks, sparsity
 from gnnzoo.pruning.task import run as run_prune
 from gnnzoo.tasks.run import run_task
 from gnnzoo.utils.errors import ConfigError
@@ -52,8 +53,11 @@ def test_scope_selects_linear_weights_with_its_denominator(name):
 
 
 def test_masked_weights_stay_exactly_zero_with_adam_and_sgd():
-    for opt_cls, kw in ((torch.optim.Adam, {"lr": 0.05, "weight_decay": 5e-4}), (torch.optim.AdamW, {"lr": 0.05}),
-                        (torch.optim.SGD, {"lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4})):
+    for opt_cls, kw in (
+        (torch.optim.Adam, {"lr": 0.05, "weight_decay": 5e-4}),
+        (torch.optim.AdamW, {"lr": 0.05}),
+        (torch.optim.SGD, {"lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4}),
+    ):
         model = BACKBONES["gcn"](8, 16, 3, dropout=0.0)
         names = Scope().names(model)
         masks = magnitude_masks(dict(model.named_parameters()), names, 0.7)
@@ -128,21 +132,30 @@ def test_one_shot_end_to_end(tmp_path):
     assert len(zoo.df(kind="pruned", parent=dense)) == 2 and len(zoo.df(kind="run")) == 1
 
 
-@pytest.mark.parametrize("override,needle", [
-    ("pruning.weight_sparsity=1.0", "pruning.weight_sparsity=1.0 is out of range"),
-    ("pruning.weight_sparsity=-0.1", "pruning.weight_sparsity=-0.1 is out of range"),
-    ("pruning.graph_sparsity=1.5", "pruning.graph_sparsity=1.5 is out of range"),
-    ("pruning.weight_sparsity=0", "nothing to prune"),
-    ("pruning.renormalize=false backbone=gat pruning.graph_sparsity=0.2", "renormalize=false applies to gcn, appnp"),
-    ("backbone=mlp pruning.graph_sparsity=0.2", "an MLP does not use the graph"),
-    ("pruning=imp_ugs pruning.weight_sparsity=0.9 pruning.rounds=5", "reaches 0.6723, below the target 0.9: it needs pruning.rounds>=11"),
-    ("pruning=imp_ugs pruning.rate_graph=0", "pruning.rate_graph=0 is out of range"),
-    ("pruning=fastglt pruning.delta=50 pruning.denoise_epochs=10", "no denoising update would run"),
-    ("pruning=fastglt pruning.rewind=dense", "fastglt retrains from the initialization"),
-    ("pruning.threshold=median", "pruning.threshold"),
-    ("pruning.rewind=late", "pruning.rewind"),
-    ("data=neighbor", "full-batch"),
-])
+@pytest.mark.parametrize(
+    "override,needle",
+    [
+        ("pruning.weight_sparsity=1.0", "pruning.weight_sparsity=1.0 is out of range"),
+        ("pruning.weight_sparsity=-0.1", "pruning.weight_sparsity=-0.1 is out of range"),
+        ("pruning.graph_sparsity=1.5", "pruning.graph_sparsity=1.5 is out of range"),
+        ("pruning.weight_sparsity=0", "nothing to prune"),
+        (
+            "pruning.renormalize=false backbone=gat pruning.graph_sparsity=0.2",
+            "renormalize=false applies to gcn, appnp",
+        ),
+        ("backbone=mlp pruning.graph_sparsity=0.2", "an MLP does not use the graph"),
+        (
+            "pruning=imp_ugs pruning.weight_sparsity=0.9 pruning.rounds=5",
+            "reaches 0.6723, below the target 0.9: it needs pruning.rounds>=11",
+        ),
+        ("pruning=imp_ugs pruning.rate_graph=0", "pruning.rate_graph=0 is out of range"),
+        ("pruning=fastglt pruning.delta=50 pruning.denoise_epochs=10", "no denoising update would run"),
+        ("pruning=fastglt pruning.rewind=dense", "fastglt retrains from the initialization"),
+        ("pruning.threshold=median", "pruning.threshold"),
+        ("pruning.rewind=late", "pruning.rewind"),
+        ("data=neighbor", "full-batch"),
+    ],
+)
 def test_bad_pruning_options_fail_before_training(override, needle, tmp_path):
     with pytest.raises(ConfigError, match=needle):
         base = [] if override.startswith("pruning=") else ["pruning=one_shot"]
@@ -151,13 +164,15 @@ def test_bad_pruning_options_fail_before_training(override, needle, tmp_path):
 
 
 def test_empty_scope_is_a_clear_error(tmp_path):
-    cfg = make_cfg(SYN + ["pruning=one_shot", "pruning.scope.first_layer=false", "pruning.scope.last_layer=false"],
-                   tmp_path)
+    cfg = make_cfg(
+        SYN + ["pruning=one_shot", "pruning.scope.first_layer=false", "pruning.scope.last_layer=false"], tmp_path
+    )
     with pytest.raises(ConfigError, match="selects no tensor"):
         run_prune(cfg)
 
 
 # ---------------------------------------------------------------------------------------------- edges
+
 
 def _graph(n=30, seed=0):
     g = torch.Generator().manual_seed(seed)
@@ -257,6 +272,7 @@ def test_dense_gradients_of_pruned_weights_are_kept_for_scoring():
 
 # ---------------------------------------------------------------------------------------------- methods
 
+
 def test_one_shot_prunes_the_graph_and_the_ticket_loads_back_with_its_edge_mask(tmp_path):
     cfg = make_cfg(SYN + ["pruning=one_shot", "pruning.weight_sparsity=0.5", "pruning.graph_sparsity=0.3"], tmp_path)
     out = run_task(cfg)
@@ -288,8 +304,13 @@ def test_one_shot_prunes_the_graph_and_the_ticket_loads_back_with_its_edge_mask(
 
 
 def test_imp_ugs_follows_its_schedule_one_entry_per_round_and_resumes(tmp_path):
-    ov = SYN + ["pruning=imp_ugs", "pruning.weight_sparsity=0.5", "pruning.graph_sparsity=0.12",
-                "pruning.rounds=4", "trainer.max_epochs=8"]
+    ov = SYN + [
+        "pruning=imp_ugs",
+        "pruning.weight_sparsity=0.5",
+        "pruning.graph_sparsity=0.12",
+        "pruning.rounds=4",
+        "trainer.max_epochs=8",
+    ]
     res = run_prune(make_cfg(ov, tmp_path))
     zoo = Zoo(tmp_path / "zoo")
     df = zoo.df(kind="pruned").sort_values("prune/round")
@@ -316,9 +337,16 @@ def test_imp_ugs_follows_its_schedule_one_entry_per_round_and_resumes(tmp_path):
 
 
 def test_fastglt_denoises_at_constant_sparsity_and_retrains(tmp_path):
-    ov = SYN + ["pruning=fastglt", "pruning.weight_sparsity=0.8", "pruning.graph_sparsity=0.3",
-                "pruning.pretrain_epochs=4", "pruning.denoise_epochs=12", "pruning.delta=2", "pruning.alpha=0.5",
-                "pruning.threshold=layer"]
+    ov = SYN + [
+        "pruning=fastglt",
+        "pruning.weight_sparsity=0.8",
+        "pruning.graph_sparsity=0.3",
+        "pruning.pretrain_epochs=4",
+        "pruning.denoise_epochs=12",
+        "pruning.delta=2",
+        "pruning.alpha=0.5",
+        "pruning.threshold=layer",
+    ]
     cfg = make_cfg(ov, tmp_path)
     res = run_prune(cfg)
     zoo = Zoo(tmp_path / "zoo")
@@ -371,15 +399,18 @@ def test_denoiser_drops_and_regrows_as_many_entries():
 @pytest.mark.slow
 @pytest.mark.parametrize("backbone", ["gin", "gat", "sage"])
 def test_every_method_runs_on_other_backbones(backbone, tmp_path):
-    for ov in (["pruning=one_shot", "pruning.graph_sparsity=0.2"],
-               ["pruning=imp_ugs", "pruning.weight_sparsity=0.2", "pruning.graph_sparsity=0.05", "pruning.rounds=1"],
-               ["pruning=fastglt", "pruning.pretrain_epochs=2", "pruning.denoise_epochs=4", "pruning.delta=2"]):
+    for ov in (
+        ["pruning=one_shot", "pruning.graph_sparsity=0.2"],
+        ["pruning=imp_ugs", "pruning.weight_sparsity=0.2", "pruning.graph_sparsity=0.05", "pruning.rounds=1"],
+        ["pruning=fastglt", "pruning.pretrain_epochs=2", "pruning.denoise_epochs=4", "pruning.delta=2"],
+    ):
         res = run_prune(make_cfg(SYN + [f"backbone={backbone}", "trainer.max_epochs=6"] + ov, tmp_path))
         assert res["prune/graph_sparsity"] > 0 and 0 <= res["test/acc"] <= 1
     assert len(Zoo(tmp_path / "zoo").df(kind="pruned")) == 3
 
 
 # ---------------------------------------------------------------------------------------------- batched
+
 
 def test_batched_ticket_training_equals_single(tmp_path):
     """Dropout off, the same masks: a ticket retrained in the batched trainer matches the single (Lightning)
@@ -394,11 +425,24 @@ def test_batched_ticket_training_equals_single(tmp_path):
         model = build_backbone(c)
         masks = magnitude_masks(dict(model.named_parameters()), Scope().names(model), 0.7)
         rid = f"single{int(c.seed)}ticket00"
-        singles.append(train(c, kind="pruned", rid=rid, prepare=lambda b, m=masks: [start_weights(b, {}, m, "init")],
-                             fields={"pruning": {"weights_pruned": sparsity(masks)["pruned"]}}))
-        jobs.append(BatchedJob(kind="pruned", rid=f"batch{int(c.seed)}ticket000", masks=masks,
-                               fields={"pruning": {"weights_pruned": sparsity(masks)["pruned"]}},
-                               files={"ticket.safetensors": {k: v.to(torch.uint8) for k, v in masks.items()}}))
+        singles.append(
+            train(
+                c,
+                kind="pruned",
+                rid=rid,
+                prepare=lambda b, m=masks: [start_weights(b, {}, m, "init")],
+                fields={"pruning": {"weights_pruned": sparsity(masks)["pruned"]}},
+            )
+        )
+        jobs.append(
+            BatchedJob(
+                kind="pruned",
+                rid=f"batch{int(c.seed)}ticket000",
+                masks=masks,
+                fields={"pruning": {"weights_pruned": sparsity(masks)["pruned"]}},
+                files={"ticket.safetensors": {k: v.to(torch.uint8) for k, v in masks.items()}},
+            )
+        )
     batched = train_batched(cfgs, progress=False, jobs=jobs)
     zoo = Zoo(tmp_path / "zoo")
     for rs, rb, job in zip(singles, batched, jobs):
@@ -430,13 +474,17 @@ def test_parallel_models_batches_one_shot_seeds_and_runs_others_one_by_one(tmp_p
         assert info["weights_pruned"] == round(0.6 * info["weights_total"])
         with torch.no_grad():
             pred = e.load()(d.x, d.edge_index).argmax(-1)
-        assert float((pred[d.test_mask] == d.y[d.test_mask]).float().mean()) == pytest.approx(e.record["metrics"]["test/acc"])
+        assert float((pred[d.test_mask] == d.y[d.test_mask]).float().mean()) == pytest.approx(
+            e.record["metrics"]["test/acc"]
+        )
     assert res["value"] == pytest.approx(tickets["val/acc"].mean())
     again = run_prune(make_cfg(ov, tmp_path))
     assert again["skipped"] and len(zoo.df(kind="pruned")) == 3
     # a method the batched trainer cannot model: said, and the seeds go one by one
     capsys.readouterr()
-    res = run_prune(make_cfg(SYN + ["pruning=one_shot", "pruning.graph_sparsity=0.2", "zoo.parallel_models=2"], tmp_path))
+    res = run_prune(
+        make_cfg(SYN + ["pruning=one_shot", "pruning.graph_sparsity=0.2", "zoo.parallel_models=2"], tmp_path)
+    )
     assert "cannot be batched" in capsys.readouterr().out and len(res["tickets"]) == 2
 
 
@@ -452,8 +500,16 @@ def test_the_plot_goes_to_wandb_when_it_is_the_logger(tmp_path):
 
 
 def test_a_dense_degree_ticket_loads_back_with_its_normalisation(tmp_path):
-    cfg = make_cfg(SYN + ["pruning=one_shot", "pruning.weight_sparsity=0.5", "pruning.graph_sparsity=0.4",
-                          "pruning.renormalize=false"], tmp_path)
+    cfg = make_cfg(
+        SYN
+        + [
+            "pruning=one_shot",
+            "pruning.weight_sparsity=0.5",
+            "pruning.graph_sparsity=0.4",
+            "pruning.renormalize=false",
+        ],
+        tmp_path,
+    )
     res = run_prune(cfg)
     entry = Zoo(tmp_path / "zoo")[res["run_id"]]
     assert entry.record["pruning"]["renormalize"] is False

@@ -1,9 +1,10 @@
 """Forecasting Model Search: resumable runs, the search space, the surrogate, the loop and the Hydra sweeper."""
+
 from __future__ import annotations
 
 import pytest
-from conftest import make_cfg
 
+from conftest import make_cfg
 from gnnzoo.tasks.backbone import train
 from gnnzoo.utils.errors import ConfigError
 from gnnzoo.zoo import Zoo
@@ -46,9 +47,15 @@ def test_search_space_parses_the_optuna_grammar_and_encodes_into_the_unit_cube()
 
     from gnnzoo.search.space import SearchSpace, split_arguments, to_overrides
 
-    s = SearchSpace({"optimizer.lr": "tag(log, interval(1e-4, 1e-1))", "backbone.dropout": "interval(0.0, 0.8)",
-                     "backbone.hidden_channels": "choice(16, 32, 64)", "optimizer": "adam,sgd",
-                     "backbone.num_layers": "range(2, 5)"})
+    s = SearchSpace(
+        {
+            "optimizer.lr": "tag(log, interval(1e-4, 1e-1))",
+            "backbone.dropout": "interval(0.0, 0.8)",
+            "backbone.hidden_channels": "choice(16, 32, 64)",
+            "optimizer": "adam,sgd",
+            "backbone.num_layers": "range(2, 5)",
+        }
+    )
     kinds = {d.key: (d.kind, d.log) for d in s.dims}
     assert kinds["optimizer.lr"] == ("interval", True) and kinds["backbone.hidden_channels"] == ("choice", False)
     assert [d.values for d in s.dims if d.key == "backbone.num_layers"] == [[2, 3, 4]]
@@ -58,8 +65,15 @@ def test_search_space_parses_the_optuna_grammar_and_encodes_into_the_unit_cube()
         x = s.encode(p)
         assert all(0.0 <= v <= 1.0 for v in x)
         assert 1e-4 <= p["optimizer.lr"] <= 1e-1
-    assert s.encode({"optimizer.lr": 1e-4, "backbone.dropout": 0.8, "backbone.hidden_channels": 64,
-                     "optimizer": "sgd", "backbone.num_layers": 2}) == [0.0, 1.0, 1.0, 0.0, 1.0, 0.0]
+    assert s.encode(
+        {
+            "optimizer.lr": 1e-4,
+            "backbone.dropout": 0.8,
+            "backbone.hidden_channels": 64,
+            "optimizer": "sgd",
+            "backbone.num_layers": 2,
+        }
+    ) == [0.0, 1.0, 1.0, 0.0, 1.0, 0.0]
     mid = s.dims[0].encode(math_sqrt(1e-4 * 1e-1))[0]
     assert abs(mid - 0.5) < 1e-9  # log scale
     grid = SearchSpace({"a": "choice(1, 2, 3)", "b": "x,y"})
@@ -75,13 +89,16 @@ def math_sqrt(x):
     return math.sqrt(x)
 
 
-@pytest.mark.parametrize("params, match", [
-    ({}, "empty"),
-    ({"optimizer.lr": "tag(log, interval(0, 1))"}, "low > 0"),
-    ({"optimizer.lr": "interval(1, 1)"}, "low < high"),
-    ({"optimizer.lr": "tag(log, choice(0, 0.1))"}, "positive"),
-    ({"optimizer.lr": "interval(0.1"}, "override grammar"),
-])
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        ({}, "empty"),
+        ({"optimizer.lr": "tag(log, interval(0, 1))"}, "low > 0"),
+        ({"optimizer.lr": "interval(1, 1)"}, "low < high"),
+        ({"optimizer.lr": "tag(log, choice(0, 0.1))"}, "positive"),
+        ({"optimizer.lr": "interval(0.1"}, "override grammar"),
+    ],
+)
 def test_search_space_errors_are_clear(params, match):
     from gnnzoo.search.space import SearchSpace
 
@@ -97,8 +114,9 @@ def test_deep_kernel_gp_ranks_a_smooth_function_and_reports_a_failed_fit():
 
     def inputs(x):
         n = len(x)
-        return Inputs(x[:, None], torch.full((n,), 0.5), torch.zeros(n, 4), torch.zeros(n, 4), torch.zeros(n, 0),
-                      torch.zeros(n))
+        return Inputs(
+            x[:, None], torch.full((n,), 0.5), torch.zeros(n, 4), torch.zeros(n, 4), torch.zeros(n, 0), torch.zeros(n)
+        )
 
     g = torch.Generator().manual_seed(0)
     x, xt = torch.rand(40, generator=g), torch.rand(40, generator=g)
@@ -139,8 +157,16 @@ def _toy_runner(calls, fail=None):
                 out.append(Result(ok=False, error="diverged"))
                 continue
             c = curve(ln.point, ln.target)
-            out.append(Result(ok=True, epochs=ln.target, curve=c, value=max(c), test=max(c) - 0.01,
-                              weights=[float(ln.target), c[-1]]))
+            out.append(
+                Result(
+                    ok=True,
+                    epochs=ln.target,
+                    curve=c,
+                    value=max(c),
+                    test=max(c) - 0.01,
+                    weights=[float(ln.target), c[-1]],
+                )
+            )
         return out
 
     return run
@@ -152,13 +178,23 @@ TOY_SPACE = {"lr": "tag(log, choice(0.001, 0.003, 0.01, 0.03, 0.1))", "wd": "cho
 def _settings(**kw):
     from gnnzoo.search.loop import Settings
 
-    base = dict(budget=60, max_epochs=12, n_initial=3, b0=2, delta=3, surrogate="fms", seed=0,
-                fit_steps_initial=40, refit_steps=10)
+    base = dict(
+        budget=60,
+        max_epochs=12,
+        n_initial=3,
+        b0=2,
+        delta=3,
+        surrogate="fms",
+        seed=0,
+        fit_steps_initial=40,
+        refit_steps=10,
+    )
     return Settings(**{**base, **kw})
 
 
-@pytest.mark.parametrize("kw", [dict(surrogate="fms"), dict(surrogate="dyhpo", batch_size=3, budget=61),
-                                dict(surrogate="random", budget=30)])
+@pytest.mark.parametrize(
+    "kw", [dict(surrogate="fms"), dict(surrogate="dyhpo", batch_size=3, budget=61), dict(surrogate="random", budget=30)]
+)
 def test_the_loop_spends_exactly_its_budget_and_never_more(kw):
     from gnnzoo.search.loop import Search
     from gnnzoo.search.space import SearchSpace
@@ -271,7 +307,9 @@ def test_a_killed_loop_resumes_from_its_state_without_redoing_trials():
     n_before = len(calls)
     st = Search(space, _settings(), inner, state=st).run()
     resumed = calls[n_before:]
-    assert resumed[: len(saved["st"]["pending"])] == [(p["tid"], p["start"], p["target"]) for p in saved["st"]["pending"]]
+    assert resumed[: len(saved["st"]["pending"])] == [
+        (p["tid"], p["start"], p["target"]) for p in saved["st"]["pending"]
+    ]
     for tid, obs in before.items():  # finished observations are kept, never redone
         assert st["trials"][tid]["obs"][: len(obs)] == obs
     assert st["done"] and st["spent"] <= 60
@@ -279,11 +317,26 @@ def test_a_killed_loop_resumes_from_its_state_without_redoing_trials():
 
 
 # ---------------------------------------------------------------------------------------------- the sweeper
-FMS_ARGS = ["-m", "hydra/sweeper=fms", "hydra.sweeper.n_initial=2", "hydra.sweeper.b0=2", "hydra.sweeper.delta=2",
-            "hydra.sweeper.max_epochs=6", "hydra.sweeper.fit_steps_initial=40", "hydra.sweeper.refit_steps=10",
-            "optimizer=sgd", "optimizer.momentum=0", "optimizer.lr=choice(0.05, 0.2, 1e30)",
-            "backbone.dropout=0.0,0.5", "dataset=synthetic", "dataset.loader.num_nodes=300",
-            "backbone.hidden_channels=8", "monitor.patience=null", "logger=none", "trainer.enable_progress_bar=false"]
+FMS_ARGS = [
+    "-m",
+    "hydra/sweeper=fms",
+    "hydra.sweeper.n_initial=2",
+    "hydra.sweeper.b0=2",
+    "hydra.sweeper.delta=2",
+    "hydra.sweeper.max_epochs=6",
+    "hydra.sweeper.fit_steps_initial=40",
+    "hydra.sweeper.refit_steps=10",
+    "optimizer=sgd",
+    "optimizer.momentum=0",
+    "optimizer.lr=choice(0.05, 0.2, 1e30)",
+    "backbone.dropout=0.0,0.5",
+    "dataset=synthetic",
+    "dataset.loader.num_nodes=300",
+    "backbone.hidden_channels=8",
+    "monitor.patience=null",
+    "logger=none",
+    "trainer.enable_progress_bar=false",
+]
 
 
 def _search_state(tmp_path):
@@ -302,6 +355,7 @@ def test_fms_sweeper_end_to_end_through_hydra(tmp_path):
     the budget spent (never more), a diverging trial is recorded and the search goes on, results are written,
     and the same command again does no new work."""
     import yaml
+
     from test_sweeps import run_train
 
     p = run_train(FMS_ARGS + ["hydra.sweeper.budget=20"], tmp_path)
@@ -344,11 +398,21 @@ def test_a_killed_fms_search_continues_with_the_same_command(tmp_path):
     from conftest import ROOT
 
     args = [a for a in FMS_ARGS if a != "optimizer.lr=choice(0.05, 0.2, 1e30)"] + [
-        "optimizer.lr=choice(0.05, 0.1, 0.2)", "hydra.sweeper.budget=40"]
-    cmd = [sys.executable, str(ROOT / "train.py"), *args, f"paths.zoo_dir={tmp_path}/zoo",
-           f"paths.log_dir={tmp_path}/logs", f"paths.cache_dir={tmp_path}/cache", "extras.print_config=false"]
-    proc = subprocess.Popen(cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+        "optimizer.lr=choice(0.05, 0.1, 0.2)",
+        "hydra.sweeper.budget=40",
+    ]
+    cmd = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        *args,
+        f"paths.zoo_dir={tmp_path}/zoo",
+        f"paths.log_dir={tmp_path}/logs",
+        f"paths.cache_dir={tmp_path}/cache",
+        "extras.print_config=false",
+    ]
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     searches = tmp_path / "zoo" / ".searches"
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
@@ -371,7 +435,7 @@ def test_a_killed_fms_search_continues_with_the_same_command(tmp_path):
     assert st["done"] and st["spent"] <= 40
     assert st["history"][: len(killed["history"])] == killed["history"]  # finished iterations are kept
     second = sorted((tmp_path / "logs" / "train" / "multiruns").iterdir())[-1]
-    launched_after = sum(len(h["launched"]) for h in st["history"][len(killed["history"]):])
+    launched_after = sum(len(h["launched"]) for h in st["history"][len(killed["history"]) :])
     assert len([d for d in second.iterdir() if d.is_dir()]) == launched_after  # only what was left
     zoo = Zoo(tmp_path / "zoo")
     assert sum(e.record["epochs_trained"] for e in zoo.entries() if e.status == "completed") == st["spent"]
@@ -383,8 +447,12 @@ def test_fms_sweeper_launches_its_batch_in_parallel_through_the_configured_launc
     from test_sweeps import run_train
 
     args = [a for a in FMS_ARGS if a != "optimizer.lr=choice(0.05, 0.2, 1e30)"] + [
-        "optimizer.lr=choice(0.05, 0.1, 0.2)", "hydra/launcher=local", "hydra.launcher.n_jobs=2",
-        "hydra.sweeper.batch_size=2", "hydra.sweeper.budget=16"]
+        "optimizer.lr=choice(0.05, 0.1, 0.2)",
+        "hydra/launcher=local",
+        "hydra.launcher.n_jobs=2",
+        "hydra.sweeper.batch_size=2",
+        "hydra.sweeper.budget=16",
+    ]
     p = run_train(args, tmp_path)
     assert p.returncode == 0, p.stderr[-3000:]
     assert "is launching 2 jobs" in p.stderr + p.stdout  # joblib ran them, two at a time
@@ -394,11 +462,18 @@ def test_fms_sweeper_launches_its_batch_in_parallel_through_the_configured_launc
     assert not [t for t in st["trials"].values() if t["status"] == "failed"]
 
 
-@pytest.mark.parametrize("extra, match", [
-    (["trainer.max_epochs=5"], "hydra.sweeper.max_epochs"),
-    (["hydra.sweeper.direction=minimize"], "contradicts monitor.mode"),
-    (["hydra.sweeper.surrogate=gp"], "expected one of"),
-])
+@pytest.mark.parametrize(
+    "extra, match",
+    [
+        (["trainer.max_epochs=5"], "hydra.sweeper.max_epochs"),
+        (["hydra.sweeper.direction=minimize"], "contradicts monitor.mode"),
+        (["hydra.sweeper.surrogate=gp"], "expected one of"),
+        # below b0 x n_initial the initial design cannot be paid for: refused, naming the least budget that works
+        (["hydra.sweeper.n_initial=3", "hydra.sweeper.b0=5"], "the least budget that works is 15"),
+        # a space key that is not in the config: refused before the first trial, with a suggestion
+        (["optimizer.lrr=choice(0.1, 0.2)"], "'optimizer.lrr', which is not in the config (did you mean optimizer.lr"),
+    ],
+)
 def test_fms_sweeper_refuses_what_it_cannot_honour(tmp_path, extra, match):
     from test_sweeps import run_train
 

@@ -1,4 +1,5 @@
 """Soups: uniform / greedy / GIS / LS / PLS semantics, ingredients, holdout, zoo output."""
+
 from __future__ import annotations
 
 import math
@@ -10,9 +11,11 @@ from conftest import make_cfg
 from gnnzoo.backbones import GCN
 from gnnzoo.data.synthetic import make_sbm_graph
 from gnnzoo.soups.ingredients import IngredientMismatchError, from_entries
+from gnnzoo.soups.learned import learned, partition_learned
 from gnnzoo.soups.partition import PartitionSchedule, make_parts
-from gnnzoo.soups.strategies import Evaluator, gis, greedy, learned, partition_learned, uniform
-from gnnzoo.soups.task import run as run_soup, split_holdout
+from gnnzoo.soups.strategies import Evaluator, gis, greedy, uniform
+from gnnzoo.soups.task import run as run_soup
+from gnnzoo.soups.task import split_holdout
 from gnnzoo.tasks.backbone import train
 from gnnzoo.zoo import Zoo
 
@@ -28,8 +31,13 @@ def setup():
         torch.manual_seed(s)
         m = GCN(16, 16, 4)
         states.append({k: v.detach().clone() for k, v in m.state_dict().items()})
-    ev = Evaluator(ev_model, d.x, d.edge_index, d.y, {"fit": d.val_mask, "select": d.val_mask, "val": d.val_mask,
-                                                      "test": d.test_mask})
+    ev = Evaluator(
+        ev_model,
+        d.x,
+        d.edge_index,
+        d.y,
+        {"fit": d.val_mask, "select": d.val_mask, "val": d.val_mask, "test": d.test_mask},
+    )
     return d, ev, states
 
 
@@ -46,7 +54,9 @@ def test_greedy_and_gis_never_worse_than_best_ingredient_on_fit(setup):
     d, ev, states = setup
     best = max(ev.accuracy(s, "fit") for s in states)
     g = greedy(states, ev)
-    assert ev.accuracy(g.state, "fit") >= best and g.info["kept"][0] == max(range(5), key=lambda i: ev.accuracy(states[i], "fit"))
+    assert ev.accuracy(g.state, "fit") >= best and g.info["kept"][0] == max(
+        range(5), key=lambda i: ev.accuracy(states[i], "fit")
+    )
     r = gis(states, ev, granularity=5)
     assert ev.accuracy(r.state, "fit") >= best
     assert len(r.info["alphas"]) == 4 and math.isclose(sum(r.info["weights"]), 1.0, rel_tol=1e-6)
@@ -72,8 +82,9 @@ def test_learned_beta_lr_zero_fixes_the_output_scale(setup):
     fast = learned(states, ev, epochs=5, lr=10.0, init="ones")  # beta_lr None: the coefficients' rate
     assert abs(slow.info["beta"] - 1.0) < abs(fast.info["beta"] - 1.0)
     # the coefficients keep their own rate: after one step (same start, same gradient) they agree
-    one = [learned(states, ev, epochs=1, lr=10.0, init="ones", beta_lr=b).info["coefficients"]
-           for b in (0.0, 0.01, None)]
+    one = [
+        learned(states, ev, epochs=1, lr=10.0, init="ones", beta_lr=b).info["coefficients"] for b in (0.0, 0.01, None)
+    ]
     assert one[0] == one[1] == one[2]
     parts = make_parts("random", d.edge_index, d.num_nodes, 4, d.val_mask, 0)
     pls = partition_learned(states, ev, parts=parts, epochs=5, lr=10.0, init="ones", beta_lr=0.0)
@@ -131,8 +142,10 @@ def test_learned_train_mode_dropout_follows_the_soup_seed(setup):
     parts = make_parts("random", d.edge_index, d.num_nodes, 4, d.val_mask, 0)
     for strategy, kw in ((learned, {}), (partition_learned, {"parts": parts, "num_parts_per_step": 2})):
         before = torch.get_rng_state()
-        runs = [strategy(states, drop, epochs=4, lr=10.0, init="ones", train_mode=True, seed=s, **kw).info
-                for s in (0, 0, 1)]
+        runs = [
+            strategy(states, drop, epochs=4, lr=10.0, init="ones", train_mode=True, seed=s, **kw).info
+            for s in (0, 0, 1)
+        ]
         assert torch.equal(torch.get_rng_state(), before)  # the caller's RNG is left as it was
         assert runs[0]["loss"] == runs[1]["loss"] and runs[0]["coefficients"] == runs[1]["coefficients"]
         assert runs[0]["loss"][0] != runs[2]["loss"][0]  # another seed, other dropout masks (same start)
@@ -190,7 +203,8 @@ def test_pls_parts_are_checked_and_steps_without_fit_nodes_are_skipped(setup, ca
     res = partition_learned(states, ev, parts=only, num_parts_per_step=1, epochs=6, lr=1.0)
     assert res.info["empty_steps"] == 3 and len(res.info["loss"]) == 3
     assert all(math.isfinite(v) for v in res.info["loss"]) and all(
-        math.isfinite(c) for cs in res.info["coefficients"].values() for c in cs)
+        math.isfinite(c) for cs in res.info["coefficients"].values() for c in cs
+    )
     assert "no fit node" in caplog.text
 
 
@@ -211,15 +225,21 @@ def test_soup_task_end_to_end_and_ingredient_reuse(tmp_path):
     assert runs.init_id.nunique() == 1 and sorted(runs.seed) == [0, 1, 2, 3]
     rec = zoo[res["run_id"]].record
     assert rec["strategy"] == "learned" and sorted(rec["ingredients"]) == sorted(runs.run_id)
-    for key in ("soup/val_acc", "soup/test_acc", "soup/time_s", "soup/peak_mem_mb", "ingredients/best_test_acc",
-                "ingredients/mean_test_acc"):
+    for key in (
+        "soup/val_acc",
+        "soup/test_acc",
+        "soup/time_s",
+        "soup/peak_mem_mb",
+        "ingredients/best_test_acc",
+        "ingredients/mean_test_acc",
+    ):
         assert key in rec["metrics"]
     assert (tmp_path / "out" / "soup_learned.png").is_file()
     model = zoo.load(res["run_id"])  # the soup loads back into the backbone
     assert sum(p.numel() for p in model.parameters()) > 0
     # soup/unsplit_acc scores the stored soup on the labelled nodes that are in no split
-    from gnnzoo.soups.task import unsplit_mask
     from gnnzoo.data import load_graph
+    from gnnzoo.soups.task import unsplit_mask
 
     d = load_graph(cfg).data
     rest = unsplit_mask(d)
@@ -234,8 +254,9 @@ def test_soup_task_end_to_end_and_ingredient_reuse(tmp_path):
     res3 = run_soup(make_cfg(SYN + ["soup=uniform", "+soup.from_zoo.dataset=synthetic"], tmp_path))
     assert res3["soup/test_acc"] > 0
     # zoo.enabled=false: no soup entry, but fresh ingredients still go to the zoo (the soup reads them there)
-    res4 = run_soup(make_cfg(SYN + ["soup=uniform", "soup.ingredients=2", "soup.seed_offset=50", "zoo.enabled=false"],
-                             tmp_path))
+    res4 = run_soup(
+        make_cfg(SYN + ["soup=uniform", "soup.ingredients=2", "soup.seed_offset=50", "zoo.enabled=false"], tmp_path)
+    )
     assert res4["entry_dir"] is None
     after = Zoo(tmp_path / "zoo")
     assert len(after.df(kind="run")) == 6 and len(after.df(kind="soup")) == 3
@@ -247,17 +268,19 @@ def test_soup_task_end_to_end_and_ingredient_reuse(tmp_path):
 
 
 def test_bad_soup_params_fail_before_any_ingredient_trains(tmp_path):
-    for bad, match in ((["soup=learned", "soup.params.init=bogus"], "soup.params.init"),
-                       (["soup=learned", "soup.params.optimizer=lbfgs"], "soup.params.optimizer"),
-                       (["soup=learned", "soup.params.beta_lr=-1"], "soup.params.beta_lr"),
-                       (["soup=partition_learned", "++soup.params.keep=best"], "partition_learned"),
-                       (["soup=partition_learned", "soup.params.num_parts_per_step=40"], "1 <= R <= K"),
-                       (["soup=partition_learned", "soup.params.partition=spectral"], "partition must be one of metis, random"),
-                       (["soup=learned", "soup.params.lr=-1"], "soup.params.lr must be a number > 0"),
-                       (["soup=partition_learned", "soup.params.epochs=0"], "soup.params.epochs must be a whole number >= 1"),
-                       (["soup=learned", "soup.params.t0=0"], "soup.params.t0"),
-                       (["soup=gis", "soup.params.granularity=1"], "soup.params.granularity"),
-                       (["task=soup"], "task=soup needs a strategy")):
+    for bad, match in (
+        (["soup=learned", "soup.params.init=bogus"], "soup.params.init"),
+        (["soup=learned", "soup.params.optimizer=lbfgs"], "soup.params.optimizer"),
+        (["soup=learned", "soup.params.beta_lr=-1"], "soup.params.beta_lr"),
+        (["soup=partition_learned", "++soup.params.keep=best"], "partition_learned"),
+        (["soup=partition_learned", "soup.params.num_parts_per_step=40"], "1 <= R <= K"),
+        (["soup=partition_learned", "soup.params.partition=spectral"], "partition must be one of metis, random"),
+        (["soup=learned", "soup.params.lr=-1"], "soup.params.lr must be a number > 0"),
+        (["soup=partition_learned", "soup.params.epochs=0"], "soup.params.epochs must be a whole number >= 1"),
+        (["soup=learned", "soup.params.t0=0"], "soup.params.t0"),
+        (["soup=gis", "soup.params.granularity=1"], "soup.params.granularity"),
+        (["task=soup"], "task=soup needs a strategy"),
+    ):
         with pytest.raises(ValueError, match=match):
             run_soup(make_cfg(SYN + bad + ["soup.ingredients=2"], tmp_path))
     assert not (tmp_path / "zoo").exists() or len(Zoo(tmp_path / "zoo").df()) == 0
@@ -270,7 +293,9 @@ def test_soup_ingredients_must_come_from_the_same_graph(tmp_path):
     zoo = Zoo(tmp_path / "zoo")
     before = len(zoo.df())
     with pytest.raises(IngredientMismatchError, match=r"another graph .*dataset.loader.seed: 0 \(ingredient\) vs 5"):
-        run_soup(make_cfg(SYN + ["soup=uniform", "+soup.from_zoo.dataset=synthetic", "dataset.loader.seed=5"], tmp_path))
+        run_soup(
+            make_cfg(SYN + ["soup=uniform", "+soup.from_zoo.dataset=synthetic", "dataset.loader.seed=5"], tmp_path)
+        )
     assert len(zoo.df()) == before and zoo.df(kind="soup").empty
     # ingredients among themselves: two graphs in one soup
     train(make_cfg(SYN + ["trainer.max_epochs=2", "seed=2", "init_seed=0", "dataset.loader.seed=5"], tmp_path))
@@ -291,7 +316,7 @@ def test_backbone_task_refuses_a_soup_strategy(tmp_path):
 
 
 def test_soup_without_fit_nodes_raises_clear_error(tmp_path):
-    one_val = SYN + ["trainer.max_epochs=2", "soup.ingredients=1", "dataset.loader.val_fraction=0.002"]  # 1 val node
+    one_val = SYN + ["trainer.max_epochs=2", "soup.ingredients=2", "dataset.loader.val_fraction=0.002"]  # 1 val node
     with pytest.raises(ValueError, match="too few to split in two halves"):
         run_soup(make_cfg(one_val + ["soup=learned", "soup.holdout=true"], tmp_path))
     assert 0 <= run_soup(make_cfg(one_val + ["soup=learned"], tmp_path))["soup/test_acc"] <= 1  # unsplit: it soups
@@ -311,9 +336,19 @@ def test_mismatched_ingredients_raise_clear_error(tmp_path):
 def test_soup_multirun_compares_all_strategies(tmp_path):
     from test_sweeps import run_train
 
-    p = run_train(["-m", "soup=uniform,greedy,gis,learned,partition_learned", "soup.ingredients=4", "dataset=synthetic",
-                   "logger=none", "trainer.max_epochs=10", "++soup.params.epochs=10", "trainer.enable_progress_bar=false"],
-                  tmp_path)
+    p = run_train(
+        [
+            "-m",
+            "soup=uniform,greedy,gis,learned,partition_learned",
+            "soup.ingredients=4",
+            "dataset=synthetic",
+            "logger=none",
+            "trainer.max_epochs=10",
+            "++soup.params.epochs=10",
+            "trainer.enable_progress_bar=false",
+        ],
+        tmp_path,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     assert "sweep summary: 5 done, 0 skipped, 0 failed" in p.stdout
     zoo = Zoo(tmp_path / "zoo")

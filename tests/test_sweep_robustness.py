@@ -1,4 +1,5 @@
 """Parallel jobs, interruption (SIGKILL) and resume, concurrent writers, reports, Optuna presets."""
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,15 @@ def _writer(root: str, n: int, tag: int) -> None:
 
     zoo = Zoo(root)
     for i in range(n):
-        rec = {"schema": SCHEMA, "kind": "run", "run_id": "same", "status": "completed", "seed": tag,
-               "config": {"i": i, "blob": "x" * 20000}, "metrics": {"val/acc": i}}
+        rec = {
+            "schema": SCHEMA,
+            "kind": "run",
+            "run_id": "same",
+            "status": "completed",
+            "seed": tag,
+            "config": {"i": i, "blob": "x" * 20000},
+            "metrics": {"val/acc": i},
+        }
         zoo.write(rec)
 
 
@@ -72,14 +80,26 @@ def test_concurrent_writers_never_expose_partial_records(tmp_path):
 def test_sigkill_mid_sweep_then_relaunch(tmp_path):
     """Kill a sweep with SIGKILL while it writes, relaunch the same command: exactly the expected
     entries, all complete and loadable, no temp files."""
-    args = ["-m", "seed=0,1,2,3,4,5", "dataset=synthetic", "dataset.loader.num_nodes=3000", "logger=none",
-            "trainer.enable_progress_bar=false", "trainer.max_epochs=60", "zoo.snapshot_every=1",
-            "monitor.patience=null", f"paths.zoo_dir={tmp_path}/zoo", f"paths.log_dir={tmp_path}/logs",
-            f"paths.cache_dir={tmp_path}/cache", "extras.print_config=false"]
+    args = [
+        "-m",
+        "seed=0,1,2,3,4,5",
+        "dataset=synthetic",
+        "dataset.loader.num_nodes=3000",
+        "logger=none",
+        "trainer.enable_progress_bar=false",
+        "trainer.max_epochs=60",
+        "zoo.snapshot_every=1",
+        "monitor.patience=null",
+        f"paths.zoo_dir={tmp_path}/zoo",
+        f"paths.log_dir={tmp_path}/logs",
+        f"paths.cache_dir={tmp_path}/cache",
+        "extras.print_config=false",
+    ]
     cmd = [sys.executable, str(ROOT / "train.py"), *args]
     env = dict(os.environ, HYDRA_FULL_ERROR="1")
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
     zoo = Zoo(tmp_path / "zoo")
     deadline = time.time() + 600
     # kill while the third run is writing its snapshots
@@ -125,8 +145,20 @@ def test_report_matches_records(tmp_path):
     assert pd.read_csv(tmp_path / "rep" / "report.csv").shape[0] == 2
     assert (tmp_path / "rep" / "test_at_best_val_vs_optimizer.lr.png").stat().st_size > 1000
     # the CLI on a zoo folder with a filter
-    cli = subprocess.run([sys.executable, "-m", "gnnzoo.report", str(tmp_path / "zoo"), "--where",
-                          "optimizer.lr=0.05", "--out", str(tmp_path / "rep2")], capture_output=True, text=True)
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gnnzoo.report",
+            str(tmp_path / "zoo"),
+            "--where",
+            "optimizer.lr=0.05",
+            "--out",
+            str(tmp_path / "rep2"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert cli.returncode == 0, cli.stderr[-2000:]
     assert pd.read_csv(tmp_path / "rep2" / "runs.csv").shape[0] == 2
 
@@ -152,8 +184,18 @@ def test_optuna_search_resumes_from_sqlite(tmp_path):
 @pytest.mark.slow
 def test_ddp_on_cpu_writes_one_entry(tmp_path):
     """trainer=ddp with 2 CPU processes (gloo): one run, one zoo writer."""
-    p = run_train(["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", *FAST, "data=neighbor",
-                   "data.batch_size=16", "data.num_neighbors=[5,5]"], tmp_path)
+    p = run_train(
+        [
+            "trainer=ddp",
+            "trainer.accelerator=cpu",
+            "trainer.devices=2",
+            *FAST,
+            "data=neighbor",
+            "data.batch_size=16",
+            "data.num_neighbors=[5,5]",
+        ],
+        tmp_path,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     entries = list(Zoo(tmp_path / "zoo").entries())
     assert len(entries) == 1 and entries[0].status == "completed"

@@ -1,4 +1,5 @@
 """`python train.py -m ...` end to end in a subprocess, as users run it."""
+
 from __future__ import annotations
 
 import os
@@ -16,16 +17,31 @@ def run_train(args, tmp_path, timeout=900, data_dir=None):
     if data_dir is not None:
         env["GNNZOO_DATA_DIR"] = str(data_dir)
     flags = [a for a in args if a.startswith("-")]
-    cmd = [sys.executable, str(ROOT / "train.py"), *flags, f"paths.zoo_dir={tmp_path}/zoo",
-           f"paths.log_dir={tmp_path}/logs", f"paths.cache_dir={tmp_path}/cache", "extras.print_config=false",
-           *[a for a in args if not a.startswith("-")]]  # the test's own overrides last: they win
+    cmd = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        *flags,
+        f"paths.zoo_dir={tmp_path}/zoo",
+        f"paths.log_dir={tmp_path}/logs",
+        f"paths.cache_dir={tmp_path}/cache",
+        "extras.print_config=false",
+        *[a for a in args if not a.startswith("-")],
+    ]  # the test's own overrides last: they win
     return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def test_sweep_with_diverging_job_goes_on(tmp_path):
     """Every job runs, the summary is printed, then the sweep exits 1 because a job failed."""
-    args = ["-m", "dataset=synthetic", "logger=none", "optimizer=sgd", "optimizer.momentum=0",
-            "optimizer.lr=0.05,1e30,0.1", "trainer.max_epochs=5", "trainer.enable_progress_bar=false"]
+    args = [
+        "-m",
+        "dataset=synthetic",
+        "logger=none",
+        "optimizer=sgd",
+        "optimizer.momentum=0",
+        "optimizer.lr=0.05,1e30,0.1",
+        "trainer.max_epochs=5",
+        "trainer.enable_progress_bar=false",
+    ]
     p = run_train(args, tmp_path)
     assert p.returncode == 1, p.stderr[-3000:]
     assert "sweep summary: 2 done, 0 skipped, 1 failed" in p.stdout
@@ -44,8 +60,19 @@ def test_sweep_with_diverging_job_goes_on(tmp_path):
 
 
 def test_sweep_where_every_job_fails_exits_nonzero(tmp_path):
-    p = run_train(["-m", "dataset=synthetic", "logger=none", "optimizer=sgd", "optimizer.momentum=0",
-                   "optimizer.lr=1e30,1e31", "trainer.max_epochs=3", "trainer.enable_progress_bar=false"], tmp_path)
+    p = run_train(
+        [
+            "-m",
+            "dataset=synthetic",
+            "logger=none",
+            "optimizer=sgd",
+            "optimizer.momentum=0",
+            "optimizer.lr=1e30,1e31",
+            "trainer.max_epochs=3",
+            "trainer.enable_progress_bar=false",
+        ],
+        tmp_path,
+    )
     assert p.returncode == 1, p.stderr[-3000:]
     assert "sweep summary: 0 done, 0 skipped, 2 failed" in p.stdout
 
@@ -79,8 +106,12 @@ def test_issue_sweep_cora_citeseer_gcn_gat(tmp_path):
     data = shared_data_dir()
     if data is None:
         pytest.skip("GNNZOO_DATA_DIR not set")
-    p = run_train(["-m", "seed=0,1,2", "dataset=cora,citeseer", "backbone=gcn,gat",
-                   "trainer.enable_progress_bar=false"], tmp_path, timeout=1800, data_dir=data)
+    p = run_train(
+        ["-m", "seed=0,1,2", "dataset=cora,citeseer", "backbone=gcn,gat", "trainer.enable_progress_bar=false"],
+        tmp_path,
+        timeout=1800,
+        data_dir=data,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     df = Zoo(tmp_path / "zoo").df(status="completed")
     assert len(df) == 12
@@ -102,11 +133,16 @@ def test_sweep_composer_equals_hydra(tmp_path):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         loader = GlobalHydra.instance().hydra.config_loader
         master = loader.load_configuration("train", overrides=["logger=none"], run_mode=RunMode.MULTIRUN)
-        jobs = [["optimizer=sgd", f"optimizer.lr={lr}", f"backbone.hidden_channels={h}", "seed=3", "logger=none"]
-                for lr in (0.1, 0.5) for h in (16, 32)]
-        jobs += [["optimizer=adam", "optimizer.lr=0.01", "backbone.dropout=0.9", "logger=none"],
-                 ["backbone=sage", "+backbone.extra=1", "optimizer.weight_decay=0.1"],
-                 ["dataset=citeseer", "paths.zoo_dir=/x/y", "monitor.metric=val/loss", "monitor.mode=min"]]
+        jobs = [
+            ["optimizer=sgd", f"optimizer.lr={lr}", f"backbone.hidden_channels={h}", "seed=3", "logger=none"]
+            for lr in (0.1, 0.5)
+            for h in (16, 32)
+        ]
+        jobs += [
+            ["optimizer=adam", "optimizer.lr=0.01", "backbone.dropout=0.9", "logger=none"],
+            ["backbone=sage", "+backbone.extra=1", "optimizer.weight_decay=0.1"],
+            ["dataset=citeseer", "paths.zoo_dir=/x/y", "monitor.metric=val/loss", "monitor.mode=min"],
+        ]
         composer = SweepComposer(loader, master)
         for ov in jobs:
             fast, ref = composer.compose(ov), loader.load_sweep_config(master, ov)

@@ -1,4 +1,5 @@
 """The task wrapper tells the truth: run ids, exit statuses, interruptions, unwritable zoos, launchers."""
+
 from __future__ import annotations
 
 import os
@@ -26,9 +27,11 @@ SYN = ["dataset=synthetic", "dataset.loader.num_nodes=300", "trainer.max_epochs=
 
 # Computed by gnnzoo 0.1 (before the task= group existed) for these configs: a zoo written then is
 # still resumed now.
-GOLDEN = [(["dataset=synthetic"], "e0f5f6ec18c8a552"),
-          (["dataset=cora", "backbone=gat", "seed=3"], "0021f9141ad5cb54"),
-          (["backbone=sage", "optimizer=sgd", "optimizer.lr=0.1", "experiment=gat_cora"], "f417d7856435e1e2")]
+GOLDEN = [
+    (["dataset=synthetic"], "e0f5f6ec18c8a552"),
+    (["dataset=cora", "backbone=gat", "seed=3"], "0021f9141ad5cb54"),
+    (["backbone=sage", "optimizer=sgd", "optimizer.lr=0.1", "experiment=gat_cora"], "f417d7856435e1e2"),
+]
 
 
 @pytest.mark.parametrize("overrides,rid", GOLDEN, ids=[g[1] for g in GOLDEN])
@@ -44,11 +47,13 @@ def test_a_zoo_written_before_the_task_group_is_still_resumed(tmp_path):
 
 def test_neutral_groups_and_display_keys_leave_ids_unchanged(tmp_path):
     base = run_id(make_cfg(SYN, tmp_path))
-    same = [["pruning=none", "+newgroup.option=none"],                 # method groups at their neutral default
-            ["+extras.new_display_key=1", "logger=csv", "trainer.enable_progress_bar=true", "threads=1"],
-            ["task=soup", "soup=learned", "soup.params.lr=0.5"],        # other tasks' groups
-            ["pruning=one_shot", "pruning.weight_sparsity=0.5"],
-            ["+encoder.name=ng_gnn", "zoo.snapshot_every=5", "fail_fast=true", "paths.zoo_dir=/elsewhere"]]
+    same = [
+        ["pruning=none", "+newgroup.option=none"],  # method groups at their neutral default
+        ["+extras.new_display_key=1", "logger=csv", "trainer.enable_progress_bar=true", "threads=1"],
+        ["task=soup", "soup=learned", "soup.params.lr=0.5"],  # other tasks' groups
+        ["pruning=one_shot", "pruning.weight_sparsity=0.5"],
+        ["+encoder.name=ng_gnn", "zoo.snapshot_every=5", "fail_fast=true", "paths.zoo_dir=/elsewhere"],
+    ]
     for extra in same:
         assert run_id(make_cfg(SYN + extra, tmp_path)) == base, extra
     for extra in (["optimizer.lr=0.5"], ["seed=1"], ["dataset.loader.seed=1"], ["trainer.max_epochs=4"]):
@@ -67,8 +72,14 @@ def test_every_task_option_composes_and_names_a_task(tmp_path):
 # ------------------------------------------------------------------------------------------ checks
 
 
-@pytest.mark.parametrize("override,needle", [("threads=-1", "threads=-1"), ("monitor.patience=-5", "monitor.patience=-5"),
-                                             ("zoo.parallel_models=0", "zoo.parallel_models=0")])
+@pytest.mark.parametrize(
+    "override,needle",
+    [
+        ("threads=-1", "threads=-1"),
+        ("monitor.patience=-5", "monitor.patience=-5"),
+        ("zoo.parallel_models=0", "zoo.parallel_models=0"),
+    ],
+)
 def test_bad_shared_values_fail_before_any_work(override, needle, tmp_path):
     with pytest.raises(ConfigError, match=needle):
         run_task(make_cfg(SYN + [override], tmp_path))
@@ -86,8 +97,10 @@ def test_unwritable_zoo_fails_before_training(tmp_path):
 def test_unwritable_zoo_in_a_sweep_is_not_reported_as_recorded(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
-    p = run_train(["-m", "seed=0,1", *SYN, "logger=none", "trainer.enable_progress_bar=false",
-                   f"paths.zoo_dir={blocker}/zoo"], tmp_path)
+    p = run_train(
+        ["-m", "seed=0,1", *SYN, "logger=none", "trainer.enable_progress_bar=false", f"paths.zoo_dir={blocker}/zoo"],
+        tmp_path,
+    )
     assert p.returncode == 1, p.stderr[-3000:]
     assert "sweep summary: 0 done, 0 skipped, 2 failed" in p.stdout
     assert "is not writable" in p.stdout and "nothing was written to the zoo" in p.stdout
@@ -95,25 +108,52 @@ def test_unwritable_zoo_in_a_sweep_is_not_reported_as_recorded(tmp_path):
 
 
 def test_batched_launcher_runs_the_task_it_was_given(tmp_path):
-    p = run_train(["-m", "hydra/launcher=batched", "soup=uniform", "soup.ingredients=2", "seed=0,1", *SYN,
-                   "logger=none", "trainer.enable_progress_bar=false"], tmp_path)
+    p = run_train(
+        [
+            "-m",
+            "hydra/launcher=batched",
+            "soup=uniform",
+            "soup.ingredients=2",
+            "seed=0,1",
+            *SYN,
+            "logger=none",
+            "trainer.enable_progress_bar=false",
+        ],
+        tmp_path,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     assert "sweep summary: 2 done, 0 skipped, 0 failed" in p.stdout
     zoo = Zoo(tmp_path / "zoo")
     soups = zoo.df(kind="soup")
     assert sorted(soups.seed) == [0, 1]  # one soup per job, each of 2 ingredients (init_seed follows seed)
-    assert len(zoo.df(kind="run")) == 4 and all(len(zoo.df(kind="soup", parent=r)) == 1 for r in zoo.df(kind="run").run_id)
+    assert len(zoo.df(kind="run")) == 4 and all(
+        len(zoo.df(kind="soup", parent=r)) == 1 for r in zoo.df(kind="run").run_id
+    )
 
 
 # ------------------------------------------------------------------------------------------ signals
 
 
 def _start(args, tmp_path):
-    cmd = [sys.executable, str(ROOT / "train.py"), *args, f"paths.zoo_dir={tmp_path}/zoo",
-           f"paths.log_dir={tmp_path}/logs", f"paths.cache_dir={tmp_path}/cache", "extras.print_config=false",
-           "logger=none", "trainer.enable_progress_bar=false"]
-    return subprocess.Popen(cmd, cwd=tmp_path, env=dict(os.environ, HYDRA_FULL_ERROR="1"), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    cmd = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        *args,
+        f"paths.zoo_dir={tmp_path}/zoo",
+        f"paths.log_dir={tmp_path}/logs",
+        f"paths.cache_dir={tmp_path}/cache",
+        "extras.print_config=false",
+        "logger=none",
+        "trainer.enable_progress_bar=false",
+    ]
+    return subprocess.Popen(
+        cmd,
+        cwd=tmp_path,
+        env=dict(os.environ, HYDRA_FULL_ERROR="1"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for_snapshot(zoo_dir: Path, proc, timeout=240):
@@ -125,12 +165,20 @@ def _wait_for_snapshot(zoo_dir: Path, proc, timeout=240):
     raise AssertionError(f"training did not start: {proc.poll()} {proc.stderr.read()[-2000:] if proc.poll() else ''}")
 
 
-LONG = ["dataset=synthetic", "dataset.loader.num_nodes=3000", "trainer.max_epochs=100000", "monitor.patience=null",
-        "zoo.snapshot_every=1"]
+LONG = [
+    "dataset=synthetic",
+    "dataset.loader.num_nodes=3000",
+    "trainer.max_epochs=100000",
+    "monitor.patience=null",
+    "zoo.snapshot_every=1",
+]
 
 
-@pytest.mark.parametrize("sig,code,args", [(signal.SIGTERM, 143, ["-m", "seed=0,1"]), (signal.SIGINT, 130, [])],
-                         ids=["sigterm-sweep", "sigint-run"])
+@pytest.mark.parametrize(
+    "sig,code,args",
+    [(signal.SIGTERM, 143, ["-m", "seed=0,1"]), (signal.SIGINT, 130, [])],
+    ids=["sigterm-sweep", "sigint-run"],
+)
 def test_interrupted_run_is_unrecorded_and_exits_128_plus_signal(sig, code, args, tmp_path):
     proc = _start(args + LONG, tmp_path)
     _wait_for_snapshot(tmp_path / "zoo", proc)

@@ -1,16 +1,16 @@
 """Training: every backbone wires up, real-data accuracy, determinism, equivalences of the fast paths."""
+
 from __future__ import annotations
 
 import math
 
 import pytest
 import torch
-from hydra.utils import instantiate
 
 from conftest import make_cfg
 from gnnzoo.backbones import BACKBONES
-from gnnzoo.data.synthetic import make_sbm_graph
 from gnnzoo.data import load_graph
+from gnnzoo.data.synthetic import make_sbm_graph
 from gnnzoo.tasks.backbone import train
 from gnnzoo.zoo import Zoo
 
@@ -54,8 +54,9 @@ def test_fused_eval_matches_lightning_val_loop(tmp_path):
     """Evaluating after the optimizer step (fused) gives the same curves as Lightning's val loop."""
     out = []
     for fused in ("true", "false"):
-        cfg = make_cfg(SYN + ["trainer.max_epochs=12", f"data.fused_eval={fused}",
-                              f"paths.zoo_dir={tmp_path}/{fused}"], tmp_path)
+        cfg = make_cfg(
+            SYN + ["trainer.max_epochs=12", f"data.fused_eval={fused}", f"paths.zoo_dir={tmp_path}/{fused}"], tmp_path
+        )
         res = train(cfg)
         out.append((res, Zoo(tmp_path / fused)[res["run_id"]].record["curves"]))
     (ra, ca), (rb, cb) = out
@@ -66,8 +67,17 @@ def test_fused_eval_matches_lightning_val_loop(tmp_path):
 
 
 def test_patience_stops_early(tmp_path):
-    cfg = make_cfg(SYN + ["trainer.max_epochs=200", "monitor.patience=3", "optimizer=sgd",
-                          "optimizer.lr=1e-12", "optimizer.momentum=0"], tmp_path)
+    cfg = make_cfg(
+        SYN
+        + [
+            "trainer.max_epochs=200",
+            "monitor.patience=3",
+            "optimizer=sgd",
+            "optimizer.lr=1e-12",
+            "optimizer.momentum=0",
+        ],
+        tmp_path,
+    )
     res = train(cfg)
     rec = Zoo(tmp_path / "zoo")[res["run_id"]].record
     # lr ~ 0: val acc never improves after epoch 0, so training stops after 1 + patience epochs
@@ -76,8 +86,11 @@ def test_patience_stops_early(tmp_path):
 
 
 def test_neighbor_minibatch_training(tmp_path):
-    cfg = make_cfg(SYN + ["data=neighbor", "data.batch_size=32", "data.num_neighbors=[5,5]",
-                          "trainer.max_epochs=20", "backbone=sage"], tmp_path)
+    cfg = make_cfg(
+        SYN
+        + ["data=neighbor", "data.batch_size=32", "data.num_neighbors=[5,5]", "trainer.max_epochs=20", "backbone=sage"],
+        tmp_path,
+    )
     res = train(cfg)
     assert res["test/acc"] > 0.5  # 4 classes: chance is 0.25
 
@@ -153,8 +166,16 @@ def test_progress_bar_is_gnnzoos_unless_one_is_configured(tmp_path, capfd):
     train(make_cfg(syn + ["trainer.enable_progress_bar=true"], tmp_path))
     err = capfd.readouterr().err
     assert "7/7" in err and "epoch=6" in err and "best=" in err  # one bar over the run, postfix from the module
-    train(make_cfg(syn + ["trainer.enable_progress_bar=true",
-                          "+callbacks.bar._target_=pytorch_lightning.callbacks.TQDMProgressBar"], tmp_path))
+    train(
+        make_cfg(
+            syn
+            + [
+                "trainer.enable_progress_bar=true",
+                "+callbacks.bar._target_=pytorch_lightning.callbacks.TQDMProgressBar",
+            ],
+            tmp_path,
+        )
+    )
     assert "best=" not in capfd.readouterr().err  # a configured bar replaces gnnzoo's, without a clash
     train(make_cfg(syn + ["trainer.enable_progress_bar=false"], tmp_path))
     assert "7/7" not in capfd.readouterr().err

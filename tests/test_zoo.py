@@ -1,4 +1,5 @@
 """The zoo: round trip, resume, failures, corrupt and unsafe files."""
+
 from __future__ import annotations
 
 import json

@@ -1,4 +1,6 @@
 """gnnzoo: weight-space learning on graph neural networks."""
+
+import logging as _logging
 import warnings as _warnings
 
 __version__ = "0.1.0"
@@ -12,8 +14,6 @@ _register_resolvers()  # ${gnnzoo.abspath:...} in conf/paths
 _warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
 _warnings.filterwarnings("ignore", message="Sparse invariant checks are implicitly disabled")
 _warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
-
-import logging as _logging
 
 
 class _NoAdverts(_logging.Filter):

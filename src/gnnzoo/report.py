@@ -7,6 +7,7 @@ Reads only the zoo (never W&B), so it works with W&B offline or disabled. A conf
 run's identity config (what its run id hashes) without ``seed`` / ``init_seed``; the swept
 parameters are the identity keys whose values differ between the selected runs.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,9 +51,14 @@ def collect(source: str | Path, where: Sequence[str] = ()) -> pd.DataFrame:
     rows = []
     for e in entries:
         rec = e.record
-        row = {"run_id": rec["run_id"], "status": rec["status"], "seed": rec.get("seed"),
-               "dataset": rec.get("dataset"), "backbone": rec.get("backbone"),
-               **{m: rec.get(m) for m in METRICS}}
+        row = {
+            "run_id": rec["run_id"],
+            "status": rec["status"],
+            "seed": rec.get("seed"),
+            "dataset": rec.get("dataset"),
+            "backbone": rec.get("backbone"),
+            **{m: rec.get(m) for m in METRICS},
+        }
         row.update({f"param.{k}": (json.dumps(v) if isinstance(v, list) else v) for k, v in _identity_row(rec).items()})
         rows.append(row)
     df = pd.DataFrame(rows)
@@ -104,10 +110,13 @@ def to_markdown(agg: pd.DataFrame, swept: list[str]) -> str:
     header = keys + ["seeds", "failed", "best val %", "test at best val %", "wall time s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for _, r in agg.iterrows():
-        cells = [str(r[k]) for k in keys] + [str(r.seeds), str(r.failed),
-                                             _pm(r.best_val_mean, r.best_val_std),
-                                             _pm(r.test_at_best_val_mean, r.test_at_best_val_std),
-                                             _pm(r.wall_time_s_mean, r.wall_time_s_std, 1.0, 1)]
+        cells = [str(r[k]) for k in keys] + [
+            str(r.seeds),
+            str(r.failed),
+            _pm(r.best_val_mean, r.best_val_std),
+            _pm(r.test_at_best_val_mean, r.test_at_best_val_std),
+            _pm(r.wall_time_s_mean, r.wall_time_s_std, 1.0, 1),
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -130,8 +139,9 @@ def plot(agg: pd.DataFrame, swept: list[str], out: Path, metric: str = "test_at_
             cats = sorted({str(v) for v in values})
             x = agg[p].astype(str).map({c: i for i, c in enumerate(cats)})
             ax.set_xticks(range(len(cats)), cats, rotation=30, ha="right")
-        ax.errorbar(x, 100 * agg[f"{metric}_mean"], yerr=100 * agg[f"{metric}_std"].fillna(0), fmt="o",
-                    alpha=0.75, capsize=3)
+        ax.errorbar(
+            x, 100 * agg[f"{metric}_mean"], yerr=100 * agg[f"{metric}_std"].fillna(0), fmt="o", alpha=0.75, capsize=3
+        )
         best = agg.loc[agg.groupby(x)[f"{metric}_mean"].idxmax().dropna()]
         bx = pd.to_numeric(best[p]) if numeric else best[p].astype(str).map({c: i for i, c in enumerate(cats)})
         order = bx.argsort()
@@ -160,13 +170,16 @@ def report(source: str | Path, out: str | Path | None = None, where: Sequence[st
     df.to_csv(out / "runs.csv", index=False)
     agg.to_csv(out / "report.csv", index=False)
     md = to_markdown(agg, swept)
-    (out / "report.md").write_text(f"# Report: {source}\n\n{len(df)} runs, swept: {', '.join(swept) or 'nothing'}\n\n" + md)
-    files = plot(agg, swept, out) if plots else []
-    _print(agg, swept, len(df), out)
-    return {"runs": df, "table": agg, "swept": swept, "out": out, "plots": files}
+    (out / "report.md").write_text(
+        f"# Report: {source}\n\n{len(df)} runs, swept: {', '.join(swept) or 'nothing'}\n\n" + md
+    )
+    files = plot(agg, swept, out) if plots else None
+    _print(agg, swept, len(df), out, files)
+    return {"runs": df, "table": agg, "swept": swept, "out": out, "plots": files or []}
 
 
-def _print(agg: pd.DataFrame, swept: list[str], n: int, out: Path) -> None:
+def _print(agg: pd.DataFrame, swept: list[str], n: int, out: Path, plots: Sequence[Path] | None) -> None:
+    """The table, then what was written (``plots``: the PNGs drawn; None: plots were turned off)."""
     from rich.table import Table
 
     keys = swept or ["dataset"]
@@ -174,17 +187,32 @@ def _print(agg: pd.DataFrame, swept: list[str], n: int, out: Path) -> None:
     for k in keys + ["seeds", "failed", "best val", "test at best val", "wall s"]:
         t.add_column(k)
     for _, r in agg.iterrows():
-        t.add_row(*[str(r[k]) for k in keys], str(r.seeds), str(r.failed), _pm(r.best_val_mean, r.best_val_std),
-                  _pm(r.test_at_best_val_mean, r.test_at_best_val_std), _pm(r.wall_time_s_mean, r.wall_time_s_std, 1, 1))
+        t.add_row(
+            *[str(r[k]) for k in keys],
+            str(r.seeds),
+            str(r.failed),
+            _pm(r.best_val_mean, r.best_val_std),
+            _pm(r.test_at_best_val_mean, r.test_at_best_val_std),
+            _pm(r.wall_time_s_mean, r.wall_time_s_std, 1, 1),
+        )
     console.print(t)
-    console.print(f"written: {out}/report.csv, report.md, runs.csv and plots")
+    if plots:
+        what = f" and {len(plots)} plot{'s' if len(plots) > 1 else ''} ({', '.join(Path(p).name for p in plots)})"
+    else:
+        what = " (no plot: " + ("--no-plots" if plots is None else "no parameter was swept, nothing to plot") + ")"
+    console.print(f"written: {out}/report.csv, report.md, runs.csv{what}")
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m gnnzoo.report", description=__doc__.split("\n\n")[0])
     ap.add_argument("source", help="a multirun folder (logs/train/multiruns/...) or a zoo folder")
-    ap.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
-                    help="keep runs whose dataset/backbone/status or config key equals VALUE (repeatable)")
+    ap.add_argument(
+        "--where",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keep runs whose dataset/backbone/status or config key equals VALUE (repeatable)",
+    )
     ap.add_argument("--out", default=None, help="output folder (default: SOURCE/report)")
     ap.add_argument("--no-plots", action="store_true")
     args = ap.parse_args(argv)

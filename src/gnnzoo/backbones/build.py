@@ -1,4 +1,5 @@
 """``build_backbone(cfg)``: the configured backbone with its seeded initial weights."""
+
 from __future__ import annotations
 
 from omegaconf import DictConfig

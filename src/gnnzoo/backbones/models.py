@@ -18,6 +18,7 @@ input dropout then acts on the stored values only, and the first layer starts wi
 map, which CSR supports. For SAGE and GIN, whose PyG layers aggregate before the linear map, the
 first layer is computed in the equivalent order (mean/sum aggregation commutes with a linear map).
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
@@ -150,10 +151,22 @@ def dropout_input(x: Tensor, p: float, training: bool) -> Tensor:
     return F.dropout(x, p, training)
 
 
-def _check(name: str, in_channels: int, hidden_channels: int, out_channels: int, num_layers: int,
-           dropout: float, norm: str | None, act: str) -> None:
-    for key, v in (("in_channels", in_channels), ("hidden_channels", hidden_channels),
-                   ("out_channels", out_channels), ("num_layers", num_layers)):
+def _check(
+    name: str,
+    in_channels: int,
+    hidden_channels: int,
+    out_channels: int,
+    num_layers: int,
+    dropout: float,
+    norm: str | None,
+    act: str,
+) -> None:
+    for key, v in (
+        ("in_channels", in_channels),
+        ("hidden_channels", hidden_channels),
+        ("out_channels", out_channels),
+        ("num_layers", num_layers),
+    ):
         if not isinstance(v, int) or v < 1:
             raise ValueError(f"{name}: {key} must be a positive integer, got {v!r}")
     if not 0.0 <= float(dropout) < 1.0:
@@ -169,11 +182,22 @@ class Backbone(nn.Module):
 
     name = "backbone"
 
-    def __init__(self, in_channels: int, hidden_channels: int, out_channels: int, num_layers: int = 2,
-                 dropout: float = 0.5, norm: str | None = None, act: str = "relu", name: str | None = None):
+    def __init__(
+        self,
+        in_channels: int,
+        hidden_channels: int,
+        out_channels: int,
+        num_layers: int = 2,
+        dropout: float = 0.5,
+        norm: str | None = None,
+        act: str = "relu",
+        name: str | None = None,
+    ):
         super().__init__()
         if name is not None and name != self.name:
-            raise ValueError(f"config name {name!r} does not match backbone class {type(self).__name__} ({self.name!r})")
+            raise ValueError(
+                f"config name {name!r} does not match backbone class {type(self).__name__} ({self.name!r})"
+            )
         _check(self.name, in_channels, hidden_channels, out_channels, num_layers, dropout, norm, act)
         self.in_channels, self.hidden_channels, self.out_channels = in_channels, hidden_channels, out_channels
         self.num_layers, self.dropout = num_layers, float(dropout)
@@ -306,8 +330,9 @@ class GIN(Backbone):
         super().__init__(*args, **kwargs)
 
     def make_layer(self, i, d_in, d_out):
-        mlp = nn.Sequential(nn.Linear(d_in, self.hidden_channels), ACTS[self.act_name](),
-                            nn.Linear(self.hidden_channels, d_out))
+        mlp = nn.Sequential(
+            nn.Linear(d_in, self.hidden_channels), ACTS[self.act_name](), nn.Linear(self.hidden_channels, d_out)
+        )
         return GINConv(mlp, train_eps=self.train_eps)
 
     def apply_layer(self, i, x, edge_index, edge_weight=None):

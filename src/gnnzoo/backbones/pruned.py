@@ -4,6 +4,7 @@ Edges are counted in *units*: with ``symmetric=True`` the two directions (u, v) 
 edge are one unit (kept or pruned together); with ``symmetric=False`` every directed edge is its own unit.
 Self-loops are outside the mask: they are always kept (the layers add their own anyway) and never counted.
 """
+
 from __future__ import annotations
 
 import torch
@@ -34,8 +35,10 @@ class EdgeUnits:
     def directed(self, keep: Tensor) -> Tensor:
         """Bool per edge: kept if its unit is kept (self-loops always)."""
         if keep.numel() != self.num_units:
-            raise ValueError(f"edge mask has {keep.numel()} entries, the graph has {self.num_units} "
-                             f"{'undirected' if self.symmetric else 'directed'} edges (another graph?)")
+            raise ValueError(
+                f"edge mask has {keep.numel()} entries, the graph has {self.num_units} "
+                f"{'undirected' if self.symmetric else 'directed'} edges (another graph?)"
+            )
         out = keep.to(self.unit.device)[self.unit.clamp(min=0)]
         return out | self.loops
 
@@ -49,8 +52,13 @@ class PrunedBackbone(nn.Module):
     """A backbone with a ticket: its pruned weights are zeros in ``backbone``; ``edge_keep`` (bool per edge
     unit, or None) removes the pruned edges of the graph it was pruned on before every forward."""
 
-    def __init__(self, backbone: nn.Module, weight_masks: dict[str, Tensor] | None = None,
-                 edge_keep: Tensor | None = None, symmetric: bool = True):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        weight_masks: dict[str, Tensor] | None = None,
+        edge_keep: Tensor | None = None,
+        symmetric: bool = True,
+    ):
         super().__init__()
         self.backbone = backbone
         self.weight_masks = dict(weight_masks or {})

@@ -8,6 +8,7 @@ features side by side). Their values reproduce PyG's layers exactly:
 * ``mean``: mean over incoming edges (SAGEConv, aggr='mean'); nodes without in-edges get 0;
 * ``sum``: sum over incoming edges, duplicates counted (GINConv).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -112,6 +113,7 @@ class GraphOps:
         def build():
             ei, w = gcn_norm(self.edge_index, None, self.n, add_self_loops=True)
             return SparseOp.from_edges(ei[1], ei[0], w, self.n)
+
         return self._get("gcn", build)
 
     @property
@@ -120,6 +122,7 @@ class GraphOps:
             src, dst = self.edge_index
             deg = torch.bincount(dst, minlength=self.n).clamp(min=1).float()
             return SparseOp.from_edges(dst, src, 1.0 / deg[dst], self.n)
+
         return self._get("mean", build)
 
     @property
@@ -127,18 +130,21 @@ class GraphOps:
         def build():
             src, dst = self.edge_index
             return SparseOp.from_edges(dst, src, torch.ones(src.numel()), self.n)
+
         return self._get("sum", build)
 
     @property
     def gat_edges(self) -> tuple[Tensor, Tensor, Tensor]:
         """(src, dst, in-degree) with self-loops as GATConv builds them (remove, then add one per
         node), sorted by dst so that per-node reductions are contiguous segments."""
+
         def build():
             ei, _ = remove_self_loops(self.edge_index)
             ei, _ = add_self_loops(ei, num_nodes=self.n)
             order = torch.argsort(ei[1], stable=True)
             src, dst = ei[0][order], ei[1][order]
             return src, dst, torch.bincount(dst, minlength=self.n)
+
         return self._get("gat", build)
 
 

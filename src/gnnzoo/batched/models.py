@@ -13,6 +13,7 @@ differ per model. Activations are laid out [N, n, d].
 Not batched: ``norm='batch'`` (per-model running statistics are not implemented) and SAGE with
 ``aggr='max'`` (max aggregation does not commute with the linear map); both raise a clear error.
 """
+
 from __future__ import annotations
 
 import math
@@ -31,8 +32,15 @@ _ACT = {"relu": F.relu, "elu": F.elu, "gelu": F.gelu, "tanh": torch.tanh}
 
 def arch_signature(model: Backbone) -> tuple:
     """Everything that must be equal for two single models to share a batch (not dropout)."""
-    sig = [type(model).__name__, model.in_channels, model.hidden_channels, model.out_channels,
-           model.num_layers, model.norm_name, model.act_name]
+    sig = [
+        type(model).__name__,
+        model.in_channels,
+        model.hidden_channels,
+        model.out_channels,
+        model.num_layers,
+        model.norm_name,
+        model.act_name,
+    ]
     for attr in ("heads", "out_heads", "aggr", "train_eps"):
         if hasattr(model, attr):
             sig.append((attr, getattr(model, attr)))
@@ -51,7 +59,7 @@ def _keep_mask(shape: tuple, keep: Tensor, gen) -> tuple[Tensor, Tensor]:
     Draws 16-bit uniforms four at a time from 64-bit random integers (3x faster than torch.rand on
     CPU); keep probabilities are rounded to multiples of 1/65536 and the returned rates are the
     rounded ones, so scaling by them keeps dropout unbiased."""
-    lo, hi = -2**63, 2**63 - 1
+    lo, hi = -(2**63), 2**63 - 1
     if isinstance(gen, (list, tuple)):
         if len(gen) != shape[0]:
             raise ValueError(f"{len(gen)} generators for a mask over {shape[0]} models")
@@ -103,8 +111,14 @@ def _block_structure(x: Tensor, N: int) -> dict[str, Tensor]:
         bcrow_t, bcol_t = block(crow_t, col_t, n)
         _BLOCK_CACHE.clear()  # one graph at a time
         # the index tensors are held so that their storage (the key) cannot be reused while cached
-        _BLOCK_CACHE[key] = {"crow": bcrow, "col": bcol, "crow_t": bcrow_t, "col_t": bcol_t, "perm": perm,
-                             "source": (crow, col)}
+        _BLOCK_CACHE[key] = {
+            "crow": bcrow,
+            "col": bcol,
+            "crow_t": bcrow_t,
+            "col_t": bcol_t,
+            "perm": perm,
+            "source": (crow, col),
+        }
     return _BLOCK_CACHE[key]
 
 
@@ -143,15 +157,23 @@ def _prop(op, h: Tensor) -> Tensor:
 class BatchedBackbone(nn.Module):
     """N single backbones of the same architecture, stacked. Build with :meth:`from_singles`."""
 
-    def __init__(self, template: Backbone, states: Sequence[dict[str, Tensor]], dropout: Sequence[float],
-                 attn_dropout: Sequence[float] | None = None):
+    def __init__(
+        self,
+        template: Backbone,
+        states: Sequence[dict[str, Tensor]],
+        dropout: Sequence[float],
+        attn_dropout: Sequence[float] | None = None,
+    ):
         super().__init__()
         if template.norm_name == "batch":
-            raise NotImplementedError("norm='batch' cannot be batched (per-model running statistics); "
-                                      "use norm=null or norm=layer, or train these models one by one")
+            raise NotImplementedError(
+                "norm='batch' cannot be batched (per-model running statistics); "
+                "use norm=null or norm=layer, or train these models one by one"
+            )
         if isinstance(template, SAGE) and template.aggr == "max":
-            raise NotImplementedError("SAGE with aggr='max' cannot be batched (max does not commute with "
-                                      "the linear map); use mean or sum")
+            raise NotImplementedError(
+                "SAGE with aggr='max' cannot be batched (max does not commute with the linear map); use mean or sum"
+            )
         self.template = [template]  # kept out of the module tree (not a submodule)
         self.family = type(template).__name__.lower()
         self.num_models = len(states)
@@ -179,10 +201,16 @@ class BatchedBackbone(nn.Module):
         sig = arch_signature(models[0])
         for i, m in enumerate(models[1:], 1):
             if arch_signature(m) != sig:
-                raise ValueError(f"model {i} has architecture {arch_signature(m)}, model 0 has {sig}: "
-                                 "models of different shapes go into separate batches")
-        return cls(models[0], [m.state_dict() for m in models], [m.dropout for m in models],
-                   [getattr(m, "attn_dropout", 0.0) for m in models])
+                raise ValueError(
+                    f"model {i} has architecture {arch_signature(m)}, model 0 has {sig}: "
+                    "models of different shapes go into separate batches"
+                )
+        return cls(
+            models[0],
+            [m.state_dict() for m in models],
+            [m.dropout for m in models],
+            [getattr(m, "attn_dropout", 0.0) for m in models],
+        )
 
     def p(self, name: str) -> Tensor:
         key = name.replace(".", "__")
@@ -240,13 +268,17 @@ class BatchedBackbone(nn.Module):
         return h
 
     def _forward_mlp(self, t: MLP, x: Tensor, ops: GraphOps) -> Tensor:
-        return self._stack(t, x, lambda i, h: self._lin_in(i, h, self.p(f"layers.{i}.weight"))
-                           + self.p(f"layers.{i}.bias").unsqueeze(1))
+        return self._stack(
+            t,
+            x,
+            lambda i, h: self._lin_in(i, h, self.p(f"layers.{i}.weight")) + self.p(f"layers.{i}.bias").unsqueeze(1),
+        )
 
     def _forward_gcn(self, t: GCN, x: Tensor, ops: GraphOps, props: list | None = None) -> Tensor:
         def layer(i, h):
             h = self._lin_in(i, h, self.p(f"layers.{i}.lin.weight"))
             return _prop(props[i] if props else ops.gcn, h) + self.p(f"layers.{i}.bias").unsqueeze(1)
+
         return self._stack(t, x, layer)
 
     def _forward_appnp(self, t: APPNP, x: Tensor, ops: GraphOps) -> Tensor:
@@ -265,6 +297,7 @@ class BatchedBackbone(nn.Module):
             out = Wl.size(1)
             both = self._lin_in(i, h, torch.cat([Wl, Wr], dim=1))  # same dropout mask for both maps
             return _prop(op, both[..., :out]) + self.p(f"layers.{i}.lin_l.bias").unsqueeze(1) + both[..., out:]
+
         return self._stack(t, x, layer)
 
     def _forward_gin(self, t: GIN, x: Tensor, ops: GraphOps) -> Tensor:
@@ -275,6 +308,7 @@ class BatchedBackbone(nn.Module):
             eps = self.p(f"layers.{i}.eps").view(-1, 1, 1)
             a = (1 + eps) * a + _prop(ops.sum, a) + self.p(f"layers.{i}.nn.0.bias").unsqueeze(1)
             return _linear(act(a), self.p(f"layers.{i}.nn.2.weight"), self.p(f"layers.{i}.nn.2.bias"))
+
         return self._stack(t, x, layer)
 
     def _forward_gat(self, t: GAT, x: Tensor, ops: GraphOps) -> Tensor:
@@ -300,4 +334,5 @@ class BatchedBackbone(nn.Module):
             out = SegmentSum.apply(msg, deg, dst).transpose(0, 1)
             out = out.mean(dim=2) if last else out.reshape(N, n, heads * C)
             return out + self.p(f"layers.{i}.bias").unsqueeze(1)
+
         return self._stack(t, x, layer)

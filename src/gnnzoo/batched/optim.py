@@ -7,6 +7,7 @@ see tests/test_batched.py). Each run of consecutive models of one type is update
 slice of the stacked tensors (the batched trainer orders models by type, so a batch has at most three
 runs); models marked inactive are left unchanged.
 """
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -21,15 +22,24 @@ def optimizer_kind(target: str) -> str:
     """Map an optimizer ``_target_`` (``torch.optim.Adam``) to a batched kind."""
     name = target.rsplit(".", 1)[-1].lower()
     if name not in KINDS:
-        raise NotImplementedError(f"optimizer {target} has no batched form; batched training supports "
-                                  f"{', '.join('torch.optim.' + k.upper() if k == 'sgd' else k for k in KINDS)}")
+        raise NotImplementedError(
+            f"optimizer {target} has no batched form; batched training supports "
+            f"{', '.join('torch.optim.' + k.upper() if k == 'sgd' else k for k in KINDS)}"
+        )
     return name
 
 
 class BatchedOptimizer:
-    def __init__(self, params: dict[str, torch.nn.Parameter], kinds: Sequence[str], lr: Sequence[float],
-                 weight_decay: Sequence[float], momentum: Sequence[float] | None = None,
-                 betas: Sequence[tuple[float, float]] | None = None, eps: Sequence[float] | None = None):
+    def __init__(
+        self,
+        params: dict[str, torch.nn.Parameter],
+        kinds: Sequence[str],
+        lr: Sequence[float],
+        weight_decay: Sequence[float],
+        momentum: Sequence[float] | None = None,
+        betas: Sequence[tuple[float, float]] | None = None,
+        eps: Sequence[float] | None = None,
+    ):
         n = len(kinds)
         for k in kinds:
             if k not in KINDS:
@@ -113,5 +123,5 @@ class BatchedOptimizer:
             v.addcmul_(g, g, value=float(1 - b2[0]))
         else:
             v.addcmul_(g, g * S(1 - b2))
-        denom = v.sqrt().div_(S((1 - b2 ** t).sqrt())).add_(B(self.eps))
-        p.addcdiv_(m, denom.div_(S(self.lr[a:b] / (1 - b1 ** t))), value=-1)
+        denom = v.sqrt().div_(S((1 - b2**t).sqrt())).add_(B(self.eps))
+        p.addcdiv_(m, denom.div_(S(self.lr[a:b] / (1 - b1**t))), value=-1)

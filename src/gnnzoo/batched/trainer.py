@@ -20,32 +20,31 @@ Limits (each raises ``NotImplementedError``, and the callers then train one by o
 only, no LR schedulers, optimizers SGD / Adam / AdamW, the CPU only (``trainer=gpu`` and DDP runs go
 through Lightning), and the batched backbone's own limits (``gnnzoo.batched.models``).
 """
+
 from __future__ import annotations
 
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
 from omegaconf import DictConfig, OmegaConf
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from gnnzoo.backbones.build import build_backbone
-from gnnzoo.batched.graph import GraphOps
+from gnnzoo.batched.fit import BatchTracker, fit_batch
 from gnnzoo.batched.models import BatchedBackbone
 from gnnzoo.batched.optim import BatchedOptimizer, optimizer_kind
 from gnnzoo.data.datasets import GraphData
 from gnnzoo.data.graph import load_graph
-from gnnzoo.lit.metrics import make_metric
 from gnnzoo.utils.config import active_methods, check_config
 from gnnzoo.utils.errors import ConfigError
 from gnnzoo.utils.io import clean_stale_tmp
-from gnnzoo.utils.logging import close_loggers, console, instantiate_loggers
+from gnnzoo.utils.logging import close_loggers, instantiate_loggers
 from gnnzoo.zoo.ids import identity_config, init_id, run_id
 from gnnzoo.zoo.record import build_record, now_iso
-from gnnzoo.zoo.store import SNAPSHOTS, Zoo, save_weights
+from gnnzoo.zoo.store import Zoo
+
 
 # per-model settings: may differ inside one batch
 @dataclass
@@ -83,21 +82,32 @@ def is_batchable_task(cfg: DictConfig) -> bool:
     """A job the batched launcher may train in a batch: the backbone task, one model (parallel_models 1), no
     method group set (such a job goes through its task, which runs the method or refuses the mix)."""
     task = cfg.get("task")
-    return ((task is None or task.get("_target_") == BACKBONE_TASK) and int(cfg.zoo.get("parallel_models", 1)) == 1
-            and not active_methods(cfg) and not cfg.zoo.get("resumable", False))
+    return (
+        (task is None or task.get("_target_") == BACKBONE_TASK)
+        and int(cfg.zoo.get("parallel_models", 1)) == 1
+        and not active_methods(cfg)
+        and not cfg.zoo.get("resumable", False)
+    )
 
 
 def _check_batchable(cfg: DictConfig) -> None:
     if cfg.data.get("batch_size") is not None:
-        raise NotImplementedError("batched training is full-batch only (data.batch_size=null); "
-                                  "neighbour-sampled runs train one by one")
+        raise NotImplementedError(
+            "batched training is full-batch only (data.batch_size=null); neighbour-sampled runs train one by one"
+        )
     if cfg.get("scheduler"):
         raise NotImplementedError("batched training has no LR schedulers (scheduler=none)")
     t = cfg.trainer
-    if str(t.get("accelerator", "cpu")) != "cpu" or t.get("strategy") not in (None, "auto") or t.get("devices", 1) not in (1, "1"):
-        raise NotImplementedError(f"batched training runs on one CPU process (trainer.accelerator={t.get('accelerator')}, "
-                                  f"strategy={t.get('strategy')}, devices={t.get('devices')}): these runs train one by one "
-                                  "through Lightning")
+    if (
+        str(t.get("accelerator", "cpu")) != "cpu"
+        or t.get("strategy") not in (None, "auto")
+        or t.get("devices", 1) not in (1, "1")
+    ):
+        raise NotImplementedError(
+            f"batched training runs on one CPU process (trainer.accelerator={t.get('accelerator')}, "
+            f"strategy={t.get('strategy')}, devices={t.get('devices')}): these runs train one by one "
+            "through Lightning"
+        )
     optimizer_kind(cfg.optimizer._target_)
     if cfg.get("callbacks"):
         raise NotImplementedError("batched training runs no extra Lightning callbacks (callbacks=default is empty)")
@@ -113,17 +123,24 @@ def _replay_to_loggers(cfg: DictConfig, rec: dict) -> None:
         for lg in loggers:
             lg.log_hyperparams({**rec["config"], "run_id": rec["run_id"], "init_id": rec["init_id"]})
             for j, epoch in enumerate(curves["epoch"]):
-                lg.log_metrics({k: v[j] for k, v in curves.items() if k != "epoch" and not k.startswith("test/")},
-                               step=epoch)
+                lg.log_metrics(
+                    {k: v[j] for k, v in curves.items() if k != "epoch" and not k.startswith("test/")}, step=epoch
+                )
             if rec["status"] == "completed":
-                lg.log_metrics({"best/val_acc": rec["metrics"]["val/acc"], "best/test_acc": rec["metrics"]["test/acc"],
-                                "best/epoch": rec["best_epoch"]})
+                lg.log_metrics(
+                    {
+                        "best/val_acc": rec["metrics"]["val/acc"],
+                        "best/test_acc": rec["metrics"]["test/acc"],
+                        "best/epoch": rec["best_epoch"],
+                    }
+                )
     finally:
         close_loggers(loggers)
 
 
-def _plan(cfgs: Sequence[DictConfig], jobs: list[BatchedJob], plains: list[dict]
-          ) -> tuple[list[dict[str, Any] | None], list[tuple[int, str]]]:
+def _plan(
+    cfgs: Sequence[DictConfig], jobs: list[BatchedJob], plains: list[dict]
+) -> tuple[list[dict[str, Any] | None], list[tuple[int, str]]]:
     """Check every config; the results of those already in the zoo (or repeated in the batch) and the
     (index, run id) of those to train."""
     results: list[dict[str, Any] | None] = [None] * len(cfgs)
@@ -134,8 +151,13 @@ def _plan(cfgs: Sequence[DictConfig], jobs: list[BatchedJob], plains: list[dict]
         rid = jobs[i].rid or run_id(plains[i], engine="batched")
         done = Zoo(cfg.paths.zoo_dir).completed(rid, engine="batched") if cfg.zoo.skip_completed else None
         if done is not None:
-            results[i] = {**done.record.get("metrics", {}), "run_id": rid, "skipped": True,
-                          "entry_dir": str(done.path), "status": "completed"}
+            results[i] = {
+                **done.record.get("metrics", {}),
+                "run_id": rid,
+                "skipped": True,
+                "entry_dir": str(done.path),
+                "status": "completed",
+            }
         elif rid in {r for _, r in todo}:
             results[i] = {"run_id": rid, "skipped": True, "duplicate": True, "status": "duplicate"}
         else:
@@ -143,15 +165,15 @@ def _plan(cfgs: Sequence[DictConfig], jobs: list[BatchedJob], plains: list[dict]
     return results, todo
 
 
-def _build(cfgs: Sequence[DictConfig], jobs: list[BatchedJob], plains: list[dict], todo: list[tuple[int, str]]
-           ) -> tuple[BatchedBackbone, list[dict], dict[str, torch.Tensor], BatchedOptimizer]:
+def _build(
+    cfgs: Sequence[DictConfig], jobs: list[BatchedJob], plains: list[dict], todo: list[tuple[int, str]]
+) -> tuple[BatchedBackbone, list[dict], dict[str, torch.Tensor], BatchedOptimizer]:
     """The batched model (each model built by the single path, from its job's start weights and masks), the
     records, the stacked weight masks and the vectorised optimizer."""
     recs, singles = [], []
     for i, rid in todo:
         job = jobs[i]
-        rec = build_record(cfgs[i], job.kind, rid, plain=plains[i], engine="batched", parents=job.parents,
-                           **job.fields)
+        rec = build_record(cfgs[i], job.kind, rid, plain=plains[i], engine="batched", parents=job.parents, **job.fields)
         single = build_backbone(cfgs[i])
         rec["init_id"] = init_id(single.state_dict())
         if job.start is not None:
@@ -169,172 +191,63 @@ def _build(cfgs: Sequence[DictConfig], jobs: list[BatchedJob], plains: list[dict
     stacked_masks = {n: torch.stack([(jobs[i].masks or {}).get(n, ones[n]) for i, _ in todo]).float() for n in masked}
     opts = [cfgs[i].optimizer for i, _ in todo]
     opt = BatchedOptimizer(
-        model.parameters_by_name(), [optimizer_kind(o._target_) for o in opts], [o.lr for o in opts],
-        [o.get("weight_decay", 0.0) for o in opts], [o.get("momentum", 0.0) for o in opts],
-        [tuple(o.get("betas", (0.9, 0.999))) for o in opts], [o.get("eps", 1e-8) for o in opts])
+        model.parameters_by_name(),
+        [optimizer_kind(o._target_) for o in opts],
+        [o.lr for o in opts],
+        [o.get("weight_decay", 0.0) for o in opts],
+        [o.get("momentum", 0.0) for o in opts],
+        [tuple(o.get("betas", (0.9, 0.999))) for o in opts],
+        [o.get("eps", 1e-8) for o in opts],
+    )
     # each model draws its dropout masks from its own generator, seeded by its own seed only: a run's
     # result does not depend on which other runs share its batch
     model.generators = [torch.Generator().manual_seed(int(cfgs[i].seed)) for i, _ in todo]
     return model, recs, stacked_masks, opt
 
 
-class _Evaluator:
-    """Losses and metrics of the N models on a node set, from their logits ``[N, nodes, classes]``."""
-
-    def __init__(self, graph: GraphData, n_models: int):
-        d = graph.data
-        self.graph, self.y, self.n = graph, d.y, n_models
-        self.idx = {k: getattr(d, f"{k}_mask").nonzero().view(-1) for k in ("train", "val", "test")}
-        self.metric = make_metric(graph.metric, graph.num_classes, graph.ogb_name)
-
-    def ce_and_pred(self, logits: torch.Tensor, nodes: torch.Tensor, rows_only: bool = False
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-        lp = torch.log_softmax(logits if rows_only else logits[:, nodes], dim=-1)  # [N, |nodes|, C]
-        loss = -lp.gather(2, self.y[nodes].view(1, -1, 1).expand(self.n, -1, 1)).squeeze(2).mean(1)
-        return loss, lp.detach().argmax(-1)
-
-    def score(self, pred: torch.Tensor, nodes: torch.Tensor) -> list[float]:
-        if self.graph.metric == "acc":
-            return (pred == self.y[nodes]).float().mean(1).tolist()
-        return [self.metric(pred[m], self.y[nodes]) for m in range(self.n)]
-
-
-class _Tracker:
-    """Per-model bookkeeping of a batched fit: curves, snapshots, best value / epoch / weights, divergence
-    errors and which models still train (early stopping, NaN)."""
-
-    def __init__(self, model: BatchedBackbone, n: int, mode: str, snap_every: list[int], snap_dirs: list):
-        self.n, self.mode = n, mode
-        self.curves = [{"epoch": []} for _ in range(n)]
-        self.snapshots: list[list[dict]] = [[] for _ in range(n)]
-        self.snap_every, self.snap_dirs = snap_every, snap_dirs
-        self.best_val = torch.full((n,), -math.inf if mode == "max" else math.inf, dtype=torch.float64)
-        self.best_epoch: list[int | None] = [None] * n
-        self.best_state = {name: p.detach().clone() for name, p in model.parameters_by_name().items()}
-        self.errors: list[str | None] = [None] * n
-        self.active = torch.ones(n, dtype=torch.bool)
-
-    def diverged(self, losses: torch.Tensor, epoch: int) -> None:
-        finite = torch.isfinite(losses.detach())
-        for m in (~finite & self.active).nonzero().view(-1).tolist():
-            self.errors[m] = (f"DivergenceError: training loss became {float(losses[m].detach())} at epoch {epoch}, "
-                              f"step {epoch}")
-            self.active[m] = False
-
-    def observe(self, model: BatchedBackbone, epoch: int, res: dict[str, list[float]], monitor: str) -> None:
-        """Record the epoch's metrics, write due snapshots, keep improved best-val weights."""
-        value = torch.tensor(res[monitor], dtype=torch.float64)
-        improved = (value > self.best_val) if self.mode == "max" else (value < self.best_val)
-        improved &= self.active & ~torch.isnan(value)
-        running = self.active.nonzero().view(-1).tolist()
-        for m in running:
-            c = self.curves[m]
-            c["epoch"].append(epoch)
-            for k, v in res.items():
-                c.setdefault(k, []).append(float(v[m]))
-        for m in running:  # zoo.snapshot_every, as the single path's recorder
-            if self.snap_every[m] and (epoch + 1) % self.snap_every[m] == 0:
-                rel = f"{SNAPSHOTS}/epoch_{epoch + 1:04d}.safetensors"
-                save_weights(self.snap_dirs[m] / rel, model.single_state(m), metadata={"epoch": str(epoch + 1)})
-                self.snapshots[m].append({"epoch": epoch + 1, "file": rel})
-        if bool(improved.any()):
-            self.best_val = torch.where(improved, value, self.best_val)
-            for m in improved.nonzero().view(-1).tolist():
-                self.best_epoch[m] = epoch
-            with torch.no_grad():
-                for name, p in model.parameters_by_name().items():
-                    sel = improved.view(-1, *([1] * (p.dim() - 1)))
-                    self.best_state[name] = torch.where(sel, p.detach(), self.best_state[name])
-
-    def stop_patient(self, patience: int | None) -> None:
-        if patience is None:
-            return
-        for m in self.active.nonzero().view(-1).tolist():
-            best = self.best_epoch[m]
-            if best is not None and sum(e > best for e in self.curves[m]["epoch"]) >= patience:
-                self.active[m] = False
-
-    def best_so_far(self) -> float:
-        return float(self.best_val.max()) if self.mode == "max" else float(self.best_val.min())
-
-
-def _step(model: BatchedBackbone, opt: BatchedOptimizer, ev: _Evaluator, ops: GraphOps, x: torch.Tensor,
-          tracker: _Tracker, stacked_masks: dict[str, torch.Tensor], epoch: int) -> dict[str, list[float]] | None:
-    """One training step of every active model, then one eval-mode forward; the epoch's metrics (None when no
-    model is left to train)."""
-    model.train()
-    opt.zero_grad()
-    logits = model(x, ops, out_nodes=ev.idx["train"])  # training loss: train nodes' receptive field only
-    losses, tr_pred = ev.ce_and_pred(logits, ev.idx["train"], rows_only=True)
-    tracker.diverged(losses, epoch)
-    opt.active = tracker.active.clone()
-    if not bool(tracker.active.any()):
-        return None
-    torch.where(tracker.active, losses, torch.zeros_like(losses)).sum().backward()
-    params = model.parameters_by_name() if stacked_masks else {}
-    for n, mask in stacked_masks.items():
-        if params[n].grad is not None:
-            params[n].grad.mul_(mask)  # pruned entries: no gradient, so no optimizer state either
-    opt.step()
-    with torch.no_grad():
-        for n, mask in stacked_masks.items():
-            params[n].mul_(mask)
-        model.eval()
-        out = model(x, ops)
-        v_loss, v_pred = ev.ce_and_pred(out, ev.idx["val"])
-        t_loss, t_pred = ev.ce_and_pred(out, ev.idx["test"])
-        return {"val/loss": v_loss.tolist(), "val/acc": ev.score(v_pred, ev.idx["val"]),
-                "test/loss": t_loss.tolist(), "test/acc": ev.score(t_pred, ev.idx["test"]),
-                "train/loss": losses.detach().tolist(), "train/acc": ev.score(tr_pred, ev.idx["train"])}
-
-
-def _fit(cfgs: Sequence[DictConfig], todo: list[tuple[int, str]], model: BatchedBackbone, opt: BatchedOptimizer,
-         stacked_masks: dict[str, torch.Tensor], graph: GraphData, progress: bool) -> _Tracker:
-    """Train until every model stopped (epochs, patience or divergence), under one progress bar."""
-    cfg0, n = cfgs[todo[0][0]], len(todo)
-    ev = _Evaluator(graph, n)
-    ops = GraphOps(graph.data.edge_index, graph.data.num_nodes)
-    snap_every = [int(cfgs[i].zoo.get("snapshot_every") or 0) if cfgs[i].zoo.enabled else 0 for i, _ in todo]
-    snap_dirs = [Zoo(cfgs[i].paths.zoo_dir).entry_dir(rid) for i, rid in todo]
-    tracker = _Tracker(model, n, cfg0.monitor.mode, snap_every, snap_dirs)
-    epochs, patience = int(cfg0.trainer.max_epochs), cfg0.monitor.get("patience")
-    bar = Progress(TextColumn("[bold]batched[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
-                   TimeElapsedColumn(), TextColumn("{task.fields[info]}"), console=console,
-                   disable=not progress, transient=True)
-    with bar:
-        task = bar.add_task(f"{n} x {cfg0.backbone.name} on {cfg0.dataset.name}", total=epochs, info="")
-        for epoch in range(epochs):
-            res = _step(model, opt, ev, ops, graph.data.x, tracker, stacked_masks, epoch)
-            if res is None:
-                break
-            tracker.observe(model, epoch, res, cfg0.monitor.metric)
-            tracker.stop_patient(patience)
-            opt.active = tracker.active.clone()
-            bar.update(task, advance=1, info=f"{int(tracker.active.sum())} training, best val "
-                                              f"{tracker.best_so_far():.3f}")
-            if not bool(tracker.active.any()):
-                break
-    return tracker
-
-
-def _write(cfgs: Sequence[DictConfig], jobs: list[BatchedJob], todo: list[tuple[int, str]], recs: list[dict],
-           model: BatchedBackbone, tracker: _Tracker, wall: float, results: list) -> None:
+def _write(
+    cfgs: Sequence[DictConfig],
+    jobs: list[BatchedJob],
+    todo: list[tuple[int, str]],
+    recs: list[dict],
+    model: BatchedBackbone,
+    tracker: BatchTracker,
+    wall: float,
+    results: list,
+) -> None:
     """Each model's record (completed with its best-val weights, or failed with its error) into its zoo."""
     n, mon = len(todo), cfgs[todo[0][0]].monitor.metric
     buffers = {name: model.p(name) for name in model.names if name not in tracker.best_state}
     for m, ((i, rid), rec) in enumerate(zip(todo, recs)):
         cfg, c, best = cfgs[i], tracker.curves[m], tracker.best_epoch[m]
-        rec.update(wall_time_s=wall / n, finished_at=now_iso(), curves=c, snapshots=tracker.snapshots[m],
-                   batch={"size": n, "index": m, "wall_time_s": wall})
+        rec.update(
+            wall_time_s=wall / n,
+            finished_at=now_iso(),
+            curves=c,
+            snapshots=tracker.snapshots[m],
+            batch={"size": n, "index": m, "wall_time_s": wall},
+        )
         state = None
         if tracker.errors[m] is None and best is not None:
             j = c["epoch"].index(best)
-            metrics = {mon: c[mon][j], "val/acc": c["val/acc"][j], "test/acc": c["test/acc"][j],
-                       "test/loss": c["test/loss"][j], "best_epoch": best}
-            rec.update(status="completed", best_epoch=best, best_val=c[mon][j],
-                       test_at_best_val=c["test/acc"][j], metrics=metrics)
-            state = {name: (tracker.best_state[name][m] if name in tracker.best_state else buffers[name][m]
-                            ).detach().clone() for name in model.names}
+            metrics = {
+                mon: c[mon][j],
+                "val/acc": c["val/acc"][j],
+                "test/acc": c["test/acc"][j],
+                "test/loss": c["test/loss"][j],
+                "best_epoch": best,
+            }
+            rec.update(
+                status="completed",
+                best_epoch=best,
+                best_val=c[mon][j],
+                test_at_best_val=c["test/acc"][j],
+                metrics=metrics,
+            )
+            state = {
+                name: (tracker.best_state[name][m] if name in tracker.best_state else buffers[name][m]).detach().clone()
+                for name in model.names
+            }
         else:
             rec["error"] = tracker.errors[m] or "RuntimeError: no evaluated epoch"
         entry_dir = None
@@ -343,12 +256,22 @@ def _write(cfgs: Sequence[DictConfig], jobs: list[BatchedJob], todo: list[tuple[
             clean_stale_tmp(zoo.entry_dir(rid))
             entry_dir = str(zoo.write(rec, state, files=jobs[i].files if state is not None else None))
         _replay_to_loggers(cfg, rec)
-        results[i] = {**(rec.get("metrics") or {}), "run_id": rid, "skipped": False, "entry_dir": entry_dir,
-                      "status": rec["status"], "error": rec["error"]}
+        results[i] = {
+            **(rec.get("metrics") or {}),
+            "run_id": rid,
+            "skipped": False,
+            "entry_dir": entry_dir,
+            "status": rec["status"],
+            "error": rec["error"],
+        }
 
 
-def train_batched(cfgs: Sequence[DictConfig], graph: GraphData | None = None, progress: bool = True,
-                  jobs: Sequence[BatchedJob | None] | None = None) -> list[dict[str, Any]]:
+def train_batched(
+    cfgs: Sequence[DictConfig],
+    graph: GraphData | None = None,
+    progress: bool = True,
+    jobs: Sequence[BatchedJob | None] | None = None,
+) -> list[dict[str, Any]]:
     """Train ``cfgs`` together; return one result dict per config (same keys as ``train()``). ``jobs`` (one per
     config, optional): what a method trains instead of an ordinary run (see :class:`BatchedJob`)."""
     if not cfgs:
@@ -358,8 +281,10 @@ def train_batched(cfgs: Sequence[DictConfig], graph: GraphData | None = None, pr
         raise ValueError(f"{len(jobs)} jobs for {len(cfgs)} configs")
     plains = [OmegaConf.to_container(c, resolve=True) for c in cfgs]  # resolved once per config
     if len({batch_key(c, p) for c, p in zip(cfgs, plains)}) > 1:
-        raise ConfigError("configs in one batch must differ only in seed, init_seed, optimizer and dropout; "
-                          "group them with gnnzoo.batched.trainer.group_configs")
+        raise ConfigError(
+            "configs in one batch must differ only in seed, init_seed, optimizer and dropout; "
+            "group them with gnnzoo.batched.trainer.group_configs"
+        )
     results, todo = _plan(cfgs, jobs, plains)
     if not todo:
         return results  # type: ignore[return-value]
@@ -370,7 +295,7 @@ def train_batched(cfgs: Sequence[DictConfig], graph: GraphData | None = None, pr
     t0 = time.perf_counter()
     graph = graph or load_graph(cfgs[todo[0][0]])
     model, recs, stacked_masks, opt = _build(cfgs, jobs, plains, todo)
-    tracker = _fit(cfgs, todo, model, opt, stacked_masks, graph, progress)
+    tracker = fit_batch(cfgs, todo, model, opt, stacked_masks, graph, progress)
     _write(cfgs, jobs, todo, recs, model, tracker, time.perf_counter() - t0, results)
     return results  # type: ignore[return-value]
 
@@ -383,7 +308,7 @@ def group_configs(cfgs: Sequence[DictConfig], max_models: int) -> list[list[int]
     out = []
     for idxs in groups.values():
         for s in range(0, len(idxs), max_models):
-            out.append(idxs[s:s + max_models])
+            out.append(idxs[s : s + max_models])
     return out
 
 

@@ -1,4 +1,5 @@
 """GraphDataModule: full-batch training for small graphs, neighbour-sampled mini-batches for large ones."""
+
 from __future__ import annotations
 
 from typing import Iterator, Sequence
@@ -31,8 +32,13 @@ class GraphDataModule(pl.LightningDataModule):
     full-graph forward, so every model is evaluated on the same full neighbourhoods.
     """
 
-    def __init__(self, graph: GraphData, batch_size: int | None = None,
-                 num_neighbors: Sequence[int] = (10, 10), shuffle: bool = True):
+    def __init__(
+        self,
+        graph: GraphData,
+        batch_size: int | None = None,
+        num_neighbors: Sequence[int] = (10, 10),
+        shuffle: bool = True,
+    ):
         super().__init__()
         if batch_size is not None and int(batch_size) <= 0:
             raise ValueError(f"data.batch_size must be a positive integer or null (full batch), got {batch_size}")

@@ -9,6 +9,7 @@ Every loader has the signature ``loader(data_dir, cache_dir, **options) -> Graph
 Nothing is downloaded when the raw files are missing: a :class:`DatasetNotFoundError` names the
 dataset, the directory and the files expected there.
 """
+
 from __future__ import annotations
 
 import os
@@ -116,9 +117,12 @@ def _open_dataset(make, dataset: str, root: Path, raw_dir: Path, raw_files: Sequ
         first = e
     if cached:
         # (torch's own message would advise weights_only=False: unsafe, and no help for a corrupt file)
-        warnings.warn(f"the processed cache of {dataset} ({', '.join(str(p) for p in cached)}) could not be "
-                      f"loaded ({type(first).__name__}): deleting {root / 'processed'} and rebuilding it from the "
-                      "raw files", stacklevel=3)
+        warnings.warn(
+            f"the processed cache of {dataset} ({', '.join(str(p) for p in cached)}) could not be "
+            f"loaded ({type(first).__name__}): deleting {root / 'processed'} and rebuilding it from the "
+            "raw files",
+            stacklevel=3,
+        )
         shutil.rmtree(root / "processed", ignore_errors=True)
         try:
             return make()
@@ -129,9 +133,12 @@ def _open_dataset(make, dataset: str, root: Path, raw_dir: Path, raw_files: Sequ
         if why:
             raise DatasetCorruptError(
                 f"raw file {raw_dir / name} of {dataset} cannot be read ({why[:300]}): it looks truncated or "
-                f"corrupt. Replace it with an intact copy (PyG raw layout) and run again.") from first
-    raise DatasetCorruptError(f"{dataset}: the raw files in {raw_dir} could not be processed "
-                              f"({type(first).__name__}: {str(first).splitlines()[0][:300]})") from first
+                f"corrupt. Replace it with an intact copy (PyG raw layout) and run again."
+            ) from first
+    raise DatasetCorruptError(
+        f"{dataset}: the raw files in {raw_dir} could not be processed "
+        f"({type(first).__name__}: {str(first).splitlines()[0][:300]})"
+    ) from first
 
 
 @dataclass
@@ -177,8 +184,14 @@ def _check_raw(dataset: str, raw_dir: Path, files: Sequence[str], hint: str = ""
         raise DatasetNotFoundError(dataset, raw_dir, missing, hint)
 
 
-def _prepare_root(data_dir: str | Path, cache_dir: str | Path, collection: str, name: str,
-                  raw_files: Sequence[str], subdirs: Sequence[str] = ("raw",)) -> Path:
+def _prepare_root(
+    data_dir: str | Path,
+    cache_dir: str | Path,
+    collection: str,
+    name: str,
+    raw_files: Sequence[str],
+    subdirs: Sequence[str] = ("raw",),
+) -> Path:
     """Check raw files in ``data_dir/collection/name/raw`` and link them into the cache."""
     src_root = Path(data_dir).expanduser() / collection / name
     _check_raw(f"{collection}/{name}", src_root / subdirs[0], raw_files)
@@ -209,8 +222,9 @@ def maybe_sparse(x: Tensor, sparse_features: str | bool) -> Tensor:
     return x
 
 
-def random_split(y: Tensor, num_classes: int, train_per_class: int, val_per_class: int,
-                 seed: int, test: str | int = "rest") -> tuple[Tensor, Tensor, Tensor]:
+def random_split(
+    y: Tensor, num_classes: int, train_per_class: int, val_per_class: int, seed: int, test: str | int = "rest"
+) -> tuple[Tensor, Tensor, Tensor]:
     """Shchur et al. split: ``train_per_class`` / ``val_per_class`` nodes of every class, rest test."""
     g = torch.Generator().manual_seed(int(seed))
     n = y.numel()
@@ -220,7 +234,7 @@ def random_split(y: Tensor, num_classes: int, train_per_class: int, val_per_clas
         idx = (y == c).nonzero().view(-1)
         idx = idx[torch.randperm(idx.numel(), generator=g)]
         train[idx[:train_per_class]] = True
-        val[idx[train_per_class:train_per_class + val_per_class]] = True
+        val[idx[train_per_class : train_per_class + val_per_class]] = True
     rest = (~train & ~val).nonzero().view(-1)
     testm = torch.zeros(n, dtype=torch.bool)
     if test == "rest":
@@ -230,8 +244,9 @@ def random_split(y: Tensor, num_classes: int, train_per_class: int, val_per_clas
     return train, val, testm
 
 
-def _finish(data: Data, name: str, num_classes: int, normalize_features: bool,
-            sparse_features: str | bool, **extra) -> GraphData:
+def _finish(
+    data: Data, name: str, num_classes: int, normalize_features: bool, sparse_features: str | bool, **extra
+) -> GraphData:
     x = data.x.float()
     if normalize_features:
         x = row_normalize(x)
@@ -247,15 +262,26 @@ def _finish(data: Data, name: str, num_classes: int, normalize_features: bool,
 PLANETOID_FILES = [f"ind.{{n}}.{s}" for s in ("x", "tx", "allx", "y", "ty", "ally", "graph", "test.index")]
 
 
-def planetoid(data_dir: str, cache_dir: str, name: str, split: str = "public",
-              normalize_features: bool = True, sparse_features: str | bool = "auto") -> GraphData:
+def planetoid(
+    data_dir: str,
+    cache_dir: str,
+    name: str,
+    split: str = "public",
+    normalize_features: bool = True,
+    sparse_features: str | bool = "auto",
+) -> GraphData:
     """Planetoid Cora / CiteSeer / PubMed with the public split."""
     from torch_geometric.datasets import Planetoid
 
     files = [f.format(n=name.lower()) for f in PLANETOID_FILES]
     root = _prepare_root(data_dir, cache_dir, "Planetoid", name, files)
-    ds = open_dataset(lambda: Planetoid(str(root), name, split=split), f"Planetoid/{name}", root / name,
-                      Path(data_dir).expanduser() / "Planetoid" / name / "raw", files)
+    ds = open_dataset(
+        lambda: Planetoid(str(root), name, split=split),
+        f"Planetoid/{name}",
+        root / name,
+        Path(data_dir).expanduser() / "Planetoid" / name / "raw",
+        files,
+    )
     return _finish(ds[0], name.lower(), ds.num_classes, normalize_features, sparse_features)
 
 
@@ -267,9 +293,17 @@ _NPZ = {
 }
 
 
-def npz_dataset(data_dir: str, cache_dir: str, collection: str, name: str,
-                train_per_class: int = 20, val_per_class: int = 30, split_seed: int = 0,
-                normalize_features: bool = True, sparse_features: str | bool = "auto") -> GraphData:
+def npz_dataset(
+    data_dir: str,
+    cache_dir: str,
+    collection: str,
+    name: str,
+    train_per_class: int = 20,
+    val_per_class: int = 30,
+    split_seed: int = 0,
+    normalize_features: bool = True,
+    sparse_features: str | bool = "auto",
+) -> GraphData:
     """Amazon Computers/Photo and Coauthor CS/Physics with a seeded per-class random split."""
     from torch_geometric import datasets
 
@@ -278,28 +312,40 @@ def npz_dataset(data_dir: str, cache_dir: str, collection: str, name: str,
         raise ValueError(f"unknown {collection} dataset '{name}'; known: {[k[1] for k in _NPZ if k[0] == collection]}")
     folder, raw = _NPZ[key]
     root = _prepare_root(data_dir, cache_dir, collection, folder, [raw])
-    ds = open_dataset(lambda: getattr(datasets, collection)(str(root), folder), f"{collection}/{folder}", root / folder,
-                      Path(data_dir).expanduser() / collection / folder / "raw", [raw])
+    ds = open_dataset(
+        lambda: getattr(datasets, collection)(str(root), folder),
+        f"{collection}/{folder}",
+        root / folder,
+        Path(data_dir).expanduser() / collection / folder / "raw",
+        [raw],
+    )
     data = ds[0]
     num_classes = int(data.y.max()) + 1
     data.train_mask, data.val_mask, data.test_mask = random_split(
-        data.y, num_classes, train_per_class, val_per_class, split_seed)
-    return _finish(data, name.lower(), num_classes, normalize_features, sparse_features,
-                   info={"split_seed": split_seed})
+        data.y, num_classes, train_per_class, val_per_class, split_seed
+    )
+    return _finish(
+        data, name.lower(), num_classes, normalize_features, sparse_features, info={"split_seed": split_seed}
+    )
 
 
-def ogb_node(data_dir: str, cache_dir: str, name: str, to_undirected: bool = True,
-             normalize_features: bool = False, sparse_features: str | bool = False) -> GraphData:
+def ogb_node(
+    data_dir: str,
+    cache_dir: str,
+    name: str,
+    to_undirected: bool = True,
+    normalize_features: bool = False,
+    sparse_features: str | bool = False,
+) -> GraphData:
     """OGB node property prediction (``ogbn-arxiv``, ``ogbn-products``) via ``ogb``'s PyG dataset.
 
     Expects ``data_dir/<ogbn_name>/{raw,split}/`` as ``ogb`` lays them out after download.
     Evaluated with ``ogb.nodeproppred.Evaluator``.
     """
+    import ogb.nodeproppred as onp
     import pandas as pd
     from ogb.nodeproppred import PygNodePropPredDataset
     from torch_geometric.utils import to_undirected as undirect
-
-    import ogb.nodeproppred as onp
 
     master = pd.read_csv(os.path.join(os.path.dirname(onp.__file__), "master.csv"), index_col=0, keep_default_na=False)
     if name not in master:
@@ -311,9 +357,13 @@ def ogb_node(data_dir: str, cache_dir: str, name: str, to_undirected: bool = Tru
     if meta["has_node_attr"] == "True":
         raw.append("node-feat.csv.gz")
     split_dir = src / "split" / meta["split"]
-    _check_raw(name, src / "raw", raw,
-               hint=f"Also needed: {split_dir}/{{train,valid,test}}.csv.gz. OGB's layout after "
-                    f"download of {meta['url']} (unzipped into {dir_name}/).")
+    _check_raw(
+        name,
+        src / "raw",
+        raw,
+        hint=f"Also needed: {split_dir}/{{train,valid,test}}.csv.gz. OGB's layout after "
+        f"download of {meta['url']} (unzipped into {dir_name}/).",
+    )
     _check_raw(name, split_dir, ["train.csv.gz", "valid.csv.gz", "test.csv.gz"])
     dst = Path(cache_dir).expanduser() / "ogb" / dir_name
     _link_raw(src / "raw", dst / "raw")
@@ -333,8 +383,9 @@ def ogb_node(data_dir: str, cache_dir: str, name: str, to_undirected: bool = Tru
         data[key] = m
     if to_undirected:
         data.edge_index = undirect(data.edge_index, num_nodes=n)
-    return _finish(data, name, int(meta["num classes"]), normalize_features, sparse_features,
-                   metric="ogb", ogb_name=name)
+    return _finish(
+        data, name, int(meta["num classes"]), normalize_features, sparse_features, metric="ogb", ogb_name=name
+    )
 
 
 def _pyg_safe_globals() -> list:
@@ -347,5 +398,10 @@ def _pyg_safe_globals() -> list:
 def synthetic(data_dir: str | None = None, cache_dir: str | None = None, **options) -> GraphData:
     """Seeded stochastic-block-model graph (see :func:`gnnzoo.data.synthetic.make_sbm_graph`)."""
     data = make_sbm_graph(**options)
-    return GraphData(data=data, name="synthetic", num_features=int(data.x.size(1)),
-                     num_classes=int(options.get("num_classes", 4)), info={"options": dict(options)})
+    return GraphData(
+        data=data,
+        name="synthetic",
+        num_features=int(data.x.size(1)),
+        num_classes=int(options.get("num_classes", 4)),
+        info={"options": dict(options)},
+    )

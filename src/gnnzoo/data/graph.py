@@ -1,4 +1,5 @@
 """``load_graph(cfg)``: the graph a config names, loaded once per process."""
+
 from __future__ import annotations
 
 import copy
@@ -40,6 +41,8 @@ def load_graph(cfg: DictConfig) -> GraphData:
     for name in ("num_features", "num_classes"):
         declared, actual = cfg.dataset.get(name), getattr(graph, name)
         if declared is not None and int(declared) != int(actual):
-            raise ConfigError(f"dataset/{cfg.dataset.name}.yaml declares {name}={declared} but the data has "
-                              f"{actual}; fix the yaml (backbone dims are interpolated from it)")
+            raise ConfigError(
+                f"dataset/{cfg.dataset.name}.yaml declares {name}={declared} but the data has "
+                f"{actual}; fix the yaml (backbone dims are interpolated from it)"
+            )
     return graph

@@ -8,6 +8,7 @@ hop, sampled without replacement, ``-1`` = all neighbours) with only ``torch`` o
 * ``edge_index``: local ids, edges pointing from sampled neighbours to the nodes they were sampled for;
 * ``x``, ``y`` gathered for ``n_id``.
 """
+
 from __future__ import annotations
 
 from typing import Iterator, Sequence
@@ -78,8 +79,16 @@ class NeighborSampler:
 class NeighborLoader:
     """Mini-batches of seed nodes (shuffled each epoch) with their sampled neighbourhoods."""
 
-    def __init__(self, data: Data, input_nodes: Tensor, num_neighbors: Sequence[int],
-                 batch_size: int, shuffle: bool = True, rank: int = 0, world_size: int = 1):
+    def __init__(
+        self,
+        data: Data,
+        input_nodes: Tensor,
+        num_neighbors: Sequence[int],
+        batch_size: int,
+        shuffle: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
         self.data = data
         self.input_nodes = input_nodes.nonzero().view(-1) if input_nodes.dtype == torch.bool else input_nodes
         self.sampler = NeighborSampler(data.edge_index, data.num_nodes, num_neighbors)
@@ -102,9 +111,15 @@ class NeighborLoader:
                 nodes = nodes[torch.randperm(nodes.numel())]
         self.epoch += 1
         if self.world_size > 1:
-            nodes = nodes[self.rank::self.world_size]
+            nodes = nodes[self.rank :: self.world_size]
         for i in range(0, nodes.numel(), self.batch_size):
-            seeds = nodes[i:i + self.batch_size]
+            seeds = nodes[i : i + self.batch_size]
             n_id, edge_index = self.sampler.sample(seeds)
-            yield Data(x=gather_rows(self.data.x, n_id), y=self.data.y[n_id], edge_index=edge_index,
-                       n_id=n_id, batch_size=seeds.numel(), num_nodes=n_id.numel())
+            yield Data(
+                x=gather_rows(self.data.x, n_id),
+                y=self.data.y[n_id],
+                edge_index=edge_index,
+                n_id=n_id,
+                batch_size=seeds.numel(),
+                num_nodes=n_id.numel(),
+            )

@@ -6,19 +6,29 @@ uniform node of the source's class, otherwise a uniform node of any class. That 
 degree-corrected planted-partition SBM with expected degree ``avg_degree``.
 Features are class means plus Gaussian noise; ``feature_noise`` sets how separable they are.
 """
+
 from __future__ import annotations
 
 import torch
 from torch_geometric.data import Data
 
 
-def make_sbm_graph(num_nodes: int = 1000, num_classes: int = 4, num_features: int = 32,
-                   avg_degree: float = 8.0, homophily: float = 0.8, feature_noise: float = 1.0,
-                   train_per_class: int = 20, val_fraction: float = 0.2, test_fraction: float = 0.4,
-                   seed: int = 0) -> Data:
+def make_sbm_graph(
+    num_nodes: int = 1000,
+    num_classes: int = 4,
+    num_features: int = 32,
+    avg_degree: float = 8.0,
+    homophily: float = 0.8,
+    feature_noise: float = 1.0,
+    train_per_class: int = 20,
+    val_fraction: float = 0.2,
+    test_fraction: float = 0.4,
+    seed: int = 0,
+) -> Data:
     if num_nodes < num_classes * (train_per_class + 1):
-        raise ValueError(f"synthetic: num_nodes={num_nodes} too small for {num_classes} classes "
-                         f"x {train_per_class} training nodes")
+        raise ValueError(
+            f"synthetic: num_nodes={num_nodes} too small for {num_classes} classes x {train_per_class} training nodes"
+        )
     if not 0.0 <= homophily <= 1.0:
         raise ValueError(f"synthetic: homophily must be in [0, 1], got {homophily}")
     if val_fraction + test_fraction >= 1.0:
@@ -65,5 +75,5 @@ def make_sbm_graph(num_nodes: int = 1000, num_classes: int = 4, num_features: in
     val = torch.zeros(n, dtype=torch.bool)
     test = torch.zeros(n, dtype=torch.bool)
     val[rest[:n_val]] = True
-    test[rest[n_val:n_val + n_test]] = True
+    test[rest[n_val : n_val + n_test]] = True
     return Data(x=x, edge_index=edge_index, y=y, train_mask=train, val_mask=val, test_mask=test)

@@ -1,5 +1,6 @@
 """The parameter autoencoder (GNN-Diff / p-diff style): 1-D convolutions over the flattened parameters, four
 downsampling blocks (kernel = stride = ``fold``) to a Tanh-bounded latent, four upsampling blocks back."""
+
 from __future__ import annotations
 
 from typing import Sequence
@@ -20,8 +21,14 @@ class ParamAutoencoder(nn.Module):
     With ``embed_dim``, the encoder is a frozen neural-graph encoder's embedding instead: ``encode(e [B,
     embed_dim])`` maps it linearly (then Tanh) onto the same latent shape, and the decoder is unchanged."""
 
-    def __init__(self, dim: int, fold: int = 3, enc_channels: Sequence[int] = (4, 4, 4, 4),
-                 dec_channels: Sequence[int] = (4, 64, 64, 8), embed_dim: int | None = None):
+    def __init__(
+        self,
+        dim: int,
+        fold: int = 3,
+        enc_channels: Sequence[int] = (4, 4, 4, 4),
+        dec_channels: Sequence[int] = (4, 64, 64, 8),
+        embed_dim: int | None = None,
+    ):
         super().__init__()
         if len(enc_channels) != len(dec_channels):
             raise ValueError("enc_channels and dec_channels need the same number of blocks")
@@ -31,8 +38,14 @@ class ParamAutoencoder(nn.Module):
         self.latent_shape = (int(enc_channels[-1]), self.padded // unit)
         enc, c = [], 1
         for i, ch in enumerate(enc_channels):
-            enc.append(nn.Sequential(nn.Conv1d(c, ch, 3, padding=1), nn.LeakyReLU(), _norm(ch),
-                                     nn.Conv1d(ch, ch, self.fold, stride=self.fold)))
+            enc.append(
+                nn.Sequential(
+                    nn.Conv1d(c, ch, 3, padding=1),
+                    nn.LeakyReLU(),
+                    _norm(ch),
+                    nn.Conv1d(ch, ch, self.fold, stride=self.fold),
+                )
+            )
             c = ch
         self.enc = nn.ModuleList(enc)
         self.embed_dim = int(embed_dim) if embed_dim else None
@@ -41,8 +54,15 @@ class ParamAutoencoder(nn.Module):
             self.embed_proj = nn.Sequential(nn.LayerNorm(self.embed_dim), nn.Linear(self.embed_dim, self.latent_dim))
         dec = []
         for ch in dec_channels:
-            dec.append(nn.Sequential(nn.ConvTranspose1d(c, ch, self.fold, stride=self.fold), nn.LeakyReLU(),
-                                     _norm(ch), nn.Conv1d(ch, ch, 3, padding=1), nn.LeakyReLU()))
+            dec.append(
+                nn.Sequential(
+                    nn.ConvTranspose1d(c, ch, self.fold, stride=self.fold),
+                    nn.LeakyReLU(),
+                    _norm(ch),
+                    nn.Conv1d(ch, ch, 3, padding=1),
+                    nn.LeakyReLU(),
+                )
+            )
             c = ch
         self.dec = nn.ModuleList(dec)
         self.out = nn.Conv1d(c, 1, 3, padding=1)

@@ -1,5 +1,6 @@
 """The checks of ``task=generate`` (everything that can be checked before any training: one clear error,
 nothing spent), and the trained neural-graph encoder a generator may read its latent from."""
+
 from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
@@ -36,14 +37,17 @@ def check_generator(cfg: DictConfig) -> None:
 def _check_grid(cfg: DictConfig) -> None:
     s = cfg.generator.search
     if not s.get("grid"):
-        raise ConfigError("generator.search: give a grid (generator.search.grid) or a zoo query "
-                          "(generator.search.query)")
+        raise ConfigError(
+            "generator.search: give a grid (generator.search.grid) or a zoo query (generator.search.query)"
+        )
     fraction(s, "fraction", "generator.search", lo_open=True, hi_closed=True)
     for key, values in s.grid.items():
         if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
-            raise ConfigError(f"generator.search.grid: {key!r} is not a config key (grid keys are values such "
-                              "as optimizer.lr; for config groups such as optimizer=sgd,adam, train the grid with "
-                              "`train.py -m` and pass generator.search.query)")
+            raise ConfigError(
+                f"generator.search.grid: {key!r} is not a config key (grid keys are values such "
+                "as optimizer.lr; for config groups such as optimizer=sgd,adam, train the grid with "
+                "`train.py -m` and pass generator.search.query)"
+            )
         if isinstance(OmegaConf.select(cfg, key), DictConfig):
             raise ConfigError(f"generator.search.grid: {key!r} is a config group or a node, not a value")
         if not isinstance(values, (list, tuple)) and not OmegaConf.is_list(values) or not len(values):
@@ -57,6 +61,8 @@ def neural_graph_encoder(zoo: Zoo, run_id: str):
     entry = zoo.get(str(run_id))
     if entry is None or entry.status != "completed" or entry.record.get("kind") != "encoder":
         what = "no entry" if entry is None else f"a {entry.record.get('kind')!r} entry ({entry.status})"
-        raise ConfigError(f"generator.autoencoder.encoder={run_id}: {zoo.root} has {what} there; train one with "
-                          "`python train.py encoder=ng_gnn` on this zoo and pass its run id")
+        raise ConfigError(
+            f"generator.autoencoder.encoder={run_id}: {zoo.root} has {what} there; train one with "
+            "`python train.py encoder=ng_gnn` on this zoo and pass its run id"
+        )
     return TrainedEncoder.from_zoo(zoo, str(run_id))

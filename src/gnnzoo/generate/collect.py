@@ -1,4 +1,5 @@
 """Step 3 of GNN-Diff: the checkpoints the generator learns from, collected by training on from the best model."""
+
 from __future__ import annotations
 
 import torch
@@ -30,8 +31,12 @@ def collect(cfg: DictConfig, best: ZooEntry, graph, names: list[str], seed: int)
     torch.manual_seed(int(seed))
     vecs, vals = [], []
     steps = [(r, e) for r in range(restarts) for e in range(per)][:k]
-    for r, e in track(steps, description="collecting checkpoints", transient=True,
-                      disable=not cfg.trainer.get("enable_progress_bar", True)):
+    for r, e in track(
+        steps,
+        description="collecting checkpoints",
+        transient=True,
+        disable=not cfg.trainer.get("enable_progress_bar", True),
+    ):
         if e == 0:
             model.load_state_dict(base)
             opt = torch.optim.Adam(targets, lr=float(c.lr), weight_decay=float(c.get("weight_decay", 0.0)))

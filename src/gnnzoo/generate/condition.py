@@ -1,6 +1,7 @@
 """The graph condition of GNN-Diff: a small GNN trained on the task (a two-hop GCN branch, a one-hop GCN
 branch and an MLP branch, concatenated and projected to ``dim``), its node embeddings mean-pooled into one
 condition vector for the task."""
+
 from __future__ import annotations
 
 import torch
@@ -30,8 +31,16 @@ class GraphCondition(nn.Module):
         return self.dec(self.embed(x, edge_index))
 
 
-def condition_vector(x: Tensor, edge_index: Tensor, y: Tensor, train_mask: Tensor, dim: int, steps: int = 200,
-                     lr: float = 0.01, seed: int = 0) -> tuple[Tensor, float]:
+def condition_vector(
+    x: Tensor,
+    edge_index: Tensor,
+    y: Tensor,
+    train_mask: Tensor,
+    dim: int,
+    steps: int = 200,
+    lr: float = 0.01,
+    seed: int = 0,
+) -> tuple[Tensor, float]:
     """Train :class:`GraphCondition` on the training nodes (cross-entropy, full batch) and return its mean-pooled
     node embedding ``[1, dim]`` and its final training accuracy. Never reads validation or test labels."""
     torch.manual_seed(int(seed))

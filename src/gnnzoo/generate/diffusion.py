@@ -1,5 +1,6 @@
 """Latent DDPM: a 1-D convolutional ε-predictor with time (and graph-condition) embeddings, trained with
 per-sample timesteps; noise schedules and sampling steps from ``diffusers`` (DDPM, or DDIM with fewer steps)."""
+
 from __future__ import annotations
 
 import math
@@ -40,8 +41,9 @@ class Denoiser(nn.Module):
     resampling; additive skips from each down block to its up block), every block told the timestep and
     the condition (``cond_dim`` > 0) through a per-channel shift."""
 
-    def __init__(self, latent_channels: int, channels: Sequence[int] = (64, 128, 256), d_emb: int = 128,
-                 cond_dim: int = 0):
+    def __init__(
+        self, latent_channels: int, channels: Sequence[int] = (64, 128, 256), d_emb: int = 128, cond_dim: int = 0
+    ):
         super().__init__()
         self.d_emb, self.cond_dim = int(d_emb), int(cond_dim)
         self.time = nn.Sequential(nn.Linear(d_emb, d_emb), nn.SiLU(), nn.Linear(d_emb, d_emb))
@@ -70,15 +72,26 @@ class Denoiser(nn.Module):
         return self.out(h)
 
 
-def make_scheduler(kind: str = "ddpm", timesteps: int = 1000, beta_start: float = 1e-4, beta_end: float = 2e-2,
-                   clip: float | None = 1.0):
+def make_scheduler(
+    kind: str = "ddpm",
+    timesteps: int = 1000,
+    beta_start: float = 1e-4,
+    beta_end: float = 2e-2,
+    clip: float | None = 1.0,
+):
     """A ``diffusers`` scheduler: DDPM (ancestral, ``fixed_large`` variance as GNN-Diff) or DDIM; linear β,
     ε-prediction, the predicted clean latent clipped to ``[-clip, clip]`` (the latents are Tanh-bounded)."""
     from diffusers import DDIMScheduler, DDPMScheduler
 
-    common = dict(num_train_timesteps=int(timesteps), beta_start=float(beta_start), beta_end=float(beta_end),
-                  beta_schedule="linear", prediction_type="epsilon", clip_sample=clip is not None,
-                  clip_sample_range=float(clip or 1.0))
+    common = dict(
+        num_train_timesteps=int(timesteps),
+        beta_start=float(beta_start),
+        beta_end=float(beta_end),
+        beta_schedule="linear",
+        prediction_type="epsilon",
+        clip_sample=clip is not None,
+        clip_sample_range=float(clip or 1.0),
+    )
     if kind == "ddpm":
         return DDPMScheduler(variance_type="fixed_large", **common)
     if kind == "ddim":
@@ -87,9 +100,17 @@ def make_scheduler(kind: str = "ddpm", timesteps: int = 1000, beta_start: float 
 
 
 @torch.no_grad()
-def sample(denoiser: nn.Module, scheduler, n: int, latent_shape: Sequence[int], steps: int | None = None,
-           cond: Tensor | None = None, generator: torch.Generator | None = None, progress: bool = False,
-           batch_size: int = 100) -> Tensor:
+def sample(
+    denoiser: nn.Module,
+    scheduler,
+    n: int,
+    latent_shape: Sequence[int],
+    steps: int | None = None,
+    cond: Tensor | None = None,
+    generator: torch.Generator | None = None,
+    progress: bool = False,
+    batch_size: int = 100,
+) -> Tensor:
     """``n`` latents by reverse diffusion (``steps`` inference steps: all of them for DDPM by default)."""
     from diffusers import DDIMScheduler
 

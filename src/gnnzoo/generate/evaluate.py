@@ -1,5 +1,6 @@
 """Step 6's evaluation: many parameter sets scored in one batched pass, the pick by validation accuracy, and the
 memorisation ratio of generated sets."""
+
 from __future__ import annotations
 
 import torch
@@ -28,7 +29,7 @@ class SetEvaluator:
         try:
             ops = GraphOps(self.d.edge_index, self.d.num_nodes)
             for s in range(0, len(states), chunk):
-                part = states[s:s + chunk]
+                part = states[s : s + chunk]
                 bb = BatchedBackbone(self.template, part, [0.0] * len(part)).eval()
                 out.append(bb(self.d.x, ops))
         except NotImplementedError:

@@ -2,6 +2,7 @@
 trains the parameter autoencoder on the (normalised) collected parameters with noise on its input and on its
 latent; ``stage="diffusion"`` trains the ε-predictor on the autoencoder's latents, each sample of a batch at
 its own timestep, with an optional EMA copy of the denoiser."""
+
 from __future__ import annotations
 
 import math
@@ -15,9 +16,19 @@ from gnnzoo.generate.autoencoder import ParamAutoencoder
 
 
 class GeneratorModule(pl.LightningModule):
-    def __init__(self, autoencoder: ParamAutoencoder | None, denoiser: nn.Module | None = None, scheduler=None,
-                 stage: str = "autoencoder", lr: float = 1e-3, weight_decay: float = 2e-3, noise_in: float = 1e-3,
-                 noise_latent: float = 0.1, cond: Tensor | None = None, ema_beta: float | None = None):
+    def __init__(
+        self,
+        autoencoder: ParamAutoencoder | None,
+        denoiser: nn.Module | None = None,
+        scheduler=None,
+        stage: str = "autoencoder",
+        lr: float = 1e-3,
+        weight_decay: float = 2e-3,
+        noise_in: float = 1e-3,
+        noise_latent: float = 0.1,
+        cond: Tensor | None = None,
+        ema_beta: float | None = None,
+    ):
         super().__init__()
         if stage not in ("autoencoder", "diffusion"):
             raise ValueError(f"stage must be autoencoder or diffusion, got {stage!r}")
@@ -33,8 +44,9 @@ class GeneratorModule(pl.LightningModule):
         if stage == "diffusion" and ema_beta:
             from ema_pytorch import EMA
 
-            self.ema = EMA(denoiser, beta=float(ema_beta), update_after_step=0, update_every=1,
-                           include_online_model=False)
+            self.ema = EMA(
+                denoiser, beta=float(ema_beta), update_after_step=0, update_every=1, include_online_model=False
+            )
             self.ema.train()  # never trained (no dropout or norms that care); train mode keeps Lightning quiet
         self.losses: list[float] = []
         self.last_timesteps: Tensor | None = None  # the timesteps of the last diffusion batch (one per sample)

@@ -1,5 +1,6 @@
 """The parameters a generator learns: which tensors (the last layer, all, or named ones), flattened to one
 vector per checkpoint and back, with an optional per-position normalisation."""
+
 from __future__ import annotations
 
 import re
@@ -20,15 +21,18 @@ def target_names(model: nn.Module, target: str | Sequence[str]) -> list[str]:
     if target == "last":
         idx = [int(m.group(1)) for n in names if (m := re.match(r"layers\.(\d+)\.", n))]
         if not idx:
-            raise ConfigError(f"generator.collect.target=last: {type(model).__name__} has no layers.<i> parameters; "
-                              "name the tensors instead")
+            raise ConfigError(
+                f"generator.collect.target=last: {type(model).__name__} has no layers.<i> parameters; "
+                "name the tensors instead"
+            )
         prefix = f"layers.{max(idx)}."
         return [n for n in names if n.startswith(prefix)]
     wanted = [target] if isinstance(target, str) else list(target)
     missing = [n for n in wanted if n not in names]
     if missing:
-        raise ConfigError(f"generator.collect.target: {missing} are not parameters of {type(model).__name__} "
-                          f"(it has {names})")
+        raise ConfigError(
+            f"generator.collect.target: {missing} are not parameters of {type(model).__name__} (it has {names})"
+        )
     return wanted
 
 

@@ -1,5 +1,6 @@
 """Steps 1-2 of GNN-Diff: the light search (a seeded random fraction of a grid, trained batched where it can be,
 or the completed runs of a zoo query) and the pick of its best configuration by validation accuracy."""
+
 from __future__ import annotations
 
 import copy
@@ -47,8 +48,13 @@ def light_search(cfg: DictConfig, zoo: Zoo) -> tuple[list[ZooEntry], float]:
     t0 = time.perf_counter()
     q = cfg.generator.search.get("query")
     if q is not None:
-        filters = {"dataset": cfg.dataset.name, "backbone": cfg.backbone.name,
-                   **OmegaConf.to_container(q, resolve=True), "kind": "run", "status": "completed"}
+        filters = {
+            "dataset": cfg.dataset.name,
+            "backbone": cfg.backbone.name,
+            **OmegaConf.to_container(q, resolve=True),
+            "kind": "run",
+            "status": "completed",
+        }
         df = zoo.df(**filters) if len(zoo) else None
         if df is None or df.empty:
             raise ConfigError(f"generator.search.query {filters} selects no completed run in {zoo.root}")
@@ -60,8 +66,10 @@ def light_search(cfg: DictConfig, zoo: Zoo) -> tuple[list[ZooEntry], float]:
             ids = [ids[i] for i in sorted(pick[:n].tolist())]
         return [zoo[r] for r in ids], time.perf_counter() - t0
     cfgs = search_configs(cfg)
-    console.print(f"[bold]light search[/]: {len(cfgs)} configurations of the grid "
-                  f"({float(cfg.generator.search.fraction):.0%}, seed {int(cfg.generator.search.seed)})")
+    console.print(
+        f"[bold]light search[/]: {len(cfgs)} configurations of the grid "
+        f"({float(cfg.generator.search.fraction):.0%}, seed {int(cfg.generator.search.seed)})"
+    )
     results: list[dict] = []
     progress = bool(cfg.trainer.get("enable_progress_bar", True))
     for group in group_configs(cfgs, 64):
@@ -78,8 +86,11 @@ def light_search(cfg: DictConfig, zoo: Zoo) -> tuple[list[ZooEntry], float]:
     done = [zoo[r["run_id"]] for r in results if r.get("status") == "completed" and r.get("run_id")]
     if not done:
         errs = [r.get("error") for r in results if r.get("error")]
-        raise ConfigError(f"the light search produced no completed run ({len(results)} tried"
-                          + (f"; first error: {errs[0]}" if errs else "") + ")")
+        raise ConfigError(
+            f"the light search produced no completed run ({len(results)} tried"
+            + (f"; first error: {errs[0]}" if errs else "")
+            + ")"
+        )
     return done, time.perf_counter() - t0
 
 

@@ -9,6 +9,7 @@ settings, the seed), so a re-run skips every stage that finished:
   accuracy, with the same-budget controls (perturbations of the best checkpoint, the soup of the collected ones)
   and the memorisation ratio; its weights are the selected model.
 """
+
 from __future__ import annotations
 
 import time
@@ -43,6 +44,7 @@ CONDITION = "condition.safetensors"
 class GenerationContext:
     """What every stage of one generate run reads: the config, the zoo, the best search run and its graph, the
     target parameters' codec, the stages' settings (``plain``), the seed, the loggers and the stage walls."""
+
     cfg: DictConfig
     zoo: Zoo
     best: ZooEntry
@@ -65,8 +67,17 @@ class GenerationContext:
     def batch_size(self) -> int:
         return int(self.generator.get("batch_size") or 0)
 
-    def output(self, rid: str, parents: list[str], info: dict, weights: dict | None, files: dict | None,
-               t0: float, kind: str = "generator", **fields) -> StageOutput:
+    def output(
+        self,
+        rid: str,
+        parents: list[str],
+        info: dict,
+        weights: dict | None,
+        files: dict | None,
+        t0: float,
+        kind: str = "generator",
+        **fields,
+    ) -> StageOutput:
         """A stage's record (its config's backbone is the best search run's: that is the model generated for)."""
         rec = build_record(self.cfg, kind, rid, parents=parents, generator=info, **fields)
         rec["config"]["backbone"] = self.best.record["config"]["backbone"]
@@ -75,22 +86,38 @@ class GenerationContext:
         return StageOutput(rec, weights, files)
 
 
-def fit(ctx: GenerationContext, module: GeneratorModule, data: torch.Tensor, steps: int, seed: int,
-        extra: torch.Tensor | None = None) -> float:
+def fit(
+    ctx: GenerationContext,
+    module: GeneratorModule,
+    data: torch.Tensor,
+    steps: int,
+    seed: int,
+    extra: torch.Tensor | None = None,
+) -> float:
     """Train ``module`` for ``steps`` steps on batches drawn with replacement from ``data`` (and ``extra``); the
     mean loss of the last tenth of the steps."""
     from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
     batch_size = ctx.batch_size or data.size(0)
     ds = TensorDataset(data) if extra is None else TensorDataset(data, extra)
-    sampler = RandomSampler(ds, replacement=True, num_samples=steps * batch_size,
-                            generator=torch.Generator().manual_seed(int(seed)))
-    trainer = build_trainer(ctx.cfg, loggers=ctx.loggers, max_epochs=1, max_steps=steps, log_every_n_steps=50,
-                            enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0,
-                            check_val_every_n_epoch=1, default_root_dir=None)
+    sampler = RandomSampler(
+        ds, replacement=True, num_samples=steps * batch_size, generator=torch.Generator().manual_seed(int(seed))
+    )
+    trainer = build_trainer(
+        ctx.cfg,
+        loggers=ctx.loggers,
+        max_epochs=1,
+        max_steps=steps,
+        log_every_n_steps=50,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        check_val_every_n_epoch=1,
+        default_root_dir=None,
+    )
     trainer.fit(module, train_dataloaders=DataLoader(ds, batch_size=batch_size, sampler=sampler))
     module.cpu()
-    tail = module.losses[-max(1, steps // 10):]
+    tail = module.losses[-max(1, steps // 10) :]
     return sum(tail) / len(tail)
 
 
@@ -102,8 +129,13 @@ def collect_stage(ctx: GenerationContext) -> tuple[str, torch.Tensor, list[float
     def compute(rid: str) -> StageOutput:
         t0 = time.perf_counter()
         params, val_acc = collect(ctx.cfg, ctx.best, ctx.graph, ctx.names, ctx.seed)
-        info = {"stage": "collect", "names": ctx.names, "shapes": [list(s) for s in ctx.codec.shapes],
-                "k": int(params.size(0)), "val_acc": val_acc}
+        info = {
+            "stage": "collect",
+            "names": ctx.names,
+            "shapes": [list(s) for s in ctx.codec.shapes],
+            "k": int(params.size(0)),
+            "val_acc": val_acc,
+        }
         return ctx.output(rid, [ctx.best.run_id], info, None, {CHECKPOINTS: {"params": params}}, t0)
 
     st = cached_stage(ctx.zoo, key, compute, "collect")
@@ -113,12 +145,18 @@ def collect_stage(ctx: GenerationContext) -> tuple[str, torch.Tensor, list[float
 
 # ------------------------------------------------------------------------------------------- 4. autoencoder
 def _ae_kwargs(a: DictConfig, dim: int, embed_dim: int | None = None) -> dict:
-    return {"dim": dim, "fold": int(a.fold), "enc_channels": list(a.enc_channels), "dec_channels": list(a.dec_channels),
-            "embed_dim": embed_dim}
+    return {
+        "dim": dim,
+        "fold": int(a.fold),
+        "enc_channels": list(a.enc_channels),
+        "dec_channels": list(a.dec_channels),
+        "embed_dim": embed_dim,
+    }
 
 
-def autoencoder_stage(ctx: GenerationContext, collect_id: str, params: torch.Tensor
-                      ) -> tuple[str, ParamAutoencoder, Normalizer, torch.Tensor]:
+def autoencoder_stage(
+    ctx: GenerationContext, collect_id: str, params: torch.Tensor
+) -> tuple[str, ParamAutoencoder, Normalizer, torch.Tensor]:
     """(stage id, the trained autoencoder, its normaliser, the latents of the collected checkpoints)."""
     a = ctx.generator.autoencoder
     emb = None
@@ -134,15 +172,26 @@ def autoencoder_stage(ctx: GenerationContext, collect_id: str, params: torch.Ten
         norm.fit(params, per_position=bool(a.normalize))
         pl.seed_everything(ctx.seed, workers=False, verbose=False)
         ae = ParamAutoencoder(**kwargs)
-        module = GeneratorModule(ae, stage="autoencoder", lr=a.lr, weight_decay=a.weight_decay,
-                                 noise_in=a.noise_in, noise_latent=a.noise_latent)
+        module = GeneratorModule(
+            ae,
+            stage="autoencoder",
+            lr=a.lr,
+            weight_decay=a.weight_decay,
+            noise_in=a.noise_in,
+            noise_latent=a.noise_latent,
+        )
         loss = fit(ctx, module, norm(params), int(a.steps), ctx.seed, extra=emb)
         ae.eval()
         with torch.no_grad():
             recon = norm.inverse(ae.decode(ae.encode(norm(params) if emb is None else emb)))
         rel = float(((recon - params).norm(dim=1) / params.norm(dim=1).clamp(min=1e-12)).mean())
-        info = {"stage": "autoencoder", "kwargs": kwargs, "loss": loss, "recon_rel_error": rel,
-                "latent_shape": list(ae.latent_shape)}
+        info = {
+            "stage": "autoencoder",
+            "kwargs": kwargs,
+            "loss": loss,
+            "recon_rel_error": rel,
+            "latent_shape": list(ae.latent_shape),
+        }
         weights = {**{f"ae.{k}": v for k, v in ae.state_dict().items()}, "norm.mean": norm.mean, "norm.std": norm.std}
         return ctx.output(rid, [collect_id], info, weights, None, t0)
 
@@ -160,31 +209,56 @@ def autoencoder_stage(ctx: GenerationContext, collect_id: str, params: torch.Ten
 
 
 # ------------------------------------------------------------------------------------------- 5. diffusion
-def diffusion_stage(ctx: GenerationContext, ae_id: str, latents: torch.Tensor
-                    ) -> tuple[str, Denoiser, Any, torch.Tensor | None]:
+def diffusion_stage(
+    ctx: GenerationContext, ae_id: str, latents: torch.Tensor
+) -> tuple[str, Denoiser, Any, torch.Tensor | None]:
     """(stage id, the sampling denoiser, the noise scheduler, the graph condition or None)."""
     dcfg, ccfg = ctx.generator.diffusion, ctx.generator.condition
     cond_dim = int(ccfg.dim) if ccfg.enabled else 0
-    den_kwargs = {"latent_channels": int(latents.size(1)), "channels": list(dcfg.channels), "d_emb": int(dcfg.d_emb),
-                  "cond_dim": cond_dim}
-    scheduler = make_scheduler(str(dcfg.sampler), int(dcfg.timesteps), float(dcfg.beta_start),
-                               float(dcfg.beta_end), dcfg.get("clip"))
-    key = {"stage": "diffusion", "autoencoder": ae_id, "diffusion": ctx.plain["diffusion"],
-           "condition": ctx.plain["condition"], "seed": ctx.seed}
+    den_kwargs = {
+        "latent_channels": int(latents.size(1)),
+        "channels": list(dcfg.channels),
+        "d_emb": int(dcfg.d_emb),
+        "cond_dim": cond_dim,
+    }
+    scheduler = make_scheduler(
+        str(dcfg.sampler), int(dcfg.timesteps), float(dcfg.beta_start), float(dcfg.beta_end), dcfg.get("clip")
+    )
+    key = {
+        "stage": "diffusion",
+        "autoencoder": ae_id,
+        "diffusion": ctx.plain["diffusion"],
+        "condition": ctx.plain["condition"],
+        "seed": ctx.seed,
+    }
 
     def compute(rid: str) -> StageOutput:
         t0 = time.perf_counter()
         cond, cond_acc = None, None
         if ccfg.enabled:
             d = ctx.graph.data
-            cond, cond_acc = condition_vector(d.x, d.edge_index, d.y, d.train_mask, cond_dim, int(ccfg.steps),
-                                              float(ccfg.lr), ctx.seed)
+            cond, cond_acc = condition_vector(
+                d.x, d.edge_index, d.y, d.train_mask, cond_dim, int(ccfg.steps), float(ccfg.lr), ctx.seed
+            )
         pl.seed_everything(ctx.seed, workers=False, verbose=False)
-        module = GeneratorModule(None, Denoiser(**den_kwargs), scheduler, stage="diffusion", lr=dcfg.lr,
-                                 weight_decay=dcfg.weight_decay, cond=cond, ema_beta=dcfg.get("ema"))
+        module = GeneratorModule(
+            None,
+            Denoiser(**den_kwargs),
+            scheduler,
+            stage="diffusion",
+            lr=dcfg.lr,
+            weight_decay=dcfg.weight_decay,
+            cond=cond,
+            ema_beta=dcfg.get("ema"),
+        )
         loss = fit(ctx, module, latents, int(dcfg.steps), ctx.seed + 1)
-        info = {"stage": "diffusion", "kwargs": den_kwargs, "loss": loss, "condition_train_acc": cond_acc,
-                "ema": dcfg.get("ema")}
+        info = {
+            "stage": "diffusion",
+            "kwargs": den_kwargs,
+            "loss": loss,
+            "condition_train_acc": cond_acc,
+            "ema": dcfg.get("ema"),
+        }
         files = {CONDITION: {"cond": cond}} if cond is not None else None
         return ctx.output(rid, [ae_id], info, module.sampling_denoiser().state_dict(), files, t0)
 
@@ -200,8 +274,14 @@ def diffusion_stage(ctx: GenerationContext, ae_id: str, latents: torch.Tensor
 # ------------------------------------------------------------------------------------------- 6. sample
 def _plot(path: Path, collected_val: list[float], gen_val, perturb_val, title: str) -> None:
     with png(path, "generator plot") as ax:
-        series = [([100 * float(v) for v in vals], label, color) for vals, label, color in
-                  ((collected_val, "collected", "C0"), (gen_val, "generated", "C3"), (perturb_val, "perturbed best", "C7"))]
+        series = [
+            ([100 * float(v) for v in vals], label, color)
+            for vals, label, color in (
+                (collected_val, "collected", "C0"),
+                (gen_val, "generated", "C3"),
+                (perturb_val, "perturbed best", "C7"),
+            )
+        ]
         values = [v for vals, _, _ in series for v in vals]
         lo, hi = min(values), max(values)
         bins = torch.linspace(lo - 0.05, hi + 0.05, 31).tolist()  # one set of bins for the three series
@@ -213,8 +293,13 @@ def _plot(path: Path, collected_val: list[float], gen_val, perturb_val, title: s
         ax.legend(fontsize=7)
 
 
-def _sample_metrics(ctx: GenerationContext, generated: torch.Tensor, collected: torch.Tensor,
-                    collected_val: list[float], gen: torch.Generator) -> tuple[dict, dict, int, dict]:
+def _sample_metrics(
+    ctx: GenerationContext,
+    generated: torch.Tensor,
+    collected: torch.Tensor,
+    collected_val: list[float],
+    gen: torch.Generator,
+) -> tuple[dict, dict, int, dict]:
     """Evaluate the samples and the same-budget controls: (metrics, sample accuracies, pick, control accuracies)."""
     n = generated.size(0)
     ev = SetEvaluator(ctx.template, ctx.graph)
@@ -229,22 +314,43 @@ def _sample_metrics(ctx: GenerationContext, generated: torch.Tensor, collected: 
     _, perturb_val, perturb_test = select(perturb_acc["val"], perturb_acc["test"])
     soup_acc = ev.accuracies([ctx.codec.full_state(ctx.base, collected.mean(0))])
     base_acc = ev.accuracies([ctx.base])
-    metrics = {"gen/best_val": pick_val, "test/acc": pick_test, "val/acc": pick_val, "gen/test_at_best_val": pick_test,
-               "gen/val_mean": float(acc["val"].mean()), "gen/val_median": float(acc["val"].median()),
-               "gen/test_mean": float(acc["test"].mean()), "gen/test_max": float(acc["test"].max()),
-               "gen/nn_ratio_median": float(ratios.median()),
-               "gen/nn_ratio_p10": float(torch.quantile(ratios, 0.1)),
-               "gen/nn_ratio_selected": float(ratios[pick]),
-               "gen/baseline_perturb_val": perturb_val, "gen/baseline_perturb_test": perturb_test,
-               "gen/baseline_soup_val": float(soup_acc["val"][0]), "gen/baseline_soup_test": float(soup_acc["test"][0]),
-               "gen/search_best_val": float(base_acc["val"][0]), "gen/search_best_test": float(base_acc["test"][0]),
-               "gen/collected_val_max": max(collected_val), "gen/n": n}
+    metrics = {
+        "gen/best_val": pick_val,
+        "test/acc": pick_test,
+        "val/acc": pick_val,
+        "gen/test_at_best_val": pick_test,
+        "gen/val_mean": float(acc["val"].mean()),
+        "gen/val_median": float(acc["val"].median()),
+        "gen/test_mean": float(acc["test"].mean()),
+        "gen/test_max": float(acc["test"].max()),
+        "gen/nn_ratio_median": float(ratios.median()),
+        "gen/nn_ratio_p10": float(torch.quantile(ratios, 0.1)),
+        "gen/nn_ratio_selected": float(ratios[pick]),
+        "gen/baseline_perturb_val": perturb_val,
+        "gen/baseline_perturb_test": perturb_test,
+        "gen/baseline_soup_val": float(soup_acc["val"][0]),
+        "gen/baseline_soup_test": float(soup_acc["test"][0]),
+        "gen/search_best_val": float(base_acc["val"][0]),
+        "gen/search_best_test": float(base_acc["test"][0]),
+        "gen/collected_val_max": max(collected_val),
+        "gen/n": n,
+    }
     return metrics, {**acc, "nn_ratio": ratios}, pick, perturb_acc
 
 
-def sample_stage(ctx: GenerationContext, collect_id: str, diffusion_id: str, collected: torch.Tensor,
-                 collected_val: list[float], ae: ParamAutoencoder, norm: Normalizer, denoiser: Denoiser, scheduler,
-                 cond: torch.Tensor | None, latent_shape: tuple) -> tuple[str, dict, bool]:
+def sample_stage(
+    ctx: GenerationContext,
+    collect_id: str,
+    diffusion_id: str,
+    collected: torch.Tensor,
+    collected_val: list[float],
+    ae: ParamAutoencoder,
+    norm: Normalizer,
+    denoiser: Denoiser,
+    scheduler,
+    cond: torch.Tensor | None,
+    latent_shape: tuple,
+) -> tuple[str, dict, bool]:
     """(stage id, the metrics of the selected sample and its controls, whether the stage was skipped)."""
     sc, dcfg = ctx.generator.sample, ctx.generator.diffusion
     key = {"stage": "sample", "diffusion": diffusion_id, "sample": ctx.plain["sample"], "seed": ctx.seed}
@@ -253,25 +359,57 @@ def sample_stage(ctx: GenerationContext, collect_id: str, diffusion_id: str, col
         t0 = time.perf_counter()
         gen = torch.Generator().manual_seed(ctx.seed)
         steps = dcfg.get("sample_steps") or (None if dcfg.sampler == "ddpm" else 50)
-        lat = sample(denoiser, scheduler, int(sc.n), latent_shape, steps, cond, gen,
-                     progress=bool(ctx.cfg.trainer.get("enable_progress_bar", True)), batch_size=int(sc.batch_size))
+        lat = sample(
+            denoiser,
+            scheduler,
+            int(sc.n),
+            latent_shape,
+            steps,
+            cond,
+            gen,
+            progress=bool(ctx.cfg.trainer.get("enable_progress_bar", True)),
+            batch_size=int(sc.batch_size),
+        )
         with torch.no_grad():
             generated = norm.inverse(ae.decode(lat))
         metrics, acc, pick, perturb_acc = _sample_metrics(ctx, generated, collected, collected_val, gen)
         ctx.walls["sample_s"] = time.perf_counter() - t0
-        out = ctx.output(rid, [collect_id, ctx.best.run_id],
-                         {"stage": "sample", "selected": pick, "walls": dict(ctx.walls),
-                          "search_runs": len(ctx.search_runs), "search_ids": sorted(ctx.search_runs)},
-                         ctx.codec.full_state(ctx.base, generated[pick]),
-                         {SAMPLES: {"params": generated, "val_acc": acc["val"], "test_acc": acc["test"],
-                                    "nn_ratio": acc["nn_ratio"]}}, t0, kind="generated", metrics=metrics,
-                         best_val=metrics["gen/best_val"], test_at_best_val=metrics["test/acc"])
+        out = ctx.output(
+            rid,
+            [collect_id, ctx.best.run_id],
+            {
+                "stage": "sample",
+                "selected": pick,
+                "walls": dict(ctx.walls),
+                "search_runs": len(ctx.search_runs),
+                "search_ids": sorted(ctx.search_runs),
+            },
+            ctx.codec.full_state(ctx.base, generated[pick]),
+            {
+                SAMPLES: {
+                    "params": generated,
+                    "val_acc": acc["val"],
+                    "test_acc": acc["test"],
+                    "nn_ratio": acc["nn_ratio"],
+                }
+            },
+            t0,
+            kind="generated",
+            metrics=metrics,
+            best_val=metrics["gen/best_val"],
+            test_at_best_val=metrics["test/acc"],
+        )
         out_dir = ctx.cfg.paths.get("output_dir")
         if out_dir:
             plot = Path(out_dir) / "generate.png"
-            _plot(plot, collected_val, acc["val"].tolist(), perturb_acc["val"].tolist(),
-                  f"{ctx.cfg.dataset.name}/{ctx.best.record['backbone']}: pick val {100 * metrics['gen/best_val']:.1f}, "
-                  f"test {100 * metrics['test/acc']:.1f}; nn ratio {metrics['gen/nn_ratio_median']:.2f}")
+            _plot(
+                plot,
+                collected_val,
+                acc["val"].tolist(),
+                perturb_acc["val"].tolist(),
+                f"{ctx.cfg.dataset.name}/{ctx.best.record['backbone']}: pick val {100 * metrics['gen/best_val']:.1f}, "
+                f"test {100 * metrics['test/acc']:.1f}; nn ratio {metrics['gen/nn_ratio_median']:.2f}",
+            )
             log_image(ctx.loggers, "gen/val_histogram", plot)
         for lg in ctx.loggers:
             lg.log_metrics({k: v for k, v in metrics.items() if isinstance(v, (int, float))})

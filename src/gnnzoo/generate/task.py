@@ -19,6 +19,7 @@ Steps 3-6 are the stage functions of :mod:`~gnnzoo.generate.stages`: each a zoo 
 ``Zoo.load``) with an id that hashes what determines it, so a re-run skips the stages that finished. Selection
 never reads test labels. This module only wires them.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -29,8 +30,7 @@ from gnnzoo.data.graph import graph_spec, load_graph
 from gnnzoo.generate.checks import check_generator
 from gnnzoo.generate.params import ParamCodec, target_names
 from gnnzoo.generate.search import light_search, pick_best
-from gnnzoo.generate.stages import (GenerationContext, autoencoder_stage, collect_stage, diffusion_stage,
-                                    sample_stage)
+from gnnzoo.generate.stages import GenerationContext, autoencoder_stage, collect_stage, diffusion_stage, sample_stage
 from gnnzoo.utils.config import check_config, check_one_method
 from gnnzoo.utils.errors import ConfigError
 from gnnzoo.utils.logging import close_loggers, console, instantiate_loggers
@@ -42,18 +42,33 @@ STAGE_SETTINGS = ("collect", "autoencoder", "diffusion", "condition", "sample")
 def _context(cfg: DictConfig, zoo: Zoo, entries: list, loggers: list) -> GenerationContext:
     best = pick_best(entries)
     if graph_spec(best.record["config"]) != graph_spec(cfg):
-        raise ConfigError(f"the best search run {best.run_id} was trained on another graph than "
-                          f"{cfg.dataset.name} ({graph_spec(best.record['config'])})")
+        raise ConfigError(
+            f"the best search run {best.run_id} was trained on another graph than "
+            f"{cfg.dataset.name} ({graph_spec(best.record['config'])})"
+        )
     template = best.build_backbone()
     names = target_names(template, cfg.generator.collect.target)
     base = best.state_dict()
     codec = ParamCodec.from_state(base, names)
-    console.print(f"[bold]best of {len(entries)}[/]: {best.run_id} (val {best.record['best_val']:.4f}); "
-                  f"generating {codec.dim} parameters ({', '.join(names)})")
+    console.print(
+        f"[bold]best of {len(entries)}[/]: {best.run_id} (val {best.record['best_val']:.4f}); "
+        f"generating {codec.dim} parameters ({', '.join(names)})"
+    )
     plain = {k: OmegaConf.to_container(cfg.generator[k], resolve=True) for k in STAGE_SETTINGS}
-    return GenerationContext(cfg=cfg, zoo=zoo, best=best, graph=load_graph(cfg), template=template, names=names,
-                             base=base, codec=codec, plain=plain, seed=int(cfg.generator.seed), loggers=loggers,
-                             search_runs=[e.run_id for e in entries])
+    return GenerationContext(
+        cfg=cfg,
+        zoo=zoo,
+        best=best,
+        graph=load_graph(cfg),
+        template=template,
+        names=names,
+        base=base,
+        codec=codec,
+        plain=plain,
+        seed=int(cfg.generator.seed),
+        loggers=loggers,
+        search_runs=[e.run_id for e in entries],
+    )
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -74,15 +89,29 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         cid, collected, collected_val = collect_stage(ctx)
         aid, ae, norm, latents = autoencoder_stage(ctx, cid, collected)
         did, denoiser, scheduler, cond = diffusion_stage(ctx, aid, latents)
-        gid, metrics, skipped = sample_stage(ctx, cid, did, collected, collected_val, ae, norm, denoiser, scheduler,
-                                             cond, tuple(latents.shape[1:]))
+        gid, metrics, skipped = sample_stage(
+            ctx, cid, did, collected, collected_val, ae, norm, denoiser, scheduler, cond, tuple(latents.shape[1:])
+        )
     finally:
         close_loggers(loggers)
-    console.print(f"[green]generated[/] {int(cfg.generator.sample.n)} sets: pick val {100 * metrics['gen/best_val']:.2f}, "
-                  f"test {100 * metrics['test/acc']:.2f} (search best {100 * metrics['gen/search_best_test']:.2f}, "
-                  f"perturb {100 * metrics['gen/baseline_perturb_test']:.2f}, soup "
-                  f"{100 * metrics['gen/baseline_soup_test']:.2f}); nn ratio median "
-                  f"{metrics['gen/nn_ratio_median']:.2f}; run_id={gid}")
-    return {**metrics, "run_id": gid, "skipped": skipped, "value": metrics["gen/best_val"],
-            "stages": {"search": [e.run_id for e in entries], "best": ctx.best.run_id, "collect": cid,
-                       "autoencoder": aid, "diffusion": did, "sample": gid}}
+    console.print(
+        f"[green]generated[/] {int(cfg.generator.sample.n)} sets: pick val {100 * metrics['gen/best_val']:.2f}, "
+        f"test {100 * metrics['test/acc']:.2f} (search best {100 * metrics['gen/search_best_test']:.2f}, "
+        f"perturb {100 * metrics['gen/baseline_perturb_test']:.2f}, soup "
+        f"{100 * metrics['gen/baseline_soup_test']:.2f}); nn ratio median "
+        f"{metrics['gen/nn_ratio_median']:.2f}; run_id={gid}"
+    )
+    return {
+        **metrics,
+        "run_id": gid,
+        "skipped": skipped,
+        "value": metrics["gen/best_val"],
+        "stages": {
+            "search": [e.run_id for e in entries],
+            "best": ctx.best.run_id,
+            "collect": cid,
+            "autoencoder": aid,
+            "diffusion": did,
+            "sample": gid,
+        },
+    }

@@ -1,4 +1,5 @@
 """BackboneModule: the LightningModule that trains one backbone for node classification."""
+
 from __future__ import annotations
 
 import math
@@ -33,10 +34,16 @@ class BackboneModule(pl.LightningModule):
     method, if it has one, is added to the training loss (not to the logged loss).
     """
 
-    def __init__(self, backbone: nn.Module, optimizer: Callable[..., torch.optim.Optimizer],
-                 scheduler: Callable[..., Any] | None = None,
-                 metric: Callable[[Tensor, Tensor], float] | None = None,
-                 monitor: str = "val/acc", fused_eval: bool = False, masker: nn.Module | None = None):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        metric: Callable[[Tensor, Tensor], float] | None = None,
+        monitor: str = "val/acc",
+        fused_eval: bool = False,
+        masker: nn.Module | None = None,
+    ):
         super().__init__()
         self.backbone = backbone
         self.masker = masker
@@ -57,8 +64,9 @@ class BackboneModule(pl.LightningModule):
     # Plain attributes written several times per step (Lightning sets _current_fx_name around every hook
     # call, ~50 times an epoch): skip nn.Module.__setattr__'s parameter/module/buffer checks, ~3% of a
     # GCN epoch on Cora. None of these names is ever a parameter, submodule or buffer.
-    _PLAIN_ATTRS = frozenset({"_current_fx_name", "_tr_loss", "_tr_correct", "_tr_count", "last_eval",
-                              "last_eval_epoch"})
+    _PLAIN_ATTRS = frozenset(
+        {"_current_fx_name", "_tr_loss", "_tr_correct", "_tr_count", "last_eval", "last_eval_epoch"}
+    )
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name in BackboneModule._PLAIN_ATTRS and "_modules" in self.__dict__:
@@ -92,8 +100,9 @@ class BackboneModule(pl.LightningModule):
         loss = F.cross_entropy(out, y)
         value = float(loss.detach())
         if not math.isfinite(value):
-            raise DivergenceError(f"training loss became {value} at epoch {self.current_epoch}, "
-                                  f"step {self.global_step}")
+            raise DivergenceError(
+                f"training loss became {value} at epoch {self.current_epoch}, step {self.global_step}"
+            )
         n = y.numel()
         self._tr_loss += value * n
         self._tr_correct += float((out.argmax(-1) == y).sum())

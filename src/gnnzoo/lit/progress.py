@@ -1,4 +1,5 @@
 """EpochProgressBar: one progress bar for a whole training run, cheap enough for 5 ms epochs."""
+
 from __future__ import annotations
 
 import math
@@ -47,11 +48,19 @@ class EpochProgressBar(ProgressBar):
         total = None
         if math.isfinite(per_epoch) and trainer.max_epochs is not None and trainer.max_epochs > 0:
             total = int(per_epoch) * int(trainer.max_epochs)
-        self.bar = tqdm(total=total, desc="train", unit="step" if per_epoch != 1 else "epoch", dynamic_ncols=True,
-                        mininterval=self.mininterval, leave=True, file=sys.stderr)
+        self.bar = tqdm(
+            total=total,
+            desc="train",
+            unit="step" if per_epoch != 1 else "epoch",
+            dynamic_ncols=True,
+            mininterval=self.mininterval,
+            leave=True,
+            file=sys.stderr,
+        )
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
         if self.bar is not None:
             self.bar.update(1)
 

@@ -1,4 +1,5 @@
 """One Trainer builder for every LightningModule task (backbone runs, the encoder, the generator's stages)."""
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -7,8 +8,9 @@ import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
 
 
-def build_trainer(cfg: DictConfig, *, callbacks: Sequence[pl.Callback] = (), loggers: Sequence[Any] = (),
-                  **overrides: Any) -> pl.Trainer:
+def build_trainer(
+    cfg: DictConfig, *, callbacks: Sequence[pl.Callback] = (), loggers: Sequence[Any] = (), **overrides: Any
+) -> pl.Trainer:
     """The ``pl.Trainer`` of ``cfg.trainer`` (accelerator, devices, strategy, progress bar, determinism, …) with
     ``callbacks`` and ``loggers`` (none: ``logger=False``); ``overrides`` replace config keys with what the task
     decides itself (its epoch or step budget, validation cadence, gradient clipping)."""

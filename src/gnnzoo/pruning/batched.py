@@ -1,5 +1,6 @@
 """``zoo.parallel_models=n`` for ``task=prune``: seeds ``seed .. seed+n-1`` of one pruning config, their dense
 runs and tickets trained in the batched trainer where the method allows it, else one by one."""
+
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -16,8 +17,10 @@ def batchable(cfg: DictConfig) -> str | None:
     """None if the seeds of this pruning config can train together in the batched trainer, else why not."""
     p = cfg.pruning
     if p.method != "one_shot":
-        return (f"pruning.method={p.method} changes its masks while training (trainable scores, drop-and-regrow), "
-                "which the batched trainer does not model")
+        return (
+            f"pruning.method={p.method} changes its masks while training (trainable scores, drop-and-regrow), "
+            "which the batched trainer does not model"
+        )
     if float(p.graph_sparsity) > 0:
         return "each seed's ticket prunes its own edges, and the batched trainer shares one graph across models"
     return None
@@ -43,9 +46,17 @@ def one_shot_batched(cfgs: list[DictConfig]) -> list[dict]:
         state = entry.state_dict()
         wmasks = ctx.magnitude(state, float(c.pruning.weight_sparsity))
         info = ctx.info(wmasks, None, float(entry.record.get("wall_time_s") or 0.0))
-        jobs.append(BatchedJob(kind="pruned", rid=ctx.ticket_id(engine="batched"), parents=[d["run_id"]],
-                               fields={"pruning": info}, masks=wmasks,
-                               start=state if c.pruning.rewind == "dense" else None, files=ctx.files(wmasks, None)))
+        jobs.append(
+            BatchedJob(
+                kind="pruned",
+                rid=ctx.ticket_id(engine="batched"),
+                parents=[d["run_id"]],
+                fields={"pruning": info},
+                masks=wmasks,
+                start=state if c.pruning.rewind == "dense" else None,
+                files=ctx.files(wmasks, None),
+            )
+        )
         todo.append(i)
     for i, r in zip(todo, train_batched([cfgs[i] for i in todo], progress=show, jobs=jobs)):
         out[i] = {**r, "dense_run_id": dense[i]["run_id"], "prune/dense_test_acc": dense[i].get("test/acc")}
@@ -64,8 +75,9 @@ def run_seeds(cfg: DictConfig, n: int, run_one: Callable[[DictConfig], dict]) ->
         except NotImplementedError as e:
             why = str(e)
     if results is None:
-        console.print(f"[yellow]zoo.parallel_models={n}: these tickets cannot be batched ({why}); "
-                      "training them one by one[/]")
+        console.print(
+            f"[yellow]zoo.parallel_models={n}: these tickets cannot be batched ({why}); training them one by one[/]"
+        )
         results = []
         for c in cfgs:
             try:
@@ -79,11 +91,18 @@ def run_seeds(cfg: DictConfig, n: int, run_one: Callable[[DictConfig], dict]) ->
             failed.append(f"seed={c.seed}: {r.get('error')}")
         else:
             values.append(float(r[cfg.monitor.metric]))
-            console.print(f"seed={c.seed}: ticket {r['run_id']} {cfg.monitor.metric}={values[-1]:.4f} "
-                          f"test/acc={r['test/acc']:.4f}")
+            console.print(
+                f"seed={c.seed}: ticket {r['run_id']} {cfg.monitor.metric}={values[-1]:.4f} "
+                f"test/acc={r['test/acc']:.4f}"
+            )
     if not values:
         raise RuntimeError(f"all {n} seeds failed; first: {failed[0]}")
     mean = sum(values) / len(values)
     console.print(f"{len(values)}/{n} tickets completed; mean {cfg.monitor.metric} = {mean:.4f}")
-    return {"value": mean, "tickets": [r.get("run_id") for r in results], "failed_runs": failed,
-            "skipped": all(r.get("skipped") for r in results), "results": results}
+    return {
+        "value": mean,
+        "tickets": [r.get("run_id") for r in results],
+        "failed_runs": failed,
+        "skipped": all(r.get("skipped") for r in results),
+        "results": results,
+    }

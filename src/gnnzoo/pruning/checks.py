@@ -1,4 +1,5 @@
 """The checks of ``task=prune``: every pruning option, before any training, naming the key."""
+
 from __future__ import annotations
 
 import math
@@ -29,8 +30,10 @@ def check_pruning(cfg: DictConfig) -> None:
     if gs > 0 and name == "mlp":
         raise ConfigError("pruning.graph_sparsity > 0 with backbone=mlp: an MLP does not use the graph")
     if not p.get("renormalize", True) and name not in RENORMALIZING:
-        raise ConfigError(f"pruning.renormalize=false applies to {', '.join(RENORMALIZING)} (normalised adjacency); "
-                          f"{name} always aggregates over the kept edges (sage: mean, gat: softmax, gin: sum)")
+        raise ConfigError(
+            f"pruning.renormalize=false applies to {', '.join(RENORMALIZING)} (normalised adjacency); "
+            f"{name} always aggregates over the kept edges (sage: mean, gat: softmax, gin: sum)"
+        )
     if p.method == "imp_ugs":
         _check_ugs(p, ws, gs)
     if p.method == "fastglt":
@@ -46,8 +49,10 @@ def _check_ugs(p: DictConfig, ws: float, gs: float) -> None:
         reach = 1 - (1 - rate) ** rounds
         if reach + 1e-9 < target:
             need = math.ceil(math.log(1 - target) / math.log(1 - rate))
-            raise ConfigError(f"pruning.{key}={rate} over pruning.rounds={rounds} reaches {reach:.4f}, below the "
-                              f"target {target}: it needs pruning.rounds>={need}")
+            raise ConfigError(
+                f"pruning.{key}={rate} over pruning.rounds={rounds} reaches {reach:.4f}, below the "
+                f"target {target}: it needs pruning.rounds>={need}"
+            )
     for key in ("l1_weight", "l1_graph"):
         number(p, key, "pruning", lo=0, optional=True)
 
@@ -61,5 +66,7 @@ def _check_fastglt(p: DictConfig) -> None:
     if delta > total:
         raise ConfigError(f"pruning.delta={delta} > pruning.denoise_epochs={total}: no denoising update would run")
     if p.rewind != "init":
-        raise ConfigError("pruning.rewind: fastglt retrains from the initialization (rewind=init) or not at all "
-                          "(pruning.retrain=false)")
+        raise ConfigError(
+            "pruning.rewind: fastglt retrains from the initialization (rewind=init) or not at all "
+            "(pruning.retrain=false)"
+        )

@@ -1,5 +1,6 @@
 """What every pruning method of one ``task=prune`` run shares: :class:`PruningContext` (configs, graph, the
 dense parent, the search clock, ticket records and retraining) and the small helpers the methods use."""
+
 from __future__ import annotations
 
 import time
@@ -12,7 +13,7 @@ from torch import Tensor, nn
 from gnnzoo.backbones.pruned import EdgeUnits
 from gnnzoo.data.graph import load_graph
 from gnnzoo.pruning.macs import macs
-from gnnzoo.pruning.masks import Masks, MaskEnforcer, Scope, Ticket, layer_density, magnitude_masks, sparsity
+from gnnzoo.pruning.masks import MaskEnforcer, Masks, Scope, Ticket, layer_density, magnitude_masks, sparsity
 from gnnzoo.tasks.backbone import train
 from gnnzoo.utils.config import backbone_config, instantiate_clean
 from gnnzoo.zoo.ids import hash_id, identity_config
@@ -41,12 +42,14 @@ def start_weights(backbone: nn.Module, dense_state: dict[str, Tensor], masks: Ma
 def attach_masks(masks_fn, grad_sink=None, load: dict | None = None, extra: list | None = None):
     """A ``prepare`` hook of :func:`gnnzoo.tasks.backbone.train`: optionally load weights, then keep the weight
     masks (``masks_fn()``) exact; ``extra`` callbacks join the fit."""
+
     def prepare(backbone):
         if load is not None:
             backbone.load_state_dict(load)
         enforcer = MaskEnforcer(masks_fn, grad_sink)
         enforcer.attach(backbone)
         return [enforcer, *(extra or [])]
+
     return prepare
 
 
@@ -94,17 +97,31 @@ class PruningContext:
         return time.perf_counter() - self.t0
 
     def new_ticket(self, **kw) -> Ticket:
-        return Ticket(self.edge_index if self.prune_graph else None, self.shapes, symmetric=bool(self.p.symmetric),
-                      renormalize=bool(self.p.renormalize), **kw)
+        return Ticket(
+            self.edge_index if self.prune_graph else None,
+            self.shapes,
+            symmetric=bool(self.p.symmetric),
+            renormalize=bool(self.p.renormalize),
+            **kw,
+        )
 
     def ticket_id(self, **extra) -> str:
-        return hash_id({"kind": "pruned", "config": identity_config(self.cfg), "pruning": self.plain,
-                        "parents": [self.dense["run_id"]], **extra})
+        return hash_id(
+            {
+                "kind": "pruned",
+                "config": identity_config(self.cfg),
+                "pruning": self.plain,
+                "parents": [self.dense["run_id"]],
+                **extra,
+            }
+        )
 
     def magnitude(self, state: dict[str, Tensor], target: float, keep: Masks | None = None) -> Masks:
         """Magnitude masks of the prunable tensors at ``target`` sparsity, with the configured threshold and
         per-neuron minimum."""
-        return magnitude_masks(state, self.names, target, self.p.threshold, keep=keep, min_per_neuron=self.min_per_neuron)
+        return magnitude_masks(
+            state, self.names, target, self.p.threshold, keep=keep, min_per_neuron=self.min_per_neuron
+        )
 
     def targets(self) -> tuple[int, int]:
         """Entries to prune at the targets: (weights, edge units)."""
@@ -114,8 +131,10 @@ class PruningContext:
 
     def all_kept(self) -> tuple[Masks, Tensor | None]:
         """Masks that keep everything: (weight masks, edge keep mask or None)."""
-        return ({n: torch.ones(sh, dtype=torch.bool) for n, sh in self.shapes.items()},
-                torch.ones(self.units.num_units, dtype=torch.bool) if self.units else None)
+        return (
+            {n: torch.ones(sh, dtype=torch.bool) for n, sh in self.shapes.items()},
+            torch.ones(self.units.num_units, dtype=torch.bool) if self.units else None,
+        )
 
     def files(self, wmasks: Masks, edge_keep: Tensor | None) -> dict:
         out = {k: v.to(torch.uint8) for k, v in wmasks.items()}
@@ -126,23 +145,38 @@ class PruningContext:
     def info(self, wmasks: Masks, edge_keep: Tensor | None, wall: float, **extra) -> dict:
         """The record's ``pruning`` field of a ticket."""
         w = sparsity(wmasks)
-        kept_edges = (int(self.units.directed(edge_keep)[~self.units.loops].sum()) if edge_keep is not None
-                      else int(self.edge_index.size(1)))
+        kept_edges = (
+            int(self.units.directed(edge_keep)[~self.units.loops].sum())
+            if edge_keep is not None
+            else int(self.edge_index.size(1))
+        )
         n, e = self.graph.num_nodes, int(self.edge_index.size(1))
         dense_macs, ticket_macs = macs(self.template, {}, n, e), macs(self.template, wmasks, n, kept_edges)
         g_total = self.units.num_units if self.units else 0
         g_pruned = int((~edge_keep).sum()) if edge_keep is not None else 0
-        return {"method": self.p.method, "weight_sparsity": w["sparsity"], "weights_pruned": w["pruned"],
-                "weights_total": w["total"], "tensors": self.names, "threshold": self.p.threshold,
-                "min_per_neuron": self.min_per_neuron, "layer_density": layer_density(wmasks),
-                "rewind": self.p.rewind, "graph_sparsity": g_pruned / g_total if g_total else 0.0,
-                "edges_pruned": g_pruned, "edges_total": g_total,
-                "edge_unit": ("undirected" if self.p.symmetric else "directed") if self.units else None,
-                "renormalize": bool(self.p.renormalize), "macs": ticket_macs, "dense_macs": dense_macs,
-                "mac_saving": 1.0 - ticket_macs / dense_macs, "search_wall_s": wall, **extra}
+        return {
+            "method": self.p.method,
+            "weight_sparsity": w["sparsity"],
+            "weights_pruned": w["pruned"],
+            "weights_total": w["total"],
+            "tensors": self.names,
+            "threshold": self.p.threshold,
+            "min_per_neuron": self.min_per_neuron,
+            "layer_density": layer_density(wmasks),
+            "rewind": self.p.rewind,
+            "graph_sparsity": g_pruned / g_total if g_total else 0.0,
+            "edges_pruned": g_pruned,
+            "edges_total": g_total,
+            "edge_unit": ("undirected" if self.p.symmetric else "directed") if self.units else None,
+            "renormalize": bool(self.p.renormalize),
+            "macs": ticket_macs,
+            "dense_macs": dense_macs,
+            "mac_saving": 1.0 - ticket_macs / dense_macs,
+            "search_wall_s": wall,
+            **extra,
+        }
 
-    def retrain(self, rid: str, wmasks: Masks, edge_keep: Tensor | None, info: dict,
-                start: dict | None = None) -> dict:
+    def retrain(self, rid: str, wmasks: Masks, edge_keep: Tensor | None, info: dict, start: dict | None = None) -> dict:
         """Train the ticket from the initialization (or from ``start`` weights) as the zoo entry ``rid``;
         ``info`` is the record's ``pruning`` field (``search_wall_s``: the search before this retraining; the
         record's ``wall_time_s`` is the retraining)."""
@@ -154,8 +188,16 @@ class PruningContext:
         def prepare(backbone):
             return [start_weights(backbone, start or {}, wmasks, "dense" if start is not None else "init")]
 
-        return train(self.cfg, kind="pruned", rid=rid, parents=[self.dense["run_id"]], prepare=prepare,
-                     fields={"pruning": info}, masker=ticket, files=lambda: self.files(wmasks, edge_keep))
+        return train(
+            self.cfg,
+            kind="pruned",
+            rid=rid,
+            parents=[self.dense["run_id"]],
+            prepare=prepare,
+            fields={"pruning": info},
+            masker=ticket,
+            files=lambda: self.files(wmasks, edge_keep),
+        )
 
     def skipped(self, rid: str, entry: ZooEntry) -> dict:
         """The result of a ticket that is already completed in the zoo."""

@@ -4,6 +4,7 @@ the fraction ``f(t) = alpha/2 (1 + cos(pi t / T))`` of the active entries with t
 as many pruned ones with the largest score (weights: accumulated |dense gradient|; edges: a degree score
 ``(d_u d_v)^-1/2`` plus the |gradient| of the edge's weight at 0, each scaled to [0, 1]); the masks at the
 best-val epoch are the ticket, retrained from the initialization (``retrain``)."""
+
 from __future__ import annotations
 
 import math
@@ -46,8 +47,16 @@ class DropAndRegrow(pl.Callback):
         units: the graph's edge units, or None when the graph is not pruned.
     """
 
-    def __init__(self, ticket: Ticket, grads: dict[str, Tensor], total: int, delta: int, alpha: float,
-                 accumulation: int, units: EdgeUnits | None):
+    def __init__(
+        self,
+        ticket: Ticket,
+        grads: dict[str, Tensor],
+        total: int,
+        delta: int,
+        alpha: float,
+        accumulation: int,
+        units: EdgeUnits | None,
+    ):
         self.ticket, self.grads = ticket, grads
         self.total, self.delta, self.alpha, self.accumulation = total, delta, alpha, accumulation
         self.units = units
@@ -137,8 +146,11 @@ def _pretrain(ctx: PruningContext) -> tuple[dict, Tensor | None]:
         console.print(f"[bold]fastglt[/]: pretraining {p.pretrain_epochs} epochs")
         holder: dict = {}
         pre = ctx.new_ticket(edge_scores=ctx.prune_graph, l1_graph=float(p.l1_graph))
-        train(phase_config(cfg, int(p.pretrain_epochs), patience=None),
-              prepare=lambda b: holder.update(backbone=b) or [], masker=pre)
+        train(
+            phase_config(cfg, int(p.pretrain_epochs), patience=None),
+            prepare=lambda b: holder.update(backbone=b) or [],
+            masker=pre,
+        )
         state = {k: v.clone() for k, v in holder["backbone"].state_dict().items()}
         return state, (pre.edge_score.detach().clamp(min=0) if ctx.prune_graph else None)
     # prune the initialization (weights by magnitude, edges by degree)
@@ -174,20 +186,32 @@ def fastglt(ctx: PruningContext) -> list[dict]:
     initial_masks = {k: v.clone() for k, v in ticket.weight_masks.items()}
     # 3. denoise (prune and regrow every delta epochs); the masks at the best-val epoch are the ticket
     grads: dict[str, Tensor] = {}
-    denoiser = DropAndRegrow(ticket, grads, int(p.denoise_epochs), int(p.delta), float(p.alpha),
-                             int(p.accumulation), ctx.units)
+    denoiser = DropAndRegrow(
+        ticket, grads, int(p.denoise_epochs), int(p.delta), float(p.alpha), int(p.accumulation), ctx.units
+    )
     prepare = attach_masks(lambda: ticket.weight_masks, grads, load=state, extra=[denoiser])
     console.print(f"[bold]fastglt[/]: denoising {p.denoise_epochs} epochs (update every {p.delta})")
     if not p.retrain:  # the denoised model itself is the entry
         c = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
         c.trainer.max_epochs = int(p.denoise_epochs)
         c.monitor.patience = None
-        info = ctx.info(initial_masks, ticket.edge_keep.clone() if ctx.prune_graph else None,
-                        time.perf_counter() - t, retrained=False,
-                        denoise_updates=len(range(p.delta, p.denoise_epochs + 1, p.delta)))
-        res = train(c, kind="pruned", rid=rid, parents=[ctx.dense["run_id"]], prepare=prepare,
-                    fields={"pruning": info}, masker=ticket,
-                    files=lambda: ctx.files(ticket.weight_masks, ticket.edge_keep if ctx.prune_graph else None))
+        info = ctx.info(
+            initial_masks,
+            ticket.edge_keep.clone() if ctx.prune_graph else None,
+            time.perf_counter() - t,
+            retrained=False,
+            denoise_updates=len(range(p.delta, p.denoise_epochs + 1, p.delta)),
+        )
+        res = train(
+            c,
+            kind="pruned",
+            rid=rid,
+            parents=[ctx.dense["run_id"]],
+            prepare=prepare,
+            fields={"pruning": info},
+            masker=ticket,
+            files=lambda: ctx.files(ticket.weight_masks, ticket.edge_keep if ctx.prune_graph else None),
+        )
         return [{**res, "pruning": info}]
     train(phase_config(cfg, int(p.denoise_epochs), patience=None), prepare=prepare, masker=ticket)
     wmasks = {k: v.clone() for k, v in ticket.weight_masks.items()}

@@ -1,4 +1,5 @@
 """Inference cost of a ticket in multiply-accumulates (the ``mac_saving`` of a pruned entry's record)."""
+
 from __future__ import annotations
 
 from torch import nn

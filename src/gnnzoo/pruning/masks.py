@@ -9,6 +9,7 @@ weights at exactly zero while training: it zeroes them, masks their gradients (s
 SGD momentum of a masked entry stay 0, and weight decay of a zero is 0) and re-applies the masks after
 every optimizer step.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -85,8 +86,14 @@ def _floor(score: Tensor, per_row: int, allowed: Tensor | None) -> Tensor:
     return (out & torch.isfinite(rows)).view(score.shape)
 
 
-def magnitude_masks(state: Mapping[str, Tensor], names: Iterable[str], sparsity: float,
-                    threshold: str = "global", keep: Masks | None = None, min_per_neuron: int = 0) -> Masks:
+def magnitude_masks(
+    state: Mapping[str, Tensor],
+    names: Iterable[str],
+    sparsity: float,
+    threshold: str = "global",
+    keep: Masks | None = None,
+    min_per_neuron: int = 0,
+) -> Masks:
     """Keep the largest-magnitude entries of ``names`` so that exactly ``round(sparsity * n)`` are pruned:
     over all tensors together (``global``, one threshold) or in each tensor (``layer``). Ties are broken by
     position, so the reached sparsity is the target to within one entry per scope. ``keep`` (optional):
@@ -119,7 +126,7 @@ def magnitude_masks(state: Mapping[str, Tensor], names: Iterable[str], sparsity:
         offset = 0
         for n in group:
             k = state[n].numel()
-            masks[n] = kept[offset:offset + k].view(state[n].shape).clone()
+            masks[n] = kept[offset : offset + k].view(state[n].shape).clone()
             offset += k
     return masks
 
@@ -149,15 +156,25 @@ class Ticket(nn.Module):
       parameters and state dict are untouched);
     * ``edge_keep``: bool per edge unit of ``edge_index``; pruned edges are removed before every forward
       (``renormalize=False``, GCN/APPNP only: the full graph is passed with weight 0 on pruned edges and the
-      backbone's ``renormalize`` switched off, so the dense graph's degrees are kept); with ``edge_scores=True`` a trainable score per unit (UGS ``m_g``,
-      init 1) weights the kept edges' messages (clamped at 0);
+      backbone's ``renormalize`` switched off, so the dense graph's degrees are kept); with ``edge_scores=True`` a
+      trainable score per unit (UGS ``m_g``, init 1) weights the kept edges' messages (clamped at 0);
     * ``regularizer()``: ``l1_weight·Σ|m_θ| + l1_graph·Σ|m_g|`` over kept entries (the UGS penalties).
     """
 
-    def __init__(self, edge_index: Tensor | None, weight_shapes: Mapping[str, torch.Size], *,
-                 symmetric: bool = True, renormalize: bool = True, weight_scores: bool = False,
-                 edge_scores: bool = False, l1_weight: float = 0.0, l1_graph: float = 0.0,
-                 score_noise: float = 0.0, generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        edge_index: Tensor | None,
+        weight_shapes: Mapping[str, torch.Size],
+        *,
+        symmetric: bool = True,
+        renormalize: bool = True,
+        weight_scores: bool = False,
+        edge_scores: bool = False,
+        l1_weight: float = 0.0,
+        l1_graph: float = 0.0,
+        score_noise: float = 0.0,
+        generator: torch.Generator | None = None,
+    ):
         super().__init__()
         self.weight_names = list(weight_shapes)
         for n, shape in weight_shapes.items():
@@ -179,8 +196,7 @@ class Ticket(nn.Module):
                 s += score_noise * torch.randn(shape, generator=generator)  # breaks ties of equal scores
             return nn.Parameter(s)
 
-        self.weight_score = (nn.ParameterList([score(s) for s in weight_shapes.values()])
-                             if weight_scores else None)
+        self.weight_score = nn.ParameterList([score(s) for s in weight_shapes.values()]) if weight_scores else None
         self.edge_score = score(self.units.num_units) if (edge_scores and self.units is not None) else None
 
     # ---------------------------------------------------------------- masks
@@ -210,8 +226,10 @@ class Ticket(nn.Module):
         if self.units is None:
             return edge_index, None
         if edge_index.size(1) != self.units.num_edges:
-            raise ValueError(f"the ticket's edge mask was built for {self.units.num_edges} edges, the batch has "
-                             f"{edge_index.size(1)} (task=prune trains full-batch on one graph)")
+            raise ValueError(
+                f"the ticket's edge mask was built for {self.units.num_edges} edges, the batch has "
+                f"{edge_index.size(1)} (task=prune trains full-batch on one graph)"
+            )
         # the kept edges change only when the mask does (a prune / regrow step, or a best-state reload):
         # computed once per version of `edge_keep`, not in every forward
         key = (self.edge_keep.data_ptr(), self.edge_keep._version)
@@ -240,8 +258,9 @@ class Ticket(nn.Module):
     def regularizer(self) -> Tensor | float:
         reg = 0.0
         if self.weight_score is not None and self.l1_weight:
-            reg = reg + self.l1_weight * sum((s.abs() * m).sum() for s, m in zip(self.weight_score,
-                                                                                  self.weight_masks.values()))
+            reg = reg + self.l1_weight * sum(
+                (s.abs() * m).sum() for s, m in zip(self.weight_score, self.weight_masks.values())
+            )
         if self.edge_score is not None and self.l1_graph:
             reg = reg + self.l1_graph * (self.edge_score.abs() * self.edge_keep).sum()
         return reg

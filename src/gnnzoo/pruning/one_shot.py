@@ -4,6 +4,7 @@ node, so every edge gets a score and no label is read); the ticket retrained fro
 
 Its ``search_wall_s`` includes the dense run's training (the ticket cannot exist without it), so a benchmark
 must not add it again."""
+
 from __future__ import annotations
 
 import torch

@@ -11,6 +11,7 @@ in ``ticket.safetensors``. This module only wires the package:
 * ``one_shot``, ``ugs`` (``imp_ugs``), ``fastglt``: the methods, one module each;
 * ``macs``: inference cost; ``report``: plot, W&B and the console line; ``batched``: several seeds at once.
 """
+
 from __future__ import annotations
 
 import time
@@ -46,8 +47,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         return run_seeds(cfg, n, run)
     ctx = PruningContext(cfg)
     if not ctx.names and float(p.weight_sparsity) > 0:
-        raise ConfigError(f"pruning.scope selects no tensor of {cfg.backbone.name} "
-                          f"({OmegaConf.to_container(p.scope)}); enable first_layer / last_layer / bias")
+        raise ConfigError(
+            f"pruning.scope selects no tensor of {cfg.backbone.name} "
+            f"({OmegaConf.to_container(p.scope)}); enable first_layer / last_layer / bias"
+        )
     dense_cfg = backbone_config(cfg)
     dense_cfg.zoo.enabled = True  # the ticket reads its parent from the zoo (and names it)
     console.print(f"[bold]prune[/] {p.method}: dense {cfg.backbone.name} on {cfg.dataset.name} seed={cfg.seed}")
@@ -58,7 +61,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     info = final.get("pruning") or ctx.zoo[final["run_id"]].record["pruning"]
     log_to_wandb(cfg, plot_tickets(ctx, cfg.paths.get("output_dir")), results)
     print_ticket(cfg, final, info, ctx.dense)
-    return {**{k: v for k, v in final.items() if k != "pruning"}, "value": final.get(cfg.monitor.metric),
-            "prune/weight_sparsity": info["weight_sparsity"], "prune/graph_sparsity": info["graph_sparsity"],
-            "prune/mac_saving": info["mac_saving"], "prune/dense_test_acc": ctx.dense.get("test/acc"),
-            "dense_run_id": ctx.dense["run_id"], "tickets": [r["run_id"] for r in results]}
+    return {
+        **{k: v for k, v in final.items() if k != "pruning"},
+        "value": final.get(cfg.monitor.metric),
+        "prune/weight_sparsity": info["weight_sparsity"],
+        "prune/graph_sparsity": info["graph_sparsity"],
+        "prune/mac_saving": info["mac_saving"],
+        "prune/dense_test_acc": ctx.dense.get("test/acc"),
+        "dense_run_id": ctx.dense["run_id"],
+        "tickets": [r["run_id"] for r in results],
+    }

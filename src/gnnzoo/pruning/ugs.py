@@ -1,8 +1,9 @@
 """``pruning=imp_ugs`` (UGS, iterative magnitude pruning of trainable masks): per round, train weights and
 real-valued masks (weights ``m_θ``, edges ``m_g``) from the initialization with L1 penalties; at the best-val
-epoch prune ``rate_weight`` of the remaining weights (one threshold over ``|m_θ|``, every output neuron keeping at
-least ``pruning.min_per_neuron`` weights) and ``rate_graph`` of the remaining edges (``|m_g|``), the last round clipped to
-land on the targets; retrain from the initialization with the masks: one zoo entry per round."""
+epoch prune ``rate_weight`` of the remaining weights (one threshold over ``|m_θ|``, every output neuron keeping
+at least ``pruning.min_per_neuron`` weights) and ``rate_graph`` of the remaining edges (``|m_g|``), the last
+round clipped to land on the targets; retrain from the initialization with the masks: one zoo entry per round."""
+
 from __future__ import annotations
 
 import time
@@ -26,19 +27,27 @@ def _pruned(masks: Masks) -> int:
     return sum(int((~m).sum()) for m in masks.values())
 
 
-def _train_masks(ctx: PruningContext, round_no: int, wmasks: Masks, edge_keep: Tensor | None,
-                 generator: torch.Generator):
+def _train_masks(
+    ctx: PruningContext, round_no: int, wmasks: Masks, edge_keep: Tensor | None, generator: torch.Generator
+):
     """Round ``round_no``'s mask phase: weights and real-valued masks trained from the initialization."""
     p = ctx.p
-    ticket = ctx.new_ticket(weight_scores=ctx.targets()[0] > 0, edge_scores=ctx.prune_graph,
-                            l1_weight=float(p.l1_weight), l1_graph=float(p.l1_graph), score_noise=1e-5,
-                            generator=generator)
+    ticket = ctx.new_ticket(
+        weight_scores=ctx.targets()[0] > 0,
+        edge_scores=ctx.prune_graph,
+        l1_weight=float(p.l1_weight),
+        l1_graph=float(p.l1_graph),
+        score_noise=1e-5,
+        generator=generator,
+    )
     ticket.set_weight_masks(wmasks)
     if edge_keep is not None:
         ticket.set_edge_keep(edge_keep)
     edges_pruned = 0 if edge_keep is None else float((~edge_keep).float().mean())
-    console.print(f"[bold]UGS round {round_no}[/]: training masks (weights {100 * sparsity(wmasks)['sparsity']:.1f}% "
-                  f"pruned, edges {100 * edges_pruned:.1f}%)")
+    console.print(
+        f"[bold]UGS round {round_no}[/]: training masks (weights {100 * sparsity(wmasks)['sparsity']:.1f}% "
+        f"pruned, edges {100 * edges_pruned:.1f}%)"
+    )
     frozen = {n: m.clone() for n, m in wmasks.items()}
     train(phase_config(ctx.cfg, patience=None), prepare=attach_masks(frozen), masker=ticket)
     return ticket

@@ -2,6 +2,7 @@
 training-free, the StatNN features) or a trained neural-graph encoder's ``embed`` (issue 17's
 :class:`~gnnzoo.weightspace.encoder.TrainedEncoder`, by its zoo run id). Both read the checkpoint as a neural
 graph, so they are invariant to hidden-neuron permutations and work for every backbone the encoder supports."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -23,6 +23,7 @@ against their outcomes, never pooled over iterations and fidelities. With a ``tr
 knows every outcome) it ranks every candidate's forecast; without one (a real sweep) it ranks the forecasts of
 the launched batch (nan below three launches). ``tau_pooled`` keeps the pool over every forecast so far.
 """
+
 from __future__ import annotations
 
 import math
@@ -51,6 +52,7 @@ class Launch:
 class Result:
     """What a trained job gives back: its curve (the monitored metric per epoch, from epoch 1), the best
     value and the test metric at it, the checkpoint features at its last epoch."""
+
     ok: bool
     epochs: int = 0
     curve: list = field(default_factory=list)
@@ -96,14 +98,31 @@ class Settings:
                 raise ConfigError(f"hydra.sweeper.{k}={getattr(self, k)} must be >= 1")
         if self.b0 > self.max_epochs:
             raise ConfigError(f"hydra.sweeper.b0={self.b0} exceeds the largest budget max_epochs={self.max_epochs}")
+        if self.surrogate != "random" and self.budget < self.b0 * self.n_initial:
+            raise ConfigError(
+                f"hydra.sweeper.budget={self.budget} cannot pay for the initial design of n_initial="
+                f"{self.n_initial} configurations x b0={self.b0} epochs: the least budget that works is "
+                f"{self.b0 * self.n_initial} (or lower n_initial or b0)"
+            )
 
 
 def new_state(space: SearchSpace, s: Settings, search_id: str = "") -> dict:
     rng = np.random.default_rng(s.seed)
     cands = space.candidates(s.n_candidates, rng)
-    return {"version": 1, "search_id": search_id, "settings": s.__dict__.copy(), "candidates": cands,
-            "trials": {}, "spent": 0, "iteration": 0, "pending": [], "history": [], "tau_pairs": [],
-            "fallbacks": [], "done": False}
+    return {
+        "version": 1,
+        "search_id": search_id,
+        "settings": s.__dict__.copy(),
+        "candidates": cands,
+        "trials": {},
+        "spent": 0,
+        "iteration": 0,
+        "pending": [],
+        "history": [],
+        "tau_pairs": [],
+        "fallbacks": [],
+        "done": False,
+    }
 
 
 def _sign(s: Settings) -> float:
@@ -117,8 +136,14 @@ def best_observation(state: dict) -> dict | None:
     for tid, t in state["trials"].items():
         for o in t["obs"]:
             if best is None or sign * o["value"] > sign * best["value"]:
-                best = {"tid": tid, "point": t["point"], "epochs": o["epochs"], "value": o["value"],
-                        "test": o["test"], "run_id": t.get("run_id")}
+                best = {
+                    "tid": tid,
+                    "point": t["point"],
+                    "epochs": o["epochs"],
+                    "value": o["value"],
+                    "test": o["test"],
+                    "run_id": t.get("run_id"),
+                }
     return best
 
 
@@ -130,8 +155,8 @@ def _inputs(space: SearchSpace, s: Settings, rows: list[tuple[dict, int, list, l
     for i, (_, _, c, wt) in enumerate(rows):
         c = c[:L]
         if c:
-            curve[i, :len(c)] = torch.tensor(c, dtype=torch.float32)
-            mask[i, :len(c)] = 1
+            curve[i, : len(c)] = torch.tensor(c, dtype=torch.float32)
+            mask[i, : len(c)] = 1
         if wt is not None and d_w:
             w[i] = torch.tensor(wt, dtype=torch.float32)
             has[i] = 1
@@ -141,9 +166,17 @@ def _inputs(space: SearchSpace, s: Settings, rows: list[tuple[dict, int, list, l
 
 
 class Search:
-    def __init__(self, space: SearchSpace, settings: Settings, runner: Runner, state: dict | None = None,
-                 save: Callable[[dict], None] | None = None, log: Callable[[str], None] | None = None,
-                 use_weights: bool | None = None, truth: Truth | None = None):
+    def __init__(
+        self,
+        space: SearchSpace,
+        settings: Settings,
+        runner: Runner,
+        state: dict | None = None,
+        save: Callable[[dict], None] | None = None,
+        log: Callable[[str], None] | None = None,
+        use_weights: bool | None = None,
+        truth: Truth | None = None,
+    ):
         settings.check()
         self.space, self.s, self.runner, self.truth = space, settings, runner, truth
         self.state = state if state is not None else new_state(space, settings)
@@ -169,8 +202,9 @@ class Search:
 
     def _trial(self, point: dict) -> tuple[str, dict]:
         tid = point_key(point)
-        t = self.state["trials"].setdefault(tid, {"point": point, "epochs": 0, "status": "new", "obs": [],
-                                                   "curve": [], "run_id": None})
+        t = self.state["trials"].setdefault(
+            tid, {"point": point, "epochs": 0, "status": "new", "obs": [], "curve": [], "run_id": None}
+        )
         return tid, t
 
     def incumbent(self) -> dict | None:
@@ -200,10 +234,21 @@ class Search:
                 self.log(f"trial {ln.tid} failed: {r.error}")
                 continue
             self.state["spent"] += max(0, r.epochs - ln.start)
-            t.update(epochs=r.epochs, curve=list(r.curve[:r.epochs]), run_id=r.run_id,
-                     status="stopped" if r.stopped or r.epochs >= self.s.max_epochs else "running")
-            t["obs"].append({"epochs": r.epochs, "value": float(r.value), "test": float(r.test),
-                             "prev_epochs": ln.start, "weights": r.weights})
+            t.update(
+                epochs=r.epochs,
+                curve=list(r.curve[: r.epochs]),
+                run_id=r.run_id,
+                status="stopped" if r.stopped or r.epochs >= self.s.max_epochs else "running",
+            )
+            t["obs"].append(
+                {
+                    "epochs": r.epochs,
+                    "value": float(r.value),
+                    "test": float(r.test),
+                    "prev_epochs": ln.start,
+                    "weights": r.weights,
+                }
+            )
             if pred is not None and pred[k] == pred[k]:
                 batch.append([pred[k], sign * float(r.value)])
         self.state["tau_pairs"] += batch
@@ -213,10 +258,17 @@ class Search:
         tau = info.pop("tau_all", None)  # every candidate's forecast against the oracle's outcome
         if tau is None:
             tau = kendall_tau([p for p, _ in batch], [v for _, v in batch])
-        rec = {"iteration": self.state["iteration"], "spent": self.state["spent"], "wall_s": time.perf_counter() - self.t0,
-               "launched": [[ln.tid, ln.start, ln.target] for ln in launches],
-               "incumbent_value": inc["value"] if inc else None, "incumbent_test": inc["test"] if inc else None,
-               "tau": tau, "tau_pooled": kendall_tau([p for p, _ in pairs], [v for _, v in pairs]), **info}
+        rec = {
+            "iteration": self.state["iteration"],
+            "spent": self.state["spent"],
+            "wall_s": time.perf_counter() - self.t0,
+            "launched": [[ln.tid, ln.start, ln.target] for ln in launches],
+            "incumbent_value": inc["value"] if inc else None,
+            "incumbent_test": inc["test"] if inc else None,
+            "tau": tau,
+            "tau_pooled": kendall_tau([p for p, _ in pairs], [v for _, v in pairs]),
+            **info,
+        }
         self.state["history"].append(rec)
         self.state["iteration"] += 1
         self.state["pending"] = []
@@ -281,10 +333,18 @@ class Search:
             return [], None, {}
         if self.surrogate is None:
             self.d_w = self._weights_dim() if self._use_weights else 0
-            self.surrogate = DeepKernelSurrogate(self.space.width, self.s.max_epochs, self.d_w, use_curve=True,
-                                                 use_weights=self._use_weights, width=self.s.width, lr=self.s.lr,
-                                                 fit_steps_initial=self.s.fit_steps_initial,
-                                                 refit_steps=self.s.refit_steps, seed=self.s.seed)
+            self.surrogate = DeepKernelSurrogate(
+                self.space.width,
+                self.s.max_epochs,
+                self.d_w,
+                use_curve=True,
+                use_weights=self._use_weights,
+                width=self.s.width,
+                lr=self.s.lr,
+                fit_steps_initial=self.s.fit_steps_initial,
+                refit_steps=self.s.refit_steps,
+                seed=self.s.seed,
+            )
         t0 = time.perf_counter()
         trows, ys = self._training_rows()
         error = self.surrogate.fit(_inputs(self.space, self.s, trows, self.d_w), torch.tensor(ys))
@@ -348,8 +408,10 @@ class Search:
                 break
             self._run(launches, pred, info)
             inc = self.incumbent()
-            self.log(f"iteration {st['iteration']}: spent {st['spent']}/{self.s.budget} epochs; incumbent "
-                     f"{inc['value'] if inc else float('nan'):.4f} ({inc['epochs'] if inc else 0} epochs)")
+            self.log(
+                f"iteration {st['iteration']}: spent {st['spent']}/{self.s.budget} epochs; incumbent "
+                f"{inc['value'] if inc else float('nan'):.4f} ({inc['epochs'] if inc else 0} epochs)"
+            )
         st["done"] = True
         self.save(st)
         return st

@@ -1,5 +1,6 @@
 """What the FMS sweeper reads from the zoo and writes next to the search: a trial's observation from its zoo
 record, the search state file, ``optimization_results.yaml`` and the incumbent/regret plot."""
+
 from __future__ import annotations
 
 import json
@@ -34,9 +35,16 @@ def observe(zoo: Zoo, run_id: str, monitor: str, featurizer: Featurizer | None) 
             weights = featurizer(e.snapshot(epochs), rec["backbone"])
         except ZooError as err:
             return Result(ok=False, run_id=run_id, error=f"last checkpoint unreadable: {err}")
-    return Result(ok=True, epochs=epochs, curve=curve, value=float(rec["best_val"]),
-                  test=float(metrics.get("test/acc", math.nan)), weights=weights,
-                  stopped=bool(rec.get("stopped_early")), run_id=run_id)
+    return Result(
+        ok=True,
+        epochs=epochs,
+        curve=curve,
+        value=float(rec["best_val"]),
+        test=float(metrics.get("test/acc", math.nan)),
+        weights=weights,
+        stopped=bool(rec.get("stopped_early")),
+        run_id=run_id,
+    )
 
 
 def load_state(path: Path) -> dict | None:
@@ -62,15 +70,26 @@ def summary(state: dict) -> dict[str, Any]:
     """The content of ``optimization_results.yaml``."""
     s = state["settings"]
     best = best_observation(state)
-    hist = state["history"]
-    out = {"name": "fms", "surrogate": s["surrogate"], "search_id": state.get("search_id"),
-           "budget_epochs": s["budget"], "spent_epochs": state["spent"], "iterations": state["iteration"],
-           "trials": len(state["trials"]), "failed_trials": sum(t["status"] == "failed" for t in state["trials"].values()),
-           "surrogate_fallbacks": len(state.get("fallbacks", [])),
-           "kendall_tau_one_step": mean_tau(state)}
+    out = {
+        "name": "fms",
+        "surrogate": s["surrogate"],
+        "search_id": state.get("search_id"),
+        "budget_epochs": s["budget"],
+        "spent_epochs": state["spent"],
+        "iterations": state["iteration"],
+        "trials": len(state["trials"]),
+        "failed_trials": sum(t["status"] == "failed" for t in state["trials"].values()),
+        "surrogate_fallbacks": len(state.get("fallbacks", [])),
+        "kendall_tau_one_step": mean_tau(state),
+    }
     if best is not None:
-        out.update(best_params=best["point"], best_value=best["value"], best_test=best["test"],
-                   best_epochs=best["epochs"], best_run_id=best["run_id"])
+        out.update(
+            best_params=best["point"],
+            best_value=best["value"],
+            best_test=best["test"],
+            best_epochs=best["epochs"],
+            best_run_id=best["run_id"],
+        )
     return out
 
 
@@ -92,5 +111,7 @@ def plot(state: dict, path: Path, regret_of_test: float | None = None) -> None:
             ax.step(xs, test, where="post", label="its test", alpha=0.7)
             ax.set_ylabel("monitored metric")
         ax.set_xlabel("epochs spent")
-        ax.set_title(f"FMS search ({state['settings']['surrogate']}), {state['spent']}/{state['settings']['budget']} epochs")
+        ax.set_title(
+            f"FMS search ({state['settings']['surrogate']}), {state['spent']}/{state['settings']['budget']} epochs"
+        )
         ax.legend()

@@ -8,6 +8,7 @@ with ``tag(log, ...)``, log scale); ``interval(a, b)`` is continuous (integer wh
 a choice over its values. Parsed with Hydra's own override parser. Every point is encoded into ``[0, 1]^d``
 for the surrogate and turned back into overrides (``key=value``) for the launcher.
 """
+
 from __future__ import annotations
 
 import math
@@ -31,7 +32,9 @@ class Dimension:
 
     @property
     def numeric(self) -> bool:
-        return self.kind == "interval" or all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in self.values)
+        return self.kind == "interval" or all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in self.values
+        )
 
     @property
     def width(self) -> int:
@@ -56,8 +59,11 @@ class Dimension:
         if self.kind == "choice":
             return self.values[int(rng.integers(len(self.values)))]
         u = float(rng.random())
-        x = math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low))) if self.log else \
-            self.low + u * (self.high - self.low)
+        x = (
+            math.exp(math.log(self.low) + u * (math.log(self.high) - math.log(self.low)))
+            if self.log
+            else self.low + u * (self.high - self.low)
+        )
         return int(round(x)) if self.integer else float(f"{x:.6g}")
 
 
@@ -78,8 +84,9 @@ def _parse_one(key: str, text: str) -> Dimension:
             raise ConfigError(f"search space {key}: interval({lo}, {hi}) needs low < high")
         if log and lo <= 0:
             raise ConfigError(f"search space {key}: a log interval needs low > 0, got {lo}")
-        return Dimension(key, "interval", low=float(lo), high=float(hi), log=log,
-                         integer=isinstance(lo, int) and isinstance(hi, int))
+        return Dimension(
+            key, "interval", low=float(lo), high=float(hi), log=log, integer=isinstance(lo, int) and isinstance(hi, int)
+        )
     if isinstance(v, RangeSweep):
         vals = list(np.arange(v.start, v.stop, v.step).tolist())
         return Dimension(key, "choice", values=vals, log=log)

@@ -11,6 +11,7 @@ steps from a fresh initialisation; later fits refine the previous model for ``re
 data (as DyHPO and FMS do). A fit that fails (a Cholesky error, a NaN loss) is retried once from scratch with
 more jitter; if that fails too, :meth:`fit` returns the error and the caller falls back (recorded, never a crash).
 """
+
 from __future__ import annotations
 
 import math
@@ -25,6 +26,7 @@ from torch import Tensor, nn
 @dataclass
 class Inputs:
     """One row per (trial, target budget): what the surrogate may see when it forecasts that budget."""
+
     hp: Tensor  # [n, d_hp] in [0, 1]
     budget: Tensor  # [n] target epochs / max_epochs
     curve: Tensor  # [n, L] the monitored metric per epoch so far (0 after the last trained epoch)
@@ -33,7 +35,9 @@ class Inputs:
     has_weights: Tensor  # [n] 1 where a checkpoint exists
 
     def pack(self) -> Tensor:
-        return torch.cat([self.hp, self.budget[:, None], self.curve, self.mask, self.weights, self.has_weights[:, None]], 1)
+        return torch.cat(
+            [self.hp, self.budget[:, None], self.curve, self.mask, self.weights, self.has_weights[:, None]], 1
+        )
 
 
 class _Features(nn.Module):
@@ -54,13 +58,13 @@ class _Features(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         i = self.d_hp + 1
         parts = [self.hp(x[:, :i])]
-        curve, mask = x[:, i:i + self.length], x[:, i + self.length:i + 2 * self.length]
+        curve, mask = x[:, i : i + self.length], x[:, i + self.length : i + 2 * self.length]
         i += 2 * self.length
         if self.use_curve:
             h = F.leaky_relu(self.conv(torch.stack([curve, mask], 1)))  # [n, 4, L]
             parts.append(h.amax(-1))
         if self.use_weights:
-            parts.append(self.w(x[:, i:i + self.d_w + 1]))
+            parts.append(self.w(x[:, i : i + self.d_w + 1]))
         return F.leaky_relu(self.out(torch.cat(parts, 1)))
 
 
@@ -82,9 +86,20 @@ def _gp_class():
 
 
 class DeepKernelSurrogate:
-    def __init__(self, d_hp: int, length: int, d_w: int, use_curve: bool = True, use_weights: bool = True,
-                 width: int = 32, lr: float = 1e-2, fit_steps_initial: int = 300, refit_steps: int = 50,
-                 jitter: float = 1e-4, seed: int = 0):
+    def __init__(
+        self,
+        d_hp: int,
+        length: int,
+        d_w: int,
+        use_curve: bool = True,
+        use_weights: bool = True,
+        width: int = 32,
+        lr: float = 1e-2,
+        fit_steps_initial: int = 300,
+        refit_steps: int = 50,
+        jitter: float = 1e-4,
+        seed: int = 0,
+    ):
         self.dims = (d_hp, length, d_w)
         self.use_curve, self.use_weights = use_curve, use_weights
         self.width, self.lr = width, lr
@@ -107,8 +122,12 @@ class DeepKernelSurrogate:
         import gpytorch
 
         torch.manual_seed(self.seed + 7919 * self.fits)
-        self.likelihood = gpytorch.likelihoods.GaussianLikelihood(noise_constraint=gpytorch.constraints.GreaterThan(1e-4))
-        self.model = _gp_class()(x, y, self.likelihood, _Features(*self.dims, self.use_curve, self.use_weights, self.width))
+        self.likelihood = gpytorch.likelihoods.GaussianLikelihood(
+            noise_constraint=gpytorch.constraints.GreaterThan(1e-4)
+        )
+        self.model = _gp_class()(
+            x, y, self.likelihood, _Features(*self.dims, self.use_curve, self.use_weights, self.width)
+        )
 
     def _train(self, x: Tensor, y: Tensor, steps: int, jitter: float) -> float:
         import gpytorch
@@ -148,7 +167,9 @@ class DeepKernelSurrogate:
                     self._build(x, yz)
                 else:
                     self.model.set_train_data(x, yz, strict=False)
-                self._train(x, yz, self.fit_steps_initial if fresh else self.refit_steps, self.jitter * (100 if attempt else 1))
+                self._train(
+                    x, yz, self.fit_steps_initial if fresh else self.refit_steps, self.jitter * (100 if attempt else 1)
+                )
                 self.fits += 1
                 return None
             except Exception as e:  # NotPSDError, NaN: retry from scratch with more jitter, then give up
@@ -165,8 +186,11 @@ class DeepKernelSurrogate:
             raise RuntimeError("the surrogate has not been fitted")
         self.model.eval()
         self.likelihood.eval()
-        with gpytorch.settings.fast_pred_var(), gpytorch.settings.cholesky_jitter(float_value=self.jitter), \
-                warnings.catch_warnings():
+        with (
+            gpytorch.settings.fast_pred_var(),
+            gpytorch.settings.cholesky_jitter(float_value=self.jitter),
+            warnings.catch_warnings(),
+        ):
             warnings.simplefilter("ignore", gpytorch.utils.warnings.NumericalWarning)  # jitter added: expected
             post = self.likelihood(self.model(self._scale(inp)))
             mean, std = post.mean.double(), post.stddev.double()

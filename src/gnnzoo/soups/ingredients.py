@@ -4,6 +4,7 @@ Taken from the zoo (``soup.from_zoo``: filters on dataset, backbone, init id) or
 (``soup.ingredients=K``: K runs of the soup's config that share ``init_seed`` and differ in ``seed``,
 i.e. in dropout masks and data order; they land in the zoo like any run and are reused next time).
 """
+
 from __future__ import annotations
 
 import copy
@@ -55,25 +56,34 @@ def check_compatible(entries: list[ZooEntry], states: list[dict[str, torch.Tenso
     for e, s in zip(entries[1:], states[1:]):
         arch = _arch(e.record["config"]["backbone"])
         if arch != ref_arch:
-            diff = {k: (ref_arch.get(k), arch.get(k)) for k in set(ref_arch) | set(arch) if ref_arch.get(k) != arch.get(k)}
+            diff = {
+                k: (ref_arch.get(k), arch.get(k)) for k in set(ref_arch) | set(arch) if ref_arch.get(k) != arch.get(k)
+            }
             raise IngredientMismatchError(
                 f"ingredients {ref_e.run_id} and {e.run_id} have different architectures: "
-                + ", ".join(f"backbone.{k}: {a!r} vs {b!r}" for k, (a, b) in sorted(diff.items())))
+                + ", ".join(f"backbone.{k}: {a!r} vs {b!r}" for k, (a, b) in sorted(diff.items()))
+            )
         if s.keys() != ref_s.keys():
-            raise IngredientMismatchError(f"ingredients {ref_e.run_id} and {e.run_id} have different parameter names: "
-                                          f"{sorted(set(s) ^ set(ref_s))}")
+            raise IngredientMismatchError(
+                f"ingredients {ref_e.run_id} and {e.run_id} have different parameter names: "
+                f"{sorted(set(s) ^ set(ref_s))}"
+            )
         for k in ref_s:
             if s[k].shape != ref_s[k].shape:
-                raise IngredientMismatchError(f"ingredients {ref_e.run_id} and {e.run_id}: {k} has shape "
-                                              f"{tuple(ref_s[k].shape)} vs {tuple(s[k].shape)}")
+                raise IngredientMismatchError(
+                    f"ingredients {ref_e.run_id} and {e.run_id}: {k} has shape "
+                    f"{tuple(ref_s[k].shape)} vs {tuple(s[k].shape)}"
+                )
     datasets = {e.record.get("dataset") for e in entries}
     if len(datasets) > 1:
         raise IngredientMismatchError(f"ingredients come from different datasets: {sorted(datasets)}")
     ref_graph = graph_spec(ref_e.record["config"])
     for e in entries[1:]:
         if graph_spec(e.record["config"]) != ref_graph:
-            raise IngredientMismatchError(f"ingredients {ref_e.run_id} and {e.run_id} were trained on different graphs "
-                                          f"(dataset.loader differs): {ref_graph} vs {graph_spec(e.record['config'])}")
+            raise IngredientMismatchError(
+                f"ingredients {ref_e.run_id} and {e.run_id} were trained on different graphs "
+                f"(dataset.loader differs): {ref_graph} vs {graph_spec(e.record['config'])}"
+            )
 
 
 def from_entries(entries: list[ZooEntry]) -> Ingredients:
@@ -83,8 +93,11 @@ def from_entries(entries: list[ZooEntry]) -> Ingredients:
     check_compatible(entries, states)
     inits = {e.record.get("init_id") for e in entries}
     if len(inits) > 1:
-        warnings.warn(f"soup ingredients do not share one initialisation ({len(inits)} init ids); weight "
-                      "averaging of GNNs trained from different inits usually fails", stacklevel=2)
+        warnings.warn(
+            f"soup ingredients do not share one initialisation ({len(inits)} init ids); weight "
+            "averaging of GNNs trained from different inits usually fails",
+            stacklevel=2,
+        )
     return Ingredients(entries, states, entries[0].record["config"]["backbone"], {"init_ids": sorted(inits)})
 
 

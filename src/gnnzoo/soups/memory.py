@@ -1,4 +1,5 @@
 """Peak memory of a block of work: CUDA allocator peak on GPU, sampled process RSS on CPU."""
+
 from __future__ import annotations
 
 import threading

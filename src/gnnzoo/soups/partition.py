@@ -1,4 +1,5 @@
 """Graph partitions for Partition Learned Souping: METIS (pymetis) balanced on the fit nodes, or random."""
+
 from __future__ import annotations
 
 import logging
@@ -10,8 +11,9 @@ log = logging.getLogger("gnnzoo")
 METHODS = ("metis", "random")
 
 
-def metis_parts(edge_index: Tensor, num_nodes: int, num_parts: int, balance: Tensor | None = None,
-                seed: int = 0) -> Tensor:
+def metis_parts(
+    edge_index: Tensor, num_nodes: int, num_parts: int, balance: Tensor | None = None, seed: int = 0
+) -> Tensor:
     """Part id per node. With ``balance`` (a node mask), every part gets about the same number of those
     nodes (METIS multi-constraint: weights (1, is_balance_node))."""
     import pymetis
@@ -26,8 +28,10 @@ def metis_parts(edge_index: Tensor, num_nodes: int, num_parts: int, balance: Ten
     # int32 arrays are METIS's own index type, which pymetis reads without a copy (the xadj=/adjncy= keyword
     # form used before is deprecated, its removal announced for 2027)
     if int(xadj[-1]) >= 2**31:
-        raise ValueError(f"METIS indexes with int32 and this graph has {int(xadj[-1])} directed edges; "
-                         "use soup.params.partition=random")
+        raise ValueError(
+            f"METIS indexes with int32 and this graph has {int(xadj[-1])} directed edges; "
+            "use soup.params.partition=random"
+        )
     idx = torch.int32
     adjacency = pymetis.CSRAdjacency(adj_starts=xadj.to(idx).numpy(), adjacent=d.to(idx).numpy())
     opts = pymetis.Options(seed=int(seed))
@@ -46,14 +50,20 @@ def random_parts(num_nodes: int, num_parts: int, balance: Tensor | None = None, 
     """Random balanced assignment (fit nodes dealt round-robin first, then the rest)."""
     g = torch.Generator().manual_seed(int(seed))
     parts = torch.empty(num_nodes, dtype=torch.long)
-    groups = [balance.nonzero().view(-1), (~balance).nonzero().view(-1)] if balance is not None else [torch.arange(num_nodes)]
+    groups = (
+        [balance.nonzero().view(-1), (~balance).nonzero().view(-1)]
+        if balance is not None
+        else [torch.arange(num_nodes)]
+    )
     for nodes in groups:
         nodes = nodes[torch.randperm(nodes.numel(), generator=g)]
         parts[nodes] = torch.arange(nodes.numel()) % num_parts
     return parts
 
 
-def make_parts(method: str, edge_index: Tensor, num_nodes: int, num_parts: int, balance: Tensor | None, seed: int) -> Tensor:
+def make_parts(
+    method: str, edge_index: Tensor, num_nodes: int, num_parts: int, balance: Tensor | None, seed: int
+) -> Tensor:
     """Part id per node, ids 0..P-1 with no empty part (P <= ``num_parts``: METIS may leave parts empty).
 
     ``num_parts`` may not exceed the number of ``balance`` (fit) nodes: a part without any would give its
@@ -62,8 +72,10 @@ def make_parts(method: str, edge_index: Tensor, num_nodes: int, num_parts: int, 
         raise ValueError(f"soup.params.partition must be one of {', '.join(METHODS)}, got {method!r}")
     limit, what = (int(balance.sum()), "fit (validation) nodes") if balance is not None else (num_nodes, "nodes")
     if not 1 <= int(num_parts) <= limit:
-        raise ValueError(f"soup.params.num_parts must be in [1, {limit}] (the graph has {limit} {what}, and every "
-                         f"part needs some), got {num_parts}")
+        raise ValueError(
+            f"soup.params.num_parts must be in [1, {limit}] (the graph has {limit} {what}, and every "
+            f"part needs some), got {num_parts}"
+        )
     parts = None
     if method == "metis":
         try:
@@ -74,8 +86,12 @@ def make_parts(method: str, edge_index: Tensor, num_nodes: int, num_parts: int, 
         parts = random_parts(num_nodes, num_parts, balance, seed)
     used, parts = torch.unique(parts, return_inverse=True)
     if used.numel() < int(num_parts):
-        log.warning("METIS left %d of %d parts empty: using the %d non-empty ones", int(num_parts) - used.numel(),
-                    int(num_parts), used.numel())
+        log.warning(
+            "METIS left %d of %d parts empty: using the %d non-empty ones",
+            int(num_parts) - used.numel(),
+            int(num_parts),
+            used.numel(),
+        )
     return parts
 
 
@@ -98,7 +114,7 @@ class PartitionSchedule:
         """The next R part ids of the shuffled cycle."""
         if len(self.queue) < self.r:
             self.queue += torch.randperm(self.num_parts, generator=self.g).tolist()
-        chosen, self.queue = self.queue[: self.r], self.queue[self.r:]
+        chosen, self.queue = self.queue[: self.r], self.queue[self.r :]
         return chosen
 
     def subgraph(self, chosen: list[int]) -> tuple[Tensor, Tensor]:

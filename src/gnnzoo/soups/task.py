@@ -1,4 +1,5 @@
 """``task=soup`` (selected by ``python train.py soup=<strategy>``): ingredients -> soup -> metrics -> zoo entry."""
+
 from __future__ import annotations
 
 import logging
@@ -14,10 +15,12 @@ from gnnzoo.data.graph import graph_spec, load_graph
 from gnnzoo.soups.ingredients import IngredientMismatchError, from_zoo, train_ingredients
 from gnnzoo.soups.memory import PeakMemory
 from gnnzoo.soups.partition import make_parts
-from gnnzoo.soups.strategies import STRATEGIES, Evaluator, check_params, recompute_batchnorm
+from gnnzoo.soups.registry import STRATEGIES
+from gnnzoo.soups.strategies import Evaluator, check_params, recompute_batchnorm
 from gnnzoo.utils.config import check_config, check_one_method
 from gnnzoo.utils.errors import ConfigError
 from gnnzoo.utils.logging import close_loggers, console, instantiate_loggers
+from gnnzoo.utils.validate import integer
 from gnnzoo.zoo.ids import hash_id, identity_config
 from gnnzoo.zoo.record import build_record, now_iso
 from gnnzoo.zoo.store import Zoo
@@ -31,7 +34,7 @@ def split_holdout(val: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Ten
     idx = idx[torch.randperm(idx.numel(), generator=torch.Generator().manual_seed(int(seed)))]
     fit, select = torch.zeros_like(val), torch.zeros_like(val)
     fit[idx[: idx.numel() // 2]] = True
-    select[idx[idx.numel() // 2:]] = True
+    select[idx[idx.numel() // 2 :]] = True
     return fit, select
 
 
@@ -48,8 +51,13 @@ def unsplit_mask(d) -> torch.Tensor | None:
 
 def soup_run_id(cfg: DictConfig, ingredient_ids: list[str]) -> str:
     """The config's identity, the soup group and the ingredients (the formula of gnnzoo 0.1: ids unchanged)."""
-    return hash_id({"config": identity_config(cfg), "soup_strategy": OmegaConf.to_container(cfg.soup, resolve=True),
-                    "ingredients": sorted(ingredient_ids)})
+    return hash_id(
+        {
+            "config": identity_config(cfg),
+            "soup_strategy": OmegaConf.to_container(cfg.soup, resolve=True),
+            "ingredients": sorted(ingredient_ids),
+        }
+    )
 
 
 def check_same_graph(cfg: DictConfig, entries) -> None:
@@ -59,14 +67,19 @@ def check_same_graph(cfg: DictConfig, entries) -> None:
     for e in entries:
         got = graph_spec(e.record["config"])
         if got != want:
-            diff = ", ".join(f"dataset.loader.{k}: {got.get(k)!r} (ingredient) vs {want.get(k)!r} (soup)"
-                             for k in sorted(set(got) | set(want)) if got.get(k) != want.get(k))
-            raise IngredientMismatchError(f"ingredient {e.run_id} was trained on another graph than the soup "
-                                          f"evaluates on: {diff}; souping it here would score the wrong graph")
+            diff = ", ".join(
+                f"dataset.loader.{k}: {got.get(k)!r} (ingredient) vs {want.get(k)!r} (soup)"
+                for k in sorted(set(got) | set(want))
+                if got.get(k) != want.get(k)
+            )
+            raise IngredientMismatchError(
+                f"ingredient {e.run_id} was trained on another graph than the soup "
+                f"evaluates on: {diff}; souping it here would score the wrong graph"
+            )
 
 
-def run(cfg: DictConfig) -> dict[str, Any]:
-    """The soup task: returns the soup's metrics with ``value`` = ``soup/val_acc``."""
+def _check(cfg: DictConfig) -> int | None:
+    """Every soup option, before any ingredient is trained; returns ``soup.limit``."""
     s = cfg.soup
     if not s.get("strategy"):
         raise ConfigError(f"task=soup needs a strategy: soup=<one of {', '.join(sorted(STRATEGIES))}>")
@@ -77,68 +90,136 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     check_params(s.strategy, OmegaConf.to_container(s.params, resolve=True) if s.get("params") else {})
     if cfg.zoo.enabled:
         Zoo(cfg.paths.zoo_dir).check_writable()
+    # a soup of one model is that model: at least two ingredients
+    if not s.get("from_zoo"):
+        integer(s, "ingredients", "soup", lo=2)
+    return integer(s, "limit", "soup", lo=2, optional=True)
+
+
+def _ingredients(cfg: DictConfig, limit: int | None):
+    """The ingredients: a zoo query's completed runs, or ``soup.ingredients`` runs trained now."""
+    s = cfg.soup
     if s.get("from_zoo"):
         query = {k: v for k, v in OmegaConf.to_container(s.from_zoo).items() if v is not None}
-        ing = from_zoo(cfg.paths.zoo_dir, query, s.get("limit"))
+        ing = from_zoo(cfg.paths.zoo_dir, query, limit)
+        if len(ing) < 2:
+            raise ConfigError(
+                f"the soup's zoo query {query} selects {len(ing)} completed run ({ing.ids[0]}): a soup "
+                "needs at least two ingredients (a soup of one model is that model); nothing was written"
+            )
     else:
-        if int(s.ingredients) < 1:
-            raise ValueError(f"soup.ingredients must be >= 1, got {s.ingredients}")
         ing = train_ingredients(cfg, int(s.ingredients))
     ing_dataset = ing.entries[0].record.get("dataset")
     if ing_dataset != cfg.dataset.name:
-        raise IngredientMismatchError(f"ingredients were trained on {ing_dataset!r} but the soup evaluates on "
-                                      f"{cfg.dataset.name!r}; set dataset={ing_dataset}")
+        raise IngredientMismatchError(
+            f"ingredients were trained on {ing_dataset!r} but the soup evaluates on "
+            f"{cfg.dataset.name!r}; set dataset={ing_dataset}"
+        )
     check_same_graph(cfg, ing.entries)
-    graph = load_graph(cfg)
-    d = graph.data
-    template = instantiate(ing.backbone_cfg).eval()
-    if s.holdout:
+    return ing
+
+
+def _masks(cfg: DictConfig, d) -> dict:
+    """The node sets: fit and select (the validation nodes, or its two halves with ``soup.holdout``), val, test."""
+    if cfg.soup.holdout:
         fit, select = split_holdout(d.val_mask, cfg.seed)
     else:
         fit = select = d.val_mask
     if not (bool(fit.any()) and bool(select.any())):
         n = int(d.val_mask.sum())
-        raise ValueError(f"soups fit and select on validation nodes, and {cfg.dataset.name} has {n}"
-                         + (": too few to split in two halves (soup.holdout=true); set soup.holdout=false" if s.holdout else ""))
+        raise ValueError(
+            f"soups fit and select on validation nodes, and {cfg.dataset.name} has {n}"
+            + (
+                ": too few to split in two halves (soup.holdout=true); set soup.holdout=false"
+                if cfg.soup.holdout
+                else ""
+            )
+        )
     masks = {"fit": fit, "select": select, "val": d.val_mask, "test": d.test_mask, "unsplit": unsplit_mask(d)}
-    ev = Evaluator(template, d.x, d.edge_index, d.y, {k: m for k, m in masks.items() if m is not None})
-    ing_acc = [ev.accuracies(st, ["select", "test"]) for st in ing.states]
+    return {k: m for k, m in masks.items() if m is not None}
+
+
+def _mix(cfg: DictConfig, ing, ev: Evaluator, d):
+    """Run the strategy under the memory probe: (its result, seconds, peak memory)."""
+    s = cfg.soup
     kwargs = dict(OmegaConf.to_container(s.params, resolve=True)) if s.get("params") else {}
     kwargs.setdefault("seed", int(cfg.seed))
-    rid = soup_run_id(cfg, ing.ids)
-    console.print(f"[bold]soup[/] {s.strategy} of {len(ing)} {cfg.backbone.name} ingredients on {cfg.dataset.name}"
-                  f"{' (holdout: fit on half of val)' if s.holdout else ''}")
     with PeakMemory() as pm:
         t0 = time.perf_counter()
         if s.strategy == "partition_learned":
-            kwargs["parts"] = make_parts(kwargs.pop("partition", "metis"), d.edge_index, d.num_nodes,
-                                         int(kwargs.pop("num_parts", 32)), fit, cfg.seed)
+            kwargs["parts"] = make_parts(
+                kwargs.pop("partition", "metis"),
+                d.edge_index,
+                d.num_nodes,
+                int(kwargs.pop("num_parts", 32)),
+                ev.masks["fit"],
+                cfg.seed,
+            )
         res = STRATEGIES[s.strategy](ing.states, ev, **kwargs)
         elapsed = time.perf_counter() - t0
-    state = recompute_batchnorm(template, res.state, d.x, d.edge_index)
-    final = ev.accuracies(state, [k for k in ("select", "test", "unsplit") if k in ev.masks])  # one forward
-    best_i = max(range(len(ing)), key=lambda i: ing_acc[i]["select"])
-    metrics = {
-        "soup/val_acc": final["select"], "soup/test_acc": final["test"], "soup/time_s": elapsed,
-        "soup/peak_mem_mb": pm.peak_mb, "soup/mem_delta_mb": pm.delta_mb,
-        "soup/forward_calls": ev.calls,
+    return res, elapsed, pm
+
+
+def _metrics(final: dict, ing_acc: list[dict], elapsed: float, pm, calls: int) -> dict:
+    best_i = max(range(len(ing_acc)), key=lambda i: ing_acc[i]["select"])
+    return {
+        "soup/val_acc": final["select"],
+        "soup/test_acc": final["test"],
+        "soup/time_s": elapsed,
+        "soup/peak_mem_mb": pm.peak_mb,
+        "soup/mem_delta_mb": pm.delta_mb,
+        "soup/forward_calls": calls,
         **({"soup/unsplit_acc": final["unsplit"]} if "unsplit" in final else {}),
         "ingredients/best_val_acc": ing_acc[best_i]["select"],
         "ingredients/best_test_acc": ing_acc[best_i]["test"],
         "ingredients/mean_test_acc": sum(a["test"] for a in ing_acc) / len(ing_acc),
         "ingredients/max_test_acc": max(a["test"] for a in ing_acc),
     }
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """The soup task: returns the soup's metrics with ``value`` = ``soup/val_acc``."""
+    s = cfg.soup
+    ing = _ingredients(cfg, _check(cfg))
+    d = load_graph(cfg).data
+    template = instantiate(ing.backbone_cfg).eval()
+    ev = Evaluator(template, d.x, d.edge_index, d.y, _masks(cfg, d))
+    ing_acc = [ev.accuracies(st, ["select", "test"]) for st in ing.states]
+    rid = soup_run_id(cfg, ing.ids)
+    console.print(
+        f"[bold]soup[/] {s.strategy} of {len(ing)} {cfg.backbone.name} ingredients on {cfg.dataset.name}"
+        f"{' (holdout: fit on half of val)' if s.holdout else ''}"
+    )
+    res, elapsed, pm = _mix(cfg, ing, ev, d)
+    state = recompute_batchnorm(template, res.state, d.x, d.edge_index)
+    final = ev.accuracies(state, [k for k in ("select", "test", "unsplit") if k in ev.masks])  # one forward
+    metrics = _metrics(final, ing_acc, elapsed, pm, ev.calls)
     info = {k: v for k, v in res.info.items() if k != "parts"}
     rec = build_record(
-        cfg, "soup", rid, parents=ing.ids, status="completed", init_id=ing.entries[0].record.get("init_id"),
-        strategy=s.strategy, ingredients=ing.ids, ingredient_accuracy=ing_acc, coefficients=info, metrics=metrics,
-        best_val=final["select"], test_at_best_val=final["test"], wall_time_s=elapsed, finished_at=now_iso(),
-        curves={"epoch": list(range(len(info.get("loss", [])))), "soup/loss": info.get("loss", [])})
+        cfg,
+        "soup",
+        rid,
+        parents=ing.ids,
+        status="completed",
+        init_id=ing.entries[0].record.get("init_id"),
+        strategy=s.strategy,
+        ingredients=ing.ids,
+        ingredient_accuracy=ing_acc,
+        coefficients=info,
+        metrics=metrics,
+        best_val=final["select"],
+        test_at_best_val=final["test"],
+        wall_time_s=elapsed,
+        finished_at=now_iso(),
+        curves={"epoch": list(range(len(info.get("loss", [])))), "soup/loss": info.get("loss", [])},
+    )
     entry = Zoo(cfg.paths.zoo_dir).write(rec, state) if cfg.zoo.enabled else None
     _log_soup(cfg, metrics, ing.ids, ing_acc, final)
-    console.print(f"[green]soup[/] {s.strategy}: test {100 * final['test']:.2f}% (best ingredient by val "
-                  f"{100 * metrics['ingredients/best_test_acc']:.2f}%, mean {100 * metrics['ingredients/mean_test_acc']:.2f}%)"
-                  f" in {elapsed:.2f}s, peak RSS {pm.peak_mb:.0f} MB; zoo={entry}")
+    console.print(
+        f"[green]soup[/] {s.strategy}: test {100 * final['test']:.2f}% (best ingredient by val "
+        f"{100 * metrics['ingredients/best_test_acc']:.2f}%, mean {100 * metrics['ingredients/mean_test_acc']:.2f}%)"
+        f" in {elapsed:.2f}s, peak RSS {pm.peak_mb:.0f} MB; zoo={entry}"
+    )
     return {**metrics, "value": final["select"], "run_id": rid, "entry_dir": str(entry) if entry else None}
 
 
@@ -155,8 +236,13 @@ def _log_soup(cfg: DictConfig, metrics: dict, ids: list[str], ing_acc: list[dict
                 import wandb
 
                 table = wandb.Table(data=[[n, a] for n, a in zip(names, accs)], columns=["model", "test_acc"])
-                lg.experiment.log({"soup/ingredients_vs_soup": wandb.plot.bar(table, "model", "test_acc",
-                                                                             title="test accuracy: ingredients vs soup")})
+                lg.experiment.log(
+                    {
+                        "soup/ingredients_vs_soup": wandb.plot.bar(
+                            table, "model", "test_acc", title="test accuracy: ingredients vs soup"
+                        )
+                    }
+                )
     finally:
         close_loggers(loggers)
     out = cfg.paths.get("output_dir")

@@ -3,6 +3,7 @@ and write each run into the zoo.
 
 :func:`train` is the single-model (Lightning) path that the other tasks reuse to train ingredients;
 :func:`run` is the task the wrapper calls."""
+
 from __future__ import annotations
 
 import logging
@@ -83,13 +84,16 @@ def _resume_point(entry: ZooEntry) -> tuple[int, dict, dict]:
     try:
         state = torch.load(str(entry.path / info["file"]), map_location="cpu", weights_only=True)
     except Exception as e:
-        raise ZooError(f"training state {entry.path / info['file']} of zoo entry {entry.run_id} cannot be read "
-                       f"({type(e).__name__}: {e}); delete the entry to train the run from scratch") from e
+        raise ZooError(
+            f"training state {entry.path / info['file']} of zoo entry {entry.run_id} cannot be read "
+            f"({type(e).__name__}: {e}); delete the entry to train the run from scratch"
+        ) from e
     return done, entry.snapshot(done), state
 
 
-def _skip_or_resume(cfg: DictConfig, zoo: Zoo, rid: str, resumable: bool
-                    ) -> tuple[dict[str, Any] | None, tuple[int, dict, dict] | None]:
+def _skip_or_resume(
+    cfg: DictConfig, zoo: Zoo, rid: str, resumable: bool
+) -> tuple[dict[str, Any] | None, tuple[int, dict, dict] | None]:
     """(the result of a run already completed, to skip; else None) and (the point a resumable run trained to
     fewer epochs than asked continues from; else None)."""
     if not cfg.zoo.skip_completed:
@@ -97,14 +101,22 @@ def _skip_or_resume(cfg: DictConfig, zoo: Zoo, rid: str, resumable: bool
     done = zoo.completed(rid)
     if done is None:
         return None, None
-    if resumable and not done.record.get("stopped_early") and \
-            int(done.record.get("epochs_trained") or 0) < int(cfg.trainer.max_epochs):
+    if (
+        resumable
+        and not done.record.get("stopped_early")
+        and int(done.record.get("epochs_trained") or 0) < int(cfg.trainer.max_epochs)
+    ):
         prior = _resume_point(done)
         console.print(f"continue run {rid} from epoch {prior[0]} to {cfg.trainer.max_epochs}")
         return None, prior
     console.print(f"[yellow]skip[/] run {rid}: already completed in {zoo.root}")
-    return {**done.record.get("metrics", {}), "run_id": rid, "skipped": True, "entry_dir": str(done.path),
-            "epochs_trained": done.record.get("epochs_trained")}, None
+    return {
+        **done.record.get("metrics", {}),
+        "run_id": rid,
+        "skipped": True,
+        "entry_dir": str(done.path),
+        "epochs_trained": done.record.get("epochs_trained"),
+    }, None
 
 
 def _module(cfg: DictConfig, graph, backbone: nn.Module, masker: nn.Module | None) -> tuple[BackboneModule, Any, bool]:
@@ -124,8 +136,9 @@ def _module(cfg: DictConfig, graph, backbone: nn.Module, masker: nn.Module | Non
     return module, datamodule, fused
 
 
-def _trainer(cfg: DictConfig, loggers: list, method_callbacks: list, extra_callbacks: list,
-             **overrides) -> tuple[pl.Trainer, bool, bool]:
+def _trainer(
+    cfg: DictConfig, loggers: list, method_callbacks: list, extra_callbacks: list, **overrides
+) -> tuple[pl.Trainer, bool, bool]:
     """The run's Trainer: configured callbacks, the method's, the recorder, and gnnzoo's epoch bar unless a
     configured callback is a progress bar (then Lightning uses that); whether gnnzoo's bar is on, and whether
     any callback is configured."""
@@ -133,14 +146,23 @@ def _trainer(cfg: DictConfig, loggers: list, method_callbacks: list, extra_callb
     own_bar = []
     if cfg.trainer.get("enable_progress_bar", True) and not any(isinstance(c, ProgressBar) for c in callbacks):
         own_bar = [EpochProgressBar()]  # after the recorder: its epoch-end postfix shows the best value so far
-    trainer = build_trainer(cfg, callbacks=callbacks + method_callbacks + extra_callbacks + own_bar, loggers=loggers,
-                            **overrides)
+    trainer = build_trainer(
+        cfg, callbacks=callbacks + method_callbacks + extra_callbacks + own_bar, loggers=loggers, **overrides
+    )
     return trainer, bool(own_bar), bool(callbacks)
 
 
-def train(cfg: DictConfig, *, kind: str = "run", rid: str | None = None, parents: Sequence[str] = (),
-          prepare: Callable[[nn.Module], list[pl.Callback]] | None = None, fields: dict | None = None,
-          files: Callable[[], dict[str, dict]] | None = None, masker: nn.Module | None = None) -> dict[str, Any]:
+def train(
+    cfg: DictConfig,
+    *,
+    kind: str = "run",
+    rid: str | None = None,
+    parents: Sequence[str] = (),
+    prepare: Callable[[nn.Module], list[pl.Callback]] | None = None,
+    fields: dict | None = None,
+    files: Callable[[], dict[str, dict]] | None = None,
+    masker: nn.Module | None = None,
+) -> dict[str, Any]:
     """Train one backbone as configured; write its zoo entry; return its metrics.
 
     A run whose id is already ``completed`` in the zoo is skipped (its recorded metrics are returned
@@ -170,63 +192,115 @@ def train(cfg: DictConfig, *, kind: str = "run", rid: str | None = None, parents
 
     rec = build_record(cfg, kind, rid, plain=plain, parents=parents, **(fields or {}))
     t0 = time.perf_counter()
-    recorder = ZooRecorder(cfg.monitor.metric, cfg.monitor.mode, cfg.zoo.snapshot_every,
-                           zoo.entry_dir(rid) if cfg.zoo.enabled else None, cfg.monitor.get("patience"))
-    state_cb = _TrainingState(None)
-    if prior is not None:
-        old = zoo[rid]
-        recorder.resume_from(old.record, old.state_dict(), prior[0])
-        state_cb = _TrainingState(prior[2])
-        rec["stages"] = list(old.record.get("stages") or [])
-        rec["started_at"] = old.record.get("started_at", rec["started_at"])
+    recorder, state_cb = _recorder(cfg, zoo, rid, rec, prior)
     loggers: list = []
     interrupted = False
     try:
-        graph = load_graph(cfg)
-        backbone = build_backbone(cfg)
-        rec["init_id"] = init_id(backbone.state_dict())
-        if prior is not None:
-            backbone.load_state_dict(prior[1])  # the weights of its last epoch
-        method_callbacks = prepare(backbone) if prepare else []
-        seed_everything(cfg.seed)
-        module, datamodule, fused = _module(cfg, graph, backbone, masker)
-        loggers = instantiate_loggers(cfg)
-        for lg in loggers:
-            lg.log_hyperparams({**plain, "run_id": rid, "init_id": rec["init_id"]})
-        extra = {"limit_val_batches": 0} if fused else {}
-        if prior is not None:
-            module.epoch_offset = prior[0]
-            extra["max_epochs"] = int(cfg.trainer.max_epochs) - prior[0]
-        trainer, own_bar, configured = _trainer(cfg, loggers, method_callbacks,
-                                                ([state_cb] if resumable else []) + [recorder], **extra)
-        # EpochProgressBar reads the module directly; anything else may read Lightning's logged metrics
-        module.log_to_lightning = bool(configured or module.scheduler_factory
-                                       or (trainer.progress_bar_callback is not None and not own_bar))
-        trainer.fit(module, datamodule=datamodule)
-        metrics = _best_metrics(cfg, trainer, module, datamodule, backbone, masker, recorder, loggers, rec)
-        if resumable:
-            _record_resume(cfg, zoo, rid, rec, recorder, state_cb, prior, trainer, metrics, t0)
+        metrics = _fit(cfg, zoo, rid, plain, rec, (recorder, state_cb), prior, prepare, masker, loggers, t0)
     except (RunInterrupted, KeyboardInterrupt):
         interrupted = True  # left unrecorded: a relaunch (or a requeued job) runs it again
         raise
     except BaseException as e:
-        rec["error"] = f"{type(e).__name__}: {e}"
-        rec["traceback"] = traceback.format_exc(limit=20)
-        if cfg.zoo.enabled and rank_zero_only.rank == 0:
-            try:
-                mark_recorded(e, _write(zoo, rec, recorder, t0, None))
-            except Exception as write_error:  # the run's own error is the one to report
-                log.warning("the failed run %s could not be recorded in the zoo: %s", rid, write_error)
+        _record_failure(cfg, zoo, rid, rec, recorder, t0, e)
         raise
     finally:
         close_loggers(loggers, "success" if rec["status"] == "completed" else ("aborted" if interrupted else "failed"))
-    entry = (_write(zoo, rec, recorder, t0, files() if files else None)
-             if cfg.zoo.enabled and rank_zero_only.rank == 0 else None)  # DDP: one writer
+    entry = (
+        _write(zoo, rec, recorder, t0, files() if files else None)
+        if cfg.zoo.enabled and rank_zero_only.rank == 0
+        else None
+    )  # DDP: one writer
     return {**metrics, "run_id": rid, "skipped": False, "entry_dir": str(entry) if entry else None}
 
 
-def _best_metrics(cfg: DictConfig, trainer: pl.Trainer, module: BackboneModule, datamodule, backbone: nn.Module,
-                  masker: nn.Module | None, recorder: ZooRecorder, loggers: list, rec: dict) -> dict[str, Any]:
+def _fit(
+    cfg: DictConfig,
+    zoo: Zoo,
+    rid: str,
+    plain: dict,
+    rec: dict,
+    callbacks: tuple,
+    prior,
+    prepare,
+    masker: nn.Module | None,
+    loggers: list,
+    t0: float,
+) -> dict[str, Any]:
+    """Build the backbone and its module, fit, select the best-val epoch and test it; ``loggers`` is filled with
+    the run's loggers (the caller closes them)."""
+    recorder, state_cb = callbacks
+    resumable = bool(cfg.zoo.get("resumable", False))
+    graph = load_graph(cfg)
+    backbone = build_backbone(cfg)
+    rec["init_id"] = init_id(backbone.state_dict())
+    if prior is not None:
+        backbone.load_state_dict(prior[1])  # the weights of its last epoch
+    method_callbacks = prepare(backbone) if prepare else []
+    seed_everything(cfg.seed)
+    module, datamodule, fused = _module(cfg, graph, backbone, masker)
+    loggers.extend(instantiate_loggers(cfg))
+    for lg in loggers:
+        lg.log_hyperparams({**plain, "run_id": rid, "init_id": rec["init_id"]})
+    extra = {"limit_val_batches": 0} if fused else {}
+    if prior is not None:
+        module.epoch_offset = prior[0]
+        extra["max_epochs"] = int(cfg.trainer.max_epochs) - prior[0]
+    trainer, own_bar, configured = _trainer(
+        cfg, loggers, method_callbacks, ([state_cb] if resumable else []) + [recorder], **extra
+    )
+    # EpochProgressBar reads the module directly; anything else may read Lightning's logged metrics
+    module.log_to_lightning = bool(
+        configured or module.scheduler_factory or (trainer.progress_bar_callback is not None and not own_bar)
+    )
+    trainer.fit(module, datamodule=datamodule)
+    metrics = _best_metrics(cfg, trainer, module, datamodule, backbone, masker, recorder, loggers, rec)
+    if resumable:
+        _record_resume(cfg, zoo, rid, rec, recorder, state_cb, prior, trainer, metrics, t0)
+    return metrics
+
+
+def _recorder(cfg: DictConfig, zoo: Zoo, rid: str, rec: dict, prior) -> tuple[ZooRecorder, _TrainingState]:
+    """The zoo recorder of the run and the training-state callback (a continued run's, restored from ``prior``)."""
+    recorder = ZooRecorder(
+        cfg.monitor.metric,
+        cfg.monitor.mode,
+        cfg.zoo.snapshot_every,
+        zoo.entry_dir(rid) if cfg.zoo.enabled else None,
+        cfg.monitor.get("patience"),
+    )
+    if prior is None:
+        return recorder, _TrainingState(None)
+    old = zoo[rid]
+    recorder.resume_from(old.record, old.state_dict(), prior[0])
+    rec["stages"] = list(old.record.get("stages") or [])
+    rec["started_at"] = old.record.get("started_at", rec["started_at"])
+    return recorder, _TrainingState(prior[2])
+
+
+def _record_failure(
+    cfg: DictConfig, zoo: Zoo, rid: str, rec: dict, recorder: ZooRecorder, t0: float, error: BaseException
+) -> None:
+    """Write the failed run's record (its error and traceback); the error says whether that worked."""
+    rec["error"] = f"{type(error).__name__}: {error}"
+    rec["traceback"] = traceback.format_exc(limit=20)
+    if cfg.zoo.enabled and rank_zero_only.rank == 0:
+        try:
+            mark_recorded(error, _write(zoo, rec, recorder, t0, None))
+        except Exception as write_error:  # the run's own error is the one to report
+            log.warning("the failed run %s could not be recorded in the zoo: %s", rid, write_error)
+
+
+def _best_metrics(
+    cfg: DictConfig,
+    trainer: pl.Trainer,
+    module: BackboneModule,
+    datamodule,
+    backbone: nn.Module,
+    masker: nn.Module | None,
+    recorder: ZooRecorder,
+    loggers: list,
+    rec: dict,
+) -> dict[str, Any]:
     """Set the backbone (and masker) to the best-val epoch, test it, and complete the record."""
     if recorder.best_state is None:
         raise RuntimeError("training produced no validation epoch; nothing to select (check trainer.max_epochs)")
@@ -242,24 +316,47 @@ def _best_metrics(cfg: DictConfig, trainer: pl.Trainer, module: BackboneModule, 
         "best_epoch": recorder.best_epoch,
     }
     for lg in loggers:
-        lg.log_metrics({"best/val_acc": metrics["val/acc"], "best/test_acc": metrics["test/acc"],
-                        "best/epoch": recorder.best_epoch})
-    rec.update(status="completed", best_epoch=recorder.best_epoch, best_val=recorder.best_value,
-               test_at_best_val=metrics["test/acc"], metrics=metrics)
+        lg.log_metrics(
+            {
+                "best/val_acc": metrics["val/acc"],
+                "best/test_acc": metrics["test/acc"],
+                "best/epoch": recorder.best_epoch,
+            }
+        )
+    rec.update(
+        status="completed",
+        best_epoch=recorder.best_epoch,
+        best_val=recorder.best_value,
+        test_at_best_val=metrics["test/acc"],
+        metrics=metrics,
+    )
     return metrics
 
 
-def _record_resume(cfg: DictConfig, zoo: Zoo, rid: str, rec: dict, recorder: ZooRecorder, state_cb: _TrainingState,
-                   prior, trainer: pl.Trainer, metrics: dict, t0: float) -> None:
+def _record_resume(
+    cfg: DictConfig,
+    zoo: Zoo,
+    rid: str,
+    rec: dict,
+    recorder: ZooRecorder,
+    state_cb: _TrainingState,
+    prior,
+    trainer: pl.Trainer,
+    metrics: dict,
+    t0: float,
+) -> None:
     """A resumable run's epochs so far, its training state on disk and its stage in the record."""
     epochs = (prior[0] if prior else 0) + int(trainer.current_epoch)
     metrics["epochs_trained"] = epochs
     if cfg.zoo.enabled and rank_zero_only.rank == 0:
         _write_resume_point(zoo.entry_dir(rid), recorder, state_cb, epochs)
-    rec.update(epochs_trained=epochs, stopped_early=recorder.stopped_epoch is not None,
-               resume={"file": f"{RESUME}/epoch_{epochs:04d}.pt", "epoch": epochs},
-               stages=rec.get("stages", []) + [{"epochs": epochs, "wall_time_s": time.perf_counter() - t0,
-                                                "finished_at": now_iso()}])
+    rec.update(
+        epochs_trained=epochs,
+        stopped_early=recorder.stopped_epoch is not None,
+        resume={"file": f"{RESUME}/epoch_{epochs:04d}.pt", "epoch": epochs},
+        stages=rec.get("stages", [])
+        + [{"epochs": epochs, "wall_time_s": time.perf_counter() - t0, "finished_at": now_iso()}],
+    )
 
 
 def _write_resume_point(entry_dir, recorder: ZooRecorder, state_cb: _TrainingState, epochs: int) -> None:
@@ -280,8 +377,12 @@ def _write_resume_point(entry_dir, recorder: ZooRecorder, state_cb: _TrainingSta
 def _write(zoo: Zoo, rec: dict, recorder: ZooRecorder, t0: float, files: dict | None):
     stages = rec.get("stages") or []
     prior_wall = sum(s["wall_time_s"] for s in stages[:-1]) if rec.get("resume") else 0.0
-    rec.update(wall_time_s=prior_wall + time.perf_counter() - t0, finished_at=now_iso(), curves=recorder.curves,
-               snapshots=recorder.snapshots)
+    rec.update(
+        wall_time_s=prior_wall + time.perf_counter() - t0,
+        finished_at=now_iso(),
+        curves=recorder.curves,
+        snapshots=recorder.snapshots,
+    )
     return zoo.write(rec, recorder.best_state if rec["status"] == "completed" else None, files=files)
 
 
@@ -291,8 +392,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     check_one_method(cfg, "backbone")
     n = int(cfg.zoo.get("parallel_models", 1))
     if n > 1 and cfg.zoo.get("resumable"):
-        raise ConfigError("zoo.resumable=true trains one model per run; it cannot be combined with "
-                          f"zoo.parallel_models={n} (batched runs keep no optimizer state to continue from)")
+        raise ConfigError(
+            "zoo.resumable=true trains one model per run; it cannot be combined with "
+            f"zoo.parallel_models={n} (batched runs keep no optimizer state to continue from)"
+        )
     if n == 1:
         result = train(cfg)
         print_result(cfg, result)
@@ -301,7 +404,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     try:
         results = train_batched(cfgs, progress=bool(cfg.trainer.get("enable_progress_bar", True)))
     except NotImplementedError as e:
-        console.print(f"[yellow]zoo.parallel_models={n}: these seeds cannot be batched ({e}); training them one by one[/]")
+        console.print(
+            f"[yellow]zoo.parallel_models={n}: these seeds cannot be batched ({e}); training them one by one[/]"
+        )
         results = []
         for c in cfgs:
             try:
@@ -320,5 +425,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         raise RuntimeError(f"all {n} seeds failed; first: {failed[0]}")
     mean = statistics.fmean(values)
     console.print(f"{len(values)}/{n} seeds completed; mean {cfg.monitor.metric} = {mean:.4f}")
-    return {"value": mean, "run_ids": [r["run_id"] for r in results], "failed_runs": failed,
-            "skipped": all(r.get("skipped") for r in results)}
+    return {
+        "value": mean,
+        "run_ids": [r["run_id"] for r in results],
+        "failed_runs": failed,
+        "skipped": all(r.get("skipped") for r in results),
+    }

@@ -12,6 +12,7 @@
 * turns SIGINT / SIGTERM into :class:`RunInterrupted`: the run is left unrecorded (so a relaunch or a
   requeued job runs it again) and the process exits with 130 / 143.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -106,8 +107,13 @@ def run_task(cfg: DictConfig) -> float:
         err = f"{type(e).__name__}: {e}"
         entry = recorded_entry(e)
         if multirun:
-            write_job_status(cfg.paths.output_dir, "failed", error=err.splitlines()[0][:500], zoo_dir=zoo_dir,
-                             **({"run_id": Path(entry).name} if entry else {}))
+            write_job_status(
+                cfg.paths.output_dir,
+                "failed",
+                error=err.splitlines()[0][:500],
+                zoo_dir=zoo_dir,
+                **({"run_id": Path(entry).name} if entry else {}),
+            )
         if fail_fast:
             raise
         where = f"recorded in the zoo as failed ({entry})" if entry else "nothing was written to the zoo"
@@ -123,8 +129,9 @@ def run_task(cfg: DictConfig) -> float:
         status = "failed" if failed else ("skipped" if result.get("skipped") else "done")
         info = {"error": f"{len(failed)} run(s) failed: {failed[0]}"[:500]} if failed else {}
         ids = {"run_ids": result["run_ids"]} if "run_ids" in result else {"run_id": result.get("run_id")}
-        write_job_status(cfg.paths.output_dir, status, value=None if math.isnan(value) else value,
-                         zoo_dir=zoo_dir, **ids, **info)
+        write_job_status(
+            cfg.paths.output_dir, status, value=None if math.isnan(value) else value, zoo_dir=zoo_dir, **ids, **info
+        )
     return value
 
 

@@ -13,6 +13,7 @@ the two configs are equal; if they ever differ (a Hydra version with other seman
 defaults), it composes every job in full. Overrides that are not plain ``key=value`` pairs
 (``+key``, ``~key``, ``hydra.*``, package overrides, lists/dicts) always go through full composition.
 """
+
 from __future__ import annotations
 
 import copy
@@ -60,9 +61,13 @@ class SweepComposer:
             key = o.key_or_group
             if o.is_hydra_override() or key.startswith("hydra"):
                 return None
-            plain = (not (o.is_delete() or o.is_add() or o.is_force_add()) and o.package is None
-                     and "/" not in key and not self._repo.group_exists(key)
-                     and isinstance(o.value(), (int, float, str, bool, type(None))))
+            plain = (
+                not (o.is_delete() or o.is_add() or o.is_force_add())
+                and o.package is None
+                and "/" not in key
+                and not self._repo.group_exists(key)
+                and isinstance(o.value(), (int, float, str, bool, type(None)))
+            )
             if plain:
                 values.append(o)
             else:
@@ -84,15 +89,16 @@ class SweepComposer:
             cfg.hydra.overrides.task = list(overrides)
             dn = cfg.hydra.job.config.override_dirname
             cfg.hydra.job.override_dirname = self._dirname(
-                overrides=parsed, kv_sep=dn.kv_sep, item_sep=dn.item_sep,
-                exclude_keys=dn.exclude_keys)
+                overrides=parsed, kv_sep=dn.kv_sep, item_sep=dn.item_sep, exclude_keys=dn.exclude_keys
+            )
         OmegaConf.copy_cache(from_config=self.master, to_config=cfg)
         if values and structural not in self.checked:
             self.checked.add(structural)
             ref = self.full(overrides)
             if OmegaConf.to_container(cfg, resolve=False) != OmegaConf.to_container(ref, resolve=False):
-                log.warning("fast sweep composition differs from Hydra's for %s; composing every job in full",
-                            list(overrides))
+                log.warning(
+                    "fast sweep composition differs from Hydra's for %s; composing every job in full", list(overrides)
+                )
                 self.full_only = True
                 return ref
         return cfg

@@ -1,4 +1,5 @@
 """Config checks that run before any work, so bad values fail fast with a clear message."""
+
 from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
@@ -20,6 +21,10 @@ def _range(cfg: DictConfig, key: str, lo: float, hi: float, lo_open: bool = Fals
         raise ConfigError(f"{key}={v} is out of range: expected a value in {lb}{lo}, {hi}{rb}")
 
 
+# the validation metrics a backbone run logs every epoch: what `monitor.metric` may name
+LOGGED_VAL_METRICS = ("val/acc", "val/loss")
+
+
 def check_config(cfg: DictConfig) -> None:
     inf = float("inf")
     _range(cfg, "backbone.dropout", 0, 1, hi_open=True)
@@ -38,8 +43,11 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"threads={threads!r}: expected null (torch's default) or a whole number >= 1")
     if cfg.monitor.mode not in ("min", "max"):
         raise ConfigError(f"monitor.mode must be 'min' or 'max', got {cfg.monitor.mode!r}")
-    if not str(cfg.monitor.metric).startswith("val/"):
-        raise ConfigError(f"monitor.metric must be a validation metric (val/acc, val/loss), got {cfg.monitor.metric!r}")
+    if cfg.monitor.metric not in LOGGED_VAL_METRICS:
+        raise ConfigError(
+            f"monitor.metric={cfg.monitor.metric!r} is not a metric a run logs: it selects the best "
+            f"epoch, so it must be one of the validation metrics {', '.join(LOGGED_VAL_METRICS)}"
+        )
 
 
 def is_multirun() -> bool:
@@ -71,8 +79,12 @@ def instantiate_clean(node, **kwargs):
 # config groups of the methods built on top of backbone runs: a plain run's config carries none of them
 METHOD_GROUPS = ("task", "soup", "pruning", "encoder", "generator")
 # the key of a method group that names its option (null at the neutral default `none`) and the task it selects
-METHOD_CHOICE = {"soup": ("strategy", "soup"), "pruning": ("method", "prune"), "encoder": ("name", "encoder"),
-                 "generator": ("name", "generate")}
+METHOD_CHOICE = {
+    "soup": ("strategy", "soup"),
+    "pruning": ("method", "prune"),
+    "encoder": ("name", "encoder"),
+    "generator": ("name", "generate"),
+}
 
 
 def active_methods(cfg: DictConfig) -> list[str]:
@@ -90,8 +102,10 @@ def check_one_method(cfg: DictConfig, task: str) -> None:
     active = active_methods(cfg)
     foreign = [a for a in active if METHOD_CHOICE[a.split("=")[0]][1] != task]
     if foreign:
-        raise ConfigError(f"{', '.join(active)} given with task={task}: one method per run (each of "
-                          f"{', '.join(active)} selects its own task; drop the others, or an explicit task=...)")
+        raise ConfigError(
+            f"{', '.join(active)} given with task={task}: one method per run (each of "
+            f"{', '.join(active)} selects its own task; drop the others, or an explicit task=...)"
+        )
 
 
 def backbone_config(cfg: DictConfig) -> DictConfig:

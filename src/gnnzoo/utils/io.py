@@ -1,5 +1,6 @@
 """Atomic file writes: every file is written to a temporary name in its folder and renamed into place,
 so a process killed at any moment leaves the old file or the new one, never half of one."""
+
 from __future__ import annotations
 
 import json
@@ -73,7 +74,9 @@ def check_writable(directory: str | Path, what: str) -> Path:
         os.close(fd)
         os.unlink(probe)
     except OSError as e:
-        raise PermissionError(f"{what} {d} is not writable ({e.strerror or e}); nothing was trained. Point it "
-                              "at a writable folder (e.g. paths.zoo_dir=... or GNNZOO_ZOO_DIR) or fix its "
-                              "permissions") from None
+        raise PermissionError(
+            f"{what} {d} is not writable ({e.strerror or e}); nothing was trained. Point it "
+            "at a writable folder (e.g. paths.zoo_dir=... or GNNZOO_ZOO_DIR) or fix its "
+            "permissions"
+        ) from None
     return d

@@ -1,4 +1,5 @@
 """Console output (rich) and logger lifecycle."""
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -34,9 +35,11 @@ def print_result(cfg: DictConfig, result: dict[str, Any]) -> None:
     tag = "[yellow]skipped (already in zoo)[/]" if result.get("skipped") else "[green]done[/]"
     val, test = result.get("val/acc"), result.get("test/acc")
     fmt = lambda v: "n/a" if v is None else f"{100 * v:.2f}%"  # noqa: E731
-    console.print(f"{tag} {cfg.backbone.name} on {cfg.dataset.name} seed={cfg.seed}: "
-                  f"val/acc={fmt(val)} test/acc={fmt(test)} (best epoch {result.get('best_epoch')}) "
-                  f"run_id={result.get('run_id')} zoo={result.get('entry_dir') or cfg.paths.zoo_dir}")
+    console.print(
+        f"{tag} {cfg.backbone.name} on {cfg.dataset.name} seed={cfg.seed}: "
+        f"val/acc={fmt(val)} test/acc={fmt(test)} (best epoch {result.get('best_epoch')}) "
+        f"run_id={result.get('run_id')} zoo={result.get('entry_dir') or cfg.paths.zoo_dir}"
+    )
 
 
 def instantiate_loggers(cfg: DictConfig) -> list:

@@ -4,6 +4,7 @@
 sweep, every launcher subprocess and every SLURM job (which inherits the environment) resolves
 ``paths.*`` to the same absolute folders, wherever its working directory is. The configs use it as
 ``${gnnzoo.abspath:<path>}``."""
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 """Figures the tasks draw: written as PNG next to the run, logged to W&B when it is a logger; a plot that
 fails is a warning, never a failed run."""
+
 from __future__ import annotations
 
 import logging

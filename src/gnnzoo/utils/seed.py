@@ -1,4 +1,5 @@
 """Randomness is seeded here and nowhere else."""
+
 from __future__ import annotations
 
 import pytorch_lightning as pl

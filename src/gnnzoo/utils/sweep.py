@@ -1,6 +1,7 @@
 """Sweep bookkeeping: each multirun job leaves ``gnnzoo_job.json`` in its output folder; a Hydra
 callback reads them when the sweep ends, prints one summary line (done / skipped / failed) and exits
 non-zero when a job failed (``hydra.callbacks.sweep_summary.exit_on_failure=false`` turns that off)."""
+
 from __future__ import annotations
 
 import json
@@ -70,8 +71,11 @@ class SweepSummary(Callback):
         if s["failed"]:
             print(f"  (details in the zoo records; report: python -m gnnzoo.report {sweep_dir})", flush=True)
             if self.exit_on_failure:
-                print(f"  exiting with status 1: {s['failed']} job(s) failed "
-                      "(hydra.callbacks.sweep_summary.exit_on_failure=false exits 0)", flush=True)
+                print(
+                    f"  exiting with status 1: {s['failed']} job(s) failed "
+                    "(hydra.callbacks.sweep_summary.exit_on_failure=false exits 0)",
+                    flush=True,
+                )
                 sys.exit(1)
 
 

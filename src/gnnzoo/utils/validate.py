@@ -8,6 +8,7 @@ with these before any work (``check_*`` functions of the methods), so a message 
     k = integer(cfg.generator.collect, "k", "generator.collect", lo=2)
     sampler = choice(g.diffusion, "sampler", "generator.diffusion", ("ddpm", "ddim"))
 """
+
 from __future__ import annotations
 
 from typing import Any, Sequence
@@ -25,23 +26,35 @@ def _is_number(v: Any) -> bool:
     return not isinstance(v, bool) and isinstance(v, (int, float))
 
 
-def integer(node: Any, key: str, where: str, lo: int | None = None, hi: int | None = None,
-            optional: bool = False) -> int | None:
+def integer(
+    node: Any, key: str, where: str, lo: int | None = None, hi: int | None = None, optional: bool = False
+) -> int | None:
     """A whole number in ``[lo, hi]`` (``optional``: null or absent is allowed and returned as None)."""
     v = _get(node, key)
     if optional and (v is _MISSING or v is None):
         return None
     ok = not isinstance(v, bool) and isinstance(v, int) and (lo is None or v >= lo) and (hi is None or v <= hi)
     if not ok:
-        bounds = " and ".join(b for b in (f">= {lo}" if lo is not None else "", f"<= {hi}" if hi is not None else "")
-                              if b)
-        raise ConfigError(f"{where}.{key}={_show(v)}: expected an integer{' ' + bounds if bounds else ''}"
-                          f"{' (or null)' if optional else ''}")
+        bounds = " and ".join(
+            b for b in (f">= {lo}" if lo is not None else "", f"<= {hi}" if hi is not None else "") if b
+        )
+        raise ConfigError(
+            f"{where}.{key}={_show(v)}: expected an integer{' ' + bounds if bounds else ''}"
+            f"{' (or null)' if optional else ''}"
+        )
     return v
 
 
-def number(node: Any, key: str, where: str, lo: float | None = None, hi: float | None = None,
-           lo_open: bool = False, hi_open: bool = False, optional: bool = False) -> float | None:
+def number(
+    node: Any,
+    key: str,
+    where: str,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+    hi_open: bool = False,
+    optional: bool = False,
+) -> float | None:
     """A real number in the interval ``lo..hi`` (open or closed at each end)."""
     v = _get(node, key)
     if optional and (v is _MISSING or v is None):
@@ -54,13 +67,16 @@ def number(node: Any, key: str, where: str, lo: float | None = None, hi: float |
     if not ok:
         left = ("(" if lo_open else "[") + ("-inf" if lo is None else f"{lo:g}")
         right = ("inf" if hi is None else f"{hi:g}") + (")" if hi_open else "]")
-        raise ConfigError(f"{where}.{key}={_show(v)} is out of range: expected a number in {left}, {right}"
-                          f"{' (or null)' if optional else ''}")
+        raise ConfigError(
+            f"{where}.{key}={_show(v)} is out of range: expected a number in {left}, {right}"
+            f"{' (or null)' if optional else ''}"
+        )
     return float(v)
 
 
-def fraction(node: Any, key: str, where: str, lo_open: bool = False, hi_closed: bool = False,
-             optional: bool = False) -> float | None:
+def fraction(
+    node: Any, key: str, where: str, lo_open: bool = False, hi_closed: bool = False, optional: bool = False
+) -> float | None:
     """A fraction: ``[0, 1)`` by default; ``lo_open`` excludes 0, ``hi_closed`` includes 1."""
     v = _get(node, key)
     if optional and (v is _MISSING or v is None):

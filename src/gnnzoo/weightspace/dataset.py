@@ -1,5 +1,6 @@
 """The zoo as a dataset of neural graphs: one graph per checkpoint (best-val weights and snapshots), its
 record's fields as targets, splits by run (never by checkpoint), processed once and cached on disk."""
+
 from __future__ import annotations
 
 import hashlib
@@ -37,9 +38,14 @@ def _target_at(rec: dict, key: str, epoch: int) -> float | None:
     return None if v != v else float(v)
 
 
-def checkpoints(zoo: Zoo, kinds: Sequence[str] = ("run",), datasets: Sequence[str] | None = None,
-                backbones: Sequence[str] | None = None, snapshots: bool = True,
-                target: str = "val/acc") -> list[Checkpoint]:
+def checkpoints(
+    zoo: Zoo,
+    kinds: Sequence[str] = ("run",),
+    datasets: Sequence[str] | None = None,
+    backbones: Sequence[str] | None = None,
+    snapshots: bool = True,
+    target: str = "val/acc",
+) -> list[Checkpoint]:
     """The checkpoints of a zoo query, each with ``target`` (a curve key) at its epoch, sorted by run and epoch.
 
     A ``target`` that none of the selected entries records is a :class:`ConfigError` naming the curves they have."""
@@ -61,11 +67,14 @@ def checkpoints(zoo: Zoo, kinds: Sequence[str] = ("run",), datasets: Sequence[st
             for snap in rec.get("snapshots") or []:
                 y = _target_at(rec, target, int(snap["epoch"]))
                 if y is not None:
-                    out.append(Checkpoint(e.run_id, int(snap["epoch"]), int(snap["epoch"]), y, rec["backbone"],
-                                          rec["dataset"]))
+                    out.append(
+                        Checkpoint(e.run_id, int(snap["epoch"]), int(snap["epoch"]), y, rec["backbone"], rec["dataset"])
+                    )
     if matched and not out and target not in curve_keys:
-        raise ConfigError(f"encoder.target={target!r} is not a curve of the {matched} completed entries the zoo query "
-                          f"selects in {zoo.root}; their curves: {', '.join(sorted(curve_keys)) or 'none'}")
+        raise ConfigError(
+            f"encoder.target={target!r} is not a curve of the {matched} completed entries the zoo query "
+            f"selects in {zoo.root}; their curves: {', '.join(sorted(curve_keys)) or 'none'}"
+        )
     return sorted(out, key=lambda c: (c.run_id, c.epoch, c.snapshot is None))
 
 
@@ -108,8 +117,9 @@ class ZooGraphs(InMemoryDataset):
         self.save(graphs, self.processed_paths[0])
 
 
-def split_by_run(runs: Sequence[str], fractions: Sequence[float] = (0.7, 0.15, 0.15),
-                 seed: int = 0) -> dict[str, set[str]]:
+def split_by_run(
+    runs: Sequence[str], fractions: Sequence[float] = (0.7, 0.15, 0.15), seed: int = 0
+) -> dict[str, set[str]]:
     """Runs shuffled by ``seed`` and cut into train/val/test by ``fractions`` (every split gets >= 1 run)."""
     runs = sorted(runs)
     if len(runs) < 3:
@@ -121,5 +131,8 @@ def split_by_run(runs: Sequence[str], fractions: Sequence[float] = (0.7, 0.15, 0
     n_train = len(runs) - n_val - n_test
     if n_train < 1:
         raise ConfigError(f"{len(runs)} runs leave no training run for split fractions {tuple(fractions)}")
-    return {"train": set(order[:n_train]), "val": set(order[n_train:n_train + n_val]),
-            "test": set(order[n_train + n_val:])}
+    return {
+        "train": set(order[:n_train]),
+        "val": set(order[n_train : n_train + n_val]),
+        "test": set(order[n_train + n_val :]),
+    }

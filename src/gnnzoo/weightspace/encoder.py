@@ -1,5 +1,6 @@
 """Trained encoders: build one from its config and the zoo's sizes, and load one back from the zoo with
 ``embed(state)`` / ``predict(state)`` (what the generator and the forecasting sweeper use)."""
+
 from __future__ import annotations
 
 import inspect
@@ -41,9 +42,11 @@ def build_encoder(model_cfg: dict, dims: dict[str, Any]) -> tuple[nn.Module, dic
     if "num_params" in accepted and "num_params" not in cfg:
         sizes = dims["num_params"]
         if len(sizes) != 1:
-            raise ConfigError(f"encoder=flat_mlp reads checkpoints of one architecture; this zoo query has "
-                              f"{len(sizes)} parameter counts ({sorted(sizes)[:5]}). Use encoder=ng_gnn or stat, or "
-                              "narrow encoder.zoo (backbones, and one hidden size)")
+            raise ConfigError(
+                f"encoder=flat_mlp reads checkpoints of one architecture; this zoo query has "
+                f"{len(sizes)} parameter counts ({sorted(sizes)[:5]}). Use encoder=ng_gnn or stat, or "
+                "narrow encoder.zoo (backbones, and one hidden size)"
+            )
         cfg["num_params"] = next(iter(sizes))
     return cls(**cfg), {"_target_": f"{cls.__module__}.{cls.__name__}", **cfg}
 
@@ -65,9 +68,11 @@ class TrainedEncoder:
             raise ZooError(f"zoo entry {run_id} is a {rec.get('kind')!r} entry, not an encoder")
         info = rec.get("encoder")
         if not isinstance(info, dict) or not {"model", "y_mean", "y_std"} <= set(info):
-            raise ZooError(f"zoo entry {run_id} (kind encoder) has no usable 'encoder' block in "
-                           f"{entry.path / 'record.json'} (it needs model, y_mean and y_std): it was not written by "
-                           "task=encoder, or the record is damaged; train the encoder again")
+            raise ZooError(
+                f"zoo entry {run_id} (kind encoder) has no usable 'encoder' block in "
+                f"{entry.path / 'record.json'} (it needs model, y_mean and y_std): it was not written by "
+                "task=encoder, or the record is damaged; train the encoder again"
+            )
         model, _ = build_encoder(info["model"], {})
         model.load_state_dict(entry.state_dict())
         return cls(model, info["y_mean"], info["y_std"])
@@ -86,8 +91,9 @@ class TrainedEncoder:
         """Predictions for neural graphs (e.g. a :class:`~gnnzoo.weightspace.dataset.ZooGraphs`), in order."""
         from torch_geometric.loader import DataLoader
 
-        return torch.cat([self.model(b) * self.y_std + self.y_mean
-                          for b in DataLoader(graphs, batch_size=batch_size, shuffle=False)])
+        return torch.cat(
+            [self.model(b) * self.y_std + self.y_mean for b in DataLoader(graphs, batch_size=batch_size, shuffle=False)]
+        )
 
     @torch.no_grad()
     def predict(self, state: dict[str, Tensor] | list, backbone: str) -> Tensor:

@@ -23,6 +23,7 @@ parameters), so its state dict is a layered graph:
 (Cora's 1433 inputs give 1433 x hidden edges, never a dense N x N tensor). Backbones: mlp, gcn, sage, gin,
 gat, appnp; normalization layers are not built yet (:class:`UnsupportedBackbone`).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -69,7 +70,6 @@ class GraphSpec:
         return sum(self.sizes) + self.num_heads
 
 
-
 def spec_of(backbone: str, state: dict[str, Tensor]) -> GraphSpec:
     """The :class:`GraphSpec` of a gnnzoo backbone's state dict (``backbone``: its config name)."""
     n = 1 + max((int(k.split(".")[1]) for k in state if k.startswith("layers.")), default=-1)
@@ -93,24 +93,42 @@ def spec_of(backbone: str, state: dict[str, Tensor]) -> GraphSpec:
                 raise UnsupportedBackbone(f"gat: {p}lin.weight missing (bipartite GAT layers are not built)")
             heads = int(state[p + "att_src"].shape[1])
             last = i == n - 1
-            layers.append(Linear(p + "lin.weight", _opt(state, p + "bias"), att=(p + "att_src", p + "att_dst"),
-                                 heads=1 if last else heads))
+            layers.append(
+                Linear(
+                    p + "lin.weight",
+                    _opt(state, p + "bias"),
+                    att=(p + "att_src", p + "att_dst"),
+                    heads=1 if last else heads,
+                )
+            )
             if last and heads > 1:
                 raise UnsupportedBackbone("gat: an output layer with several heads (out_heads > 1) is not built")
         else:
-            raise UnsupportedBackbone(f"backbone {backbone!r} has no neural-graph construction yet "
-                                      "(built: mlp, gcn, sage, gin, gat, appnp)")
-    extra = sorted(k for k in state if k.startswith("norms.") or (k.startswith("layers.") and not any(
-        k in (lin.weight, lin.bias, lin.root, lin.extra, *(lin.att or ())) for lin in layers)))
+            raise UnsupportedBackbone(
+                f"backbone {backbone!r} has no neural-graph construction yet (built: mlp, gcn, sage, gin, gat, appnp)"
+            )
+    extra = sorted(
+        k
+        for k in state
+        if k.startswith("norms.")
+        or (
+            k.startswith("layers.")
+            and not any(k in (lin.weight, lin.bias, lin.root, lin.extra, *(lin.att or ())) for lin in layers)
+        )
+    )
     extra = [k for k in extra if not k.endswith(("num_batches_tracked",))]
     if extra:
-        raise UnsupportedBackbone(f"{backbone}: parameters without a place in the neural graph: {extra[:5]} "
-                                  "(normalization layers are not built yet)")
+        raise UnsupportedBackbone(
+            f"{backbone}: parameters without a place in the neural graph: {extra[:5]} "
+            "(normalization layers are not built yet)"
+        )
     sizes = [state[layers[0].weight].shape[1]] + [state[lin.weight].shape[0] for lin in layers]
     for a, lin in enumerate(layers):
         if state[lin.weight].shape[1] != sizes[a]:
-            raise UnsupportedBackbone(f"{backbone}: {lin.weight} has input width {state[lin.weight].shape[1]}, "
-                                      f"the previous layer has {sizes[a]} outputs")
+            raise UnsupportedBackbone(
+                f"{backbone}: {lin.weight} has input width {state[lin.weight].shape[1]}, "
+                f"the previous layer has {sizes[a]} outputs"
+            )
     return GraphSpec(backbone, tuple(layers), tuple(int(s) for s in sizes))
 
 
@@ -119,7 +137,8 @@ def _opt(state, name):
 
 
 def kinds_and_ranks(spec: GraphSpec) -> tuple[Tensor, Tensor]:
-    """``node_kind`` (0 input, 1 hidden, 2 output, 3 GAT head) and ``node_rank`` (input/output index; hidden layer number)."""
+    """``node_kind`` (0 input, 1 hidden, 2 output, 3 GAT head) and ``node_rank`` (input/output index; hidden
+    layer number)."""
     s = spec.sizes
     kind = [torch.zeros(s[0], dtype=torch.long)]
     rank = [torch.arange(s[0])]
@@ -157,12 +176,12 @@ def to_graph(spec: GraphSpec, state: dict[str, Tensor]) -> Data:
         attr.append(e)
         elayer.append(torch.full((W.numel(),), a))
         if lin.bias is not None:
-            x[offsets[a + 1]:offsets[a + 2], 0] = state[lin.bias].detach().float()
+            x[offsets[a + 1] : offsets[a + 2], 0] = state[lin.bias].detach().float()
         if lin.extra is not None:
-            x[offsets[a + 1]:offsets[a + 2], 1] = state[lin.extra].detach().float().reshape(-1)[0]
+            x[offsets[a + 1] : offsets[a + 2], 1] = state[lin.extra].detach().float().reshape(-1)[0]
         if lin.att is not None:
-            x[offsets[a + 1]:offsets[a + 2], 2] = state[lin.att[0]].detach().float().reshape(-1)
-            x[offsets[a + 1]:offsets[a + 2], 3] = state[lin.att[1]].detach().float().reshape(-1)
+            x[offsets[a + 1] : offsets[a + 2], 2] = state[lin.att[0]].detach().float().reshape(-1)
+            x[offsets[a + 1] : offsets[a + 2], 3] = state[lin.att[1]].detach().float().reshape(-1)
     head0 = offsets[-1]
     for a, lin in enumerate(spec.layers):  # structural edges: head node -> each of its channels
         if lin.heads > 1:
@@ -177,12 +196,23 @@ def to_graph(spec: GraphSpec, state: dict[str, Tensor]) -> Data:
             head0 += lin.heads
     node_layer = torch.repeat_interleave(torch.arange(len(s)), torch.tensor(s))
     if spec.num_heads:
-        node_layer = torch.cat([node_layer, torch.cat([torch.full((lin.heads,), a + 1) for a, lin in
-                                                       enumerate(spec.layers) if lin.heads > 1])])
+        node_layer = torch.cat(
+            [
+                node_layer,
+                torch.cat([torch.full((lin.heads,), a + 1) for a, lin in enumerate(spec.layers) if lin.heads > 1]),
+            ]
+        )
     kind, rank = kinds_and_ranks(spec)
-    return Data(x=x, edge_index=torch.stack([torch.cat(src), torch.cat(dst)]), edge_attr=torch.cat(attr),
-                node_kind=kind, node_rank=rank, node_layer=node_layer, edge_layer=torch.cat(elayer),
-                num_nodes=spec.num_nodes)
+    return Data(
+        x=x,
+        edge_index=torch.stack([torch.cat(src), torch.cat(dst)]),
+        edge_attr=torch.cat(attr),
+        node_kind=kind,
+        node_rank=rank,
+        node_layer=node_layer,
+        edge_layer=torch.cat(elayer),
+        num_nodes=spec.num_nodes,
+    )
 
 
 def from_graph(spec: GraphSpec, graph: Data) -> dict[str, Tensor]:
@@ -195,17 +225,17 @@ def from_graph(spec: GraphSpec, graph: Data) -> dict[str, Tensor]:
     e0 = 0
     for a, lin in enumerate(spec.layers):
         n_in, n_out = s[a], s[a + 1]
-        block = graph.edge_attr[e0:e0 + n_in * n_out]
+        block = graph.edge_attr[e0 : e0 + n_in * n_out]
         e0 += n_in * n_out
         out[lin.weight] = block[:, 0].reshape(n_out, n_in).clone()
         if lin.root is not None:
             out[lin.root] = block[:, 1].reshape(n_out, n_in).clone()
         if lin.bias is not None:
-            out[lin.bias] = graph.x[offsets[a + 1]:offsets[a + 2], 0].clone()
+            out[lin.bias] = graph.x[offsets[a + 1] : offsets[a + 2], 0].clone()
         if lin.extra is not None:
             out[lin.extra] = graph.x[offsets[a + 1], 1].clone().reshape(1)  # GIN: a 1-element tensor
         if lin.att is not None:
             heads = lin.heads if lin.heads > 1 else 1
             for col, name in ((2, lin.att[0]), (3, lin.att[1])):
-                out[name] = graph.x[offsets[a + 1]:offsets[a + 2], col].clone().reshape(1, heads, n_out // heads)
+                out[name] = graph.x[offsets[a + 1] : offsets[a + 2], col].clone().reshape(1, heads, n_out // heads)
     return out

@@ -16,6 +16,7 @@ invariant representation the prediction is read from.
 * :class:`FlatMLP` (``flat_mlp``): the flattened graph features (every weight and node feature) -> MLP (one
   architecture per zoo; not invariant).
 """
+
 from __future__ import annotations
 
 import torch
@@ -63,19 +64,25 @@ class Positions(nn.Module):
         nn.init.normal_(self.table.weight, std=0.1)
 
     def forward(self, kind: Tensor, rank: Tensor) -> Tensor:
-        limits = torch.tensor([self.max_inputs, self.max_hidden + 1, self.max_outputs, self.max_hidden + 1],
-                              device=kind.device)
+        limits = torch.tensor(
+            [self.max_inputs, self.max_hidden + 1, self.max_outputs, self.max_hidden + 1], device=kind.device
+        )
         over = (rank >= limits[kind]) | (((kind == 1) | (kind == 3)) & (rank < 1))
         if bool(over.any()):
             k = int(kind[over][0])
             what = ("input neurons", "hidden layers", "output neurons", "hidden layers")[k]
-            raise ValueError(f"a checkpoint has more {what} than the encoder's positional table "
-                             f"(max_inputs={self.max_inputs}, max_hidden={self.max_hidden}, "
-                             f"max_outputs={self.max_outputs})")
+            raise ValueError(
+                f"a checkpoint has more {what} than the encoder's positional table "
+                f"(max_inputs={self.max_inputs}, max_hidden={self.max_hidden}, "
+                f"max_outputs={self.max_outputs})"
+            )
         hidden, outputs = self.max_inputs, self.max_inputs + self.max_hidden
         heads = outputs + self.max_outputs
-        slot = torch.where(kind == 0, rank, torch.where(kind == 1, hidden + rank - 1, torch.where(
-            kind == 2, outputs + rank, heads + rank - 1)))
+        slot = torch.where(
+            kind == 0,
+            rank,
+            torch.where(kind == 1, hidden + rank - 1, torch.where(kind == 2, outputs + rank, heads + rank - 1)),
+        )
         return self.table(slot)
 
 
@@ -83,8 +90,9 @@ class _NGBase(nn.Module):
     """Input encodings (node features + positions, edge features both ways) and the readout shared by the
     neural-graph encoders."""
 
-    def __init__(self, max_inputs: int, max_hidden: int, max_outputs: int, d: int, d_edge: int, dropout: float,
-                 d_out: int):
+    def __init__(
+        self, max_inputs: int, max_hidden: int, max_outputs: int, d: int, d_edge: int, dropout: float, d_out: int
+    ):
         super().__init__()
         self.pos = Positions(d, max_inputs, max_hidden, max_outputs)
         self.node_in = nn.Linear(NODE_DIM, d)
@@ -101,8 +109,11 @@ class _NGBase(nn.Module):
         return h, e, torch.cat([src, dst]), torch.cat([dst, src])
 
     def readout(self, h: Tensor, batch) -> Tensor:
-        b = batch.batch if getattr(batch, "batch", None) is not None else torch.zeros(h.size(0), dtype=torch.long,
-                                                                                       device=h.device)
+        b = (
+            batch.batch
+            if getattr(batch, "batch", None) is not None
+            else torch.zeros(h.size(0), dtype=torch.long, device=h.device)
+        )
         g = int(b.max()) + 1 if b.numel() else 1
         return torch.cat([_graph_pool(h, b, g, batch.node_kind == 2), _graph_pool(h, b, g)], -1)
 
@@ -158,8 +169,17 @@ class NGLayer(nn.Module):
 class NGGNN(_NGBase):
     """Neural-graph GNN (see the module docstring)."""
 
-    def __init__(self, max_inputs: int, max_hidden: int, max_outputs: int, d: int = 32, d_edge: int = 16,
-                 layers: int = 3, dropout: float = 0.0, d_out: int = 1):
+    def __init__(
+        self,
+        max_inputs: int,
+        max_hidden: int,
+        max_outputs: int,
+        d: int = 32,
+        d_edge: int = 16,
+        layers: int = 3,
+        dropout: float = 0.0,
+        d_out: int = 1,
+    ):
         super().__init__(max_inputs, max_hidden, max_outputs, d, d_edge, dropout, d_out)
         self.layers = nn.ModuleList(NGLayer(d, d_edge, dropout, update_edges=i < layers - 1) for i in range(layers))
 
@@ -173,15 +193,26 @@ class NGGNN(_NGBase):
 class NGTransformer(_NGBase):
     """Relational transformer over the neural graph's edges (see the module docstring)."""
 
-    def __init__(self, max_inputs: int, max_hidden: int, max_outputs: int, d: int = 32, d_edge: int = 16,
-                 layers: int = 3, heads: int = 4, dropout: float = 0.0, d_out: int = 1):
+    def __init__(
+        self,
+        max_inputs: int,
+        max_hidden: int,
+        max_outputs: int,
+        d: int = 32,
+        d_edge: int = 16,
+        layers: int = 3,
+        heads: int = 4,
+        dropout: float = 0.0,
+        d_out: int = 1,
+    ):
         from torch_geometric.nn import TransformerConv
 
         super().__init__(max_inputs, max_hidden, max_outputs, d, d_edge, dropout, d_out)
         if d % heads:
             raise ValueError(f"ng_transformer: d={d} must be a multiple of heads={heads}")
-        self.attn = nn.ModuleList(TransformerConv(d, d // heads, heads=heads, edge_dim=d_edge, dropout=dropout)
-                                  for _ in range(layers))
+        self.attn = nn.ModuleList(
+            TransformerConv(d, d // heads, heads=heads, edge_dim=d_edge, dropout=dropout) for _ in range(layers)
+        )
         self.norm1 = nn.ModuleList(nn.LayerNorm(d) for _ in range(layers))
         self.ffn = nn.ModuleList(_mlp(d, 2 * d, d, dropout=dropout) for _ in range(layers))
         self.norm2 = nn.ModuleList(nn.LayerNorm(d) for _ in range(layers))
@@ -208,7 +239,11 @@ def layer_statistics(batch, max_layers: int) -> Tensor:
     """Per graph and per weight layer: [mean, std, quantiles] of the weights (both edge channels) and of the
     biases and attention vectors of its output neurons; layers beyond a graph's depth are zeros.
     ``[graphs, max_layers * 5 * 7]``."""
-    b_edge = batch.batch[batch.edge_index[1]] if getattr(batch, "batch", None) is not None else torch.zeros_like(batch.edge_layer)
+    b_edge = (
+        batch.batch[batch.edge_index[1]]
+        if getattr(batch, "batch", None) is not None
+        else torch.zeros_like(batch.edge_layer)
+    )
     b_node = batch.batch if getattr(batch, "batch", None) is not None else torch.zeros_like(batch.node_layer)
     g = int(b_node.max()) + 1
     feats = torch.zeros(g, max_layers, STAT_GROUPS * (2 + len(QUANTILES)))
@@ -222,9 +257,13 @@ def layer_statistics(batch, max_layers: int) -> Tensor:
             out = (layers_n == a + 1) & neuron
             for v in (attr[layers_e == a, 0], attr[layers_e == a, 1], xs[out, 0], xs[out, 2], xs[out, 3]):
                 v = v.float()
-                parts.append(torch.cat([v.mean().view(1), v.std(unbiased=False).view(1),
-                                        torch.quantile(v, torch.tensor(QUANTILES))]) if v.numel() else
-                             torch.zeros(2 + len(QUANTILES)))
+                parts.append(
+                    torch.cat(
+                        [v.mean().view(1), v.std(unbiased=False).view(1), torch.quantile(v, torch.tensor(QUANTILES))]
+                    )
+                    if v.numel()
+                    else torch.zeros(2 + len(QUANTILES))
+                )
             feats[gi, a] = torch.cat(parts)
     return feats.view(g, -1)
 
@@ -263,11 +302,14 @@ class FlatMLP(nn.Module):
         b_node = batch.batch if getattr(batch, "batch", None) is not None else torch.zeros_like(batch.node_layer)
         b_edge = b_node[batch.edge_index[1]]
         g = int(b_node.max()) + 1
-        rows = [torch.cat([batch.edge_attr[b_edge == i].reshape(-1), batch.x[b_node == i].reshape(-1)])
-                for i in range(g)]
+        rows = [
+            torch.cat([batch.edge_attr[b_edge == i].reshape(-1), batch.x[b_node == i].reshape(-1)]) for i in range(g)
+        ]
         if any(r.numel() != self.num_params for r in rows):
-            raise ValueError(f"flat_mlp reads one architecture: this encoder takes {self.num_params} parameters, a "
-                             f"checkpoint has {sorted({r.numel() for r in rows})}; use ng_gnn or stat for mixed zoos")
+            raise ValueError(
+                f"flat_mlp reads one architecture: this encoder takes {self.num_params} parameters, a "
+                f"checkpoint has {sorted({r.numel() for r in rows})}; use ng_gnn or stat for mixed zoos"
+            )
         return torch.stack(rows)
 
     def embed(self, batch) -> Tensor:

@@ -1,4 +1,5 @@
 """EncoderModule: trains an encoder of neural graphs to predict a checkpoint's target (validation accuracy)."""
+
 from __future__ import annotations
 
 import math
@@ -26,8 +27,15 @@ class EncoderModule(pl.LightningModule):
     loader (index 0) and the test loader (index 1) every epoch; the weights with the best validation τ are
     kept (``best_state``, ``best``), and training stops after ``patience`` epochs without improvement."""
 
-    def __init__(self, encoder: nn.Module, lr: float = 1e-3, weight_decay: float = 5e-4, y_mean: float = 0.0,
-                 y_std: float = 1.0, patience: int | None = None):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        lr: float = 1e-3,
+        weight_decay: float = 5e-4,
+        y_mean: float = 0.0,
+        y_std: float = 1.0,
+        patience: int | None = None,
+    ):
         super().__init__()
         self.encoder = encoder
         self.lr, self.weight_decay = float(lr), float(weight_decay)
@@ -86,8 +94,11 @@ class EncoderModule(pl.LightningModule):
             self.best_epoch = int(self.current_epoch)
             self.best_state = {k: v.detach().clone() for k, v in self.encoder.state_dict().items()}
             self.best_preds = preds
-        elif self.patience is not None and self.best_epoch is not None and \
-                self.current_epoch - self.best_epoch >= self.patience:
+        elif (
+            self.patience is not None
+            and self.best_epoch is not None
+            and self.current_epoch - self.best_epoch >= self.patience
+        ):
             self.trainer.should_stop = True
 
     def configure_optimizers(self):

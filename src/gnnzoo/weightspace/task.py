@@ -8,6 +8,7 @@ and a predicted-vs-true scatter plot are reported; the trained encoder is a zoo 
 (weights + everything needed to rebuild it) that :class:`gnnzoo.weightspace.encoder.TrainedEncoder` loads back,
 with ``embed(state)``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -69,8 +70,14 @@ def _dataset(cfg: DictConfig, zoo: Zoo) -> tuple[list, ZooGraphs, dict, dict]:
     """The zoo query's checkpoints, their neural graphs, the split of runs and the checkpoint indices per split."""
     e = cfg.encoder
     q = OmegaConf.to_container(e.zoo, resolve=True)
-    items = checkpoints(zoo, kinds=q.get("kinds") or ["run"], datasets=q.get("datasets"),
-                        backbones=q.get("backbones"), snapshots=bool(q.get("snapshots", True)), target=e.target)
+    items = checkpoints(
+        zoo,
+        kinds=q.get("kinds") or ["run"],
+        datasets=q.get("datasets"),
+        backbones=q.get("backbones"),
+        snapshots=bool(q.get("snapshots", True)),
+        target=e.target,
+    )
     ds = ZooGraphs(zoo, items, Path(cfg.paths.cache_dir) / "weightspace")
     splits = split_by_run(ds.runs, list(e.split.fractions), int(e.split.seed))
     idx = {k: [i for i, c in enumerate(items) if c.run_id in runs] for k, runs in splits.items()}
@@ -80,39 +87,76 @@ def _dataset(cfg: DictConfig, zoo: Zoo) -> tuple[list, ZooGraphs, dict, dict]:
 def _fit(cfg: DictConfig, module: EncoderModule, loaders: dict, loggers: list) -> None:
     e = cfg.encoder
     minutes = e.get("max_minutes")
-    trainer = build_trainer(cfg, loggers=loggers, max_epochs=int(e.epochs),
-                            max_time={"minutes": float(minutes)} if minutes else None, log_every_n_steps=50,
-                            enable_checkpointing=False, enable_model_summary=False, num_sanity_val_steps=0,
-                            check_val_every_n_epoch=1, gradient_clip_val=e.get("clip"), default_root_dir=None)
+    trainer = build_trainer(
+        cfg,
+        loggers=loggers,
+        max_epochs=int(e.epochs),
+        max_time={"minutes": float(minutes)} if minutes else None,
+        log_every_n_steps=50,
+        enable_checkpointing=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        check_val_every_n_epoch=1,
+        gradient_clip_val=e.get("clip"),
+        default_root_dir=None,
+    )
     trainer.fit(module, train_dataloaders=loaders["train"], val_dataloaders=[loaders["val"], loaders["test"]])
     if module.best_state is None:
         raise RuntimeError("the encoder never produced a finite validation τ (check the zoo and the target)")
 
 
+def _model_and_loaders(cfg: DictConfig, items: list, ds: ZooGraphs, idx: dict):
+    """The encoder (seeded), its LightningModule on standardised targets, and the split loaders."""
+    e = cfg.encoder
+    seed_everything(cfg.seed)
+    model, model_kwargs = build_encoder(OmegaConf.to_container(e, resolve=True)["model"], data_dims(ds))
+    ys = torch.tensor([items[i].target for i in idx["train"]])
+    y_mean, y_std = float(ys.mean()), float(ys.std()) if len(ys) > 1 else 1.0
+    module = EncoderModule(
+        model, lr=e.lr, weight_decay=e.weight_decay, y_mean=y_mean, y_std=y_std or 1.0, patience=e.get("patience")
+    )
+    gen = torch.Generator().manual_seed(int(cfg.seed))
+    loaders = {
+        k: DataLoader(
+            ds[torch.tensor(v)],
+            batch_size=int(e.batch_size),
+            shuffle=(k == "train"),
+            generator=gen if k == "train" else None,
+        )
+        for k, v in idx.items()
+    }
+    return model, model_kwargs, module, loaders, (y_mean, y_std)
+
+
 def _train(cfg: DictConfig, zoo: Zoo, rid: str, items: list, ds: ZooGraphs, splits: dict, idx: dict) -> StageOutput:
     """Train the encoder as the zoo entry ``rid``; a failure is recorded (status failed) and re-raised."""
     e = cfg.encoder
-    plain = OmegaConf.to_container(e, resolve=True)
-    seed_everything(cfg.seed)
-    model, model_kwargs = build_encoder(plain["model"], data_dims(ds))
-    ys = torch.tensor([items[i].target for i in idx["train"]])
-    y_mean, y_std = float(ys.mean()), float(ys.std()) if len(ys) > 1 else 1.0
-    module = EncoderModule(model, lr=e.lr, weight_decay=e.weight_decay, y_mean=y_mean, y_std=y_std or 1.0,
-                           patience=e.get("patience"))
-    gen = torch.Generator().manual_seed(int(cfg.seed))
-    loaders = {k: DataLoader(ds[torch.tensor(v)], batch_size=int(e.batch_size), shuffle=(k == "train"),
-                             generator=gen if k == "train" else None) for k, v in idx.items()}
+    model, model_kwargs, module, loaders, (y_mean, y_std) = _model_and_loaders(cfg, items, ds, idx)
     n_runs = {k: len(v) for k, v in splits.items()}
-    console.print(f"[bold]encoder[/] {e.name}: {len(items)} checkpoints of {len(ds.runs)} runs "
-                  f"(train/val/test runs {n_runs['train']}/{n_runs['val']}/{n_runs['test']}), "
-                  f"{sum(p.numel() for p in model.parameters())} parameters")
-    rec = build_record(cfg, "encoder", rid, parents=ds.runs,
-                       dataset="+".join(sorted({c.dataset for c in items})),
-                       backbone="+".join(sorted({c.backbone for c in items})),
-                       encoder={"name": e.name, "model": model_kwargs, "y_mean": y_mean, "y_std": y_std,
-                                "target": e.target, "checkpoints": len(items), "runs": len(ds.runs),
-                                "splits": {k: sorted(v) for k, v in splits.items()},
-                                "split_checkpoints": {k: len(v) for k, v in idx.items()}})
+    console.print(
+        f"[bold]encoder[/] {e.name}: {len(items)} checkpoints of {len(ds.runs)} runs "
+        f"(train/val/test runs {n_runs['train']}/{n_runs['val']}/{n_runs['test']}), "
+        f"{sum(p.numel() for p in model.parameters())} parameters"
+    )
+    rec = build_record(
+        cfg,
+        "encoder",
+        rid,
+        parents=ds.runs,
+        dataset="+".join(sorted({c.dataset for c in items})),
+        backbone="+".join(sorted({c.backbone for c in items})),
+        encoder={
+            "name": e.name,
+            "model": model_kwargs,
+            "y_mean": y_mean,
+            "y_std": y_std,
+            "target": e.target,
+            "checkpoints": len(items),
+            "runs": len(ds.runs),
+            "splits": {k: sorted(v) for k, v in splits.items()},
+            "split_checkpoints": {k: len(v) for k, v in idx.items()},
+        },
+    )
     loggers = instantiate_loggers(cfg)
     t0 = time.perf_counter()
     try:
@@ -121,16 +165,27 @@ def _train(cfg: DictConfig, zoo: Zoo, rid: str, items: list, ds: ZooGraphs, spli
         _fit(cfg, module, loaders, loggers)
         model.load_state_dict(module.best_state)
         metrics = {**module.best, "best_epoch": module.best_epoch}
-        rec.update(status="completed", metrics=metrics, best_epoch=module.best_epoch,
-                   best_val=metrics["encoder/val_tau"], test_at_best_val=metrics.get("encoder/test_tau"),
-                   curves=module.curves, wall_time_s=time.perf_counter() - t0, finished_at=now_iso())
+        rec.update(
+            status="completed",
+            metrics=metrics,
+            best_epoch=module.best_epoch,
+            best_val=metrics["encoder/val_tau"],
+            test_at_best_val=metrics.get("encoder/test_tau"),
+            curves=module.curves,
+            wall_time_s=time.perf_counter() - t0,
+            finished_at=now_iso(),
+        )
         for lg in loggers:
             lg.log_metrics({f"best/{k.split('/')[-1]}": v for k, v in metrics.items() if k.startswith("encoder/")})
         out_dir = cfg.paths.get("output_dir")
         if out_dir:
             plot = Path(out_dir) / f"encoder_{e.name}.png"
-            _scatter_plot(module.best_preds, plot, f"{e.name}: τ val {metrics['encoder/val_tau']:.3f}, test "
-                                                   f"{metrics.get('encoder/test_tau', float('nan')):.3f}")
+            _scatter_plot(
+                module.best_preds,
+                plot,
+                f"{e.name}: τ val {metrics['encoder/val_tau']:.3f}, test "
+                f"{metrics.get('encoder/test_tau', float('nan')):.3f}",
+            )
             log_image(loggers, "encoder/predicted_vs_true", plot)
     except Exception as err:
         rec["error"] = f"{type(err).__name__}: {err}"
@@ -150,16 +205,32 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     zoo = Zoo(cfg.paths.zoo_dir)
     items, ds, splits, idx = _dataset(cfg, zoo)
     digest = hashlib.sha256(json.dumps([c.__dict__ for c in items], sort_keys=True).encode()).hexdigest()[:16]
-    key = {"kind": "encoder", "encoder": OmegaConf.to_container(cfg.encoder, resolve=True), "checkpoints": digest,
-           "seed": int(cfg.seed)}
-    st = cached_stage(zoo, key, lambda rid: _train(cfg, zoo, rid, items, ds, splits, idx), "encoder",
-                      skip=bool(cfg.zoo.skip_completed))
+    key = {
+        "kind": "encoder",
+        "encoder": OmegaConf.to_container(cfg.encoder, resolve=True),
+        "checkpoints": digest,
+        "seed": int(cfg.seed),
+    }
+    st = cached_stage(
+        zoo,
+        key,
+        lambda rid: _train(cfg, zoo, rid, items, ds, splits, idx),
+        "encoder",
+        skip=bool(cfg.zoo.skip_completed),
+    )
     metrics = st.entry.record["metrics"]
     if st.skipped:
         return {**metrics, "run_id": st.run_id, "skipped": True, "value": metrics.get("encoder/val_tau")}
-    console.print(f"[green]encoder[/] {cfg.encoder.name}: val τ {metrics['encoder/val_tau']:.3f}, test τ "
-                  f"{metrics.get('encoder/test_tau', float('nan')):.3f}, R² "
-                  f"{metrics.get('encoder/test_r2', float('nan')):.3f} (epoch {metrics['best_epoch']}); "
-                  f"run_id={st.run_id}")
-    return {**metrics, "run_id": st.run_id, "skipped": False, "entry_dir": str(st.entry.path),
-            "value": metrics["encoder/val_tau"]}
+    console.print(
+        f"[green]encoder[/] {cfg.encoder.name}: val τ {metrics['encoder/val_tau']:.3f}, test τ "
+        f"{metrics.get('encoder/test_tau', float('nan')):.3f}, R² "
+        f"{metrics.get('encoder/test_r2', float('nan')):.3f} (epoch {metrics['best_epoch']}); "
+        f"run_id={st.run_id}"
+    )
+    return {
+        **metrics,
+        "run_id": st.run_id,
+        "skipped": False,
+        "entry_dir": str(st.entry.path),
+        "value": metrics["encoder/val_tau"],
+    }

@@ -9,6 +9,7 @@ hashes this identity together with what it adds (its own group, its parents) wit
 
 This list is the only one: the zoo config, the batched trainer, the soups and the report all read it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -19,11 +20,25 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 # What determines a backbone run's result (top-level config keys).
-IDENTITY = ("seed", "init_seed", "monitor", "dataset", "backbone", "optimizer", "scheduler", "data", "trainer",
-            "callbacks")
+IDENTITY = (
+    "seed",
+    "init_seed",
+    "monitor",
+    "dataset",
+    "backbone",
+    "optimizer",
+    "scheduler",
+    "data",
+    "trainer",
+    "callbacks",
+)
 # Keys inside those that only change how a run is shown or where its files go.
-IDENTITY_IGNORE = ("trainer.enable_progress_bar", "trainer.enable_model_summary", "trainer.log_every_n_steps",
-                   "trainer.default_root_dir")
+IDENTITY_IGNORE = (
+    "trainer.enable_progress_bar",
+    "trainer.enable_model_summary",
+    "trainer.log_every_n_steps",
+    "trainer.default_root_dir",
+)
 # The training engines whose randomness differs (see README, "Many models at the cost of one run"):
 # a batched run's id carries ``engine: batched``; the single (Lightning) path adds nothing, so its ids
 # are those of every earlier gnnzoo version.
@@ -42,8 +57,11 @@ def _drop(tree: dict, dotted: str) -> None:
 
 
 def _plain(cfg: DictConfig | Mapping[str, Any]) -> dict:
-    return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else json.loads(
-        json.dumps(cfg, default=str))
+    return (
+        OmegaConf.to_container(cfg, resolve=True)
+        if isinstance(cfg, DictConfig)
+        else json.loads(json.dumps(cfg, default=str))
+    )
 
 
 def identity_config(cfg: DictConfig | Mapping[str, Any], engine: str = "single") -> dict:
@@ -51,8 +69,11 @@ def identity_config(cfg: DictConfig | Mapping[str, Any], engine: str = "single")
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     if isinstance(cfg, DictConfig):
-        tree = {k: (OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig) else cfg[k])
-                for k in IDENTITY if k in cfg}
+        tree = {
+            k: (OmegaConf.to_container(cfg[k], resolve=True) if isinstance(cfg[k], DictConfig) else cfg[k])
+            for k in IDENTITY
+            if k in cfg
+        }
     else:
         tree = {k: v for k, v in _plain(cfg).items() if k in IDENTITY}
     for key in IDENTITY_IGNORE:

@@ -1,4 +1,5 @@
 """The zoo record: one ``record.json`` per entry, written last (it marks the entry complete)."""
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -10,14 +11,25 @@ from typing import Any, Iterable
 
 from omegaconf import DictConfig, OmegaConf
 
-from gnnzoo.zoo.ids import IDENTITY, ENGINES
+from gnnzoo.zoo.ids import ENGINES, IDENTITY
 
 SCHEMA = "gnnzoo.record/1"
 STATUSES = ("completed", "failed")
 KINDS = ("run", "soup", "pruned", "encoder", "generator", "generated")
 REQUIRED = ("schema", "kind", "run_id", "status", "config", "seed")
-_PACKAGES = ("gnnzoo", "torch", "torch_geometric", "pytorch-lightning", "torchmetrics", "hydra-core",
-             "omegaconf", "safetensors", "numpy", "ogb", "wandb")
+_PACKAGES = (
+    "gnnzoo",
+    "torch",
+    "torch_geometric",
+    "pytorch-lightning",
+    "torchmetrics",
+    "hydra-core",
+    "omegaconf",
+    "safetensors",
+    "numpy",
+    "ogb",
+    "wandb",
+)
 
 
 class RecordError(ValueError):
@@ -64,8 +76,16 @@ def validate_record(rec: Any, where: str = "record") -> dict:
     return rec
 
 
-def build_record(cfg: DictConfig, kind: str, run_id: str, *, parents: Iterable[str] = (), plain: dict | None = None,
-                 engine: str = "single", **fields: Any) -> dict[str, Any]:
+def build_record(
+    cfg: DictConfig,
+    kind: str,
+    run_id: str,
+    *,
+    parents: Iterable[str] = (),
+    plain: dict | None = None,
+    engine: str = "single",
+    **fields: Any,
+) -> dict[str, Any]:
     """The record skeleton of every zoo entry, whatever its kind; the task fills in the rest as it goes
     (``status``, ``metrics``, ``best_val``, ``test_at_best_val``, ``curves`` ...).
 
@@ -79,14 +99,24 @@ def build_record(cfg: DictConfig, kind: str, run_id: str, *, parents: Iterable[s
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     plain = OmegaConf.to_container(cfg, resolve=True) if plain is None else plain
     rec = {
-        "schema": SCHEMA, "kind": kind, "run_id": run_id, "status": "failed", "error": None,
-        "parents": sorted(set(parents)), "engine": engine,
-        "dataset": cfg.dataset.name, "backbone": cfg.backbone.name,
-        "seed": int(cfg.seed), "init_seed": int(cfg.init_seed), "init_id": None,
+        "schema": SCHEMA,
+        "kind": kind,
+        "run_id": run_id,
+        "status": "failed",
+        "error": None,
+        "parents": sorted(set(parents)),
+        "engine": engine,
+        "dataset": cfg.dataset.name,
+        "backbone": cfg.backbone.name,
+        "seed": int(cfg.seed),
+        "init_seed": int(cfg.init_seed),
+        "init_id": None,
         "config": plain,
         "identity": [k for k in IDENTITY if k in plain],
         "monitor": OmegaConf.to_container(cfg.monitor, resolve=True),
-        "started_at": now_iso(), "versions": package_versions(), "host": host_info(),
+        "started_at": now_iso(),
+        "versions": package_versions(),
+        "host": host_info(),
         "batch": None,  # batched runs: {"size", "index", "wall_time_s"} of the batch they trained in
     }
     rec.update(fields)

@@ -1,4 +1,5 @@
 """ZooRecorder: a Lightning callback that keeps learning curves, best-val weights and snapshots."""
+
 from __future__ import annotations
 
 import math
@@ -24,8 +25,14 @@ class ZooRecorder(pl.Callback):
     best value, best weights and snapshots, and ``epoch_offset`` = the epochs it has already trained.
     """
 
-    def __init__(self, monitor: str = "val/acc", mode: str = "max", snapshot_every: int = 0,
-                 entry_dir: str | Path | None = None, patience: int | None = None):
+    def __init__(
+        self,
+        monitor: str = "val/acc",
+        mode: str = "max",
+        snapshot_every: int = 0,
+        entry_dir: str | Path | None = None,
+        patience: int | None = None,
+    ):
         if mode not in ("min", "max"):
             raise ValueError(f"monitor.mode must be 'min' or 'max', got {mode!r}")
         self.monitor, self.mode = monitor, mode
@@ -89,7 +96,9 @@ class ZooRecorder(pl.Callback):
         if self.snapshot_every and self.entry_dir and trainer.is_global_zero and (epoch + 1) % self.snapshot_every == 0:
             rel = f"{SNAPSHOTS}/epoch_{epoch + 1:04d}.safetensors"
             save_weights(self.entry_dir / rel, pl_module.backbone.state_dict(), metadata={"epoch": str(epoch + 1)})
-            self.snapshots = [s for s in self.snapshots if s["epoch"] != epoch + 1] + [{"epoch": epoch + 1, "file": rel}]
+            self.snapshots = [s for s in self.snapshots if s["epoch"] != epoch + 1] + [
+                {"epoch": epoch + 1, "file": rel}
+            ]
 
     def metric_at_best(self, key: str) -> float | None:
         if self.best_epoch is None or key not in self.curves:

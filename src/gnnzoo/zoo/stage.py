@@ -1,5 +1,6 @@
 """One helper for every stage whose result is a zoo entry: hash the stage's inputs into its id, skip it when the
 zoo has it completed, otherwise compute it and write it atomically (:meth:`Zoo.write`)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from gnnzoo.zoo.store import Zoo, ZooEntry
 @dataclass
 class StageOutput:
     """What a stage computed: its record (status ``completed``), its weights and its extra tensor files."""
+
     record: dict
     weights: dict[str, torch.Tensor] | None = None
     files: dict[str, dict[str, torch.Tensor]] | None = None
@@ -23,6 +25,7 @@ class StageOutput:
 @dataclass
 class Stage:
     """A stage's zoo entry, its id, and whether it was already in the zoo (skipped)."""
+
     entry: ZooEntry
     run_id: str
     skipped: bool
@@ -33,8 +36,7 @@ def stage_id(key: dict) -> str:
     return hash_id(key)
 
 
-def cached_stage(zoo: Zoo, key: dict, compute: Callable[[str], StageOutput], what: str,
-                 skip: bool = True) -> Stage:
+def cached_stage(zoo: Zoo, key: dict, compute: Callable[[str], StageOutput], what: str, skip: bool = True) -> Stage:
     """``compute(run_id)`` written to ``zoo`` under ``stage_id(key)``, or the completed entry already there (a
     re-run skips it; ``skip=False`` recomputes). ``what`` names the stage in the console."""
     rid = stage_id(key)

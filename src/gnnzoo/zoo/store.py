@@ -12,6 +12,7 @@ killed at any point leaves either the old file or the new one, never half of one
 unpickles code: weights are safetensors, and ``.pt``/``.ckpt`` files are read with
 ``torch.load(weights_only=True)``.
 """
+
 from __future__ import annotations
 
 import json
@@ -72,7 +73,8 @@ def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
             raise ZooError(
                 f"refused to load {path}: it is not a plain tensor file ({type(e).__name__}: "
                 f"{str(e).splitlines()[0] if str(e) else ''}). Files are loaded with weights_only=True "
-                "and never unpickle code.") from e
+                "and never unpickle code."
+            ) from e
         if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
             obj = obj["state_dict"]  # Lightning checkpoint
         if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
@@ -115,7 +117,9 @@ class ZooEntry:
         """An extra tensor file of this entry (``record["files"]``), digest-checked."""
         digest = (self.record.get("files") or {}).get(name)
         if digest is None:
-            raise ZooError(f"zoo entry {self.run_id} has no file {name!r} (it has {sorted(self.record.get('files') or {})})")
+            raise ZooError(
+                f"zoo entry {self.run_id} has no file {name!r} (it has {sorted(self.record.get('files') or {})})"
+            )
         state = load_weights(self.path / name)
         if tensors_digest(state) != digest:
             raise ZooError(f"{self.path / name} does not match the digest in its record (corrupt)")
@@ -123,8 +127,24 @@ class ZooEntry:
 
     def ticket(self) -> dict[str, torch.Tensor]:
         """A pruned entry's masks (bool, True = kept) from ``ticket.safetensors``: one per pruned weight tensor,
-        and ``edge_keep`` (one entry per edge unit, see ``gnnzoo.backbones.EdgeUnits``) when it pruned the graph."""
-        return {k: v.bool() for k, v in self.file(TICKET).items()}
+        and ``edge_keep`` (one entry per edge unit, see ``gnnzoo.backbones.EdgeUnits``) when it pruned the graph.
+        Every mask is checked against the entry's weights (name and shape) and the edge mask against the number of
+        edge units the record names, so a foreign or damaged ticket fails here, naming the entry, not at a forward."""
+        masks = {k: v.bool() for k, v in self.file(TICKET).items()}
+        shapes = {k: tuple(v.shape) for k, v in self.state_dict().items()}
+        where = f"zoo entry {self.run_id} ({self.path / TICKET})"
+        for name, m in masks.items():
+            if name == EDGE_KEY:
+                total = (self.record.get("pruning") or {}).get("edges_total")
+                if m.dim() != 1 or (total is not None and m.numel() != int(total)):
+                    raise ZooError(
+                        f"{where}: its edge mask has shape {tuple(m.shape)}, but the record names {total} edge units"
+                    )
+            elif name not in shapes:
+                raise ZooError(f"{where}: a mask for {name!r}, which is not a weight of this backbone")
+            elif tuple(m.shape) != shapes[name]:
+                raise ZooError(f"{where}: the mask of {name!r} has shape {tuple(m.shape)}, the weight {shapes[name]}")
+        return masks
 
     def snapshot(self, epoch: int) -> dict[str, torch.Tensor]:
         for snap in self.record.get("snapshots", []):
@@ -171,8 +191,12 @@ class Zoo:
     def entry_dir(self, run_id: str) -> Path:
         return self.root / run_id
 
-    def write(self, record: dict, weights: Mapping[str, torch.Tensor] | None = None,
-              files: Mapping[str, Mapping[str, torch.Tensor]] | None = None) -> Path:
+    def write(
+        self,
+        record: dict,
+        weights: Mapping[str, torch.Tensor] | None = None,
+        files: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
+    ) -> Path:
         """Write weights (if any), extra tensor files (``{name: state dict}``, e.g. a ticket's masks; listed in
         the record's ``files``), then the record, each atomically. Returns the entry folder."""
         validate_record(record, f"record for {record.get('run_id')}")
@@ -186,9 +210,12 @@ class Zoo:
                 return d
         if weights is not None:
             digest = save_weights(d / WEIGHTS, weights, metadata={"run_id": record["run_id"]})
-            record["weights"] = {"file": WEIGHTS, "sha256": digest,
-                                 "num_params": int(sum(v.numel() for v in weights.values())),
-                                 "names": {k: list(v.shape) for k, v in weights.items()}}
+            record["weights"] = {
+                "file": WEIGHTS,
+                "sha256": digest,
+                "num_params": int(sum(v.numel() for v in weights.values())),
+                "names": {k: list(v.shape) for k, v in weights.items()},
+            }
         for name, tensors in (files or {}).items():
             if "/" in name or not name.endswith(".safetensors"):
                 raise ValueError(f"extra zoo files are <name>.safetensors in the entry folder, got {name!r}")
@@ -243,8 +270,12 @@ class Zoo:
         if e is None or e.status != "completed":
             return None
         if record_engine(e.record) != engine:
-            log.warning("zoo entry %s was written by the %s trainer, not the %s one: not reused",
-                        run_id, record_engine(e.record), engine)
+            log.warning(
+                "zoo entry %s was written by the %s trainer, not the %s one: not reused",
+                run_id,
+                record_engine(e.record),
+                engine,
+            )
             return None
         return e
 
@@ -285,9 +316,25 @@ def _flatten(prefix: str, tree: Any, out: dict) -> None:
 
 
 def flatten_record(rec: dict) -> dict:
-    row = {k: rec.get(k) for k in ("run_id", "kind", "status", "dataset", "backbone", "seed", "init_seed",
-                                   "init_id", "best_epoch", "best_val", "test_at_best_val", "wall_time_s",
-                                   "finished_at", "error")}
+    row = {
+        k: rec.get(k)
+        for k in (
+            "run_id",
+            "kind",
+            "status",
+            "dataset",
+            "backbone",
+            "seed",
+            "init_seed",
+            "init_id",
+            "best_epoch",
+            "best_val",
+            "test_at_best_val",
+            "wall_time_s",
+            "finished_at",
+            "error",
+        )
+    }
     row["engine"] = record_engine(rec)
     row["parents"] = json.dumps(rec.get("parents") or rec.get("ingredients") or [])
     for k, v in (rec.get("metrics") or {}).items():

@@ -14,6 +14,7 @@ search state lives in ``<zoo>/.searches/<search id>/state.json``: the same comma
 search, and finished trials are not redone. ``optimization_results.yaml`` and ``search.png`` go to the sweep
 folder (and the state folder).
 """
+
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,20 @@ class FMSSweeperConf:
 ConfigStore.instance().store(group="hydra/sweeper", name="fms", node=FMSSweeperConf, provider="gnnzoo")
 
 
+def _leaf_keys(node: Any, prefix: str = "") -> List[str]:
+    """Dotted keys of every value in a config (for suggestions)."""
+    out: List[str] = []
+    if isinstance(node, DictConfig):
+        for k in node.keys():
+            try:
+                child = node._get_node(k)
+            except Exception:
+                continue
+            key = f"{prefix}{k}"
+            out += _leaf_keys(child, key + ".") if isinstance(child, DictConfig) else [key]
+    return out
+
+
 class FMSSweeper(Sweeper):
     def __init__(self, **kwargs: Any) -> None:
         self.opts = dict(kwargs)
@@ -71,19 +86,31 @@ class FMSSweeper(Sweeper):
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.config = config
         self.hydra_context = hydra_context
-        self.launcher = Plugins.instance().instantiate_launcher(hydra_context=hydra_context,
-                                                                task_function=task_function, config=config)
+        self.launcher = Plugins.instance().instantiate_launcher(
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
 
     def _settings(self):
         from gnnzoo.search.loop import Settings
 
         o = self.opts
         max_epochs = o.get("max_epochs") or int(self.config.trainer.max_epochs)
-        return Settings(budget=int(o["budget"]), max_epochs=int(max_epochs), n_initial=int(o["n_initial"]),
-                        b0=int(o["b0"]), delta=int(o["delta"]), batch_size=int(o["batch_size"]),
-                        surrogate=str(o["surrogate"]), n_candidates=int(o["n_candidates"]), seed=int(o["seed"]),
-                        direction=str(o["direction"]), width=int(o["width"]), lr=float(o["lr"]),
-                        fit_steps_initial=int(o["fit_steps_initial"]), refit_steps=int(o["refit_steps"]))
+        return Settings(
+            budget=int(o["budget"]),
+            max_epochs=int(max_epochs),
+            n_initial=int(o["n_initial"]),
+            b0=int(o["b0"]),
+            delta=int(o["delta"]),
+            batch_size=int(o["batch_size"]),
+            surrogate=str(o["surrogate"]),
+            n_candidates=int(o["n_candidates"]),
+            seed=int(o["seed"]),
+            direction=str(o["direction"]),
+            width=int(o["width"]),
+            lr=float(o["lr"]),
+            fit_steps_initial=int(o["fit_steps_initial"]),
+            refit_steps=int(o["refit_steps"]),
+        )
 
     def sweep(self, arguments: List[str]) -> Any:
         from gnnzoo.search.features import make_featurizer
@@ -101,9 +128,13 @@ class FMSSweeper(Sweeper):
         space = SearchSpace(params)
         for bad in ("trainer.max_epochs", "zoo.resumable"):
             if bad in params or any(a.split("=")[0].lstrip("+~") == bad for a in fixed):
-                raise ConfigError(f"{bad} is set by the FMS sweeper for every trial (epochs are the fidelity); "
-                                  "give the largest budget of one trial as hydra.sweeper.max_epochs=N instead")
+                raise ConfigError(
+                    f"{bad} is set by the FMS sweeper for every trial (epochs are the fidelity); "
+                    "give the largest budget of one trial as hydra.sweeper.max_epochs=N instead"
+                )
+        self._check_space(params)
         s = self._settings()
+        s.check()
         weights = self.opts.get("weights") if s.surrogate == "fms" else None
         monitor = str(self.config.monitor.metric)
         mode = str(self.config.monitor.mode)
@@ -121,14 +152,22 @@ class FMSSweeper(Sweeper):
             state = new_state(space, s, search_id)
             log.info("FMS search %s: new (%s)", search_id, state_file)
         else:
-            log.info("FMS search %s: continuing from iteration %d, %d/%d epochs spent (%s)", search_id,
-                     state["iteration"], state["spent"], s.budget, state_file)
+            log.info(
+                "FMS search %s: continuing from iteration %d, %d/%d epochs spent (%s)",
+                search_id,
+                state["iteration"],
+                state["spent"],
+                s.budget,
+                state_file,
+            )
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
 
         def runner(launches):
-            batch = [base + to_overrides(ln.point) + [f"trainer.max_epochs={ln.target}", "zoo.resumable=true"]
-                     for ln in launches]
+            batch = [
+                base + to_overrides(ln.point) + [f"trainer.max_epochs={ln.target}", "zoo.resumable=true"]
+                for ln in launches
+            ]
             rets = self.launcher.launch(batch, initial_job_idx=self.job_idx)
             self.job_idx += len(batch)
             return [self._result(ret, zoo, monitor, featurizer) for ret in rets]
@@ -141,10 +180,37 @@ class FMSSweeper(Sweeper):
             atomic_write_bytes(d / "optimization_results.yaml", text.encode())
             plot(state, d / "search.png")
         self._log_wandb(state, res, sweep_dir / "search.png")
-        log.info("FMS search done: best %s=%s at %s epochs (%s); %d/%d epochs spent; results in %s", monitor,
-                 res.get("best_value"), res.get("best_epochs"), res.get("best_params"), state["spent"], s.budget,
-                 sweep_dir / "optimization_results.yaml")
+        log.info(
+            "FMS search done: best %s=%s at %s epochs (%s); %d/%d epochs spent; results in %s",
+            monitor,
+            res.get("best_value"),
+            res.get("best_epochs"),
+            res.get("best_params"),
+            state["spent"],
+            s.budget,
+            sweep_dir / "optimization_results.yaml",
+        )
         return res
+
+    def _check_space(self, params: Dict[str, str]) -> None:
+        """Every key of the search space names a config value (or a config group), checked before any trial."""
+        import difflib
+
+        from gnnzoo.utils.errors import ConfigError
+
+        choices = OmegaConf.to_container(self.config.hydra.runtime.choices) if "hydra" in self.config else {}
+        leaves = [k for k in _leaf_keys(self.config) if not k.startswith("hydra.")]
+        for key in params:
+            bare = key.lstrip("+~")
+            if key.startswith("+") or bare in (choices or {}):
+                continue
+            if OmegaConf.select(self.config, bare, default="__missing__") == "__missing__":
+                near = difflib.get_close_matches(bare, leaves, n=3)
+                raise ConfigError(
+                    f"the FMS search space names {bare!r}, which is not in the config"
+                    + (f" (did you mean {', '.join(near)}?)" if near else "")
+                    + "; a new key needs a leading '+'. Nothing was trained"
+                )
 
     @staticmethod
     def _result(ret, zoo, monitor, featurizer):
@@ -172,13 +238,26 @@ class FMSSweeper(Sweeper):
             import wandb
 
             lg = self.config.logger.wandb
-            run = wandb.init(project=str(lg.get("project", "gnnzoo")), mode="offline" if lg.get("offline", True) else "online",
-                             dir=str(self.config.hydra.sweep.dir), job_type="fms", name=f"fms-{state['search_id']}",
-                             config={**state["settings"], "params": res.get("best_params")}, reinit=True)
+            run = wandb.init(
+                project=str(lg.get("project", "gnnzoo")),
+                mode="offline" if lg.get("offline", True) else "online",
+                dir=str(self.config.hydra.sweep.dir),
+                job_type="fms",
+                name=f"fms-{state['search_id']}",
+                config={**state["settings"], "params": res.get("best_params")},
+                reinit=True,
+            )
             for h in state["history"]:
-                run.log({"fms/spent": h["spent"], "fms/incumbent": h["incumbent_value"],
-                         "fms/incumbent_test": h["incumbent_test"], "fms/tau": h["tau"],
-                         "fms/tau_pooled": h.get("tau_pooled")}, step=h["iteration"])
+                run.log(
+                    {
+                        "fms/spent": h["spent"],
+                        "fms/incumbent": h["incumbent_value"],
+                        "fms/incumbent_test": h["incumbent_test"],
+                        "fms/tau": h["tau"],
+                        "fms/tau_pooled": h.get("tau_pooled"),
+                    },
+                    step=h["iteration"],
+                )
             if plot_path.is_file():
                 run.log({"fms/plot": wandb.Image(str(plot_path))})
             run.summary.update({k: v for k, v in res.items() if isinstance(v, (int, float, str))})

@@ -11,6 +11,7 @@ groups they form, and a group that cannot be batched at all runs job by job thro
 Only ``task=backbone`` jobs (one model each) are batched: a job of any other task (``soup=...``) or with
 ``zoo.parallel_models`` > 1 runs on its own, through the task it names.
 """
+
 import logging
 import os
 from dataclasses import dataclass
@@ -98,15 +99,21 @@ class BatchedLauncher(Launcher):
         def one_by_one(idxs: Sequence[int]) -> None:
             for i in idxs:
                 HydraConfig.instance().set_config(sweep_cfgs[i])
-                returns[i] = run_job(hydra_context=self.hydra_context, task_function=self.task_function,
-                                     config=sweep_cfgs[i], job_dir_key="hydra.sweep.dir",
-                                     job_subdir_key="hydra.sweep.subdir")
+                returns[i] = run_job(
+                    hydra_context=self.hydra_context,
+                    task_function=self.task_function,
+                    config=sweep_cfgs[i],
+                    job_dir_key="hydra.sweep.dir",
+                    job_subdir_key="hydra.sweep.subdir",
+                )
 
         batchable = [i for i, tc in enumerate(task_cfgs) if is_batchable_task(tc)]
         others = sorted(set(range(len(task_cfgs))) - set(batchable))
         if others:
-            log.warning(f"batched launcher: {len(others)} job(s) are not single backbone trainings (task="
-                        f"{task_cfgs[others[0]].task._target_}, or zoo.parallel_models > 1); they run one by one")
+            log.warning(
+                f"batched launcher: {len(others)} job(s) are not single backbone trainings (task="
+                f"{task_cfgs[others[0]].task._target_}, or zoo.parallel_models > 1); they run one by one"
+            )
             one_by_one(others)
         groups = [[batchable[j] for j in g] for g in group_configs([task_cfgs[i] for i in batchable], self.max_models)]
         log.info(f"batched launcher: {len(batchable)} jobs in {len(groups)} batch(es) of <= {self.max_models}")
@@ -130,9 +137,14 @@ class BatchedLauncher(Launcher):
                 else:
                     info["value"] = value
                 write_job_status(tc.paths.output_dir, status, **info)
-                ret = JobReturn(overrides=list(job_overrides[i]), cfg=tc, hydra_cfg=sweep_cfgs[i],
-                                working_dir=os.getcwd(), task_name=sweep_cfgs[i].hydra.job.name,
-                                status=JobStatus.COMPLETED,
-                                _return_value=float("nan") if failed or value is None else float(value))
+                ret = JobReturn(
+                    overrides=list(job_overrides[i]),
+                    cfg=tc,
+                    hydra_cfg=sweep_cfgs[i],
+                    working_dir=os.getcwd(),
+                    task_name=sweep_cfgs[i].hydra.job.name,
+                    status=JobStatus.COMPLETED,
+                    _return_value=float("nan") if failed or value is None else float(value),
+                )
                 returns[i] = ret
         return returns  # type: ignore[return-value]

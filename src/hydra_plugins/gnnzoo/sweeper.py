@@ -8,6 +8,7 @@ checked against Hydra's full composition) and, when the launcher is the batched 
 composed configs (other launchers compose each job themselves, so nothing is kept for them).
 Sweep semantics (grid expansion, ``max_batch_size``, ``params``) are the basic sweeper's.
 """
+
 from dataclasses import dataclass
 from typing import Dict, Optional, Sequence
 
@@ -28,7 +29,6 @@ ConfigStore.instance().store(group="hydra/sweeper", name="gnnzoo", node=GnnzooSw
 class GnnzooSweeper(BasicSweeper):
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         from gnnzoo.utils.compose import SweepComposer
-
         from hydra_plugins.gnnzoo.launcher import BatchedLauncher
 
         assert self.hydra_context is not None and self.config is not None
