@@ -216,32 +216,32 @@ def _write(
     results: list,
 ) -> None:
     """Each model's record (completed with its best-val weights, or failed with its error) into its zoo."""
-    n, mon = len(todo), cfgs[todo[0][0]].monitor.metric
+    n_models, mon = len(todo), cfgs[todo[0][0]].monitor.metric
     buffers = {name: model.p(name) for name in model.names if name not in tracker.best_state}
-    for m, ((i, rid), rec) in enumerate(zip(todo, recs)):
-        cfg, c, best = cfgs[i], tracker.curves[m], tracker.best_epoch[m]
+    for m, ((index, rid), rec) in enumerate(zip(todo, recs)):
+        cfg, curve, best = cfgs[index], tracker.curves[m], tracker.best_epoch[m]
         rec.update(
-            wall_time_s=wall / n,
+            wall_time_s=wall / n_models,
             finished_at=now_iso(),
-            curves=c,
+            curves=curve,
             snapshots=tracker.snapshots[m],
-            batch={"size": n, "index": m, "wall_time_s": wall},
+            batch={"size": n_models, "index": m, "wall_time_s": wall},
         )
         state = None
         if tracker.errors[m] is None and best is not None:
-            j = c["epoch"].index(best)
+            at = curve["epoch"].index(best)
             metrics = {
-                mon: c[mon][j],
-                "val/acc": c["val/acc"][j],
-                "test/acc": c["test/acc"][j],
-                "test/loss": c["test/loss"][j],
+                mon: curve[mon][at],
+                "val/acc": curve["val/acc"][at],
+                "test/acc": curve["test/acc"][at],
+                "test/loss": curve["test/loss"][at],
                 "best_epoch": best,
             }
             rec.update(
                 status="completed",
                 best_epoch=best,
-                best_val=c[mon][j],
-                test_at_best_val=c["test/acc"][j],
+                best_val=curve[mon][at],
+                test_at_best_val=curve["test/acc"][at],
                 metrics=metrics,
             )
             state = {
@@ -254,9 +254,9 @@ def _write(
         if cfg.zoo.enabled:
             zoo = Zoo(cfg.paths.zoo_dir)
             clean_stale_tmp(zoo.entry_dir(rid))
-            entry_dir = str(zoo.write(rec, state, files=jobs[i].files if state is not None else None))
+            entry_dir = str(zoo.write(rec, state, files=jobs[index].files if state is not None else None))
         _replay_to_loggers(cfg, rec)
-        results[i] = {
+        results[index] = {
             **(rec.get("metrics") or {}),
             "run_id": rid,
             "skipped": False,

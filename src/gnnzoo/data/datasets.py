@@ -376,13 +376,13 @@ def ogb_node(
         ds = open_dataset(lambda: PygNodePropPredDataset(name, root=str(dst.parent)), name, dst, src / "raw", raw)
     data = ds[0]
     split = ds.get_idx_split()
-    n = data.num_nodes
+    num_nodes = data.num_nodes
     for key, part in (("train_mask", "train"), ("val_mask", "valid"), ("test_mask", "test")):
-        m = torch.zeros(n, dtype=torch.bool)
-        m[split[part]] = True
-        data[key] = m
+        mask = torch.zeros(num_nodes, dtype=torch.bool)
+        mask[split[part]] = True
+        data[key] = mask
     if to_undirected:
-        data.edge_index = undirect(data.edge_index, num_nodes=n)
+        data.edge_index = undirect(data.edge_index, num_nodes=num_nodes)
     return _finish(
         data, name, int(meta["num classes"]), normalize_features, sparse_features, metric="ogb", ogb_name=name
     )

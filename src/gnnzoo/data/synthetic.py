@@ -33,47 +33,47 @@ def make_sbm_graph(
         raise ValueError(f"synthetic: homophily must be in [0, 1], got {homophily}")
     if val_fraction + test_fraction >= 1.0:
         raise ValueError("synthetic: val_fraction + test_fraction must be < 1")
-    g = torch.Generator().manual_seed(int(seed))
-    n, c = int(num_nodes), int(num_classes)
+    gen = torch.Generator().manual_seed(int(seed))
+    n_nodes, n_classes = int(num_nodes), int(num_classes)
 
-    y = torch.randint(0, c, (n,), generator=g)
-    y[:c] = torch.arange(c)  # every class present
-    order = torch.argsort(y, stable=True)  # nodes grouped by class
-    counts = torch.bincount(y, minlength=c)
+    labels = torch.randint(0, n_classes, (n_nodes,), generator=gen)
+    labels[:n_classes] = torch.arange(n_classes)  # every class present
+    order = torch.argsort(labels, stable=True)  # nodes grouped by class
+    counts = torch.bincount(labels, minlength=n_classes)
     starts = torch.cumsum(counts, 0) - counts
 
-    num_edges = int(n * avg_degree / 2)
-    src = torch.randint(0, n, (num_edges,), generator=g)
-    same = torch.rand(num_edges, generator=g) < homophily
-    tgt_cls = torch.where(same, y[src], y[torch.randint(0, n, (num_edges,), generator=g)])
-    offset = (torch.rand(num_edges, generator=g) * counts[tgt_cls]).long().clamp_max_(counts[tgt_cls] - 1)
+    num_edges = int(n_nodes * avg_degree / 2)
+    src = torch.randint(0, n_nodes, (num_edges,), generator=gen)
+    same = torch.rand(num_edges, generator=gen) < homophily
+    tgt_cls = torch.where(same, labels[src], labels[torch.randint(0, n_nodes, (num_edges,), generator=gen)])
+    offset = (torch.rand(num_edges, generator=gen) * counts[tgt_cls]).long().clamp_max_(counts[tgt_cls] - 1)
     dst = order[starts[tgt_cls] + offset]
     keep = src != dst
     src, dst = src[keep], dst[keep]
     ei = torch.stack([torch.cat([src, dst]), torch.cat([dst, src])])
     # remove duplicate edges: encode (s, t) as one int64
-    key = torch.unique(ei[0] * n + ei[1])
-    edge_index = torch.stack([key // n, key % n])
+    key = torch.unique(ei[0] * n_nodes + ei[1])
+    edge_index = torch.stack([key // n_nodes, key % n_nodes])
 
-    means = torch.randn(c, num_features, generator=g)
-    x = means[y] + feature_noise * torch.randn(n, num_features, generator=g)
+    means = torch.randn(n_classes, num_features, generator=gen)
+    features = means[labels] + feature_noise * torch.randn(n_nodes, num_features, generator=gen)
 
-    perm = torch.randperm(n, generator=g)
-    train = torch.zeros(n, dtype=torch.bool)
+    perm = torch.randperm(n_nodes, generator=gen)
+    train = torch.zeros(n_nodes, dtype=torch.bool)
     # first train_per_class nodes of each class in a random order
-    ranks = torch.empty(n, dtype=torch.long)
-    yp = y[perm]
+    ranks = torch.empty(n_nodes, dtype=torch.long)
+    yp = labels[perm]
     sort_idx = torch.argsort(yp, stable=True)
     cls_sorted = yp[sort_idx]
-    cls_counts = torch.bincount(cls_sorted, minlength=c)
+    cls_counts = torch.bincount(cls_sorted, minlength=n_classes)
     first = torch.cumsum(cls_counts, 0) - cls_counts
-    ranks[sort_idx] = torch.arange(n) - first[cls_sorted]
+    ranks[sort_idx] = torch.arange(n_nodes) - first[cls_sorted]
     train[perm[ranks < train_per_class]] = True
     rest = perm[~train[perm]]
-    n_val = int(val_fraction * n)
-    n_test = int(test_fraction * n)
-    val = torch.zeros(n, dtype=torch.bool)
-    test = torch.zeros(n, dtype=torch.bool)
+    n_val = int(val_fraction * n_nodes)
+    n_test = int(test_fraction * n_nodes)
+    val = torch.zeros(n_nodes, dtype=torch.bool)
+    test = torch.zeros(n_nodes, dtype=torch.bool)
     val[rest[:n_val]] = True
     test[rest[n_val : n_val + n_test]] = True
-    return Data(x=x, edge_index=edge_index, y=y, train_mask=train, val_mask=val, test_mask=test)
+    return Data(x=features, edge_index=edge_index, y=labels, train_mask=train, val_mask=val, test_mask=test)

@@ -158,29 +158,29 @@ def autoencoder_stage(
     ctx: GenerationContext, collect_id: str, params: torch.Tensor
 ) -> tuple[str, ParamAutoencoder, Normalizer, torch.Tensor]:
     """(stage id, the trained autoencoder, its normaliser, the latents of the collected checkpoints)."""
-    a = ctx.generator.autoencoder
+    acfg = ctx.generator.autoencoder
     emb = None
-    if a.get("encoder"):  # the latent is read from the neural-graph encoder's embedding of each checkpoint
-        enc = neural_graph_encoder(ctx.zoo, a.encoder)
+    if acfg.get("encoder"):  # the latent is read from the neural-graph encoder's embedding of each checkpoint
+        enc = neural_graph_encoder(ctx.zoo, acfg.encoder)
         emb = enc.embed([ctx.codec.full_state(ctx.base, v) for v in params], ctx.best.record["backbone"])
-    kwargs = _ae_kwargs(a, ctx.codec.dim, None if emb is None else int(emb.size(1)))
+    kwargs = _ae_kwargs(acfg, ctx.codec.dim, None if emb is None else int(emb.size(1)))
     key = {"stage": "autoencoder", "collect": collect_id, "autoencoder": ctx.plain["autoencoder"], "seed": ctx.seed}
 
     def compute(rid: str) -> StageOutput:
         t0 = time.perf_counter()
         norm = Normalizer(ctx.codec.dim)
-        norm.fit(params, per_position=bool(a.normalize))
+        norm.fit(params, per_position=bool(acfg.normalize))
         pl.seed_everything(ctx.seed, workers=False, verbose=False)
         ae = ParamAutoencoder(**kwargs)
         module = GeneratorModule(
             ae,
             stage="autoencoder",
-            lr=a.lr,
-            weight_decay=a.weight_decay,
-            noise_in=a.noise_in,
-            noise_latent=a.noise_latent,
+            lr=acfg.lr,
+            weight_decay=acfg.weight_decay,
+            noise_in=acfg.noise_in,
+            noise_latent=acfg.noise_latent,
         )
-        loss = fit(ctx, module, norm(params), int(a.steps), ctx.seed, extra=emb)
+        loss = fit(ctx, module, norm(params), int(acfg.steps), ctx.seed, extra=emb)
         ae.eval()
         with torch.no_grad():
             recon = norm.inverse(ae.decode(ae.encode(norm(params) if emb is None else emb)))
@@ -236,9 +236,9 @@ def diffusion_stage(
         t0 = time.perf_counter()
         cond, cond_acc = None, None
         if ccfg.enabled:
-            d = ctx.graph.data
+            data = ctx.graph.data
             cond, cond_acc = condition_vector(
-                d.x, d.edge_index, d.y, d.train_mask, cond_dim, int(ccfg.steps), float(ccfg.lr), ctx.seed
+                data.x, data.edge_index, data.y, data.train_mask, cond_dim, int(ccfg.steps), float(ccfg.lr), ctx.seed
             )
         pl.seed_everything(ctx.seed, workers=False, verbose=False)
         module = GeneratorModule(

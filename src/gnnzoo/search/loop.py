@@ -225,32 +225,32 @@ class Search:
     def _observe(self, launches: Sequence[Launch], results: Sequence[Result], pred, info) -> None:
         sign = _sign(self.s)
         batch: list[list[float]] = []  # this iteration's (forecast, outcome) pairs
-        for k, (ln, r) in enumerate(zip(launches, results)):
-            t = self.state["trials"][ln.tid]
-            if not r.ok:
-                t["status"] = "failed"
-                t["error"] = r.error
+        for idx, (ln, res) in enumerate(zip(launches, results)):
+            trial = self.state["trials"][ln.tid]
+            if not res.ok:
+                trial["status"] = "failed"
+                trial["error"] = res.error
                 self.state["spent"] += ln.target - ln.start  # a failed job may have used all it was given
-                self.log(f"trial {ln.tid} failed: {r.error}")
+                self.log(f"trial {ln.tid} failed: {res.error}")
                 continue
-            self.state["spent"] += max(0, r.epochs - ln.start)
-            t.update(
-                epochs=r.epochs,
-                curve=list(r.curve[: r.epochs]),
-                run_id=r.run_id,
-                status="stopped" if r.stopped or r.epochs >= self.s.max_epochs else "running",
+            self.state["spent"] += max(0, res.epochs - ln.start)
+            trial.update(
+                epochs=res.epochs,
+                curve=list(res.curve[: res.epochs]),
+                run_id=res.run_id,
+                status="stopped" if res.stopped or res.epochs >= self.s.max_epochs else "running",
             )
-            t["obs"].append(
+            trial["obs"].append(
                 {
-                    "epochs": r.epochs,
-                    "value": float(r.value),
-                    "test": float(r.test),
+                    "epochs": res.epochs,
+                    "value": float(res.value),
+                    "test": float(res.test),
                     "prev_epochs": ln.start,
-                    "weights": r.weights,
+                    "weights": res.weights,
                 }
             )
-            if pred is not None and pred[k] == pred[k]:
-                batch.append([pred[k], sign * float(r.value)])
+            if pred is not None and pred[idx] == pred[idx]:
+                batch.append([pred[idx], sign * float(res.value)])
         self.state["tau_pairs"] += batch
         pairs = self.state["tau_pairs"]
         inc = self.incumbent()

@@ -203,13 +203,13 @@ def _learned(
     ev.model.eval()
     grad_tensors = _grad_tensors(mixer, ev, stack, states)
     with torch.no_grad():
-        w = mixer.weights()
-        state = {n: t.detach() for n, t in stack.mix(w).items()}
+        coeffs = mixer.weights()
+        state = {n: t.detach() for n, t in stack.mix(coeffs).items()}
     info.update(
-        coefficients={n: w[j].tolist() for j, n in enumerate(names)},
+        coefficients={n: coeffs[j].tolist() for j, n in enumerate(names)},
         beta=float(mixer.beta.detach()),
         loss=losses,
-        weights=w.mean(0).tolist(),
+        weights=coeffs.mean(0).tolist(),
         grad_tensors=grad_tensors,
         empty_steps=empty_steps,
     )

@@ -135,12 +135,12 @@ def check_params(strategy: str, params: dict) -> None:
     def number(key: str, lo: float, *, integer: bool = False, open_lo: bool = False, nullable: bool = False) -> None:
         if key not in params or (nullable and params[key] is None):
             return
-        v = params[key]
+        value = params[key]
         kind = "a whole number" if integer else "a number"
-        ok = not isinstance(v, bool) and isinstance(v, int if integer else (int, float))
-        if not ok or v < lo or (open_lo and v == lo):
+        ok = not isinstance(value, bool) and isinstance(value, int if integer else (int, float))
+        if not ok or value < lo or (open_lo and value == lo):
             bound = f"> {lo}" if open_lo else f">= {lo}"
-            raise ValueError(f"soup.params.{key} must be {kind} {bound}{' or null' if nullable else ''}, got {v!r}")
+            raise ValueError(f"soup.params.{key} must be {kind} {bound}{' or null' if nullable else ''}, got {value!r}")
 
     if strategy == "gis":
         number("granularity", 2, integer=True)
@@ -174,11 +174,14 @@ def check_params(strategy: str, params: dict) -> None:
             raise ValueError(
                 f"soup.params.partition must be one of {', '.join(METHODS)}, got {params.get('partition')!r}"
             )
-        k, r = params.get("num_parts", 32), params.get("num_parts_per_step", 4)
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in (k, r)) or not 1 <= r <= k:
+        n_parts, per_step = params.get("num_parts", 32), params.get("num_parts_per_step", 4)
+        if (
+            not all(isinstance(value, int) and not isinstance(value, bool) for value in (n_parts, per_step))
+            or not 1 <= per_step <= n_parts
+        ):
             raise ValueError(
                 "soup.params.num_parts (K) and num_parts_per_step (R) must be integers with 1 <= R <= K, "
-                f"got K={k!r}, R={r!r}"
+                f"got K={n_parts!r}, R={per_step!r}"
             )
 
 

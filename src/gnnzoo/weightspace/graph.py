@@ -72,32 +72,34 @@ class GraphSpec:
 
 def spec_of(backbone: str, state: dict[str, Tensor]) -> GraphSpec:
     """The :class:`GraphSpec` of a gnnzoo backbone's state dict (``backbone``: its config name)."""
-    n = 1 + max((int(k.split(".")[1]) for k in state if k.startswith("layers.")), default=-1)
-    if n == 0:
+    n_layers = 1 + max((int(k.split(".")[1]) for k in state if k.startswith("layers.")), default=-1)
+    if n_layers == 0:
         raise UnsupportedBackbone(f"{backbone}: no `layers.<i>` parameters in the state dict")
     layers: list[Linear] = []
-    for i in range(n):
-        p = f"layers.{i}."
+    for i in range(n_layers):
+        prefix = f"layers.{i}."
         if backbone in ("mlp", "appnp"):
-            layers.append(Linear(p + "weight", _opt(state, p + "bias")))
+            layers.append(Linear(prefix + "weight", _opt(state, prefix + "bias")))
         elif backbone == "gcn":
-            layers.append(Linear(p + "lin.weight", _opt(state, p + "bias")))
+            layers.append(Linear(prefix + "lin.weight", _opt(state, prefix + "bias")))
         elif backbone == "sage":
-            layers.append(Linear(p + "lin_l.weight", _opt(state, p + "lin_l.bias"), root=p + "lin_r.weight"))
+            layers.append(
+                Linear(prefix + "lin_l.weight", _opt(state, prefix + "lin_l.bias"), root=prefix + "lin_r.weight")
+            )
         elif backbone == "gin":
-            eps = p + "eps" if p + "eps" in state else None
-            layers.append(Linear(p + "nn.0.weight", _opt(state, p + "nn.0.bias")))
-            layers.append(Linear(p + "nn.2.weight", _opt(state, p + "nn.2.bias"), extra=eps))
+            eps = prefix + "eps" if prefix + "eps" in state else None
+            layers.append(Linear(prefix + "nn.0.weight", _opt(state, prefix + "nn.0.bias")))
+            layers.append(Linear(prefix + "nn.2.weight", _opt(state, prefix + "nn.2.bias"), extra=eps))
         elif backbone == "gat":
-            if p + "lin.weight" not in state:
-                raise UnsupportedBackbone(f"gat: {p}lin.weight missing (bipartite GAT layers are not built)")
-            heads = int(state[p + "att_src"].shape[1])
-            last = i == n - 1
+            if prefix + "lin.weight" not in state:
+                raise UnsupportedBackbone(f"gat: {prefix}lin.weight missing (bipartite GAT layers are not built)")
+            heads = int(state[prefix + "att_src"].shape[1])
+            last = i == n_layers - 1
             layers.append(
                 Linear(
-                    p + "lin.weight",
-                    _opt(state, p + "bias"),
-                    att=(p + "att_src", p + "att_dst"),
+                    prefix + "lin.weight",
+                    _opt(state, prefix + "bias"),
+                    att=(prefix + "att_src", prefix + "att_dst"),
                     heads=1 if last else heads,
                 )
             )
@@ -157,54 +159,56 @@ def kinds_and_ranks(spec: GraphSpec) -> tuple[Tensor, Tensor]:
 def to_graph(spec: GraphSpec, state: dict[str, Tensor]) -> Data:
     """The neural graph of ``state``: ``x [N, 2]``, ``edge_index [2, E]``, ``edge_attr [E, 2]``, ``node_kind``,
     ``node_rank``, ``node_layer`` and ``edge_layer`` (-1 for GAT's structural head edges)."""
-    s = spec.sizes
+    sizes = spec.sizes
     offsets = [0]
-    for k in s:
+    for k in sizes:
         offsets.append(offsets[-1] + k)
-    x = torch.zeros(spec.num_nodes, NODE_DIM)
+    node_x = torch.zeros(spec.num_nodes, NODE_DIM)
     src, dst, attr, elayer = [], [], [], []
-    for a, lin in enumerate(spec.layers):
-        W = state[lin.weight].detach().float()
-        n_out, n_in = W.shape
-        j, i = torch.meshgrid(torch.arange(n_out), torch.arange(n_in), indexing="ij")  # row-major over W
-        src.append(offsets[a] + i.reshape(-1))
-        dst.append(offsets[a + 1] + j.reshape(-1))
-        e = torch.zeros(W.numel(), EDGE_DIM)
-        e[:, 0] = W.reshape(-1)
+    for layer, lin in enumerate(spec.layers):
+        weight = state[lin.weight].detach().float()
+        n_out, n_in = weight.shape
+        row, col = torch.meshgrid(torch.arange(n_out), torch.arange(n_in), indexing="ij")  # row-major over W
+        src.append(offsets[layer] + col.reshape(-1))
+        dst.append(offsets[layer + 1] + row.reshape(-1))
+        eattr = torch.zeros(weight.numel(), EDGE_DIM)
+        eattr[:, 0] = weight.reshape(-1)
         if lin.root is not None:
-            e[:, 1] = state[lin.root].detach().float().reshape(-1)
-        attr.append(e)
-        elayer.append(torch.full((W.numel(),), a))
+            eattr[:, 1] = state[lin.root].detach().float().reshape(-1)
+        attr.append(eattr)
+        elayer.append(torch.full((weight.numel(),), layer))
         if lin.bias is not None:
-            x[offsets[a + 1] : offsets[a + 2], 0] = state[lin.bias].detach().float()
+            node_x[offsets[layer + 1] : offsets[layer + 2], 0] = state[lin.bias].detach().float()
         if lin.extra is not None:
-            x[offsets[a + 1] : offsets[a + 2], 1] = state[lin.extra].detach().float().reshape(-1)[0]
+            node_x[offsets[layer + 1] : offsets[layer + 2], 1] = state[lin.extra].detach().float().reshape(-1)[0]
         if lin.att is not None:
-            x[offsets[a + 1] : offsets[a + 2], 2] = state[lin.att[0]].detach().float().reshape(-1)
-            x[offsets[a + 1] : offsets[a + 2], 3] = state[lin.att[1]].detach().float().reshape(-1)
+            node_x[offsets[layer + 1] : offsets[layer + 2], 2] = state[lin.att[0]].detach().float().reshape(-1)
+            node_x[offsets[layer + 1] : offsets[layer + 2], 3] = state[lin.att[1]].detach().float().reshape(-1)
     head0 = offsets[-1]
-    for a, lin in enumerate(spec.layers):  # structural edges: head node -> each of its channels
+    for layer, lin in enumerate(spec.layers):  # structural edges: head node -> each of its channels
         if lin.heads > 1:
-            per = s[a + 1] // lin.heads
+            per = sizes[layer + 1] // lin.heads
             head = head0 + torch.arange(lin.heads).repeat_interleave(per)
             src.append(head)
-            dst.append(offsets[a + 1] + torch.arange(s[a + 1]))
-            e = torch.zeros(s[a + 1], EDGE_DIM)
-            e[:, 2] = 1.0
-            attr.append(e)
-            elayer.append(torch.full((s[a + 1],), -1))
+            dst.append(offsets[layer + 1] + torch.arange(sizes[layer + 1]))
+            eattr = torch.zeros(sizes[layer + 1], EDGE_DIM)
+            eattr[:, 2] = 1.0
+            attr.append(eattr)
+            elayer.append(torch.full((sizes[layer + 1],), -1))
             head0 += lin.heads
-    node_layer = torch.repeat_interleave(torch.arange(len(s)), torch.tensor(s))
+    node_layer = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes))
     if spec.num_heads:
         node_layer = torch.cat(
             [
                 node_layer,
-                torch.cat([torch.full((lin.heads,), a + 1) for a, lin in enumerate(spec.layers) if lin.heads > 1]),
+                torch.cat(
+                    [torch.full((lin.heads,), layer + 1) for layer, lin in enumerate(spec.layers) if lin.heads > 1]
+                ),
             ]
         )
     kind, rank = kinds_and_ranks(spec)
     return Data(
-        x=x,
+        x=node_x,
         edge_index=torch.stack([torch.cat(src), torch.cat(dst)]),
         edge_attr=torch.cat(attr),
         node_kind=kind,

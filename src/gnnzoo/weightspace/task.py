@@ -130,11 +130,11 @@ def _model_and_loaders(cfg: DictConfig, items: list, ds: ZooGraphs, idx: dict):
 
 def _train(cfg: DictConfig, zoo: Zoo, rid: str, items: list, ds: ZooGraphs, splits: dict, idx: dict) -> StageOutput:
     """Train the encoder as the zoo entry ``rid``; a failure is recorded (status failed) and re-raised."""
-    e = cfg.encoder
+    enc = cfg.encoder
     model, model_kwargs, module, loaders, (y_mean, y_std) = _model_and_loaders(cfg, items, ds, idx)
     n_runs = {k: len(v) for k, v in splits.items()}
     console.print(
-        f"[bold]encoder[/] {e.name}: {len(items)} checkpoints of {len(ds.runs)} runs "
+        f"[bold]encoder[/] {enc.name}: {len(items)} checkpoints of {len(ds.runs)} runs "
         f"(train/val/test runs {n_runs['train']}/{n_runs['val']}/{n_runs['test']}), "
         f"{sum(p.numel() for p in model.parameters())} parameters"
     )
@@ -146,11 +146,11 @@ def _train(cfg: DictConfig, zoo: Zoo, rid: str, items: list, ds: ZooGraphs, spli
         dataset="+".join(sorted({c.dataset for c in items})),
         backbone="+".join(sorted({c.backbone for c in items})),
         encoder={
-            "name": e.name,
+            "name": enc.name,
             "model": model_kwargs,
             "y_mean": y_mean,
             "y_std": y_std,
-            "target": e.target,
+            "target": enc.target,
             "checkpoints": len(items),
             "runs": len(ds.runs),
             "splits": {k: sorted(v) for k, v in splits.items()},
@@ -179,11 +179,11 @@ def _train(cfg: DictConfig, zoo: Zoo, rid: str, items: list, ds: ZooGraphs, spli
             lg.log_metrics({f"best/{k.split('/')[-1]}": v for k, v in metrics.items() if k.startswith("encoder/")})
         out_dir = cfg.paths.get("output_dir")
         if out_dir:
-            plot = Path(out_dir) / f"encoder_{e.name}.png"
+            plot = Path(out_dir) / f"encoder_{enc.name}.png"
             _scatter_plot(
                 module.best_preds,
                 plot,
-                f"{e.name}: τ val {metrics['encoder/val_tau']:.3f}, test "
+                f"{enc.name}: τ val {metrics['encoder/val_tau']:.3f}, test "
                 f"{metrics.get('encoder/test_tau', float('nan')):.3f}",
             )
             log_image(loggers, "encoder/predicted_vs_true", plot)

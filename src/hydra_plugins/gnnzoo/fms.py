@@ -114,8 +114,8 @@ class FMSSweeper(Sweeper):
 
     def sweep(self, arguments: List[str]) -> Any:
         from gnnzoo.search.features import make_featurizer
-        from gnnzoo.search.loop import Search, new_state
-        from gnnzoo.search.results import SEARCHES, load_state, plot, save_state, summary
+        from gnnzoo.search.loop import Search
+        from gnnzoo.search.results import SEARCHES, plot, save_state, summary
         from gnnzoo.search.space import SearchSpace, split_arguments, to_overrides
         from gnnzoo.utils.errors import ConfigError
         from gnnzoo.utils.io import atomic_write_bytes
@@ -133,33 +133,25 @@ class FMSSweeper(Sweeper):
                     "give the largest budget of one trial as hydra.sweeper.max_epochs=N instead"
                 )
         self._check_space(params)
-        s = self._settings()
-        s.check()
-        weights = self.opts.get("weights") if s.surrogate == "fms" else None
+        settings = self._settings()
+        settings.check()
+        weights = self.opts.get("weights") if settings.surrogate == "fms" else None
         monitor = str(self.config.monitor.metric)
         mode = str(self.config.monitor.mode)
-        if (mode == "max") != (s.direction == "maximize"):
-            raise ConfigError(f"hydra.sweeper.direction={s.direction} contradicts monitor.mode={mode} ({monitor})")
+        if (mode == "max") != (settings.direction == "maximize"):
+            raise ConfigError(
+                f"hydra.sweeper.direction={settings.direction} contradicts monitor.mode={mode} ({monitor})"
+            )
         zoo = Zoo(str(self.config.paths.zoo_dir))
         zoo.check_writable()
         featurizer = make_featurizer(weights, zoo.root)
         base = fixed + list(self.opts.get("extra") or [])
-        search_id = hash_id({"space": params, "settings": s.__dict__, "weights": weights, "overrides": sorted(base)})
+        search_id = hash_id(
+            {"space": params, "settings": settings.__dict__, "weights": weights, "overrides": sorted(base)}
+        )
         state_dir = zoo.root / SEARCHES / search_id
         state_file = state_dir / "state.json"
-        state = load_state(state_file)
-        if state is None:
-            state = new_state(space, s, search_id)
-            log.info("FMS search %s: new (%s)", search_id, state_file)
-        else:
-            log.info(
-                "FMS search %s: continuing from iteration %d, %d/%d epochs spent (%s)",
-                search_id,
-                state["iteration"],
-                state["spent"],
-                s.budget,
-                state_file,
-            )
+        state = self._load_or_start(state_file, space, settings, search_id)
         sweep_dir = Path(str(self.config.hydra.sweep.dir))
         sweep_dir.mkdir(parents=True, exist_ok=True)
 
@@ -172,7 +164,7 @@ class FMSSweeper(Sweeper):
             self.job_idx += len(batch)
             return [self._result(ret, zoo, monitor, featurizer) for ret in rets]
 
-        search = Search(space, s, runner, state=state, save=lambda st: save_state(state_file, st), log=log.info)
+        search = Search(space, settings, runner, state=state, save=lambda st: save_state(state_file, st), log=log.info)
         state = search.run()
         res = summary(state)
         text = OmegaConf.to_yaml(OmegaConf.create(res))
@@ -187,10 +179,30 @@ class FMSSweeper(Sweeper):
             res.get("best_epochs"),
             res.get("best_params"),
             state["spent"],
-            s.budget,
+            settings.budget,
             sweep_dir / "optimization_results.yaml",
         )
         return res
+
+    @staticmethod
+    def _load_or_start(state_file: Path, space, settings, search_id: str) -> dict:
+        """The search's saved state (the same command continues it), or a new one."""
+        from gnnzoo.search.loop import new_state
+        from gnnzoo.search.results import load_state
+
+        state = load_state(state_file)
+        if state is None:
+            log.info("FMS search %s: new (%s)", search_id, state_file)
+            return new_state(space, settings, search_id)
+        log.info(
+            "FMS search %s: continuing from iteration %d, %d/%d epochs spent (%s)",
+            search_id,
+            state["iteration"],
+            state["spent"],
+            settings.budget,
+            state_file,
+        )
+        return state
 
     def _check_space(self, params: Dict[str, str]) -> None:
         """Every key of the search space names a config value (or a config group), checked before any trial."""

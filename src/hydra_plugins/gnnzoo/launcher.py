@@ -97,17 +97,17 @@ class BatchedLauncher(Launcher):
         returns: List[Optional[JobReturn]] = [None] * len(task_cfgs)
 
         def one_by_one(idxs: Sequence[int]) -> None:
-            for i in idxs:
-                HydraConfig.instance().set_config(sweep_cfgs[i])
-                returns[i] = run_job(
+            for idx in idxs:
+                HydraConfig.instance().set_config(sweep_cfgs[idx])
+                returns[idx] = run_job(
                     hydra_context=self.hydra_context,
                     task_function=self.task_function,
-                    config=sweep_cfgs[i],
+                    config=sweep_cfgs[idx],
                     job_dir_key="hydra.sweep.dir",
                     job_subdir_key="hydra.sweep.subdir",
                 )
 
-        batchable = [i for i, tc in enumerate(task_cfgs) if is_batchable_task(tc)]
+        batchable = [idx for idx, tc in enumerate(task_cfgs) if is_batchable_task(tc)]
         others = sorted(set(range(len(task_cfgs))) - set(batchable))
         if others:
             log.warning(
@@ -115,18 +115,20 @@ class BatchedLauncher(Launcher):
                 f"{task_cfgs[others[0]].task._target_}, or zoo.parallel_models > 1); they run one by one"
             )
             one_by_one(others)
-        groups = [[batchable[j] for j in g] for g in group_configs([task_cfgs[i] for i in batchable], self.max_models)]
+        groups = [
+            [batchable[j] for j in g] for g in group_configs([task_cfgs[idx] for idx in batchable], self.max_models)
+        ]
         log.info(f"batched launcher: {len(batchable)} jobs in {len(groups)} batch(es) of <= {self.max_models}")
         for g in groups:
-            cfgs = [task_cfgs[i] for i in g]
+            cfgs = [task_cfgs[idx] for idx in g]
             try:
                 results = train_batched(cfgs, progress=self.progress)
             except NotImplementedError as e:
                 log.warning(f"jobs {g} cannot be batched ({e}); running them one by one")
                 one_by_one(g)
                 continue
-            for i, res in zip(g, results):
-                tc = task_cfgs[i]
+            for idx, res in zip(g, results):
+                tc = task_cfgs[idx]
                 mon = tc.monitor.metric
                 value = res.get(mon)
                 failed = res.get("status") == "failed"
@@ -138,13 +140,13 @@ class BatchedLauncher(Launcher):
                     info["value"] = value
                 write_job_status(tc.paths.output_dir, status, **info)
                 ret = JobReturn(
-                    overrides=list(job_overrides[i]),
+                    overrides=list(job_overrides[idx]),
                     cfg=tc,
-                    hydra_cfg=sweep_cfgs[i],
+                    hydra_cfg=sweep_cfgs[idx],
                     working_dir=os.getcwd(),
-                    task_name=sweep_cfgs[i].hydra.job.name,
+                    task_name=sweep_cfgs[idx].hydra.job.name,
                     status=JobStatus.COMPLETED,
                     _return_value=float("nan") if failed or value is None else float(value),
                 )
-                returns[i] = ret
+                returns[idx] = ret
         return returns  # type: ignore[return-value]
