@@ -19,7 +19,17 @@ class ParamAutoencoder(nn.Module):
     padded to a multiple of ``fold^len(enc_channels)``.
 
     With ``embed_dim``, the encoder is a frozen neural-graph encoder's embedding instead: ``encode(e [B,
-    embed_dim])`` maps it linearly (then Tanh) onto the same latent shape, and the decoder is unchanged."""
+    embed_dim])`` maps it linearly (then Tanh) onto the same latent shape, and the decoder is unchanged.
+
+    Args:
+        dim: ``P``, the number of parameters modelled; fold: kernel = stride of each downsampling conv;
+        enc_channels, dec_channels: the blocks' widths (as many of each); embed_dim: read the latent from a
+            neural-graph encoder's embedding of this width instead of the conv encoder (None: the conv encoder).
+
+    Shapes:
+        - **input:** ``x [B, P]`` (``[B, embed_dim]`` with ``embed_dim``)
+        - **output:** ``forward -> [B, P]`` (the reconstruction); ``encode -> latent_shape``-shaped ``[B, C, L]``
+    """
 
     def __init__(
         self,

@@ -39,7 +39,16 @@ class _Block(nn.Module):
 class Denoiser(nn.Module):
     """ε-predictor over a latent ``[B, C, L]``: conv blocks with widths ``channels`` down and back up (no
     resampling; additive skips from each down block to its up block), every block told the timestep and
-    the condition (``cond_dim`` > 0) through a per-channel shift."""
+    the condition (``cond_dim`` > 0) through a per-channel shift.
+
+    Args:
+        latent_channels: ``C`` of the latent; channels: the blocks' widths; d_emb: timestep/condition embedding
+            width; cond_dim: width of the graph condition (0: unconditional).
+
+    Shapes:
+        - **input:** ``z [B, C, L]``, ``t [B]`` (or one timestep for all), ``cond [1 or B, cond_dim]`` or None
+        - **output:** the predicted noise ``[B, C, L]``
+    """
 
     def __init__(
         self, latent_channels: int, channels: Sequence[int] = (64, 128, 256), d_emb: int = 128, cond_dim: int = 0

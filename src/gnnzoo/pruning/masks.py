@@ -159,6 +159,17 @@ class Ticket(nn.Module):
       backbone's ``renormalize`` switched off, so the dense graph's degrees are kept); with ``edge_scores=True`` a
       trainable score per unit (UGS ``m_g``, init 1) weights the kept edges' messages (clamped at 0);
     * ``regularizer()``: ``l1_weight·Σ|m_θ| + l1_graph·Σ|m_g|`` over kept entries (the UGS penalties).
+
+    Args:
+        edge_index: the graph the edge mask is over (None: the graph is not pruned).
+        weight_shapes: the prunable tensors' names and shapes.
+        symmetric: one unit per undirected edge; renormalize: see ``edge_keep`` above.
+        weight_scores, edge_scores: trainable real-valued masks (UGS, FastGLT's edge mask).
+        l1_weight, l1_graph, score_noise, generator: the UGS penalties and the scores' initial noise.
+
+    Shapes:
+        - **input:** ``backbone``, ``x [N, F]``, ``edge_index [2, E]``
+        - **output:** the backbone's logits ``[N, C]`` on the kept weights and edges
     """
 
     def __init__(

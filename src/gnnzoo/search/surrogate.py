@@ -86,6 +86,22 @@ def _gp_class():
 
 
 class DeepKernelSurrogate:
+    """The FMS surrogate: an exact GP (gpytorch) whose kernel reads learned features of (hyperparameters, target
+    budget, the learning curve so far, the checkpoint's weight features) — a deep kernel.
+
+    Args:
+        d_hp: width of the encoded hyperparameters; length: the curve's length (max epochs); d_w: width of the
+            weight features (0: none).
+        use_curve, use_weights: which inputs the feature network reads (``dyhpo``: no weights).
+        width: feature width; lr: Adam's learning rate for features and GP hyperparameters.
+        fit_steps_initial, refit_steps: steps of the first fit and of every refit (warm-started).
+        jitter: added to the kernel's diagonal (a failed fit retries with 100x it); seed: of the feature network.
+
+    Shapes:
+        - **fit:** :class:`Inputs` of ``n`` rows, ``y [n]``
+        - **predict:** :class:`Inputs` of ``m`` rows -> ``(mean [m], std [m])``
+    """
+
     def __init__(
         self,
         d_hp: int,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch_geometric.data import Batch
 
 from gnnzoo.weightspace.graph import EDGE_DIM, NODE_DIM
 
@@ -55,7 +56,17 @@ def _graph_pool(h: Tensor, batch: Tensor, n_graphs: int, mask: Tensor | None = N
 
 class Positions(nn.Module):
     """One learned vector per input neuron (``max_inputs``), per hidden layer (``max_hidden``), per output
-    neuron (``max_outputs``), and per hidden layer's GAT head nodes (``max_hidden`` more)."""
+    neuron (``max_outputs``), and per hidden layer's GAT head nodes (``max_hidden`` more).
+
+    Args:
+        d: the embedding width.
+        max_inputs, max_hidden, max_outputs: the table's size; a checkpoint beyond it is a ``ValueError``.
+
+    Shapes:
+        - **input:** ``kind [N]`` (0 input, 1 hidden, 2 output, 3 GAT head), ``rank [N]`` (neuron index, or
+          hidden layer number from 1)
+        - **output:** ``[N, d]``
+    """
 
     def __init__(self, d: int, max_inputs: int, max_hidden: int, max_outputs: int):
         super().__init__()
@@ -100,7 +111,7 @@ class _NGBase(nn.Module):
         self.head = _mlp(4 * d, 2 * d, d_out, layers=3, dropout=dropout)
         self.embed_dim = 4 * d
 
-    def inputs(self, batch) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    def inputs(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         h = self.node_in(batch.x) + self.pos(batch.node_kind, batch.node_rank)
         src, dst = batch.edge_index
         w = batch.edge_attr
@@ -108,7 +119,7 @@ class _NGBase(nn.Module):
         e = self.edge_in(torch.cat([torch.cat([w, ones], -1), torch.cat([w, -ones], -1)]))
         return h, e, torch.cat([src, dst]), torch.cat([dst, src])
 
-    def readout(self, h: Tensor, batch) -> Tensor:
+    def readout(self, h: Tensor, batch: Batch) -> Tensor:
         b = (
             batch.batch
             if getattr(batch, "batch", None) is not None
@@ -117,13 +128,21 @@ class _NGBase(nn.Module):
         g = int(b.max()) + 1 if b.numel() else 1
         return torch.cat([_graph_pool(h, b, g, batch.node_kind == 2), _graph_pool(h, b, g)], -1)
 
-    def forward(self, batch) -> Tensor:
+    def forward(self, batch: Batch) -> Tensor:
         return self.head(self.embed(batch)).squeeze(-1)
 
 
 class EdgeUpdate(nn.Module):
     """``e' = e + Lin(act(Lin_e e + Lin_s h_src + Lin_t h_dst))`` (the node terms computed per node, then
-    gathered: the same map as an MLP on ``[e, h_src, h_dst]``, at a fraction of the cost on ~10^5 edges)."""
+    gathered: the same map as an MLP on ``[e, h_src, h_dst]``, at a fraction of the cost on ~10^5 edges).
+
+    Args:
+        d: node width; d_edge: edge width.
+
+    Shapes:
+        - **input:** ``h [N, d]``, ``e [E, d_edge]``, ``src [E]``, ``dst [E]``
+        - **output:** ``[E, d_edge]``
+    """
 
     def __init__(self, d: int, d_edge: int):
         super().__init__()
@@ -139,7 +158,16 @@ class EdgeUpdate(nn.Module):
 class NGLayer(nn.Module):
     """One message-passing layer of :class:`NGGNN`: message ``scale(e) * Lin(act(A h_dst + B h_src)) +
     shift(e)`` (the first linear map of an MLP on ``[h_dst, h_src]``, applied per node before the gather),
-    aggregated by mean, max and std, then a post-MLP with a residual and LayerNorm."""
+    aggregated by mean, max and std, then a post-MLP with a residual and LayerNorm.
+
+    Args:
+        d: node width; d_edge: edge width; dropout: in the post-MLP.
+        update_edges: update the edge states after the node update (every layer but the last).
+
+    Shapes:
+        - **input:** ``h [N, d]``, ``e [E, d_edge]``, ``src [E]``, ``dst [E]``
+        - **output:** ``(h' [N, d], e' [E, d_edge])``
+    """
 
     def __init__(self, d: int, d_edge: int, dropout: float = 0.0, update_edges: bool = True):
         super().__init__()
@@ -167,7 +195,18 @@ class NGLayer(nn.Module):
 
 
 class NGGNN(_NGBase):
-    """Neural-graph GNN (see the module docstring)."""
+    """Neural-graph GNN (see the module docstring): permutations of a checkpoint's hidden neurons leave it
+    unchanged.
+
+    Args:
+        max_inputs, max_hidden, max_outputs: the positional table's size (:class:`Positions`).
+        d: node width; d_edge: edge width; layers: message-passing layers; dropout: in the MLPs.
+        d_out: outputs per graph (1: the predicted target).
+
+    Shapes:
+        - **input:** a ``Batch`` of neural graphs (:func:`gnnzoo.weightspace.graph.to_graph`) of ``G`` graphs
+        - **output:** ``forward -> [G]`` (``[G, d_out]`` when ``d_out > 1``); ``embed -> [G, 4 d]``
+    """
 
     def __init__(
         self,
@@ -183,7 +222,7 @@ class NGGNN(_NGBase):
         super().__init__(max_inputs, max_hidden, max_outputs, d, d_edge, dropout, d_out)
         self.layers = nn.ModuleList(NGLayer(d, d_edge, dropout, update_edges=i < layers - 1) for i in range(layers))
 
-    def embed(self, batch) -> Tensor:
+    def embed(self, batch: Batch) -> Tensor:
         h, e, src, dst = self.inputs(batch)
         for layer in self.layers:
             h, e = layer(h, e, src, dst)
@@ -191,7 +230,18 @@ class NGGNN(_NGBase):
 
 
 class NGTransformer(_NGBase):
-    """Relational transformer over the neural graph's edges (see the module docstring)."""
+    """Relational transformer over the neural graph's edges (see the module docstring), attention per head
+    over each neuron's neighbours along the weights (``heads`` must divide ``d``).
+
+    Args:
+        max_inputs, max_hidden, max_outputs: the positional table's size (:class:`Positions`).
+        d: node width; d_edge: edge width; layers: message-passing layers; dropout: in the MLPs.
+        d_out: outputs per graph (1: the predicted target).
+
+    Shapes:
+        - **input:** a ``Batch`` of neural graphs (:func:`gnnzoo.weightspace.graph.to_graph`) of ``G`` graphs
+        - **output:** ``forward -> [G]`` (``[G, d_out]`` when ``d_out > 1``); ``embed -> [G, 4 d]``
+    """
 
     def __init__(
         self,
@@ -218,7 +268,7 @@ class NGTransformer(_NGBase):
         self.norm2 = nn.ModuleList(nn.LayerNorm(d) for _ in range(layers))
         self.edge = nn.ModuleList(EdgeUpdate(d, d_edge) for _ in range(layers - 1))
 
-    def embed(self, batch) -> Tensor:
+    def embed(self, batch: Batch) -> Tensor:
         h, e, src, dst = self.inputs(batch)
         ei = torch.stack([src, dst])
         for i, attn in enumerate(self.attn):
@@ -269,7 +319,15 @@ def layer_statistics(batch, max_layers: int) -> Tensor:
 
 
 class StatNN(nn.Module):
-    """Statistics baseline (StatNN-style; see the module docstring)."""
+    """Statistics baseline (StatNN-style; see the module docstring): layer statistics -> MLP.
+
+    Args:
+        max_layers: weight layers read (more is a ``ValueError``); d: MLP width; dropout; d_out.
+
+    Shapes:
+        - **input:** a ``Batch`` of ``G`` neural graphs
+        - **output:** ``forward -> [G]``; ``embed -> [G, d]``
+    """
 
     def __init__(self, max_layers: int = 4, d: int = 64, dropout: float = 0.0, d_out: int = 1):
         super().__init__()
@@ -280,15 +338,23 @@ class StatNN(nn.Module):
         self.head = nn.Linear(d, d_out)
         self.embed_dim = d
 
-    def embed(self, batch) -> Tensor:
+    def embed(self, batch: Batch) -> Tensor:
         return F.silu(self.body(self.norm(layer_statistics(batch, self.max_layers))))
 
-    def forward(self, batch) -> Tensor:
+    def forward(self, batch: Batch) -> Tensor:
         return self.head(self.embed(batch)).squeeze(-1)
 
 
 class FlatMLP(nn.Module):
-    """Flattened parameters (weights, both edge channels, and biases) -> MLP; one architecture per zoo."""
+    """Flattened parameters (weights, both edge channels, and biases) -> MLP; one architecture per zoo.
+
+    Args:
+        num_params: the length of the flattened vector (one architecture); d: MLP width; dropout; d_out.
+
+    Shapes:
+        - **input:** a ``Batch`` of ``G`` neural graphs of one architecture
+        - **output:** ``forward -> [G]``; ``embed -> [G, d]``
+    """
 
     def __init__(self, num_params: int, d: int = 64, dropout: float = 0.0, d_out: int = 1):
         super().__init__()
@@ -312,8 +378,8 @@ class FlatMLP(nn.Module):
             )
         return torch.stack(rows)
 
-    def embed(self, batch) -> Tensor:
+    def embed(self, batch: Batch) -> Tensor:
         return F.silu(self.body(self.norm(self.flatten(batch))))
 
-    def forward(self, batch) -> Tensor:
+    def forward(self, batch: Batch) -> Tensor:
         return self.head(self.embed(batch)).squeeze(-1)
