@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import subprocess
 import sys
@@ -33,7 +32,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, ci95, compose, md_table, mean_std, write_results  # noqa: E402
+from _common import ROOT, JobCache, ci95, compose, md_table, mean_std, run_jobs, write_results  # noqa: E402
 
 ENCODERS = ["ng_gnn", "ng_transformer", "stat", "flat_mlp"]
 NEURAL = {
@@ -180,17 +179,22 @@ def _worst(work: Path, zoo_name: str, run_id: str, transfer: bool = False, k: in
 
 
 def job(args: tuple) -> dict:
+    """One encoder training, cached by the harness under everything that determines it (its overrides)."""
     zoo_name, encoder, seed, work, minutes = args
     work = Path(work)
-    out = work / "results" / f"{zoo_name}_{encoder}_{seed}.json"
-    if out.is_file():
-        return json.loads(out.read_text())
-    import torch
+    ov = _overrides(zoo_name, encoder, seed, work, minutes)
+    settings = {
+        "zoo": zoo_name,
+        "encoder": encoder,
+        "seed": seed,
+        "minutes": minutes,
+        "zoo_query": QUERIES[zoo_name],
+        "overrides": [o for o in ov if not o.startswith("paths.")],
+    }
+    return JobCache(work, __file__).run(settings, lambda: _train_encoder(zoo_name, encoder, seed, work, ov))["result"]
 
-    torch.set_num_threads(1)
-    from gnnzoo.utils.errors import ConfigError
-    from gnnzoo.weightspace.task import run as run_encoder
 
+def _overrides(zoo_name: str, encoder: str, seed: int, work: Path, minutes: float) -> list[str]:
     folder, datasets, backbones = QUERIES[zoo_name]
     ov = [
         f"encoder={encoder}",
@@ -213,6 +217,14 @@ def job(args: tuple) -> dict:
         ov.append(f"encoder.zoo.backbones=[{','.join(backbones)}]")
     if zoo_name == "cora_mixed" and encoder in NEURAL:
         ov.append("+encoder.model.max_inputs=3703")  # CiteSeer's inputs, for the transfer evaluation
+    return ov
+
+
+def _train_encoder(zoo_name: str, encoder: str, seed: int, work: Path, ov: list[str]) -> dict:
+    from gnnzoo.utils.errors import ConfigError
+    from gnnzoo.weightspace.task import run as run_encoder
+
+    folder = QUERIES[zoo_name][0]
     t0 = time.perf_counter()
     payload = {"zoo": zoo_name, "encoder": encoder, "seed": seed}
     try:
@@ -239,8 +251,6 @@ def job(args: tuple) -> dict:
             worst_t, m = _worst(work, "citeseer_transfer", res["run_id"], transfer=True)
             payload["transfer"] = {"tau": m["tau"], "r2": m["r2"], "mse": m["mse"], "worst": worst_t}
     payload["job_s"] = time.perf_counter() - t0
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(payload, indent=1))
     return payload
 
 
@@ -439,16 +449,16 @@ def main() -> None:
     # the slow (neural) trainings first, so the two workers stay busy to the end
     todo = [(z, e, s, str(work), a.minutes) for e in encs for z in ("cora_gcn", "cora_mixed") for s in range(a.seeds)]
     todo.sort(key=lambda t: t[1] not in NEURAL)
-    ctx = mp.get_context("spawn")
-    jobs = []
-    with ctx.Pool(a.jobs) as pool:
-        for res in pool.imap_unordered(job, todo):
-            jobs.append(res)
-            print(
-                f"[{time.perf_counter() - t0:6.0f}s] {res['zoo']} {res['encoder']} seed {res['seed']}: "
-                f"{res['status']} τ {res.get('tau', float('nan')):.3f} ({res['job_s']:.0f}s)",
-                flush=True,
-            )
+    jobs = run_jobs(
+        job,
+        todo,
+        a.jobs,
+        1,
+        lambda item, res: (
+            f"{res['zoo']} {res['encoder']} seed {res['seed']}: "
+            f"{res['status']} τ {res.get('tau', float('nan')):.3f} ({res['job_s']:.0f}s)"
+        ),
+    )
     report(jobs, sizes, zoo_walls, a.seeds, a.minutes, time.perf_counter() - t0)
 
 

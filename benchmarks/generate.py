@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import statistics
 import sys
@@ -41,7 +40,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, ci95, md_table, mean_std, train_multirun, write_results  # noqa: E402
+from _common import ROOT, JobCache, ci95, md_table, mean_std, run_jobs, train_multirun, write_results  # noqa: E402
 from grid import GRID as FULL_GRID  # noqa: E402
 
 SMALL_GRID = [
@@ -86,11 +85,13 @@ def _train_multirun(
 
 
 def build_grid(cell: str, work: Path, data_dir: str, smoke: bool = False) -> dict:
-    out = work / "grids" / f"{cell.replace('/', '_')}.json"
-    if out.is_file():
-        return json.loads(out.read_text())
-    ds, bb = cell.split("/")
     grid = SMOKE_GRID if smoke else GRIDS.get(cell, SMALL_GRID)
+    settings = {"kind": "grid", "cell": cell, "grid": grid, "common": COMMON, "smoke": smoke}
+    return JobCache(work, __file__).run(settings, lambda: _build_grid(cell, grid, work, data_dir, smoke))["result"]
+
+
+def _build_grid(cell: str, grid: list[str], work: Path, data_dir: str, smoke: bool) -> dict:
+    ds, bb = cell.split("/")
     zoo = work / f"zoo_{ds}_{bb}"
     wall = _train_multirun(
         [f"dataset={ds}", f"backbone={bb}", "seed=0", *grid, *(SMOKE[-1:] if smoke else [])],
@@ -112,8 +113,6 @@ def build_grid(cell: str, work: Path, data_dir: str, smoke: bool = False) -> dic
             {"run_id": r.run_id, "val": float(r.best_val), "test": float(r.test_at_best_val)} for r in df.itertuples()
         ],
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(info))
     return info
 
 
@@ -125,15 +124,30 @@ def _compose_generate(overrides: list[str]):
 
 
 def gen_job(args: tuple) -> dict:
+    """One generate.py run, cached by the harness under its cell, seed, condition, n and every override."""
     cell, seed, cond, n, work, data_dir, smoke = args
     work = Path(work)
-    out = work / "gen" / f"{cell.replace('/', '_')}_{seed}_{'cond' if cond else 'nocond'}.json"
-    if out.is_file():
-        return json.loads(out.read_text())
-    import torch
+    grid = SMOKE_GRID if smoke else GRIDS.get(cell, SMALL_GRID)
+    settings = {
+        "kind": "generate",
+        "cell": cell,
+        "seed": seed,
+        "cond": bool(cond),
+        "n": n,
+        "smoke": smoke,
+        "grid": grid,
+        "common": COMMON,
+        "stage_overrides": SMOKE if smoke else [],
+    }
+    return JobCache(work, __file__).run(settings, lambda: _generate(cell, seed, cond, n, work, data_dir, smoke))[
+        "result"
+    ]
 
-    torch.set_num_threads(1)
+
+def _generate(cell: str, seed: int, cond: bool, n: int, work: Path, data_dir: str, smoke: bool) -> dict:
     from gnnzoo.generate.task import run as run_generate
+
+    tag = f"{cell.replace('/', '_')}_{seed}_{'cond' if cond else 'nocond'}"
     from gnnzoo.zoo import Zoo
 
     ds, bb = cell.split("/")
@@ -146,7 +160,7 @@ def gen_job(args: tuple) -> dict:
         f"paths.zoo_dir={zoo}",
         f"paths.data_dir={data_dir}",
         f"paths.cache_dir={work / 'cache'}",
-        f"paths.output_dir={work / 'out' / out.stem}",
+        f"paths.output_dir={work / 'out' / tag}",
         "generator.search.query={}",
         "generator.search.query_fraction=0.1",
         f"generator.seed={seed}",
@@ -171,17 +185,19 @@ def gen_job(args: tuple) -> dict:
         "best": st["best"],
         "job_s": time.perf_counter() - t0,
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(payload, indent=1))
     return payload
 
 
 def seeds_baseline(cell: str, best_id: str, seeds: int, n: int, work: Path, data_dir: str, smoke: bool = False) -> dict:
     """Control (a): the light search's best config with n new seeds per generation seed s (1000 (s + 1) + i),
     best by val."""
-    out = work / "seeds" / f"{cell.replace('/', '_')}.json"
-    if out.is_file():
-        return json.loads(out.read_text())
+    settings = {"kind": "seeds", "cell": cell, "best": best_id, "seeds": seeds, "n": n, "smoke": smoke}
+    return JobCache(work, __file__).run(settings, lambda: _seeds(cell, best_id, seeds, n, work, data_dir, smoke))[
+        "result"
+    ]
+
+
+def _seeds(cell: str, best_id: str, seeds: int, n: int, work: Path, data_dir: str, smoke: bool) -> dict:
     from gnnzoo.zoo import Zoo
 
     ds, bb = cell.split("/")
@@ -213,10 +229,7 @@ def seeds_baseline(cell: str, best_id: str, seeds: int, n: int, work: Path, data
         sub = df[(df.seed >= 1000 * (s + 1)) & (df.seed < 1000 * (s + 1) + n)]
         best = sub.sort_values(["best_val", "run_id"], ascending=[False, True]).iloc[0]
         picks[s] = {"val": float(best.best_val), "test": float(best.test_at_best_val), "runs": int(len(sub))}
-    info = {"cell": cell, "best_config": ov, "wall_s": wall, "picks": picks}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(info))
-    return info
+    return {"cell": cell, "best_config": ov, "wall_s": wall, "picks": picks}
 
 
 def _best(runs: list[dict]) -> dict:
@@ -486,16 +499,18 @@ def main() -> None:
         )
     todo = [(c, s, True, a.n, str(work), a.data_dir, a.smoke) for c in cells for s in range(a.seeds)]
     todo += [(c, s, False, a.n, str(work), a.data_dir, a.smoke) for c in ablate for s in range(a.seeds)]
-    gens = []
-    with mp.get_context("spawn").Pool(a.jobs) as pool:
-        for res in pool.imap(gen_job, todo):
-            gens.append(res)
-            print(
-                f"[{time.perf_counter() - t0:6.0f}s] {res['cell']} seed {res['seed']} cond={res['cond']}: test "
-                f"{100 * res['metrics']['test/acc']:.2f}, nn {res['metrics']['gen/nn_ratio_median']:.2f} "
-                f"({res['job_s']:.0f}s)",
-                flush=True,
-            )
+    gens = run_jobs(
+        gen_job,
+        todo,
+        a.jobs,
+        1,
+        lambda item, res: (
+            f"{res['cell']} seed {res['seed']} cond={res['cond']}: "
+            f"test {100 * res['metrics']['test/acc']:.2f}, nn {res['metrics']['gen/nn_ratio_median']:.2f} "
+            f"({res['job_s']:.0f}s)"
+        ),
+    )
+    gens.sort(key=lambda r: (cells.index(r["cell"]) if r["cell"] in cells else 0, not r["cond"], r["seed"]))
     seeds_info = {}
     for cell in a.seeds_cells.split(",") if a.seeds_cells else cells:
         best = next(j["best"] for j in gens if j["cell"] == cell)

@@ -63,14 +63,13 @@ def train_ingredients(overrides: list[str], k: int) -> float:
     return time.perf_counter() - t0
 
 
-def paired_ci(diff: list[float], level: float = 0.95) -> tuple[float, float]:
-    """Student-t confidence interval of the mean of paired differences (NaN with fewer than two)."""
-    from scipy import stats
+def paired_ci(diff: list[float]) -> tuple[float, float]:
+    """The 95% t-interval (low, high) of the mean of paired differences (the harness's ``paired``; NaN with fewer
+    than two)."""
+    from _common import paired
 
-    if len(diff) < 2:
-        return float("nan"), float("nan")
-    ci = stats.ttest_1samp(diff, 0.0).confidence_interval(level)
-    return float(ci.low), float(ci.high)
+    d = paired(list(diff), [0.0] * len(diff))
+    return d["mean"] - d["ci95"], d["mean"] + d["ci95"]
 
 
 def defaults(strategy: str):
