@@ -193,7 +193,7 @@ def test_pls_parts_are_checked_and_steps_without_fit_nodes_are_skipped(setup, ca
     for method in ("metis", "random"):  # more parts than fit nodes: one clear error (METIS would degenerate)
         with pytest.raises(ValueError, match=rf"num_parts must be in \[1, {n_fit}\]"):
             make_parts(method, d.edge_index, d.num_nodes, n_fit + 1, d.val_mask, 0)
-    with pytest.raises(ValueError, match="partition must be one of metis, random"):
+    with pytest.raises(ValueError, match="soup.params.partition='spectral': expected one of metis, random"):
         make_parts("spectral", d.edge_index, d.num_nodes, 4, d.val_mask, 0)
     # as many parts as fit nodes: METIS leaves some empty; the ids come back compact (no empty part)
     parts = make_parts("metis", d.edge_index, d.num_nodes, n_fit, d.val_mask, 0)
@@ -274,9 +274,12 @@ def test_bad_soup_params_fail_before_any_ingredient_trains(tmp_path):
         (["soup=learned", "soup.params.beta_lr=-1"], "soup.params.beta_lr"),
         (["soup=partition_learned", "++soup.params.keep=best"], "partition_learned"),
         (["soup=partition_learned", "soup.params.num_parts_per_step=40"], "1 <= R <= K"),
-        (["soup=partition_learned", "soup.params.partition=spectral"], "partition must be one of metis, random"),
-        (["soup=learned", "soup.params.lr=-1"], "soup.params.lr must be a number > 0"),
-        (["soup=partition_learned", "soup.params.epochs=0"], "soup.params.epochs must be a whole number >= 1"),
+        (
+            ["soup=partition_learned", "soup.params.partition=spectral"],
+            "soup.params.partition='spectral': expected one of metis, random",
+        ),
+        (["soup=learned", "soup.params.lr=-1"], "soup.params.lr=-1 is out of range: expected a number in \\(0, inf\\)"),
+        (["soup=partition_learned", "soup.params.epochs=0"], "soup.params.epochs=0: expected an integer >= 1"),
         (["soup=learned", "soup.params.t0=0"], "soup.params.t0"),
         (["soup=gis", "soup.params.granularity=1"], "soup.params.granularity"),
         (["task=soup"], "task=soup needs a strategy"),

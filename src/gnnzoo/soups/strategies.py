@@ -23,6 +23,8 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from gnnzoo.soups.partition import METHODS
+from gnnzoo.utils.errors import ConfigError
+from gnnzoo.utils.validate import choice, integer, number
 
 State = dict[str, Tensor]
 log = logging.getLogger("gnnzoo")
@@ -130,59 +132,40 @@ OPTIMIZERS = {"sgd": torch.optim.SGD, "adam": torch.optim.Adam, "adamw": torch.o
 
 def check_params(strategy: str, params: dict) -> None:
     """Reject bad ``soup.params`` of LS/PLS: the soup task calls it before any ingredient is trained, the
-    strategies when called directly."""
-
-    def number(key: str, lo: float, *, integer: bool = False, open_lo: bool = False, nullable: bool = False) -> None:
-        if key not in params or (nullable and params[key] is None):
-            return
-        value = params[key]
-        kind = "a whole number" if integer else "a number"
-        ok = not isinstance(value, bool) and isinstance(value, int if integer else (int, float))
-        if not ok or value < lo or (open_lo and value == lo):
-            bound = f"> {lo}" if open_lo else f">= {lo}"
-            raise ValueError(f"soup.params.{key} must be {kind} {bound}{' or null' if nullable else ''}, got {value!r}")
-
-    if strategy == "gis":
-        number("granularity", 2, integer=True)
+    strategies when called directly (the shared validators of :mod:`gnnzoo.utils.validate` name the key)."""
+    where = "soup.params"
+    if strategy == "gis" and "granularity" in params:
+        integer(params, "granularity", where, lo=2)
     if strategy not in ("learned", "partition_learned"):
         return
-    number("epochs", 1, integer=True)
-    number("lr", 0, open_lo=True)
-    number("weight_decay", 0)
-    number("t0", 1, integer=True, nullable=True)
-    init, keep = params.get("init", "uniform"), params.get("keep", "last")
-    if init not in INITS:
-        raise ValueError(f"soup.params.init must be one of {', '.join(INITS)}, got {init!r}")
-    if keep not in KEEPS:
-        raise ValueError(f"soup.params.keep must be one of {', '.join(KEEPS)}, got {keep!r}")
-    if strategy == "partition_learned" and (init == "greedy" or keep != "last"):
-        raise ValueError(
+    for key, check in (
+        ("epochs", lambda: integer(params, "epochs", where, lo=1)),
+        ("lr", lambda: number(params, "lr", where, lo=0, lo_open=True)),
+        ("weight_decay", lambda: number(params, "weight_decay", where, lo=0)),
+    ):
+        if key in params:
+            check()
+    integer(params, "t0", where, lo=1, optional=True)
+    number(params, "beta_lr", where, lo=0, optional=True)  # null: = lr; 0: the output scale stays 1
+    init = choice({"init": params.get("init", "uniform")}, "init", where, INITS)
+    keep = choice({"keep": params.get("keep", "last")}, "keep", where, KEEPS)
+    choice({"optimizer": params.get("optimizer", "sgd")}, "optimizer", where, tuple(OPTIMIZERS))
+    if strategy != "partition_learned":
+        return
+    if init == "greedy" or keep != "last":
+        raise ConfigError(
             "partition_learned takes neither soup.params.init=greedy nor soup.params.keep=best: both need "
             "full-graph evaluations, which PLS exists to avoid"
         )
-    beta_lr = params.get("beta_lr")
-    if beta_lr is not None and (isinstance(beta_lr, bool) or not isinstance(beta_lr, (int, float)) or beta_lr < 0):
-        raise ValueError(
-            f"soup.params.beta_lr must be null (= lr) or a number >= 0 (0: output scale fixed), got {beta_lr!r}"
+    # the bound by the data (num_parts <= fit nodes) is checked by make_parts
+    choice({"partition": params.get("partition", "metis")}, "partition", where, METHODS)
+    n_parts = integer({"num_parts": params.get("num_parts", 32)}, "num_parts", where, lo=1)
+    per_step = params.get("num_parts_per_step", 4)
+    if isinstance(per_step, bool) or not isinstance(per_step, int) or not 1 <= per_step <= n_parts:
+        raise ConfigError(
+            "soup.params.num_parts (K) and num_parts_per_step (R) must be integers with 1 <= R <= K, "
+            f"got K={n_parts!r}, R={per_step!r}"
         )
-    if params.get("optimizer", "sgd") not in OPTIMIZERS:
-        raise ValueError(
-            f"soup.params.optimizer must be one of {', '.join(OPTIMIZERS)}, got {params.get('optimizer')!r}"
-        )
-    if strategy == "partition_learned":  # the bound by the data (num_parts <= fit nodes) is checked by make_parts
-        if params.get("partition", "metis") not in METHODS:
-            raise ValueError(
-                f"soup.params.partition must be one of {', '.join(METHODS)}, got {params.get('partition')!r}"
-            )
-        n_parts, per_step = params.get("num_parts", 32), params.get("num_parts_per_step", 4)
-        if (
-            not all(isinstance(value, int) and not isinstance(value, bool) for value in (n_parts, per_step))
-            or not 1 <= per_step <= n_parts
-        ):
-            raise ValueError(
-                "soup.params.num_parts (K) and num_parts_per_step (R) must be integers with 1 <= R <= K, "
-                f"got K={n_parts!r}, R={per_step!r}"
-            )
 
 
 @torch.no_grad()

@@ -65,8 +65,8 @@ def number(
     if ok and hi is not None:
         ok = v < hi if hi_open else v <= hi
     if not ok:
-        left = ("(" if lo_open else "[") + ("-inf" if lo is None else f"{lo:g}")
-        right = ("inf" if hi is None else f"{hi:g}") + (")" if hi_open else "]")
+        left = "(-inf" if lo is None else ("(" if lo_open else "[") + f"{lo:g}"
+        right = "inf)" if hi is None else f"{hi:g}" + (")" if hi_open else "]")
         raise ConfigError(
             f"{where}.{key}={_show(v)} is out of range: expected a number in {left}, {right}"
             f"{' (or null)' if optional else ''}"
