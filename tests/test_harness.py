@@ -1,0 +1,72 @@
+"""The benchmark harness (benchmarks/_common.py): cached jobs are keyed by everything that determines them, the
+paired interval is Student's t, and the pool gives every job the same thread budget."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import _common  # noqa: E402
+
+
+def test_a_cached_job_is_reused_only_under_the_same_settings(tmp_path):
+    cache = _common.JobCache(tmp_path, ROOT / "benchmarks" / "pruning.py")
+    calls = []
+
+    def compute(v):
+        calls.append(v)
+        return {"value": v}
+
+    a = cache.run({"seed": 0, "levels": [0.5, 0.9]}, lambda: compute(1))
+    assert a["result"] == {"value": 1} and a["settings"] == {"seed": 0, "levels": [0.5, 0.9]}
+    assert a["code"] == _common.code_digest(str((ROOT / "benchmarks" / "pruning.py").resolve()))
+    assert cache.run({"levels": [0.5, 0.9], "seed": 0}, lambda: compute(2))["result"] == {"value": 1}  # key order
+    assert cache.run({"seed": 0, "levels": [0.5, 0.95]}, lambda: compute(3))["result"] == {"value": 3}  # a setting
+    assert calls == [1, 3]
+    # another script's job with the same settings is another job
+    other = _common.JobCache(tmp_path, ROOT / "benchmarks" / "fms.py")
+    assert other.run({"seed": 0, "levels": [0.5, 0.9]}, lambda: compute(4))["result"] == {"value": 4}
+    # a payload whose stored settings do not match its key is refused, never reused
+    path = cache.path({"seed": 0, "levels": [0.5, 0.9]})
+    payload = json.loads(path.read_text())
+    payload["settings"]["seed"] = 7
+    path.write_text(json.dumps(payload))
+    with pytest.raises(SystemExit, match="other settings or code"):
+        cache.run({"seed": 0, "levels": [0.5, 0.9]}, lambda: compute(5))
+
+
+def test_paired_differences_use_students_t():
+    from scipy import stats
+
+    a, b = [0.81, 0.83, 0.80, 0.84, 0.82], [0.80, 0.80, 0.79, 0.81, 0.80]
+    d = _common.paired(a, b)
+    ci = stats.ttest_1samp([x - y for x, y in zip(a, b)], 0.0).confidence_interval(0.95)
+    assert d["mean"] == pytest.approx((ci.low + ci.high) / 2) and d["ci95"] == pytest.approx((ci.high - ci.low) / 2)
+    assert d["n"] == 5 and d["holds_zero"] is False
+    assert _common.paired([1.0, 2.0], [1.5, 1.5])["holds_zero"] is True
+    rows = _common.paired_rows([(["cell", "x − y"], d)])
+    assert rows[0][:2] == ["cell", "x − y"] and rows[0][-1] == "no" and "±" in rows[0][2]
+    with pytest.raises(ValueError, match="different lengths"):
+        _common.paired([1.0], [1.0, 2.0])
+
+
+def test_run_jobs_gives_every_job_the_same_threads():
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        out = _common.run_jobs(_threads, [1, 2, 3], jobs=1, threads=1)
+        assert sorted(r["item"] for r in out) == [1, 2, 3] and {r["threads"] for r in out} == {1}
+    finally:
+        torch.set_num_threads(before)
+
+
+def _threads(item):
+    import torch
+
+    return {"item": item, "threads": torch.get_num_threads()}
