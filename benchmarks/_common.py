@@ -181,6 +181,16 @@ class JobCache:
             raise SystemExit(f"cached job {f} was stored under other settings or code; delete it")
         return payload
 
+    def stored(self, settings: dict) -> dict | None:
+        """The payload cached under exactly ``settings`` by *any* version of the code (None if there is none); its
+        ``code`` field says which. For re-reporting finished jobs after the code moved on, never for reuse."""
+        want = _canonical(json.loads(_canonical(settings)))
+        for f in sorted(self.dir.glob("*.json")) if self.dir.is_dir() else []:
+            payload = json.loads(f.read_text())
+            if _canonical(payload.get("settings")) == want:
+                return payload
+        return None
+
     def run(self, settings: dict, fn: Callable[[], dict]) -> dict:
         """The cached payload ``{"key", "settings", "code", "result", "job_wall_s"}`` (computed now if missing)."""
         hit = self.get(settings)

@@ -37,6 +37,7 @@ a cached job).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -323,7 +324,15 @@ def job(args: tuple) -> dict:
         }
 
     payload = JobCache(work, __file__).run(settings, search)
-    return {**payload["result"], "settings": payload["settings"], "job_key": payload["key"]}
+    return {**payload["result"], "settings": payload["settings"], "job_key": payload["key"], "code": payload["code"]}
+
+
+def from_cache(cache: JobCache, settings: dict) -> dict:
+    """A finished job's result as cached (``--from-cache``), with its settings, key and code digest."""
+    payload = cache.stored(settings)
+    if payload is None:
+        raise SystemExit(f"--from-cache: no cached job with settings {settings}")
+    return {**payload["result"], "settings": payload["settings"], "job_key": payload["key"], "code": payload["code"]}
 
 
 # ------------------------------------------------------------------------------------------------ report
@@ -416,6 +425,9 @@ def report(name, cells, tables, jobs, budget, seeds, not_run, wall, command) -> 
                             "tau_mean",
                             "continuations",
                             "deepest_epochs",
+                            "settings",
+                            "job_key",
+                            "code",
                         )
                         if k in j
                     },
@@ -486,8 +498,12 @@ def report(name, cells, tables, jobs, budget, seeds, not_run, wall, command) -> 
             "Target: fms lowest mean regret at 25%, 50% and 100% of the budget.",
             md_table(["cell", "budget", "lowest mean regret", "its regret", "fms"], best_rows),
             "Not run: " + ("; ".join(f"{m}: {why}" for m, why in not_run.items()) if not_run else "none") + ".",
-            f"![regret vs epochs]({name}.png)\n\nCompute: {wall:.0f} s of this invocation "
-            "(tables and finished jobs cached in the work folder).",
+            f"![regret vs epochs]({name}.png)\n\nCompute: the searches' own wall times add up to "
+            f"{sum(j['wall_s'] for j in jobs):.0f} s and the tables' training and features to "
+            f"{sum(t['train_wall_s'] + t['feature_wall_s'] for t in tables.values()):.0f} s (worker processes of one "
+            f"torch thread each); {wall:.0f} s of this invocation "
+            "(tables and finished jobs cached in the work folder). Code that produced the jobs (script, library "
+            "digests): " + ", ".join(sorted({json.dumps(j.get("code"), sort_keys=True) for j in jobs})) + ".",
         ]
     )
     write_results(
@@ -526,6 +542,12 @@ def main() -> None:
     ap.add_argument("--work", default=str(Path.home() / ".cache" / "gnnzoo_bench_fms"))
     ap.add_argument("--data-dir", default=os.environ.get("GNNZOO_DATA_DIR", str(ROOT.parent / "shared" / "data")))
     ap.add_argument("--smoke", action="store_true", help="tiny tables and budget: checks the pipeline in minutes")
+    ap.add_argument(
+        "--from-cache",
+        action="store_true",
+        help="report the cached jobs of exactly these settings, "
+        "whatever code version produced them (the report names the code digests); trains nothing",
+    )
     args = ap.parse_args()
     t0 = time.perf_counter()
     work = Path(args.work) / ("smoke" if args.smoke else "full")
@@ -538,9 +560,13 @@ def main() -> None:
     if "ifbo" in methods and (why := ifbo_available()):
         not_run["ifbo"] = why
     tables = {}
+    cache = JobCache(work, __file__)
     for c in cells:
         print(f"table {c} ...", flush=True)
-        tables[c] = build_table(c, work, args.data_dir, args.epochs, args.smoke)
+        if args.from_cache:
+            tables[c] = from_cache(cache, table_settings(c, args.epochs, args.smoke))
+        else:
+            tables[c] = build_table(c, work, args.data_dir, args.epochs, args.smoke)
         print(f"  {tables[c]['configs']} configs, {tables[c]['train_wall_s']:.0f} s", flush=True)
     todo = [
         (job_settings(c, m, s, args.budget, args.epochs, args.smoke), str(work))
@@ -549,9 +575,12 @@ def main() -> None:
         if m not in not_run
         for s in range(args.seeds)
     ]
-    jobs = run_jobs(
-        job, todo, args.jobs, 1, lambda item, r: f"{r['cell']} {r['method']} seed {r['seed']}: {r['wall_s']:.1f} s"
-    )
+    if args.from_cache:
+        jobs = [from_cache(cache, settings) for settings, _ in todo]
+    else:
+        jobs = run_jobs(
+            job, todo, args.jobs, 1, lambda item, r: f"{r['cell']} {r['method']} seed {r['seed']}: {r['wall_s']:.1f} s"
+        )
     cmd = "python benchmarks/fms.py " + " ".join(a for a in sys.argv[1:])
     report(
         "fms_smoke" if args.smoke else "fms",
