@@ -193,7 +193,7 @@ def test_pls_parts_are_checked_and_steps_without_fit_nodes_are_skipped(setup, ca
     for method in ("metis", "random"):  # more parts than fit nodes: one clear error (METIS would degenerate)
         with pytest.raises(ValueError, match=rf"num_parts must be in \[1, {n_fit}\]"):
             make_parts(method, d.edge_index, d.num_nodes, n_fit + 1, d.val_mask, 0)
-    with pytest.raises(ValueError, match="soup.params.partition='spectral': expected one of metis, random"):
+    with pytest.raises(ValueError, match="partition must be one of metis, random"):
         make_parts("spectral", d.edge_index, d.num_nodes, 4, d.val_mask, 0)
     # as many parts as fit nodes: METIS leaves some empty; the ids come back compact (no empty part)
     parts = make_parts("metis", d.edge_index, d.num_nodes, n_fit, d.val_mask, 0)
