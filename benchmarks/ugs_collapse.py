@@ -18,27 +18,23 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, JobCache, compose, md_table, run_jobs, write_results  # noqa: E402
+from pruning import UGS_L1, W_RATE  # noqa: E402
+from pruning import _base as pruning_overrides  # noqa: E402
 
 
 def _base(seed: int, zoo: Path, data_dir: str, floor: int, rounds: int) -> list[str]:
-    level = math.floor(1e4 * (1 - 0.8**rounds)) / 1e4
-    return [
-        "dataset=citeseer",
-        "backbone=gcn",
-        f"seed={seed}",
-        "logger=none",
-        "threads=1",
-        "trainer.enable_progress_bar=false",
-        f"paths.zoo_dir={zoo}",
-        f"paths.data_dir={data_dir}",
-        f"paths.output_dir={zoo}/out",
-        f"paths.cache_dir={zoo.parent}/cache",
+    """The pruning benchmark's overrides for this cell and seed, UGS with its CiteSeer GCN settings, ``floor``."""
+    level = math.floor(1e4 * (1 - (1 - W_RATE) ** rounds)) / 1e4
+    l1_graph, l1_weight = UGS_L1[("citeseer", "gcn")]
+    base = [o for o in pruning_overrides("citeseer", "gcn", seed, zoo, data_dir) if "min_per_neuron" not in o]
+    return base + [
         "pruning=imp_ugs",
         f"pruning.weight_sparsity={level}",
         "pruning.graph_sparsity=0",
         f"pruning.rounds={rounds}",
-        "pruning.l1_weight=0.01",
-        "pruning.l1_graph=0.01",
+        f"pruning.rate_weight={W_RATE}",
+        f"pruning.l1_weight={l1_weight}",
+        f"pruning.l1_graph={l1_graph}",
         f"pruning.min_per_neuron={floor}",
     ]
 
@@ -85,7 +81,7 @@ def job(args: tuple) -> dict:
         "seed": seed,
         "min_per_neuron": floor,
         "rounds": rounds,
-        "overrides": _base(seed, Path("."), "", floor, rounds)[:3],
+        "overrides": [o for o in _base(seed, Path("."), "", floor, rounds) if not o.startswith("paths.")],
     }
     return JobCache(work, __file__).run(settings, lambda: _run(seed, floor, rounds, Path(work), data_dir))["result"]
 

@@ -480,3 +480,35 @@ def test_fms_sweeper_refuses_what_it_cannot_honour(tmp_path, extra, match):
     p = run_train(FMS_ARGS + ["hydra.sweeper.budget=10"] + extra, tmp_path)
     assert p.returncode != 0 and match in p.stderr, p.stderr[-2000:]
     assert not (tmp_path / "zoo").exists() or not [e for e in Zoo(tmp_path / "zoo").entries()]
+
+
+def test_tau_is_per_iteration_and_read_from_the_truth_oracle():
+    """With a truth oracle each iteration's τ ranks every candidate's one-step forecast against its true outcome
+    (reversed outcomes give the opposite τ, iteration by iteration, while the decisions stay the same); without
+    one, τ is that of the launched batch (undefined for one launch) and the pool is kept as ``tau_pooled``."""
+    import math
+
+    from gnnzoo.search.loop import Search
+    from gnnzoo.search.space import SearchSpace
+
+    def truth(sign):
+        def oracle(launches):
+            a = [0.9 - 0.2 * abs(math.log10(ln.point["lr"]) + 2) - 50 * ln.point["wd"] for ln in launches]
+            return [sign * (x * (1 - math.exp(-ln.target * ln.point["lr"] * 20))) for x, ln in zip(a, launches)]
+
+        return oracle
+
+    runs = {}
+    for name, oracle in (("up", truth(1.0)), ("down", truth(-1.0)), ("none", None)):
+        calls = []
+        st = Search(SearchSpace(TOY_SPACE), _settings(), _toy_runner(calls), truth=oracle).run()
+        runs[name] = (st, calls)
+    up, down, none = (runs[k][0]["history"] for k in ("up", "down", "none"))
+    assert runs["up"][1] == runs["down"][1] == runs["none"][1]  # the oracle never changes a decision
+    scored = [h for h in up if h.get("fit_s") is not None and h["tau"] == h["tau"]]
+    assert scored, "no iteration was scored against the oracle"
+    for a, b in zip(up, down):
+        if a["tau"] == a["tau"]:
+            assert a["tau"] == pytest.approx(-b["tau"])
+    assert all(math.isnan(h["tau"]) for h in none)  # batch_size 1: one forecast per iteration, no τ
+    assert any(h["tau_pooled"] == h["tau_pooled"] for h in none)

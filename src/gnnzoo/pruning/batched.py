@@ -9,6 +9,7 @@ from omegaconf import DictConfig
 
 from gnnzoo.batched.trainer import BatchedJob, seed_configs, train_batched
 from gnnzoo.pruning.context import PruningContext
+from gnnzoo.tasks.backbone import seed_summary
 from gnnzoo.utils.config import backbone_config
 from gnnzoo.utils.logging import console
 
@@ -84,19 +85,14 @@ def run_seeds(cfg: DictConfig, n: int, run_one: Callable[[DictConfig], dict]) ->
                 results.append({**run_one(c), "status": "completed"})
             except Exception as err:  # recorded by train(); the other seeds go on
                 results.append({"run_id": None, "status": "failed", "error": f"{type(err).__name__}: {err}"})
-    values, failed = [], []
-    for c, r in zip(cfgs, results):
-        if r.get("status") == "failed":
-            console.print(f"[red]failed[/] seed={c.seed}: {r.get('error')}")
-            failed.append(f"seed={c.seed}: {r.get('error')}")
-        else:
-            values.append(float(r[cfg.monitor.metric]))
-            console.print(
-                f"seed={c.seed}: ticket {r['run_id']} {cfg.monitor.metric}={values[-1]:.4f} "
-                f"test/acc={r['test/acc']:.4f}"
-            )
-    if not values:
-        raise RuntimeError(f"all {n} seeds failed; first: {failed[0]}")
+
+    def show(c: DictConfig, r: dict) -> None:
+        console.print(
+            f"seed={c.seed}: ticket {r['run_id']} {cfg.monitor.metric}={float(r[cfg.monitor.metric]):.4f} "
+            f"test/acc={r['test/acc']:.4f}"
+        )
+
+    values, failed = seed_summary(cfg, cfgs, results, show)
     mean = sum(values) / len(values)
     console.print(f"{len(values)}/{n} tickets completed; mean {cfg.monitor.metric} = {mean:.4f}")
     return {

@@ -386,6 +386,24 @@ def _write(zoo: Zoo, rec: dict, recorder: ZooRecorder, t0: float, files: dict | 
     return zoo.write(rec, recorder.best_state if rec["status"] == "completed" else None, files=files)
 
 
+def seed_summary(
+    cfg: DictConfig, cfgs: Sequence[DictConfig], results: Sequence[dict], show: Callable[[DictConfig, dict], None]
+) -> tuple[list[float], list[str]]:
+    """The monitored values of the seeds that completed (each shown with ``show``) and a line per failed seed;
+    every seed failing is an error (``zoo.parallel_models``: the other seeds go on when one fails)."""
+    values, failed = [], []
+    for c, r in zip(cfgs, results):
+        if r.get("status") == "failed":
+            console.print(f"[red]failed[/] seed={c.seed}: {r.get('error')}")
+            failed.append(f"seed={c.seed}: {r.get('error')}")
+            continue
+        show(c, r)
+        values.append(float(r[cfg.monitor.metric]))
+    if not values:
+        raise RuntimeError(f"all {len(cfgs)} seeds failed; first: {failed[0]}")
+    return values, failed
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     """The backbone task: one run, or ``zoo.parallel_models`` seeds of it trained together (batched).
     Returns the run's metrics with ``value`` (the monitored metric; for several seeds, their mean)."""
@@ -413,16 +431,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 results.append({**train(c), "status": "completed"})
             except Exception as err:  # recorded by train(); the other seeds go on
                 results.append({"run_id": run_id(c), "status": "failed", "error": f"{type(err).__name__}: {err}"})
-    values, failed = [], []
-    for c, r in zip(cfgs, results):
-        if r.get("status") == "failed":
-            console.print(f"[red]failed[/] seed={c.seed}: {r.get('error')}")
-            failed.append(f"seed={c.seed}: {r.get('error')}")
-            continue
-        print_result(c, r)
-        values.append(float(r[cfg.monitor.metric]))
-    if not values:
-        raise RuntimeError(f"all {n} seeds failed; first: {failed[0]}")
+    values, failed = seed_summary(cfg, cfgs, results, print_result)
     mean = statistics.fmean(values)
     console.print(f"{len(values)}/{n} seeds completed; mean {cfg.monitor.metric} = {mean:.4f}")
     return {

@@ -231,16 +231,9 @@ class NGGNN(_NGBase):
 
 class NGTransformer(_NGBase):
     """Relational transformer over the neural graph's edges (see the module docstring), attention per head
-    over each neuron's neighbours along the weights (``heads`` must divide ``d``).
+    over each neuron's neighbours along the weights.
 
-    Args:
-        max_inputs, max_hidden, max_outputs: the positional table's size (:class:`Positions`).
-        d: node width; d_edge: edge width; layers: message-passing layers; dropout: in the MLPs.
-        d_out: outputs per graph (1: the predicted target).
-
-    Shapes:
-        - **input:** a ``Batch`` of neural graphs (:func:`gnnzoo.weightspace.graph.to_graph`) of ``G`` graphs
-        - **output:** ``forward -> [G]`` (``[G, d_out]`` when ``d_out > 1``); ``embed -> [G, 4 d]``
+    Args and shapes as :class:`NGGNN`, plus ``heads``: attention heads per layer (they must divide ``d``).
     """
 
     def __init__(

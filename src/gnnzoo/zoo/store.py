@@ -125,13 +125,15 @@ class ZooEntry:
             raise ZooError(f"{self.path / name} does not match the digest in its record (corrupt)")
         return state
 
-    def ticket(self) -> dict[str, torch.Tensor]:
+    def ticket(self, shapes: Mapping[str, tuple] | None = None) -> dict[str, torch.Tensor]:
         """A pruned entry's masks (bool, True = kept) from ``ticket.safetensors``: one per pruned weight tensor,
         and ``edge_keep`` (one entry per edge unit, see ``gnnzoo.backbones.EdgeUnits``) when it pruned the graph.
         Every mask is checked against the entry's weights (name and shape) and the edge mask against the number of
-        edge units the record names, so a foreign or damaged ticket fails here, naming the entry, not at a forward."""
+        edge units the record names, so a foreign or damaged ticket fails here, naming the entry, not at a forward.
+        ``shapes``: the weights' shapes when the caller has them loaded (else the weights are read for them)."""
         masks = {k: v.bool() for k, v in self.file(TICKET).items()}
-        shapes = {k: tuple(v.shape) for k, v in self.state_dict().items()}
+        if shapes is None:
+            shapes = {k: tuple(v.shape) for k, v in self.state_dict().items()}
         where = f"zoo entry {self.run_id} ({self.path / TICKET})"
         for name, m in masks.items():
             if name == EDGE_KEY:
@@ -162,9 +164,10 @@ class ZooEntry:
         comes back as a :class:`PrunedBackbone`: its weights (zeros where pruned), its masks, and its edge mask,
         which removes the pruned edges of the graph it was pruned on before every forward."""
         model = self.build_backbone()
-        model.load_state_dict(self.state_dict())
+        state = self.state_dict()
+        model.load_state_dict(state)
         if self.record.get("kind") == "pruned" and TICKET in (self.record.get("files") or {}):
-            masks = self.ticket()
+            masks = self.ticket({k: tuple(v.shape) for k, v in state.items()})
             edge_keep = masks.pop(EDGE_KEY, None)
             info = self.record.get("pruning") or {}
             if info.get("renormalize") is False and hasattr(model, "renormalize"):
