@@ -70,3 +70,43 @@ def _threads(item):
     import torch
 
     return {"item": item, "threads": torch.get_num_threads()}
+
+
+def test_pruning_max_sparsity_is_the_last_level_before_the_first_failure_at_common_levels():
+    """A level that passes after a failing one does not count; UGS's intermediate rounds are not compared; one-shot's
+    dense run is not added to its search time (its ``search_s`` already holds it)."""
+    import pruning
+
+    def row(method, rnd, acc):
+        return {
+            "method": method,
+            "axis": "weight",
+            "round": rnd,
+            "weight_sparsity": pruning.W_LEVEL[rnd],
+            "graph_sparsity": 0.0,
+            "mac_saving": 0.5,
+            "test_acc": acc,
+            "val_acc": acc,
+            "search_s": 10.0,
+            "retrain_s": 2.0,
+            "epochs": 5,
+            "min_layer_density": 0.1,
+        }
+
+    accs = {2: 0.80, 4: 0.80, 6: 0.70, 8: 0.80}  # dense 0.80: the 6-round level fails, the 8-round one passes
+    jobs = [
+        {
+            "dataset": "cora",
+            "backbone": "gcn",
+            "seed": s,
+            "dense_acc": 0.80,
+            "dense_wall_s": 100.0,
+            "rows": [row("one_shot", k, a) for k, a in accs.items()] + [row("imp_ugs", 3, 0.80)],
+        }
+        for s in (0, 1)
+    ]
+    summary, curves, _ = pruning.aggregate(jobs)
+    cell = summary["cora/gcn"]
+    assert cell["max_weight_sparsity"]["one_shot"] == pytest.approx(pruning.W_LEVEL[4])  # not W_LEVEL[8]
+    assert cell["search_wall_s"]["one_shot"] == pytest.approx(12.0)  # 10 + 2, no dense run added again
+    assert curves["cora/gcn"]["imp_ugs/weight"] == []  # round 3 is not a common level
