@@ -10,7 +10,7 @@ from conftest import make_cfg
 from gnnzoo.backbones import BACKBONES
 from gnnzoo.tasks.run import run_task
 from gnnzoo.utils.errors import ConfigError
-from gnnzoo.weightspace.dataset import ZooGraphs, checkpoints, split_by_run
+from gnnzoo.weightspace.dataset import ZooGraphs, checkpoints, split_checkpoints
 from gnnzoo.weightspace.encoder import TrainedEncoder, build_encoder, data_dims
 from gnnzoo.weightspace.graph import UnsupportedBackbone, from_graph, spec_of, to_graph
 from gnnzoo.zoo import Zoo
@@ -154,28 +154,30 @@ def _zoo(tmp_path, n=9):
     return Zoo(tmp_path / "zoo")
 
 
-def test_the_zoo_as_a_dataset_split_by_run(tmp_path):
+def test_the_zoo_as_a_dataset_split_by_trajectory(tmp_path):
     zoo = _zoo(tmp_path, n=6)
     items = checkpoints(zoo)
-    assert len(items) == 6 * 4  # best-val + 3 snapshots per run
+    # best-val + 3 snapshots per run, a best-val epoch that is also a snapshot epoch listed once
+    expected = sum(3 + (zoo[r].record["best_epoch"] + 1 not in (4, 8, 12)) for r in {c.run_id for c in items})
+    assert len(items) == expected and len({(c.run_id, c.epoch) for c in items}) == expected
     for c in items:  # the target is the curve's value at the checkpoint's epoch
         rec = zoo[c.run_id].record
         assert c.target == pytest.approx(rec["curves"]["val/acc"][rec["curves"]["epoch"].index(c.epoch - 1)])
     ds = ZooGraphs(zoo, items, tmp_path / "cache")
     again = ZooGraphs(zoo, items, tmp_path / "cache")  # processed once, cached on disk
-    assert len(ds) == len(again) == 24 and torch.equal(ds[5].edge_attr, again[5].edge_attr)
+    assert len(ds) == len(again) == expected and torch.equal(ds[5].edge_attr, again[5].edge_attr)
     snap = next(i for i, c in enumerate(items) if c.snapshot == 8)
     st = zoo[items[snap].run_id].snapshot(8)
     assert torch.equal(ds[snap].edge_attr, to_graph(spec_of("gcn", st), st).edge_attr)
+    trajs = {c.trajectory for c in items}
+    assert len(trajs) == 6  # six configurations, six trajectories
     for seed in range(5):
-        s = split_by_run(ds.runs, seed=seed)
-        assert set().union(*s.values()) == set(ds.runs) and not (
+        s = split_checkpoints(items, seed=seed)
+        assert set().union(*s.values()) == trajs and not (
             s["train"] & s["val"] or s["train"] & s["test"] or s["val"] & s["test"]
         )
-        by_split = {k: {c.run_id for c in items if c.run_id in v} for k, v in s.items()}
-        assert sum(len(v) for v in by_split.values()) == len(ds.runs)  # every run's checkpoints on one side
-    with pytest.raises(ConfigError, match="cannot be split by run"):
-        split_by_run(["a", "b"])
+    with pytest.raises(ConfigError, match="cannot be split"):
+        split_checkpoints(items[:1])
 
 
 @pytest.mark.parametrize(
@@ -232,7 +234,7 @@ def test_encoder_errors_are_clear(tmp_path):
 def test_the_scatter_plot_goes_to_wandb_when_it_is_the_logger(tmp_path):
     import wandb
 
-    _zoo(tmp_path, n=4)
+    _zoo(tmp_path, n=6)
     run_task(make_cfg(SYN + ["encoder=stat", "encoder.epochs=2", "logger=wandb"], tmp_path))
     assert wandb.run is None and (tmp_path / "out" / "encoder_stat.png").is_file()
     runs = sorted((tmp_path / "out" / "wandb").glob("offline-run-*"))

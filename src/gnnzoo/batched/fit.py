@@ -79,8 +79,10 @@ class BatchTracker:
         for m in running:  # zoo.snapshot_every, as the single path's recorder
             if self.snap_every[m] and (epoch + 1) % self.snap_every[m] == 0:
                 rel = f"{SNAPSHOTS}/epoch_{epoch + 1:04d}.safetensors"
-                save_weights(self.snap_dirs[m] / rel, model.single_state(m), metadata={"epoch": str(epoch + 1)})
-                self.snapshots[m].append({"epoch": epoch + 1, "file": rel})
+                digest = save_weights(
+                    self.snap_dirs[m] / rel, model.single_state(m), metadata={"epoch": str(epoch + 1)}
+                )
+                self.snapshots[m].append({"epoch": epoch + 1, "file": rel, "sha256": digest})
         if bool(improved.any()):
             self.best_val = torch.where(improved, value, self.best_val)
             for m in improved.nonzero().view(-1).tolist():

@@ -367,8 +367,10 @@ def _write_resume_point(entry_dir, recorder: ZooRecorder, state_cb: _TrainingSta
     from gnnzoo.utils.io import atomic_write_bytes
 
     rel = f"{SNAPSHOTS}/epoch_{epochs:04d}.safetensors"
-    save_weights(entry_dir / rel, state_cb.last_weights, metadata={"epoch": str(epochs)})
-    recorder.snapshots = [s for s in recorder.snapshots if s["epoch"] != epochs] + [{"epoch": epochs, "file": rel}]
+    digest = save_weights(entry_dir / rel, state_cb.last_weights, metadata={"epoch": str(epochs)})
+    recorder.snapshots = [s for s in recorder.snapshots if s["epoch"] != epochs] + [
+        {"epoch": epochs, "file": rel, "sha256": digest}
+    ]
     buf = io.BytesIO()
     torch.save(state_cb.final, buf)
     atomic_write_bytes(entry_dir / RESUME / f"epoch_{epochs:04d}.pt", buf.getvalue())

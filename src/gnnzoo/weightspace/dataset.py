@@ -1,5 +1,6 @@
-"""The zoo as a dataset of neural graphs: one graph per checkpoint (best-val weights and snapshots), its
-record's fields as targets, splits by run (never by checkpoint), processed once and cached on disk."""
+"""The zoo as a dataset of neural graphs: one graph per checkpoint (best-val weights and snapshots; identical
+weights once), its record's fields as targets, splits by trajectory (never by run or checkpoint), processed once
+and cached on disk."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from torch_geometric.data import Data, InMemoryDataset
 
 from gnnzoo.utils.errors import ConfigError
 from gnnzoo.weightspace.graph import UnsupportedBackbone, spec_of, to_graph
+from gnnzoo.zoo.checkpoints import list_checkpoints
+from gnnzoo.zoo.splits import make_split
 from gnnzoo.zoo.store import Zoo, ZooError
 
 
@@ -27,6 +30,7 @@ class Checkpoint:
     target: float
     backbone: str
     dataset: str
+    trajectory: str  # the runs that share these weights (gnnzoo.zoo.checkpoints); splits are by trajectory
 
 
 def _target_at(rec: dict, key: str, epoch: int) -> float | None:
@@ -46,33 +50,24 @@ def checkpoints(
     snapshots: bool = True,
     target: str = "val/acc",
 ) -> list[Checkpoint]:
-    """The checkpoints of a zoo query, each with ``target`` (a curve key) at its epoch, sorted by run and epoch.
+    """The checkpoints of a zoo query (:func:`gnnzoo.zoo.checkpoints.list_checkpoints`: identical weights kept
+    once, each with its trajectory), each with ``target`` (a curve key) at its epoch, sorted by run and epoch.
 
     A ``target`` that none of the selected entries records is a :class:`ConfigError` naming the curves they have."""
-    out, matched, curve_keys = [], 0, set()
-    for e in zoo.entries():
-        rec = e.record
-        if rec.get("status") != "completed" or rec.get("kind", "run") not in kinds:
-            continue
-        if datasets and rec.get("dataset") not in datasets or backbones and rec.get("backbone") not in backbones:
-            continue
-        matched += 1
-        curve_keys |= set(rec.get("curves") or {}) - {"epoch"}
-        best = rec.get("best_epoch")
-        if best is not None:
-            y = _target_at(rec, target, best + 1)
-            if y is not None:
-                out.append(Checkpoint(e.run_id, best + 1, None, y, rec["backbone"], rec["dataset"]))
-        if snapshots:
-            for snap in rec.get("snapshots") or []:
-                y = _target_at(rec, target, int(snap["epoch"]))
-                if y is not None:
-                    out.append(
-                        Checkpoint(e.run_id, int(snap["epoch"]), int(snap["epoch"]), y, rec["backbone"], rec["dataset"])
-                    )
-    if matched and not out and target not in curve_keys:
+    where = {k: list(v) for k, v in (("dataset", datasets), ("backbone", backbones)) if v}
+    listed = list_checkpoints(zoo, kinds=kinds, where=where, snapshots=snapshots)
+    out = []
+    for c in listed.items:
+        y = _target_at(listed.entries[c.run_id].record, target, c.epoch)
+        if y is not None:
+            # a snapshot that is also the best-val weights is read as the best-val file (snapshot=None)
+            out.append(
+                Checkpoint(c.run_id, c.epoch, None if c.best else c.epoch, y, c.backbone, c.dataset, c.trajectory)
+            )
+    curve_keys = {k for e in listed.entries.values() for k in (e.record.get("curves") or {})} - {"epoch"}
+    if listed.entries and not out and target not in curve_keys:
         raise ConfigError(
-            f"encoder.target={target!r} is not a curve of the {matched} completed entries the zoo query "
+            f"encoder.target={target!r} is not a curve of the {len(listed.entries)} completed entries the zoo query "
             f"selects in {zoo.root}; their curves: {', '.join(sorted(curve_keys)) or 'none'}"
         )
     return sorted(out, key=lambda c: (c.run_id, c.epoch, c.snapshot is None))
@@ -117,22 +112,16 @@ class ZooGraphs(InMemoryDataset):
         self.save(graphs, self.processed_paths[0])
 
 
-def split_by_run(
-    runs: Sequence[str], fractions: Sequence[float] = (0.7, 0.15, 0.15), seed: int = 0
+def split_checkpoints(
+    items: Sequence[Checkpoint],
+    by: str = "random",
+    fractions: Sequence[float] = (0.7, 0.15, 0.15),
+    seed: int = 0,
+    held: str | None = None,
 ) -> dict[str, set[str]]:
-    """Runs shuffled by ``seed`` and cut into train/val/test by ``fractions`` (every split gets >= 1 run)."""
-    runs = sorted(runs)
-    if len(runs) < 3:
-        raise ConfigError(f"a zoo of {len(runs)} run(s) cannot be split by run into train/val/test (need >= 3)")
-    g = torch.Generator().manual_seed(int(seed))
-    order = [runs[i] for i in torch.randperm(len(runs), generator=g).tolist()]
-    n_val = max(1, int(round(fractions[1] * len(runs))))
-    n_test = max(1, int(round(fractions[2] * len(runs))))
-    n_train = len(runs) - n_val - n_test
-    if n_train < 1:
-        raise ConfigError(f"{len(runs)} runs leave no training run for split fractions {tuple(fractions)}")
-    return {
-        "train": set(order[:n_train]),
-        "val": set(order[n_train : n_train + n_val]),
-        "test": set(order[n_train + n_val :]),
-    }
+    """The trajectories of ``items`` split into train / val / test (``gnnzoo.zoo.splits``): ``by`` is ``random``,
+    ``dataset`` or ``backbone`` (leave ``held`` out as the test set). Every checkpoint of a trajectory lands on
+    one side, so no run and no copy of its weights is on two."""
+    dataset_of = {c.trajectory: c.dataset for c in items}
+    backbone_of = {c.trajectory: c.backbone for c in items}
+    return {k: set(v) for k, v in make_split(by, dataset_of, backbone_of, fractions, seed, held).items()}

@@ -2,7 +2,8 @@
 from its weights, on the zoo's own checkpoints.
 
 The zoo query (``encoder.zoo``: kinds, datasets, backbones, snapshots) becomes a cached dataset of neural
-graphs; runs (never single checkpoints) are split into train/val/test; the encoder trains with MSE on
+graphs (identical weights once); trajectories (runs that share weights; never single runs or checkpoints) are
+split into train/val/test; the encoder trains with MSE on
 standardised targets and is selected by validation Kendall τ; the test metrics (τ, R², MSE on held-out runs)
 and a predicted-vs-true scatter plot are reported; the trained encoder is a zoo entry of kind ``encoder``
 (weights + everything needed to rebuild it) that :class:`gnnzoo.weightspace.encoder.TrainedEncoder` loads back,
@@ -28,11 +29,12 @@ from gnnzoo.utils.errors import ConfigError
 from gnnzoo.utils.logging import close_loggers, console, instantiate_loggers
 from gnnzoo.utils.plots import log_image, png
 from gnnzoo.utils.seed import seed_everything
-from gnnzoo.utils.validate import integer, number
-from gnnzoo.weightspace.dataset import ZooGraphs, checkpoints, split_by_run
+from gnnzoo.utils.validate import choice, integer, number
+from gnnzoo.weightspace.dataset import ZooGraphs, checkpoints, split_checkpoints
 from gnnzoo.weightspace.encoder import build_encoder, data_dims
 from gnnzoo.weightspace.module import EncoderModule
 from gnnzoo.zoo.record import build_record, now_iso
+from gnnzoo.zoo.splits import SPLIT_KINDS
 from gnnzoo.zoo.stage import StageOutput, cached_stage
 from gnnzoo.zoo.store import Zoo
 
@@ -49,6 +51,8 @@ def check_encoder(cfg: DictConfig) -> None:
     fr = list(e.split.fractions)
     if len(fr) != 3 or any(f <= 0 for f in fr) or abs(sum(fr) - 1) > 1e-6:
         raise ConfigError(f"encoder.split.fractions={fr}: three positive fractions (train, val, test) summing to 1")
+    if choice(e.split, "by", "encoder.split", SPLIT_KINDS) != "random" and not e.split.get("held"):
+        raise ConfigError(f"encoder.split.by={e.split.by} holds one {e.split.by} out: set encoder.split.held=<name>")
 
 
 def _scatter_plot(preds: dict, path: Path, title: str) -> None:
@@ -67,7 +71,8 @@ def _scatter_plot(preds: dict, path: Path, title: str) -> None:
 
 
 def _dataset(cfg: DictConfig, zoo: Zoo) -> tuple[list, ZooGraphs, dict, dict]:
-    """The zoo query's checkpoints, their neural graphs, the split of runs and the checkpoint indices per split."""
+    """The zoo query's checkpoints, their neural graphs, the split of trajectories and the checkpoint indices per
+    split."""
     e = cfg.encoder
     q = OmegaConf.to_container(e.zoo, resolve=True)
     items = checkpoints(
@@ -79,8 +84,9 @@ def _dataset(cfg: DictConfig, zoo: Zoo) -> tuple[list, ZooGraphs, dict, dict]:
         target=e.target,
     )
     ds = ZooGraphs(zoo, items, Path(cfg.paths.cache_dir) / "weightspace")
-    splits = split_by_run(ds.runs, list(e.split.fractions), int(e.split.seed))
-    idx = {k: [i for i, c in enumerate(items) if c.run_id in runs] for k, runs in splits.items()}
+    sp = e.split
+    splits = split_checkpoints(items, sp.get("by", "random"), list(sp.fractions), int(sp.seed), sp.get("held"))
+    idx = {k: [i for i, c in enumerate(items) if c.trajectory in trajs] for k, trajs in splits.items()}
     return items, ds, splits, idx
 
 
@@ -132,10 +138,10 @@ def _train(cfg: DictConfig, zoo: Zoo, rid: str, items: list, ds: ZooGraphs, spli
     """Train the encoder as the zoo entry ``rid``; a failure is recorded (status failed) and re-raised."""
     enc = cfg.encoder
     model, model_kwargs, module, loaders, (y_mean, y_std) = _model_and_loaders(cfg, items, ds, idx)
-    n_runs = {k: len(v) for k, v in splits.items()}
+    n_traj = {k: len(v) for k, v in splits.items()}
     console.print(
         f"[bold]encoder[/] {enc.name}: {len(items)} checkpoints of {len(ds.runs)} runs "
-        f"(train/val/test runs {n_runs['train']}/{n_runs['val']}/{n_runs['test']}), "
+        f"(train/val/test trajectories {n_traj['train']}/{n_traj['val']}/{n_traj['test']}), "
         f"{sum(p.numel() for p in model.parameters())} parameters"
     )
     rec = build_record(
@@ -153,7 +159,8 @@ def _train(cfg: DictConfig, zoo: Zoo, rid: str, items: list, ds: ZooGraphs, spli
             "target": enc.target,
             "checkpoints": len(items),
             "runs": len(ds.runs),
-            "splits": {k: sorted(v) for k, v in splits.items()},
+            "splits": {k: sorted(v) for k, v in splits.items()},  # trajectories
+            "split_by": str(cfg.encoder.split.get("by", "random")),
             "split_checkpoints": {k: len(v) for k, v in idx.items()},
         },
     )

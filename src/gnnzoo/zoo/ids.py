@@ -109,6 +109,23 @@ def resumable_run_id(cfg: DictConfig | Mapping[str, Any], engine: str = "single"
     return hash_id(tree)
 
 
+# What a trajectory leaves out of a run's identity: how long it trains and what stops it or picks its best epoch.
+# Two runs of one configuration that differ only there share their weights up to the shorter one's end.
+TRAJECTORY_IGNORE = ("trainer.max_epochs", "trainer.max_steps", "trainer.max_time", "monitor", "callbacks")
+
+
+def trajectory_id(cfg: DictConfig | Mapping[str, Any], engine: str = "single") -> str:
+    """The trajectory of a backbone run: its identity without :data:`TRAJECTORY_IGNORE` (and without the resumable
+    mark, a resumable run continues one trajectory). ``engine`` is kept: the engines draw different dropout masks.
+    Leaving a key out can only merge trajectories, never split one, so a split by trajectory never leaks."""
+    tree = identity_config(cfg, "single")
+    for key in TRAJECTORY_IGNORE:
+        _drop(tree, key)
+    tree["engine"] = engine
+    tree["trajectory"] = True
+    return hash_id(tree)
+
+
 def tensors_digest(state: Mapping[str, torch.Tensor]) -> str:
     """sha256 over names, dtypes, shapes and bytes of a state dict (order independent)."""
     h = hashlib.sha256()

@@ -11,7 +11,7 @@ from typing import Any, Iterable
 
 from omegaconf import DictConfig, OmegaConf
 
-from gnnzoo.zoo.ids import ENGINES, IDENTITY
+from gnnzoo.zoo.ids import ENGINES, IDENTITY, trajectory_id
 
 SCHEMA = "gnnzoo.record/1"
 STATUSES = ("completed", "failed")
@@ -119,6 +119,8 @@ def build_record(
         "host": host_info(),
         "batch": None,  # batched runs: {"size", "index", "wall_time_s"} of the batch they trained in
     }
+    if kind == "run":  # runs that share weights (one config, other lengths) share it; see gnnzoo.zoo.trajectory
+        rec["trajectory"] = trajectory_id(plain, engine)
     rec.update(fields)
     return rec
 

@@ -95,9 +95,11 @@ class ZooRecorder(pl.Callback):
                 self.stopped_epoch = epoch
         if self.snapshot_every and self.entry_dir and trainer.is_global_zero and (epoch + 1) % self.snapshot_every == 0:
             rel = f"{SNAPSHOTS}/epoch_{epoch + 1:04d}.safetensors"
-            save_weights(self.entry_dir / rel, pl_module.backbone.state_dict(), metadata={"epoch": str(epoch + 1)})
+            digest = save_weights(
+                self.entry_dir / rel, pl_module.backbone.state_dict(), metadata={"epoch": str(epoch + 1)}
+            )
             self.snapshots = [s for s in self.snapshots if s["epoch"] != epoch + 1] + [
-                {"epoch": epoch + 1, "file": rel}
+                {"epoch": epoch + 1, "file": rel, "sha256": digest}
             ]
 
     def metric_at_best(self, key: str) -> float | None:

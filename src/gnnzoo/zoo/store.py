@@ -151,7 +151,10 @@ class ZooEntry:
     def snapshot(self, epoch: int) -> dict[str, torch.Tensor]:
         for snap in self.record.get("snapshots", []):
             if snap["epoch"] == epoch:
-                return load_weights(self.path / snap["file"])
+                state = load_weights(self.path / snap["file"])
+                if snap.get("sha256") and tensors_digest(state) != snap["sha256"]:
+                    raise ZooError(f"{self.path / snap['file']} does not match the digest in its record (corrupt)")
+                return state
         raise ZooError(f"zoo entry {self.run_id} has no snapshot at epoch {epoch}")
 
     def build_backbone(self) -> nn.Module:
@@ -306,6 +309,14 @@ class Zoo:
 
     def load(self, run_id: str, eval_mode: bool = True) -> nn.Module:
         return self[run_id].load(eval_mode)
+
+    @classmethod
+    def from_export(cls, path: str | Path, root: str | Path | None = None, verify: bool = True) -> "Zoo":
+        """The zoo of an export folder (``python -m gnnzoo.zoo export``), written into ``root`` (default: a cache
+        folder named by the export's manifest; a second call reuses it) so every method reads it like any zoo."""
+        from gnnzoo.zoo.exported import default_import_root, import_export
+
+        return import_export(path, root if root is not None else default_import_root(path), verify=verify)
 
 
 def _flatten(prefix: str, tree: Any, out: dict) -> None:
