@@ -222,6 +222,24 @@ def test_batched_run_depends_on_its_own_seed_only(tmp_path):
     assert Zoo(tmp_path / "z9")[other["run_id"]].record["curves"]["train/loss"] != ref["curves"]["train/loss"]
 
 
+def test_each_model_of_a_batch_stops_at_its_own_length(tmp_path):
+    """A 6-epoch run batched with a 10-epoch one is the 6-epoch run trained alone (curve, weights, snapshots)."""
+    ov = SYN + ["backbone.dropout=0.5", "monitor.patience=null", "zoo.snapshot_every=3"]
+    alone = train_batched([make_cfg(ov + ["seed=1", "trainer.max_epochs=6"], tmp_path / "a")], progress=False)[0]
+    cfgs = [make_cfg(ov + [f"seed={s}", f"trainer.max_epochs={e}"], tmp_path / "b") for s, e in ((1, 6), (2, 10))]
+    assert len(group_configs(cfgs, max_models=8)) == 1  # one batch
+    short, long_ = train_batched(cfgs, progress=False)
+    assert short["run_id"] == alone["run_id"]
+    a, b = Zoo(tmp_path / "a" / "zoo")[alone["run_id"]], Zoo(tmp_path / "b" / "zoo")[short["run_id"]]
+    assert b.record["curves"]["epoch"] == list(range(6)) and b.record["best_epoch"] == a.record["best_epoch"]
+    for k in ("train/loss", "val/loss", "val/acc", "test/acc"):  # equal up to float summation order
+        assert b.record["curves"][k] == pytest.approx(a.record["curves"][k], abs=1e-5), k
+    assert [s["epoch"] for s in b.record["snapshots"]] == [3, 6]
+    for x, y in ((a.snapshot(6), b.snapshot(6)), (a.state_dict(), b.state_dict())):
+        assert all(torch.allclose(x[k], y[k], atol=1e-5) for k in x)
+    assert len(Zoo(tmp_path / "b" / "zoo")[long_["run_id"]].record["curves"]["epoch"]) == 10
+
+
 def test_block_sparse_first_layer_with_dropout_equals_per_model(monkeypatch):
     """Training-mode first layer on CSR input (block-diagonal): output and weight
     gradient equal each model's own masked product, for the masks the layer drew."""
@@ -264,15 +282,18 @@ def test_keep_mask_rates():
     assert torch.allclose(used, keep, atol=1 / 65536)
 
 
+@pytest.mark.parametrize(
+    "name,kw", [("gcn", {}), ("sage", {}), ("sage", {"aggr": "sum"}), ("gin", {"train_eps": True}), ("mlp", {})]
+)
 @pytest.mark.parametrize("layers", [2, 3])
 @pytest.mark.parametrize("sparse", [False, True], ids=["dense", "sparse"])
-def test_receptive_field_forward_equals_full(sparse, layers):
-    """GCN restricted to the receptive field of some nodes gives those nodes' full-graph logits and
+def test_receptive_field_forward_equals_full(sparse, layers, name, kw):
+    """A backbone restricted to the receptive field of some nodes gives those nodes' full-graph logits and
     the same gradients."""
     d = make_sbm_graph(num_nodes=300, num_features=40, seed=2)
     x = d.x.clamp(min=0) * (torch.rand_like(d.x) < 0.2)
     x = x.to_sparse_csr() if sparse else x
-    B = BatchedBackbone.from_singles(_singles("gcn", 3, num_layers=layers))
+    B = BatchedBackbone.from_singles(_singles(name, 3, num_layers=layers, **kw))
     ops = GraphOps(d.edge_index, 300)
     nodes = torch.tensor([3, 17, 50, 51, 200])
     full = B(x, ops)[:, nodes]
@@ -281,7 +302,9 @@ def test_receptive_field_forward_equals_full(sparse, layers):
     g_part = torch.autograd.grad(part.square().sum(), list(B.parameters()))
     assert torch.allclose(full, part, atol=1e-5)
     assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(g_full, g_part))
-    fields, _ = ops.receptive_field("gcn", nodes, layers)
+    if name == "mlp":
+        return
+    fields, _ = ops.receptive_field({"gcn": "gcn", "gin": "sum"}.get(name, kw.get("aggr", "mean")), nodes, layers)
     assert torch.equal(fields[-1], nodes) and all(a.numel() >= b.numel() for a, b in zip(fields, fields[1:]))
     assert fields[1].numel() < 300  # the hidden layer really is restricted
 

@@ -188,3 +188,38 @@ def test_the_readme_loader_runs_without_gnnzoo_or_torch(zoo, tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("synthetic gcn")
+
+
+def test_the_zoo_recipe_draws_quasi_random_configs_batches_them_and_resumes(tmp_path):
+    from test_sweeps import run_train
+
+    args = [
+        "-m",
+        "experiment=zoo_v1",
+        "~dataset.loader.sparse_features",  # the recipe's setting for its real datasets
+        "dataset=synthetic",  # replaces the recipe's grid
+        "backbone=gcn,gat",
+        "hydra.sweeper.n=4",
+        "hydra.sweeper.n_where.backbone.gat=2",
+        # merged into the recipe's space: one shape (one batch per backbone), two lengths
+        "hydra.sweeper.space={trainer.max_epochs: {choices: [4, 8]}, backbone.hidden_channels: {choices: [8]}, "
+        "backbone.num_layers: {choices: [2]}}",
+        "dataset.loader.num_nodes=200",
+        "zoo.snapshot_every=2",
+    ]
+    p = run_train(args, tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "sweep summary: 6 done, 0 skipped, 0 failed" in p.stdout
+    assert "6 jobs in 2 batch(es)" in p.stderr + p.stdout  # each backbone's jobs train as one batch
+    zoo = Zoo(tmp_path / "zoo")
+    df = zoo.df(status="completed")
+    gcn = df[df.backbone == "gcn"].sort_values("seed")
+    assert list(gcn.seed) == [0, 1, 2, 3] and gcn["cfg.optimizer.lr"].nunique() == 4
+    assert set(df["cfg.trainer.max_epochs"]) == {4, 8}  # lengths differ inside one batch
+    gat = df[df.backbone == "gat"].sort_values("seed")
+    # draw k is the same configuration in every cell
+    assert list(gat["cfg.optimizer.lr"]) == list(gcn["cfg.optimizer.lr"])[:2]
+    recipe = json.loads((tmp_path / "zoo" / "RECIPE.json").read_text())
+    assert recipe["jobs"] == 6 and recipe["n_where"] == {"backbone=gat": 2}
+    again = run_train(args, tmp_path)  # the same command continues: nothing left to train
+    assert "sweep summary: 0 done, 6 skipped, 0 failed" in again.stdout

@@ -163,7 +163,8 @@ def fit_batch(
     snap_every = [int(cfgs[i].zoo.get("snapshot_every") or 0) if cfgs[i].zoo.enabled else 0 for i, _ in todo]
     snap_dirs = [Zoo(cfgs[i].paths.zoo_dir).entry_dir(rid) for i, rid in todo]
     tracker = BatchTracker(model, n, cfg0.monitor.mode, snap_every, snap_dirs)
-    epochs, patience = int(cfg0.trainer.max_epochs), cfg0.monitor.get("patience")
+    limits = torch.tensor([int(cfgs[i].trainer.max_epochs) for i, _ in todo])  # each model's own length
+    epochs, patience = int(limits.max()), cfg0.monitor.get("patience")
     bar = Progress(
         TextColumn("[bold]batched[/] {task.description}"),
         BarColumn(),
@@ -182,6 +183,7 @@ def fit_batch(
                 break
             tracker.observe(model, epoch, res, cfg0.monitor.metric)
             tracker.stop_patient(patience)
+            tracker.active &= limits > epoch + 1  # a model stops after its own max_epochs
             opt.active = tracker.active.clone()
             bar.update(
                 task, advance=1, info=f"{int(tracker.active.sum())} training, best val {tracker.best_so_far():.3f}"

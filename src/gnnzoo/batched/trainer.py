@@ -2,7 +2,7 @@
 
 ``train_batched(cfgs)`` takes fully composed train configs (exactly what ``train.py`` would run one
 by one) that differ only in per-model settings (seed, init_seed, optimizer and its hyperparameters,
-dropout rates), and trains them together:
+dropout rates, training length), and trains them together:
 
 * initial weights: each model is built by the single path (``build_backbone``, seeded with its
   ``init_seed``), so init ids equal those of single runs;
@@ -62,11 +62,12 @@ class BatchedJob:
     files: dict[str, dict] | None = None
 
 
-PER_MODEL = ("seed", "init_seed", "optimizer", "backbone.dropout", "backbone.attn_dropout")
+PER_MODEL = ("seed", "init_seed", "optimizer", "backbone.dropout", "backbone.attn_dropout", "trainer.max_epochs")
 
 
 def batch_key(cfg: DictConfig, plain: dict | None = None) -> str:
-    """Configs with equal keys can train in one batch (same data, architecture, epochs, monitor).
+    """Configs with equal keys can train in one batch (same data, architecture, monitor; each model stops at its
+    own ``trainer.max_epochs``).
     ``plain``: the config already resolved to containers (resolving costs ~17 ms per config)."""
     ident = identity_config(cfg if plain is None else plain)
     for key in PER_MODEL:
@@ -282,7 +283,7 @@ def train_batched(
     plains = [OmegaConf.to_container(c, resolve=True) for c in cfgs]  # resolved once per config
     if len({batch_key(c, p) for c, p in zip(cfgs, plains)}) > 1:
         raise ConfigError(
-            "configs in one batch must differ only in seed, init_seed, optimizer and dropout; "
+            "configs in one batch must differ only in seed, init_seed, optimizer, dropout and max_epochs; "
             "group them with gnnzoo.batched.trainer.group_configs"
         )
     results, todo = _plan(cfgs, jobs, plains)
