@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-from torch_geometric.data import Data, InMemoryDataset
+from torch_geometric.data import Data, Dataset
 
 from gnnzoo.utils.errors import ConfigError
-from gnnzoo.weightspace.graph import UnsupportedBackbone, spec_of, to_graph
+from gnnzoo.weightspace.graph import EDGE_DIM, NODE_DIM, UnsupportedBackbone, spec_of, to_graph
 from gnnzoo.zoo.checkpoints import list_checkpoints
 from gnnzoo.zoo.splits import make_split
 from gnnzoo.zoo.store import Zoo, ZooError
@@ -73,11 +73,18 @@ def checkpoints(
     return sorted(out, key=lambda c: (c.run_id, c.epoch, c.snapshot is None))
 
 
-class ZooGraphs(InMemoryDataset):
+class ZooGraphs(Dataset):
     """Neural graphs of ``items`` (from :func:`checkpoints`), cached under ``root/<digest of the query>``.
 
     Each graph has ``y`` (the target), ``epoch``, ``run`` (an index into :attr:`runs`) and ``snapshot``
-    (1 for a snapshot, 0 for the best-val weights)."""
+    (1 for a snapshot, 0 for the best-val weights); ``ds[i]`` equals ``to_graph`` of the checkpoint.
+
+    **Memory.** What the checkpoints of one architecture share (edge index, node kinds, ranks and layers, GAT's
+    head edges: 3 of every 4 bytes of a graph) is stored once per architecture; each checkpoint stores only its
+    values (weights, SAGE's root weights, node features) in one float32 file on disk, written as the graphs are
+    built and read back by memory map. Building the dataset of a zoo therefore holds one checkpoint at a time,
+    and reading touches only the items asked for (the whole-graph list of the default GNN Zoo v1 would be ~28 GB).
+    """
 
     def __init__(self, zoo: Zoo, items: Sequence[Checkpoint], root: str | Path):
         if not items:
@@ -86,30 +93,103 @@ class ZooGraphs(InMemoryDataset):
         self.runs = sorted({c.run_id for c in self.items})
         key = hashlib.sha256(json.dumps([c.__dict__ for c in self.items], sort_keys=True).encode()).hexdigest()[:16]
         super().__init__(str(Path(root) / key))
-        self.load(self.processed_paths[0])
+        self._index = torch.load(self.processed_paths[0], weights_only=True)
+        self._values = None  # the memory map, opened on first use (and in each DataLoader worker)
 
     @property
     def processed_file_names(self) -> list[str]:
-        return ["graphs.pt"]
+        return ["index.pt", "values.f32"]
+
+    def len(self) -> int:
+        return len(self.items)
+
+    def _map(self):
+        if self._values is None:
+            import numpy as np
+
+            size = int(self._index["offsets"][-1])
+            self._values = np.memmap(self.processed_paths[1], dtype=np.float32, mode="r", shape=(size,))
+        return self._values
+
+    def get(self, idx: int) -> Data:
+        ix = self._index
+        st = ix["structures"][int(ix["arch"][idx])]
+        flat = torch.from_numpy(self._map()[int(ix["offsets"][idx]) : int(ix["offsets"][idx + 1])].copy())
+        n, ew, roots = int(st["num_nodes"]), int(st["weight_edges"]), bool(st["roots"])
+        x = flat[: n * NODE_DIM].view(n, NODE_DIM)
+        edge_attr = torch.zeros(st["edge_index"].size(1), EDGE_DIM)
+        edge_attr[:ew, 0] = flat[n * NODE_DIM : n * NODE_DIM + ew]
+        if roots:
+            edge_attr[:ew, 1] = flat[n * NODE_DIM + ew : n * NODE_DIM + 2 * ew]
+        edge_attr[ew:] = st["head_attr"]
+        return Data(
+            x=x,
+            edge_index=st["edge_index"],
+            edge_attr=edge_attr,
+            node_kind=st["node_kind"],
+            node_rank=st["node_rank"],
+            node_layer=st["node_layer"],
+            edge_layer=st["edge_layer"],
+            num_nodes=n,
+            y=ix["y"][idx : idx + 1],
+            epoch=ix["epoch"][idx : idx + 1],
+            run=ix["run"][idx : idx + 1],
+            snapshot=ix["snapshot"][idx : idx + 1],
+        )
 
     def process(self) -> None:
         from rich.progress import track
 
         run_index = {r: i for i, r in enumerate(self.runs)}
-        graphs: list[Data] = []
-        for c in track(self.items, description="neural graphs", transient=True):
-            entry = self.zoo[c.run_id]
-            try:
-                state = entry.snapshot(c.snapshot) if c.snapshot is not None else entry.state_dict()
-                g = to_graph(spec_of(c.backbone, state), state)
-            except (UnsupportedBackbone, ZooError) as e:
-                raise ConfigError(f"zoo entry {c.run_id}: {e}") from e
-            g.y = torch.tensor([c.target], dtype=torch.float)
-            g.epoch = torch.tensor([c.epoch])
-            g.run = torch.tensor([run_index[c.run_id]])
-            g.snapshot = torch.tensor([int(c.snapshot is not None)])
-            graphs.append(g)
-        self.save(graphs, self.processed_paths[0])
+        specs: dict = {}  # GraphSpec -> index into structures
+        structures, arch, offsets = [], [], [0]
+        tmp = Path(self.processed_paths[1] + ".tmp")
+        with open(tmp, "wb") as out:
+            for c in track(self.items, description="neural graphs", transient=True):
+                entry = self.zoo[c.run_id]
+                try:
+                    state = entry.snapshot(c.snapshot) if c.snapshot is not None else entry.state_dict()
+                    spec = spec_of(c.backbone, state)
+                    g = to_graph(spec, state)
+                except (UnsupportedBackbone, ZooError) as e:
+                    raise ConfigError(f"zoo entry {c.run_id}: {e}") from e
+                if spec not in specs:
+                    specs[spec] = len(structures)
+                    structures.append(_structure(spec, g))
+                st = structures[specs[spec]]
+                ew = st["weight_edges"]
+                parts = [g.x.reshape(-1), g.edge_attr[:ew, 0]] + ([g.edge_attr[:ew, 1]] if st["roots"] else [])
+                values = torch.cat(parts).float().contiguous()
+                out.write(values.numpy().tobytes())
+                arch.append(specs[spec])
+                offsets.append(offsets[-1] + values.numel())
+        tmp.replace(self.processed_paths[1])
+        index = {
+            "structures": structures,
+            "arch": torch.tensor(arch),
+            "offsets": torch.tensor(offsets),
+            "y": torch.tensor([c.target for c in self.items], dtype=torch.float),
+            "epoch": torch.tensor([c.epoch for c in self.items]),
+            "run": torch.tensor([run_index[c.run_id] for c in self.items]),
+            "snapshot": torch.tensor([int(c.snapshot is not None) for c in self.items]),
+        }
+        torch.save(index, self.processed_paths[0])
+
+
+def _structure(spec, g: Data) -> dict:
+    """What every checkpoint of ``spec`` shares: the graph without its values."""
+    ew = int((g.edge_layer >= 0).sum())  # weight edges come first; GAT's head edges after them
+    return {
+        "num_nodes": int(g.num_nodes),
+        "weight_edges": ew,
+        "roots": any(lin.root is not None for lin in spec.layers),
+        "edge_index": g.edge_index,
+        "head_attr": g.edge_attr[ew:].clone(),
+        "node_kind": g.node_kind,
+        "node_rank": g.node_rank,
+        "node_layer": g.node_layer,
+        "edge_layer": g.edge_layer,
+    }
 
 
 def split_checkpoints(
