@@ -99,11 +99,13 @@ def composition(work: Path) -> dict:
 
 
 def _child(code: str, timeout: float = 3600) -> dict:
-    """Run ``code`` in a fresh interpreter; it prints one JSON line last. Adds the child's peak RSS (GB)."""
+    """Run ``code`` in a fresh interpreter; it prints one JSON line last. Adds the child's peak RSS (GB): VmHWM of
+    its own memory map (``ru_maxrss`` would carry the parent's peak over the fork)."""
     wrapper = (
-        "import json, resource, sys\n"
+        "import json, sys\n"
         + code
-        + "\nout['peak_rss_gb'] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20\n"
+        + "\nhwm = [l for l in open('/proc/self/status') if l.startswith('VmHWM')][0].split()[1]"
+        "\nout['peak_rss_gb'] = int(hwm) / 2**20\n"
         "print(json.dumps(out))\n"
     )
     p = subprocess.run([sys.executable, "-c", wrapper], capture_output=True, text=True, timeout=timeout)

@@ -40,6 +40,7 @@ class ZooExport:
                 raise ZooError(f"{p} is missing: the manifest of {self.path} lists it")
             if verify and file_sha256(p) != digest:
                 raise ZooError(f"{p} does not match its sha256 in {f} (changed or corrupt)")
+        self._open: dict = {}  # shard -> safe_open handle (memory-mapped; a tensor is read when asked for)
 
     @cached_property
     def checkpoints(self):
@@ -75,8 +76,10 @@ class ZooExport:
         if checkpoint_id not in self._rows:
             raise KeyError(f"no checkpoint {checkpoint_id!r} in {self.path}")
         shard, names = self._rows[checkpoint_id]
-        with safe_open(str(self.path / shard), framework="pt") as f:
-            state = {n: f.get_tensor(f"{checkpoint_id}/{n}") for n in names}
+        if shard not in self._open:  # opening a shard parses its header (every key of ~1,000 checkpoints): once
+            self._open[shard] = safe_open(str(self.path / shard), framework="pt")
+        f = self._open[shard]
+        state = {n: f.get_tensor(f"{checkpoint_id}/{n}") for n in names}
         return {k: v.to(dtype) if dtype is not None and v.is_floating_point() else v for k, v in state.items()}
 
     def iter_weights(self, ids: list[str] | None = None, dtype: torch.dtype | None = None):
