@@ -246,7 +246,11 @@ def test_the_compact_dataset_gives_back_every_graph_exactly(tmp_path):
     every item equals to_graph of its checkpoint, attribute by attribute (SAGE's root weights, GAT's heads too)."""
     for i, bb in enumerate(["gcn", "sage", "gat", "gin", "mlp"]):
         extra = ["backbone.heads=2", "backbone.hidden_channels=8"] if bb == "gat" else []
-        run_task(make_cfg(SYN + [f"backbone={bb}", f"seed={i}", "trainer.max_epochs=4", "zoo.snapshot_every=2"] + extra, tmp_path))
+        run_task(
+            make_cfg(
+                SYN + [f"backbone={bb}", f"seed={i}", "trainer.max_epochs=4", "zoo.snapshot_every=2"] + extra, tmp_path
+            )
+        )
     zoo = Zoo(tmp_path / "zoo")
     items = checkpoints(zoo)
     ds = ZooGraphs(zoo, items, tmp_path / "cache")

@@ -141,6 +141,29 @@ class _ShardWriter:
             self.index, self.size, self.tensors = self.index + 1, 0, {}
 
 
+def _row(c, rec: dict, state: dict[str, torch.Tensor], shard: str) -> dict[str, Any]:
+    """One checkpoints.parquet row: identity, hyperparameters, metrics at its epoch, digest, where its tensors are."""
+    hp = _hparams(rec)
+    return {
+        "id": c.id,
+        "run_id": c.run_id,
+        "trajectory": c.trajectory,
+        "epoch": c.epoch,
+        "best": c.best,
+        "snapshot": c.snapshot,
+        "dataset": c.dataset,
+        "backbone": c.backbone,
+        **{k: v for k, v in hp.items() if not k.startswith("cfg.")},
+        **_at_epoch(rec, c.epoch),
+        "weight_digest": c.digest,
+        "num_params": int(sum(t.numel() for t in state.values())),
+        "tensors": json.dumps(sorted(state)),
+        "shard": shard,
+        "key": c.id,
+        **{k: v for k, v in hp.items() if k.startswith("cfg.")},
+    }
+
+
 def _cast(state: dict[str, torch.Tensor], dtype: torch.dtype) -> dict[str, torch.Tensor]:
     return {k: v.to(dtype) if v.is_floating_point() else v for k, v in state.items()}
 
@@ -179,26 +202,7 @@ def export_zoo(
             state = load_weights(entry.path / c.file)
             shard = shards.add(c.id, _cast(state, DTYPES[dtype]))
             by_digest[c.digest] = c.id
-            rows.append(
-                {
-                    "id": c.id,
-                    "run_id": c.run_id,
-                    "trajectory": c.trajectory,
-                    "epoch": c.epoch,
-                    "best": c.best,
-                    "snapshot": c.snapshot,
-                    "dataset": c.dataset,
-                    "backbone": c.backbone,
-                    **{k: v for k, v in _hparams(entry.record).items() if not k.startswith("cfg.")},
-                    **_at_epoch(entry.record, c.epoch),
-                    "weight_digest": c.digest,
-                    "num_params": int(sum(t.numel() for t in state.values())),
-                    "tensors": json.dumps(sorted(state)),
-                    "shard": shard,
-                    "key": c.id,
-                    **{k: v for k, v in _hparams(entry.record).items() if k.startswith("cfg.")},
-                }
-            )
+            rows.append(_row(c, entry.record, state, shard))
         shards.flush()
         _write_tables(tmp, listed, rows, by_digest)
         dataset_of = {r["trajectory"]: r["dataset"] for r in rows}
