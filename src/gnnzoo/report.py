@@ -22,7 +22,7 @@ import pandas as pd
 from gnnzoo.utils.logging import console
 from gnnzoo.utils.sweep import read_job_statuses
 from gnnzoo.zoo.ids import identity_config
-from gnnzoo.zoo.store import Zoo, _flatten
+from gnnzoo.zoo.store import Zoo, flatten_tree
 
 METRICS = {"best_val": "best val", "test_at_best_val": "test at best val", "wall_time_s": "wall time (s)"}
 SEED_KEYS = ("seed", "init_seed")
@@ -30,7 +30,7 @@ SEED_KEYS = ("seed", "init_seed")
 
 def _identity_row(rec: dict) -> dict:
     flat: dict = {}
-    _flatten("", identity_config(rec.get("config") or {}), flat)
+    flatten_tree("", identity_config(rec.get("config") or {}), flat)
     for k in SEED_KEYS:
         flat.pop(k, None)
     return flat

@@ -83,7 +83,7 @@ def trajectories(records: Iterable[dict]) -> dict[str, str]:
     return {rid: find(t) for rid, t in own.items()}
 
 
-def _field(rec: dict, key: str) -> Any:
+def record_field(rec: dict, key: str) -> Any:
     """A record field, or a dotted config key (``optimizer.lr``) read from the record's config."""
     if "." not in key:
         return rec.get(key)
@@ -95,7 +95,7 @@ def _field(rec: dict, key: str) -> Any:
 
 def _matches(rec: dict, where: dict[str, Any]) -> bool:
     for key, want in where.items():
-        have = _field(rec, key)
+        have = record_field(rec, key)
         if isinstance(want, (list, tuple, set)):
             if have not in want and str(have) not in {str(w) for w in want}:
                 return False

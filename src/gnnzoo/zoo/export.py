@@ -32,10 +32,11 @@ from typing import Any, Sequence
 
 import torch
 
-from gnnzoo.zoo.checkpoints import list_checkpoints
+from gnnzoo.zoo.checkpoints import list_checkpoints, record_field
 from gnnzoo.zoo.datasheet import write_datasheet, write_histograms
+from gnnzoo.zoo.ids import tensors_digest
 from gnnzoo.zoo.splits import declared_splits
-from gnnzoo.zoo.store import Zoo, ZooError, load_weights
+from gnnzoo.zoo.store import Zoo, ZooError, flatten_tree, load_weights
 
 FORMAT = "gnnzoo.export/1"
 DTYPES = {"float32": torch.float32, "float16": torch.float16}
@@ -62,29 +63,13 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _get(tree: Any, dotted: str) -> Any:
-    for part in dotted.split("."):
-        if not isinstance(tree, dict) or part not in tree:
-            return None
-        tree = tree[part]
-    return tree
-
-
-def _flat(prefix: str, tree: Any, out: dict) -> None:
-    if isinstance(tree, dict):
-        for k, v in tree.items():
-            _flat(f"{prefix}.{k}" if prefix else str(k), v, out)
-    else:
-        out[prefix] = json.dumps(tree) if isinstance(tree, list) else tree
-
-
 def _hparams(rec: dict) -> dict[str, Any]:
     cfg = rec.get("config") or {}
-    row = {k: _get(cfg, dotted) for k, dotted in HPARAMS.items()}
+    row = {k: record_field(rec, dotted) if "." in dotted else cfg.get(dotted) for k, dotted in HPARAMS.items()}
     if isinstance(row["optimizer"], str):
         row["optimizer"] = row["optimizer"].rsplit(".", 1)[-1].lower()
     ident: dict = {}
-    _flat("", {k: cfg[k] for k in rec.get("identity") or [] if k in cfg}, ident)
+    flatten_tree("", {k: cfg[k] for k in rec.get("identity") or [] if k in cfg}, ident)
     row.update({f"cfg.{k}": v for k, v in ident.items()})
     return row
 
@@ -252,9 +237,7 @@ def _write_tables(tmp: Path, listed, rows: list[dict], by_digest: dict[str, str]
             w = rec.get("weights") or {}
             w["checkpoint"] = by_digest.get(w.get("sha256"))
             for s in rec.get("snapshots") or []:
-                if not s.get("sha256"):
-                    from gnnzoo.zoo.ids import tensors_digest
-
+                if not s.get("sha256"):  # a zoo written before snapshot digests
                     s["sha256"] = tensors_digest(load_weights(entry.path / s["file"]))
                 s["checkpoint"] = by_digest.get(s["sha256"])
             f.write(json.dumps(rec, sort_keys=True) + "\n")

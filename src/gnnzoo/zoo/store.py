@@ -319,10 +319,11 @@ class Zoo:
         return import_export(path, root if root is not None else default_import_root(path), verify=verify)
 
 
-def _flatten(prefix: str, tree: Any, out: dict) -> None:
+def flatten_tree(prefix: str, tree: Any, out: dict) -> None:
+    """``{a: {b: 1}}`` -> ``out['<prefix>.a.b'] = 1``; lists as JSON strings."""
     if isinstance(tree, dict):
         for k, v in tree.items():
-            _flatten(f"{prefix}.{k}" if prefix else str(k), v, out)
+            flatten_tree(f"{prefix}.{k}" if prefix else str(k), v, out)
     elif isinstance(tree, list):
         out[prefix] = json.dumps(tree)
     else:
@@ -359,6 +360,6 @@ def flatten_record(rec: dict) -> dict:
             row[f"prune/{k}"] = prune[k]
     row["epochs"] = len((rec.get("curves") or {}).get("epoch", []))
     cfg: dict = {}
-    _flatten("cfg", rec.get("config", {}), cfg)
+    flatten_tree("cfg", rec.get("config", {}), cfg)
     row.update(cfg)
     return row
