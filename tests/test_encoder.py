@@ -10,8 +10,9 @@ from conftest import make_cfg
 from gnnzoo.backbones import BACKBONES
 from gnnzoo.tasks.run import run_task
 from gnnzoo.utils.errors import ConfigError
-from gnnzoo.weightspace.dataset import ZooGraphs, checkpoints, split_checkpoints
-from gnnzoo.weightspace.encoder import TrainedEncoder, build_encoder, data_dims
+from gnnzoo.weightspace.basis import input_basis, projected_graph
+from gnnzoo.weightspace.dataset import ZooGraphs, checkpoints, dataset_configs, input_bases, split_checkpoints
+from gnnzoo.weightspace.encoder import TrainedEncoder, build_encoder
 from gnnzoo.weightspace.graph import UnsupportedBackbone, from_graph, spec_of, to_graph
 from gnnzoo.zoo import Zoo
 
@@ -102,15 +103,16 @@ def test_encoders_are_invariant_to_hidden_permutations_and_see_input_order(name)
     x, ei = torch.randn(9, 12), torch.randint(0, 9, (2, 30))
     assert torch.allclose(m1.eval()(x, ei), m2.eval()(x, ei), atol=1e-5)
     spec = spec_of(name, st)
-    graphs = [to_graph(spec, st), to_graph(spec, pst)]
+    basis = input_basis("toy", torch.randn(40, 12), k=6)
     ist = dict(st)
     first = [k for k in st if k.startswith("layers.0.") and st[k].dim() == 2 and st[k].shape[1] == 12]
     ip = torch.randperm(12, generator=torch.Generator().manual_seed(2))
     for k in first:
         ist[k] = st[k][:, ip]
-    graphs.append(to_graph(spec, ist))
+    raw = Batch.from_data_list([to_graph(spec, s) for s in (st, pst, ist)])  # what StatNN reads
+    graphs = [projected_graph(name, s, basis) for s in (st, pst, ist)]
     b = Batch.from_data_list(graphs)
-    dims = data_dims(graphs)
+    dims = {"inputs": 6, "num_params": {graphs[0].x.numel() + graphs[0].edge_attr.numel()}}
     for target in (
         "gnnzoo.weightspace.models.NGGNN",
         "gnnzoo.weightspace.models.NGTransformer",
@@ -120,19 +122,69 @@ def test_encoders_are_invariant_to_hidden_permutations_and_see_input_order(name)
         torch.manual_seed(0)
         enc, _ = build_encoder({"_target_": target}, dims)
         enc.eval()
+        batch = raw if target.endswith("StatNN") else b
         with torch.no_grad():
-            out, emb = enc(b), enc.embed(b)
+            out, emb = enc(batch), enc.embed(batch)
         if target.endswith("FlatMLP"):
             assert not torch.allclose(emb[0], emb[1], atol=1e-5)  # not invariant, by design
             continue
         assert torch.allclose(out[0], out[1], atol=1e-5) and torch.allclose(emb[0], emb[1], atol=1e-5), target
-        if target.endswith(("NGGNN", "NGTransformer")):  # positional embeddings: the input order matters
+        if target.endswith(("NGGNN", "NGTransformer")):  # the input basis is the data's: the input order matters
             assert (emb[0] - emb[2]).abs().max() > 1e-4
             if name == "gat":  # channels moved across heads: another function, and the encoder sees it
                 cross = _permute_hidden(name, st, torch.tensor([4, 1, 2, 3, 0, 5, 6, 7]))
                 with torch.no_grad():
-                    e2 = enc.embed(Batch.from_data_list([graphs[0], to_graph(spec, cross)]))
+                    e2 = enc.embed(Batch.from_data_list([graphs[0], projected_graph(name, cross, basis)]))
                 assert (e2[0] - e2[1]).abs().max() > 1e-5
+
+
+def test_the_input_basis_keeps_what_the_first_layer_does_to_the_data():
+    """W' = W V_k diag(s_k)/sqrt(n): for features of rank <= k the projection is lossless (the mean squared
+    pre-activation of every first-layer neuron equals the squared norm of its projected weights, the residual is
+    0); sparse and dense features give the same basis; the basis is deterministic."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(50, 4, generator=gen) @ torch.randn(4, 30, generator=gen)  # rank 4, 30 features
+    w = torch.randn(8, 30, generator=gen)
+    b = input_basis("toy", x, k=6)
+    wp, res = b.project(w)
+    assert wp.shape == (8, 6) and torch.allclose(wp.pow(2).sum(1), (x @ w.T).pow(2).mean(0), rtol=1e-4)
+    assert torch.allclose(wp[:, 4:], torch.zeros(8, 2), atol=1e-3)  # beyond the rank: nothing
+    assert float(res.abs().max()) > 0  # W has components outside the data's row space (the data never sees them)
+    xs = (torch.rand(60, 30, generator=gen) < 0.1).float()
+    dense, sparse = input_basis("d", xs, k=5), input_basis("s", xs.to_sparse_csr(), k=5)
+    assert torch.allclose(dense.directions, sparse.directions, atol=1e-5)
+    assert torch.equal(input_basis("d", xs, k=5).directions, dense.directions)
+    with pytest.raises(ValueError, match="30 features"):
+        b.project(torch.randn(8, 31))
+
+
+def test_one_encoder_reads_checkpoints_of_any_width_and_number_of_classes():
+    """Inputs in each dataset's basis, outputs as a set: checkpoints of 12 and 20 features, 3 and 5 classes go
+    through one encoder; the output neurons' order does not matter."""
+    torch.manual_seed(0)
+    small = BACKBONES["gcn"](12, 8, 3, num_layers=2).state_dict()
+    big = BACKBONES["gcn"](20, 8, 5, num_layers=2).state_dict()
+    b12, b20 = input_basis("a", torch.randn(30, 12), k=6), input_basis("b", torch.randn(30, 20), k=6)
+    flipped = dict(big)
+    perm = torch.tensor([4, 2, 0, 1, 3])
+    flipped["layers.1.lin.weight"], flipped["layers.1.bias"] = (
+        big["layers.1.lin.weight"][perm],
+        big["layers.1.bias"][perm],
+    )
+    enc, _ = build_encoder({"_target_": "gnnzoo.weightspace.models.NGGNN", "d": 8}, {"inputs": 6})
+    with torch.no_grad():
+        emb = enc.eval().embed(
+            Batch.from_data_list(
+                [
+                    projected_graph("gcn", small, b12),
+                    projected_graph("gcn", big, b20),
+                    projected_graph("gcn", flipped, b20),
+                ]
+            )
+        )
+    assert emb.shape[0] == 3 and torch.isfinite(emb).all() and torch.allclose(emb[1], emb[2], atol=1e-5)
+    with pytest.raises(ValueError, match="virtual inputs"):
+        enc.embed(Batch.from_data_list([projected_graph("gcn", small, input_basis("c", torch.randn(30, 12), k=7))]))
 
 
 def _zoo(tmp_path, n=9):
@@ -154,6 +206,11 @@ def _zoo(tmp_path, n=9):
     return Zoo(tmp_path / "zoo")
 
 
+def _graphs(zoo, items, tmp_path, k=8, cache="cache"):
+    cfg = make_cfg(SYN, tmp_path)
+    return ZooGraphs(zoo, items, tmp_path / cache, input_bases(dataset_configs(zoo, items), cfg.paths, k))
+
+
 def test_the_zoo_as_a_dataset_split_by_trajectory(tmp_path):
     zoo = _zoo(tmp_path, n=6)
     items = checkpoints(zoo)
@@ -163,12 +220,12 @@ def test_the_zoo_as_a_dataset_split_by_trajectory(tmp_path):
     for c in items:  # the target is the curve's value at the checkpoint's epoch
         rec = zoo[c.run_id].record
         assert c.target == pytest.approx(rec["curves"]["val/acc"][rec["curves"]["epoch"].index(c.epoch - 1)])
-    ds = ZooGraphs(zoo, items, tmp_path / "cache")
-    again = ZooGraphs(zoo, items, tmp_path / "cache")  # processed once, cached on disk
+    ds = _graphs(zoo, items, tmp_path)
+    again = _graphs(zoo, items, tmp_path)  # processed once, cached on disk
     assert len(ds) == len(again) == expected and torch.equal(ds[5].edge_attr, again[5].edge_attr)
     snap = next(i for i, c in enumerate(items) if c.snapshot == 8)
     st = zoo[items[snap].run_id].snapshot(8)
-    assert torch.equal(ds[snap].edge_attr, to_graph(spec_of("gcn", st), st).edge_attr)
+    assert torch.equal(ds[snap].edge_attr, projected_graph("gcn", st, ds.bases["synthetic"]).edge_attr)
     trajs = {c.trajectory for c in items}
     assert len(trajs) == 6  # six configurations, six trajectories
     for seed in range(5):
@@ -208,7 +265,8 @@ def test_task_encoder_trains_records_and_embeds(encoder, tmp_path):
     emb = enc.embed(st, "gcn")
     assert emb.shape == (1, enc.model.embed_dim) and torch.isfinite(enc.predict(st, "gcn")).all()
     items = checkpoints(zoo)[:5]  # predictions for a dataset of graphs match the one-by-one path
-    by_graph = enc.predict_graphs(ZooGraphs(zoo, items, tmp_path / "cache2"), batch_size=2)
+    ds = _graphs(zoo, items, tmp_path, k=32, cache="cache2")
+    by_graph = enc.predict_graphs(ds.view(graphs=encoder != "stat", fields=["stats"]), batch_size=2)
     one = torch.cat(
         [
             enc.predict(zoo[c.run_id].snapshot(c.snapshot) if c.snapshot else zoo[c.run_id].state_dict(), "gcn")
@@ -253,12 +311,81 @@ def test_the_compact_dataset_gives_back_every_graph_exactly(tmp_path):
         )
     zoo = Zoo(tmp_path / "zoo")
     items = checkpoints(zoo)
-    ds = ZooGraphs(zoo, items, tmp_path / "cache")
+    ds = _graphs(zoo, items, tmp_path)
     assert len(ds.processed_paths) == 2 and len(torch.load(ds.processed_paths[0])["structures"]) == 5
     for i, c in enumerate(items):
         e = zoo[c.run_id]
         st = e.snapshot(c.snapshot) if c.snapshot is not None else e.state_dict()
-        ref, got = to_graph(spec_of(c.backbone, st), st), ds[i]
+        ref, got = projected_graph(c.backbone, st, ds.bases["synthetic"]), ds[i]
         for key in ("x", "edge_index", "edge_attr", "node_kind", "node_rank", "node_layer", "edge_layer"):
             assert torch.equal(getattr(ref, key), getattr(got, key)), (c.backbone, key)
         assert float(got.y) == pytest.approx(c.target) and int(got.epoch) == c.epoch
+
+
+def test_one_encoder_learns_across_datasets_and_holds_one_out(tmp_path):
+    """Two datasets of different widths and class counts (32 features / 4 classes, 20 / 6) in one zoo: ng_gnn
+    trains on one and is tested on the other (split.by=dataset), the entry stores both bases, and embed picks the
+    basis by input width. Baselines train on the same query; hparams/probe refuse embed(state) clearly."""
+    other = ["dataset.name=syn_b", "dataset.loader.num_features=20", "dataset.loader.num_classes=6"]
+    for i in range(5):
+        for extra in ([], other):
+            lr = [0.001, 0.01, 0.05, 0.02, 0.005][i]
+            run_task(
+                make_cfg(
+                    SYN + extra + [f"seed={i}", f"optimizer.lr={lr}", "trainer.max_epochs=8", "zoo.snapshot_every=2"],
+                    tmp_path,
+                )
+            )
+    zoo = Zoo(tmp_path / "zoo")
+    common = SYN + [
+        "encoder.epochs=3",
+        "encoder.model.d=8",
+        "encoder.split.by=dataset",
+        "encoder.split.held=syn_b",
+        "encoder.split.fractions=[0.5,0.4,0.1]",
+    ]
+    run_task(make_cfg(common + ["encoder=ng_gnn", "encoder.inputs=8"], tmp_path))
+    [rid] = zoo.df(kind="encoder").run_id.tolist()
+    rec = zoo[rid].record["encoder"]
+    held = {c.trajectory for c in checkpoints(zoo) if c.dataset == "syn_b"}
+    assert (
+        set(rec["splits"]["test"]) == held and len(rec["test_predictions"]["pred"]) == rec["split_checkpoints"]["test"]
+    )
+    enc = TrainedEncoder.from_zoo(zoo, rid)
+    assert set(enc.bases) == {"synthetic", "syn_b"} and all(b.k == 8 for b in enc.bases.values())
+    runs = zoo.df(kind="run")
+    for ds_name, width in (("synthetic", 32), ("syn_b", 20)):
+        st = zoo[runs[runs.dataset == ds_name].run_id.iloc[0]].state_dict()
+        assert st["layers.0.lin.weight"].shape[1] == width
+        assert torch.allclose(enc.embed(st, "gcn"), enc.embed(st, "gcn", dataset=ds_name))
+    with pytest.raises(ValueError, match="no input basis for dataset 'cora'"):
+        enc.embed(st, "gcn", dataset="cora")
+    for name in ("hparams", "probe", "stat"):
+        run_task(make_cfg(common + [f"encoder={name}"], tmp_path))
+    probe_id = zoo.df(kind="encoder").query("dataset == 'syn_b+synthetic'").run_id.tolist()
+    kinds = {zoo[r].record["encoder"]["name"]: r for r in probe_id}
+    with pytest.raises(ValueError, match="not its weights"):
+        TrainedEncoder.from_zoo(zoo, kinds["probe"]).embed(st, "gcn")
+    assert TrainedEncoder.from_zoo(zoo, kinds["stat"]).embed(st, "gcn").shape[0] == 1
+
+
+def test_the_trajectory_sampler_draws_per_trajectory_each_epoch():
+    from gnnzoo.weightspace.task import TrajectorySampler
+
+    groups = [[0, 1, 2, 3], [4, 5], [6]]
+    s = TrajectorySampler(groups, 2, seed=3)
+    epochs = [list(s) for _ in range(6)]
+    for e in epochs:  # two of each trajectory (all of a shorter one), no repeats
+        assert len(e) == len(s) == 5 and len(set(e)) == 5
+        assert sum(i in groups[0] for i in e) == 2 and sum(i in groups[1] for i in e) == 2 and 6 in e
+    assert len({tuple(sorted(e)) for e in epochs}) > 1  # a new draw each epoch
+    again = TrajectorySampler(groups, 2, seed=3)
+    assert [list(again) for _ in range(6)] == epochs  # seeded
+    assert sorted(TrajectorySampler(groups, None, 0)) == list(range(7))
+
+
+def test_an_encoder_reads_one_graph_per_dataset_name(tmp_path):
+    for extra in ([], ["dataset.loader.num_features=20"]):
+        run_task(make_cfg(SYN + extra + ["trainer.max_epochs=2"], tmp_path))
+    with pytest.raises(ConfigError, match="different loaders"):
+        run_task(make_cfg(SYN + ["encoder=stat", "encoder.epochs=1"], tmp_path))

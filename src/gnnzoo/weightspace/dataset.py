@@ -4,16 +4,18 @@ and cached on disk."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch_geometric.data import Data, Dataset
 
 from gnnzoo.utils.errors import ConfigError
+from gnnzoo.weightspace.basis import InputBasis, projected
 from gnnzoo.weightspace.graph import EDGE_DIM, NODE_DIM, UnsupportedBackbone, spec_of, to_graph
 from gnnzoo.zoo.checkpoints import list_checkpoints
 from gnnzoo.zoo.splits import make_split
@@ -74,26 +76,42 @@ def checkpoints(
 
 
 class ZooGraphs(Dataset):
-    """Neural graphs of ``items`` (from :func:`checkpoints`), cached under ``root/<digest of the query>``.
+    """What the encoders read of ``items`` (from :func:`checkpoints`), cached under ``root/<digest>``.
 
-    Each graph has ``y`` (the target), ``epoch``, ``run`` (an index into :attr:`runs`) and ``snapshot``
-    (1 for a snapshot, 0 for the best-val weights); ``ds[i]`` equals ``to_graph`` of the checkpoint.
+    Per checkpoint: its neural graph with the first layer in its dataset's input basis
+    (:func:`gnnzoo.weightspace.basis.projected_graph`; ``bases`` maps every dataset of ``items`` to its
+    :class:`~gnnzoo.weightspace.basis.InputBasis`), ``y`` (the target), ``epoch``, ``run`` (an index into
+    :attr:`runs`), ``snapshot`` (1 for a snapshot, 0 for the best-val weights), and the cached baseline
+    features: ``stats`` (layer statistics of the raw weights), ``hparams`` (configuration and epoch) and, once
+    :meth:`add_probe` ran, ``probe``. :meth:`view` picks what ``ds[i]`` carries (graph and/or which features):
+    the baselines train on vectors without building a graph.
 
     **Memory.** What the checkpoints of one architecture share (edge index, node kinds, ranks and layers, GAT's
-    head edges: 3 of every 4 bytes of a graph) is stored once per architecture; each checkpoint stores only its
-    values (weights, SAGE's root weights, node features) in one float32 file on disk, written as the graphs are
-    built and read back by memory map. Building the dataset of a zoo therefore holds one checkpoint at a time,
-    and reading touches only the items asked for (the whole-graph list of the default GNN Zoo v1 would be ~28 GB).
+    head edges) is stored once per architecture; each checkpoint stores only its values in one float32 file on
+    disk, written as the graphs are built and read back by memory map. Building holds one checkpoint at a time.
     """
 
-    def __init__(self, zoo: Zoo, items: Sequence[Checkpoint], root: str | Path):
+    FIELDS = ("stats", "hparams", "probe")
+
+    def __init__(self, zoo: Zoo, items: Sequence[Checkpoint], root: str | Path, bases: dict[str, InputBasis]):
         if not items:
             raise ConfigError(f"the zoo query selects no completed checkpoint in {zoo.root}")
-        self.zoo, self.items = zoo, list(items)
+        missing = sorted({c.dataset for c in items} - set(bases))
+        if missing:
+            raise ConfigError(f"no input basis for the dataset(s) {missing} of the zoo query")
+        self.zoo, self.items, self.bases = zoo, list(items), {d: bases[d] for d in sorted({c.dataset for c in items})}
         self.runs = sorted({c.run_id for c in self.items})
-        key = hashlib.sha256(json.dumps([c.__dict__ for c in self.items], sort_keys=True).encode()).hexdigest()[:16]
-        super().__init__(str(Path(root) / key))
+        self.graphs, self.fields = True, ("stats", "hparams")
+        h = hashlib.sha256(json.dumps([c.__dict__ for c in self.items], sort_keys=True).encode())
+        for name, b in self.bases.items():
+            h.update(name.encode() + b.directions.numpy().tobytes() + b.scales.numpy().tobytes())
+        h.update(f"ngraph/{NODE_DIM + 1}".encode())
+        super().__init__(str(Path(root) / h.hexdigest()[:16]))
         self._index = torch.load(self.processed_paths[0], weights_only=True)
+        self._probe = None
+        probe = Path(self.processed_dir) / "probe.pt"
+        if probe.exists():
+            self._probe = torch.load(probe, weights_only=True)
         self._values = None  # the memory map, opened on first use (and in each DataLoader worker)
 
     @property
@@ -102,6 +120,24 @@ class ZooGraphs(Dataset):
 
     def len(self) -> int:
         return len(self.items)
+
+    def num_params(self) -> set[int]:
+        """The parameter counts of the projected graphs (flat_mlp's input length), one per architecture."""
+        return {
+            int(st["num_nodes"]) * int(st["node_dim"]) + int(st["edge_index"].size(1)) * EDGE_DIM
+            for st in self._index["structures"]
+        }
+
+    def view(self, graphs: bool = True, fields: Sequence[str] = ("stats", "hparams")) -> "ZooGraphs":
+        """The same dataset, its items carrying the graph (``graphs``) and the cached ``fields``."""
+        unknown = sorted(set(fields) - set(self.FIELDS))
+        if unknown:
+            raise ValueError(f"ZooGraphs.view: unknown fields {unknown} (known: {', '.join(self.FIELDS)})")
+        if "probe" in fields and self._probe is None:
+            raise ValueError("ZooGraphs.view: the probe features are not computed yet (ZooGraphs.add_probe)")
+        out = copy.copy(self)
+        out.graphs, out.fields = bool(graphs), tuple(fields)
+        return out
 
     def _map(self):
         if self._values is None:
@@ -113,14 +149,19 @@ class ZooGraphs(Dataset):
 
     def get(self, idx: int) -> Data:
         ix = self._index
+        extra = {k: ix[k][idx : idx + 1] for k in ("y", "epoch", "run", "snapshot")}
+        for f in self.fields:
+            extra[f] = (self._probe if f == "probe" else ix[f])[idx : idx + 1]
+        if not self.graphs:
+            return Data(num_nodes=1, **extra)
         st = ix["structures"][int(ix["arch"][idx])]
         flat = torch.from_numpy(self._map()[int(ix["offsets"][idx]) : int(ix["offsets"][idx + 1])].copy())
-        n, ew, roots = int(st["num_nodes"]), int(st["weight_edges"]), bool(st["roots"])
-        x = flat[: n * NODE_DIM].view(n, NODE_DIM)
+        n, ew, roots, nd = int(st["num_nodes"]), int(st["weight_edges"]), bool(st["roots"]), int(st["node_dim"])
+        x = flat[: n * nd].view(n, nd)
         edge_attr = torch.zeros(st["edge_index"].size(1), EDGE_DIM)
-        edge_attr[:ew, 0] = flat[n * NODE_DIM : n * NODE_DIM + ew]
+        edge_attr[:ew, 0] = flat[n * nd : n * nd + ew]
         if roots:
-            edge_attr[:ew, 1] = flat[n * NODE_DIM + ew : n * NODE_DIM + 2 * ew]
+            edge_attr[:ew, 1] = flat[n * nd + ew : n * nd + 2 * ew]
         edge_attr[ew:] = st["head_attr"]
         return Data(
             x=x,
@@ -131,28 +172,37 @@ class ZooGraphs(Dataset):
             node_layer=st["node_layer"],
             edge_layer=st["edge_layer"],
             num_nodes=n,
-            y=ix["y"][idx : idx + 1],
-            epoch=ix["epoch"][idx : idx + 1],
-            run=ix["run"][idx : idx + 1],
-            snapshot=ix["snapshot"][idx : idx + 1],
+            **extra,
         )
+
+    def _state(self, c: Checkpoint) -> dict:
+        entry = self.zoo[c.run_id]
+        try:
+            return entry.snapshot(c.snapshot) if c.snapshot is not None else entry.state_dict()
+        except ZooError as e:
+            raise ConfigError(f"zoo entry {c.run_id}: {e}") from e
 
     def process(self) -> None:
         from rich.progress import track
+        from torch_geometric.data import Batch
+
+        from gnnzoo.weightspace.features import hparam_features
+        from gnnzoo.weightspace.models import STAT_LAYERS, layer_statistics
 
         run_index = {r: i for i, r in enumerate(self.runs)}
         specs: dict = {}  # GraphSpec -> index into structures
-        structures, arch, offsets = [], [], [0]
+        structures, arch, offsets, stats, hparams = [], [], [0], [], []
         tmp = Path(self.processed_paths[1] + ".tmp")
         with open(tmp, "wb") as out:
             for c in track(self.items, description="neural graphs", transient=True):
-                entry = self.zoo[c.run_id]
+                state = self._state(c)
                 try:
-                    state = entry.snapshot(c.snapshot) if c.snapshot is not None else entry.state_dict()
-                    spec = spec_of(c.backbone, state)
-                    g = to_graph(spec, state)
-                except (UnsupportedBackbone, ZooError) as e:
+                    raw = to_graph(spec_of(c.backbone, state), state)
+                    spec, g = projected(c.backbone, state, self.bases[c.dataset])
+                except (UnsupportedBackbone, ValueError) as e:
                     raise ConfigError(f"zoo entry {c.run_id}: {e}") from e
+                stats.append(layer_statistics(Batch.from_data_list([raw]), STAT_LAYERS)[0])
+                hparams.append(hparam_features(self.zoo[c.run_id].record.get("config") or {}, c.backbone, c.epoch))
                 if spec not in specs:
                     specs[spec] = len(structures)
                     structures.append(_structure(spec, g))
@@ -172,8 +222,44 @@ class ZooGraphs(Dataset):
             "epoch": torch.tensor([c.epoch for c in self.items]),
             "run": torch.tensor([run_index[c.run_id] for c in self.items]),
             "snapshot": torch.tensor([int(c.snapshot is not None) for c in self.items]),
+            "stats": torch.stack(stats),
+            "hparams": torch.stack(hparams),
         }
         torch.save(index, self.processed_paths[0])
+
+    def add_probe(self, graph_of: Callable[[str], object]) -> None:
+        """Compute (once; cached beside the graphs) each checkpoint's ``probe`` features: its backbone, rebuilt
+        from the run's record, run on the whole graph of its dataset (``graph_of(name)`` -> a
+        :class:`~gnnzoo.data.datasets.GraphData`), summarised on a fixed, seeded sample of the dataset's nodes
+        (:func:`gnnzoo.weightspace.features.probe_features`)."""
+        if self._probe is not None:
+            return
+        from rich.progress import track
+
+        from gnnzoo.utils.config import instantiate_clean
+        from gnnzoo.weightspace.features import probe_features, probe_nodes
+
+        out: list = [None] * len(self.items)
+        order = sorted(range(len(self.items)), key=lambda i: (self.items[i].dataset, self.items[i].run_id))
+        models: dict = {}
+        current, graph = None, None
+        for i in track(order, description="probe features", transient=True):  # one dataset's graph at a time
+            c = self.items[i]
+            if c.dataset != current:
+                gd = graph_of(c.dataset)
+                current, graph = c.dataset, (gd.data.x, gd.data.edge_index, probe_nodes(gd.num_nodes))
+            bb_cfg = (self.zoo[c.run_id].record.get("config") or {}).get("backbone")
+            if not bb_cfg:
+                raise ConfigError(f"zoo entry {c.run_id}: its record has no backbone config to run the probe with")
+            key = json.dumps(bb_cfg, sort_keys=True, default=str)
+            if key not in models:
+                models = {key: instantiate_clean(bb_cfg)}  # one at a time: a run's checkpoints come together
+            out[i] = probe_features(models[key], self._state(c), *graph)
+        probe = torch.stack(out)
+        tmp = Path(self.processed_dir) / "probe.pt.tmp"
+        torch.save(probe, tmp)
+        tmp.replace(Path(self.processed_dir) / "probe.pt")
+        self._probe = probe
 
 
 def _structure(spec, g: Data) -> dict:
@@ -181,6 +267,7 @@ def _structure(spec, g: Data) -> dict:
     ew = int((g.edge_layer >= 0).sum())  # weight edges come first; GAT's head edges after them
     return {
         "num_nodes": int(g.num_nodes),
+        "node_dim": int(g.x.size(1)),
         "weight_edges": ew,
         "roots": any(lin.root is not None for lin in spec.layers),
         "edge_index": g.edge_index,
@@ -205,3 +292,60 @@ def split_checkpoints(
     dataset_of = {c.trajectory: c.dataset for c in items}
     backbone_of = {c.trajectory: c.backbone for c in items}
     return {k: set(v) for k, v in make_split(by, dataset_of, backbone_of, fractions, seed, held).items()}
+
+
+def dataset_configs(zoo: Zoo, items: Sequence[Checkpoint]) -> dict[str, dict]:
+    """The ``dataset`` config each dataset of ``items`` was trained on (from the runs' records). Two runs of one
+    dataset name with different loaders (another split or preprocessing) are a :class:`ConfigError`: their
+    input bases would differ."""
+    from gnnzoo.data.graph import graph_spec
+
+    out: dict[str, dict] = {}
+    for run_id in sorted({c.run_id for c in items}):
+        cfg = (zoo[run_id].record.get("config") or {}).get("dataset")
+        if not cfg or "loader" not in cfg:
+            raise ConfigError(f"zoo entry {run_id}: its record has no dataset loader config (an older or foreign zoo?)")
+        name = str(cfg.get("name"))
+        if name in out and graph_spec({"dataset": out[name]}) != graph_spec({"dataset": cfg}):
+            raise ConfigError(
+                f"the zoo query holds runs of dataset {name!r} with different loaders ({run_id} and an earlier "
+                "run): narrow encoder.zoo so that each dataset name means one graph"
+            )
+        out.setdefault(name, cfg)
+    return out
+
+
+def graph_loader(paths) -> Callable[[dict], object]:
+    """``load(dataset_cfg) -> GraphData`` reading from ``paths.data_dir`` / ``paths.cache_dir``."""
+    from omegaconf import OmegaConf
+
+    from gnnzoo.data.graph import load_graph
+
+    def load(dataset_cfg: dict):
+        return load_graph(OmegaConf.create({"dataset": dataset_cfg, "paths": OmegaConf.to_container(paths)}))
+
+    return load
+
+
+def input_bases(configs: dict[str, dict], paths, k: int) -> dict[str, InputBasis]:
+    """Each dataset's :class:`~gnnzoo.weightspace.basis.InputBasis` (``k`` directions of its node features),
+    cached under ``paths.cache_dir/weightspace/bases`` by the loader config and ``k``."""
+    from gnnzoo.data.graph import graph_spec
+    from gnnzoo.weightspace.basis import input_basis
+
+    load = graph_loader(paths)
+    out = {}
+    for name, cfg in configs.items():
+        key = hashlib.sha256(json.dumps([graph_spec({"dataset": cfg}), int(k)], sort_keys=True).encode()).hexdigest()
+        path = Path(paths.cache_dir) / "weightspace" / "bases" / f"{name}-{key[:16]}.pt"
+        if path.exists():
+            t = torch.load(path, weights_only=True)
+            out[name] = InputBasis(name, t["directions"], t["scales"])
+            continue
+        b = input_basis(name, load(cfg).data.x, int(k))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save({"directions": b.directions, "scales": b.scales}, tmp)
+        tmp.replace(path)
+        out[name] = b
+    return out

@@ -13,39 +13,27 @@ from torch import Tensor, nn
 from torch_geometric.data import Batch
 
 from gnnzoo.utils.errors import ConfigError
+from gnnzoo.weightspace.basis import InputBasis, projected_graph
 from gnnzoo.weightspace.graph import spec_of, to_graph
 from gnnzoo.zoo.store import Zoo, ZooError
 
 
-def data_dims(graphs) -> dict[str, Any]:
-    """What an encoder's size depends on, over a set of neural graphs."""
-    dims = {"max_inputs": 0, "max_hidden": 0, "max_outputs": 0, "max_layers": 0, "num_params": set()}
-    for g in graphs:
-        kind = g.node_kind
-        dims["max_inputs"] = max(dims["max_inputs"], int((kind == 0).sum()))
-        dims["max_outputs"] = max(dims["max_outputs"], int((kind == 2).sum()))
-        dims["max_hidden"] = max(dims["max_hidden"], int(g.node_layer.max()) - 1)
-        dims["max_layers"] = max(dims["max_layers"], int(g.edge_layer.max()) + 1)
-        dims["num_params"].add(int(g.edge_attr.numel() + g.x.numel()))
-    return dims
-
-
 def build_encoder(model_cfg: dict, dims: dict[str, Any]) -> tuple[nn.Module, dict]:
-    """Instantiate ``model_cfg`` (``_target_`` + options) with the data-dependent sizes it takes; returns the
-    module and the full kwargs (recorded, so the entry can be rebuilt)."""
+    """Instantiate ``model_cfg`` (``_target_`` + options) with the data-dependent sizes it takes (``inputs``: the
+    input basis's ``k``; ``num_params``: flat_mlp's one parameter count, from ``dims["num_params"]``, a set);
+    returns the module and the full kwargs (recorded, so the entry can be rebuilt)."""
     cfg = dict(model_cfg)
     cls = get_class(cfg.pop("_target_"))
     accepted = inspect.signature(cls).parameters
-    for key in ("max_inputs", "max_hidden", "max_outputs", "max_layers"):
-        if key in accepted and key not in cfg:
-            cfg[key] = dims[key]
+    if "inputs" in accepted and "inputs" not in cfg and "inputs" in dims:
+        cfg["inputs"] = int(dims["inputs"])
     if "num_params" in accepted and "num_params" not in cfg:
-        sizes = dims["num_params"]
+        sizes = dims.get("num_params") or set()
         if len(sizes) != 1:
             raise ConfigError(
                 f"encoder=flat_mlp reads checkpoints of one architecture; this zoo query has "
-                f"{len(sizes)} parameter counts ({sorted(sizes)[:5]}). Use encoder=ng_gnn or stat, or "
-                "narrow encoder.zoo (backbones, and one hidden size)"
+                f"{len(sizes)} parameter counts ({sorted(sizes)[:5]}). Use encoder=ng_gnn or stat for mixed zoos, "
+                "or narrow encoder.zoo (one backbone, width and depth)"
             )
         cfg["num_params"] = next(iter(sizes))
     return cls(**cfg), {"_target_": f"{cls.__module__}.{cls.__name__}", **cfg}
@@ -53,11 +41,16 @@ def build_encoder(model_cfg: dict, dims: dict[str, Any]) -> tuple[nn.Module, dic
 
 class TrainedEncoder:
     """A trained encoder from the zoo: ``predict(state, backbone)`` (the target, e.g. validation accuracy) and
-    ``embed(state, backbone)`` (the invariant representation), for the generator and the sweeper."""
+    ``embed(state, backbone)`` (the invariant representation), for the generator and the sweeper.
 
-    def __init__(self, model: nn.Module, y_mean: float, y_std: float):
+    Neural-graph encoders read the checkpoint in its dataset's input basis: the entry stores the bases of the
+    datasets it was trained on (``bases``); pass ``dataset=`` where a state's input width matches several, or
+    :meth:`add_basis` for a dataset it has not seen."""
+
+    def __init__(self, model: nn.Module, y_mean: float, y_std: float, bases: dict[str, InputBasis] | None = None):
         self.model = model.eval()
         self.y_mean, self.y_std = y_mean, y_std
+        self.bases = dict(bases or {})
 
     @classmethod
     def from_zoo(cls, zoo: Zoo | str | Path, run_id: str) -> "TrainedEncoder":
@@ -73,22 +66,63 @@ class TrainedEncoder:
                 f"{entry.path / 'record.json'} (it needs model, y_mean and y_std): it was not written by "
                 "task=encoder, or the record is damaged; train the encoder again"
             )
-        model, _ = build_encoder(info["model"], {})
-        model.load_state_dict(entry.state_dict())
-        return cls(model, info["y_mean"], info["y_std"])
+        try:
+            model, _ = build_encoder(info["model"], {})
+        except TypeError as e:
+            raise ZooError(
+                f"zoo entry {run_id}: its encoder ({info['model'].get('_target_')}) was written by an older gnnzoo "
+                f"whose encoders had per-feature input tables ({e}); train it again with this version"
+            ) from e
+        state = entry.state_dict()
+        bases = InputBasis.from_tensors(state)
+        model.load_state_dict({k: v for k, v in state.items() if not k.startswith("basis.")})
+        return cls(model, info["y_mean"], info["y_std"], bases)
 
-    def _batch(self, states, backbone: str) -> Batch:
+    def add_basis(self, basis: InputBasis) -> None:
+        """Read checkpoints of ``basis.dataset`` (a dataset the encoder was not trained on) in this basis."""
+        k = getattr(getattr(self.model, "pos", None), "inputs", basis.k)
+        if basis.k != k:
+            raise ValueError(f"this encoder reads {k} virtual inputs; the basis of {basis.dataset!r} has {basis.k}")
+        self.bases[basis.dataset] = basis
+
+    def _basis(self, state: dict[str, Tensor], backbone: str, dataset: str | None) -> InputBasis:
+        if dataset is not None:
+            if dataset not in self.bases:
+                raise ValueError(
+                    f"this encoder has no input basis for dataset {dataset!r} (it has: {', '.join(self.bases)}); "
+                    "add one with TrainedEncoder.add_basis(gnnzoo.weightspace.basis.input_basis(name, x))"
+                )
+            return self.bases[dataset]
+        width = int(state[spec_of(backbone, state).layers[0].weight].size(1))
+        fits = [b for b in self.bases.values() if b.num_features == width]
+        if len(fits) != 1:
+            raise ValueError(
+                f"a checkpoint with {width} input features matches {len(fits)} of this encoder's input bases "
+                f"({', '.join(f'{b.dataset}: {b.num_features}' for b in self.bases.values())}); pass dataset="
+            )
+        return fits[0]
+
+    def _batch(self, states, backbone: str, dataset: str | None) -> Batch:
+        from gnnzoo.weightspace.models import StatNN
+
         states = [states] if isinstance(states, dict) else list(states)
-        return Batch.from_data_list([to_graph(spec_of(backbone, s), s) for s in states])
+        if isinstance(self.model, StatNN):  # reads the raw weights' statistics
+            return Batch.from_data_list([to_graph(spec_of(backbone, s), s) for s in states])
+        if not hasattr(self.model, "pos") and not hasattr(self.model, "flatten"):
+            raise ValueError(
+                f"{type(self.model).__name__} reads a checkpoint's record or its outputs on data, not its weights "
+                "alone: it has no embed(state) (use ng_gnn, ng_transformer, stat or flat_mlp)"
+            )
+        return Batch.from_data_list([projected_graph(backbone, s, self._basis(s, backbone, dataset)) for s in states])
 
     @torch.no_grad()
-    def embed(self, state: dict[str, Tensor] | list, backbone: str) -> Tensor:
+    def embed(self, state: dict[str, Tensor] | list, backbone: str, dataset: str | None = None) -> Tensor:
         """``[n, embed_dim]`` for one state dict (n = 1) or a list of them."""
-        return self.model.embed(self._batch(state, backbone))
+        return self.model.embed(self._batch(state, backbone, dataset))
 
     @torch.no_grad()
-    def predict_graphs(self, graphs, batch_size: int = 16) -> Tensor:
-        """Predictions for neural graphs (e.g. a :class:`~gnnzoo.weightspace.dataset.ZooGraphs`), in order."""
+    def predict_graphs(self, graphs, batch_size: int = 64) -> Tensor:
+        """Predictions for the items of a :class:`~gnnzoo.weightspace.dataset.ZooGraphs` view, in order."""
         from torch_geometric.loader import DataLoader
 
         return torch.cat(
@@ -96,5 +130,5 @@ class TrainedEncoder:
         )
 
     @torch.no_grad()
-    def predict(self, state: dict[str, Tensor] | list, backbone: str) -> Tensor:
-        return self.model(self._batch(state, backbone)) * self.y_std + self.y_mean
+    def predict(self, state: dict[str, Tensor] | list, backbone: str, dataset: str | None = None) -> Tensor:
+        return self.model(self._batch(state, backbone, dataset)) * self.y_std + self.y_mean

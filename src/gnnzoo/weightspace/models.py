@@ -1,20 +1,23 @@
-"""Encoders of neural graphs (``encoder=``): a batch of graphs (``torch_geometric.data.Batch`` of
-:func:`gnnzoo.weightspace.graph.to_graph` outputs) -> one prediction per graph, and ``embed(batch)`` -> the
-invariant representation the prediction is read from.
+"""Encoders of checkpoints (``encoder=``): a batch (``torch_geometric.data.Batch``) of what
+:class:`gnnzoo.weightspace.dataset.ZooGraphs` yields -> one prediction per checkpoint, and ``embed(batch)`` -> the
+representation the prediction is read from. Each class says what it reads (``reads``).
 
 * :class:`NGGNN` (``ng_gnn``): PNA-style message passing over the weights (mean/max/std aggregation), each
   message modulated by its edge (FiLM: scale and shift from the edge state), edges updated between layers,
-  messages both ways along every weight; learned positional embeddings (one per input neuron, one per output
-  neuron, one per hidden layer). Readout: mean and max over the output neurons and mean over all neurons
-  of each graph -> MLP. Hidden-neuron permutations of a checkpoint leave its output unchanged.
+  messages both ways along every weight. Reads neural graphs whose first layer is in the dataset's input basis
+  (:func:`gnnzoo.weightspace.basis.projected_graph`): positions are one learned vector per virtual input, one per
+  hidden layer and one shared by all output neurons (:class:`Positions`), so one encoder reads any dataset and
+  any number of classes. Readout: mean and max over the output neurons and over all neurons -> MLP.
+  Hidden-neuron permutations of a checkpoint leave its output unchanged.
 * :class:`NGTransformer` (``ng_transformer``): relational transformer over the same sparse graph: multi-head
   attention of every neuron over its neighbours along the weights (both ways), the edge state added to the
   keys and values (``torch_geometric.nn.TransformerConv`` with ``edge_dim``), a feed-forward block, edge
-  updates between layers; same positional embeddings and readout as ``ng_gnn``. Attention runs over the
-  edges, never over all node pairs (a Cora GCN checkpoint has ~1500 neurons).
-* :class:`StatNN` (``stat``): per-layer statistics of the weights and biases (mean, std, quantiles) -> MLP.
-* :class:`FlatMLP` (``flat_mlp``): the flattened graph features (every weight and node feature) -> MLP (one
-  architecture per zoo; not invariant).
+  updates between layers; same positions and readout as ``ng_gnn``. Attention runs over the edges, never over
+  all node pairs.
+* Baselines: :class:`StatNN` (``stat``: per-layer statistics of the raw weights, cached), :class:`HParamsNN`
+  (``hparams``: the configuration and epoch only), :class:`ProbeNN` (``probe``: the checkpoint's outputs on a
+  fixed sample of its dataset's nodes) and :class:`FlatMLP` (``flat_mlp``: every projected weight and node
+  feature flattened; one architecture per query; not invariant).
 """
 
 from __future__ import annotations
@@ -55,63 +58,71 @@ def _graph_pool(h: Tensor, batch: Tensor, n_graphs: int, mask: Tensor | None = N
 
 
 class Positions(nn.Module):
-    """One learned vector per input neuron (``max_inputs``), per hidden layer (``max_hidden``), per output
-    neuron (``max_outputs``), and per hidden layer's GAT head nodes (``max_hidden`` more).
+    """Learned position vectors of a neural graph's nodes, sized by the encoder, never by a zoo: one per virtual
+    input (the ``k`` principal directions of :mod:`gnnzoo.weightspace.basis`), one per hidden layer (all its
+    neurons share it, so they stay permutable), **one for all output neurons** (classes are a set: an encoder
+    reads a checkpoint of any number of classes) and one per hidden layer's GAT head nodes.
 
     Args:
         d: the embedding width.
-        max_inputs, max_hidden, max_outputs: the table's size; a checkpoint beyond it is a ``ValueError``.
+        inputs: virtual input neurons (``k`` of the input basis); a graph with more is a ``ValueError``.
+        max_layers: hidden layers with a vector of their own; deeper layers share the last one.
 
     Shapes:
-        - **input:** ``kind [N]`` (0 input, 1 hidden, 2 output, 3 GAT head), ``rank [N]`` (neuron index, or
+        - **input:** ``kind [N]`` (0 input, 1 hidden, 2 output, 3 GAT head), ``rank [N]`` (input index, or
           hidden layer number from 1)
         - **output:** ``[N, d]``
     """
 
-    def __init__(self, d: int, max_inputs: int, max_hidden: int, max_outputs: int):
+    def __init__(self, d: int, inputs: int, max_layers: int = 8):
         super().__init__()
-        self.max_inputs, self.max_hidden, self.max_outputs = max_inputs, max_hidden, max_outputs
-        self.table = nn.Embedding(max_inputs + 2 * max_hidden + max_outputs, d)
+        self.inputs, self.max_layers = int(inputs), int(max_layers)
+        self.table = nn.Embedding(self.inputs + 2 * self.max_layers + 1, d)
         nn.init.normal_(self.table.weight, std=0.1)
 
     def forward(self, kind: Tensor, rank: Tensor) -> Tensor:
-        limits = torch.tensor(
-            [self.max_inputs, self.max_hidden + 1, self.max_outputs, self.max_hidden + 1], device=kind.device
-        )
-        over = (rank >= limits[kind]) | (((kind == 1) | (kind == 3)) & (rank < 1))
-        if bool(over.any()):
-            k = int(kind[over][0])
-            what = ("input neurons", "hidden layers", "output neurons", "hidden layers")[k]
+        if bool(((kind == 0) & (rank >= self.inputs)).any()):
             raise ValueError(
-                f"a checkpoint has more {what} than the encoder's positional table "
-                f"(max_inputs={self.max_inputs}, max_hidden={self.max_hidden}, "
-                f"max_outputs={self.max_outputs})"
+                f"a neural graph has more input neurons than the encoder's {self.inputs} virtual inputs: encoders "
+                "read checkpoints projected onto their dataset's input basis (gnnzoo.weightspace.basis), with "
+                "k = encoder.inputs"
             )
-        hidden, outputs = self.max_inputs, self.max_inputs + self.max_hidden
-        heads = outputs + self.max_outputs
+        layer = rank.clamp(1, self.max_layers) - 1
+        hidden, output = self.inputs, self.inputs + self.max_layers
+        heads = output + 1
         slot = torch.where(
             kind == 0,
             rank,
-            torch.where(kind == 1, hidden + rank - 1, torch.where(kind == 2, outputs + rank, heads + rank - 1)),
+            torch.where(
+                kind == 1, hidden + layer, torch.where(kind == 2, torch.full_like(rank, output), heads + layer)
+            ),
         )
         return self.table(slot)
+
+
+NG_NODE_DIM = NODE_DIM + 1  # the graph's node features + the input projection's residual (basis.projected_graph)
 
 
 class _NGBase(nn.Module):
     """Input encodings (node features + positions, edge features both ways) and the readout shared by the
     neural-graph encoders."""
 
-    def __init__(
-        self, max_inputs: int, max_hidden: int, max_outputs: int, d: int, d_edge: int, dropout: float, d_out: int
-    ):
+    reads = ("graph",)
+
+    def __init__(self, inputs: int, max_layers: int, d: int, d_edge: int, dropout: float, d_out: int):
         super().__init__()
-        self.pos = Positions(d, max_inputs, max_hidden, max_outputs)
-        self.node_in = nn.Linear(NODE_DIM, d)
+        self.pos = Positions(d, inputs, max_layers)
+        self.node_in = nn.Linear(NG_NODE_DIM, d)
         self.edge_in = nn.Linear(EDGE_DIM + 1, d_edge)  # + direction (+1 along the weight, -1 against it)
         self.head = _mlp(4 * d, 2 * d, d_out, layers=3, dropout=dropout)
         self.embed_dim = 4 * d
 
     def inputs(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        if batch.x.size(-1) != NG_NODE_DIM:
+            raise ValueError(
+                f"neural-graph encoders read projected graphs (x with {NG_NODE_DIM} columns: "
+                f"gnnzoo.weightspace.basis.projected_graph); this batch has {batch.x.size(-1)}"
+            )
         h = self.node_in(batch.x) + self.pos(batch.node_kind, batch.node_rank)
         src, dst = batch.edge_index
         w = batch.edge_attr
@@ -199,7 +210,7 @@ class NGGNN(_NGBase):
     unchanged.
 
     Args:
-        max_inputs, max_hidden, max_outputs: the positional table's size (:class:`Positions`).
+        inputs, max_layers: the positional table's size (:class:`Positions`).
         d: node width; d_edge: edge width; layers: message-passing layers; dropout: in the MLPs.
         d_out: outputs per graph (1: the predicted target).
 
@@ -210,16 +221,15 @@ class NGGNN(_NGBase):
 
     def __init__(
         self,
-        max_inputs: int,
-        max_hidden: int,
-        max_outputs: int,
+        inputs: int = 32,
+        max_layers: int = 8,
         d: int = 32,
         d_edge: int = 16,
         layers: int = 3,
         dropout: float = 0.0,
         d_out: int = 1,
     ):
-        super().__init__(max_inputs, max_hidden, max_outputs, d, d_edge, dropout, d_out)
+        super().__init__(inputs, max_layers, d, d_edge, dropout, d_out)
         self.layers = nn.ModuleList(NGLayer(d, d_edge, dropout, update_edges=i < layers - 1) for i in range(layers))
 
     def embed(self, batch: Batch) -> Tensor:
@@ -238,9 +248,8 @@ class NGTransformer(_NGBase):
 
     def __init__(
         self,
-        max_inputs: int,
-        max_hidden: int,
-        max_outputs: int,
+        inputs: int = 32,
+        max_layers: int = 8,
         d: int = 32,
         d_edge: int = 16,
         layers: int = 3,
@@ -250,7 +259,7 @@ class NGTransformer(_NGBase):
     ):
         from torch_geometric.nn import TransformerConv
 
-        super().__init__(max_inputs, max_hidden, max_outputs, d, d_edge, dropout, d_out)
+        super().__init__(inputs, max_layers, d, d_edge, dropout, d_out)
         if d % heads:
             raise ValueError(f"ng_transformer: d={d} must be a multiple of heads={heads}")
         self.attn = nn.ModuleList(
@@ -276,6 +285,7 @@ QUANTILES = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
 STAT_GROUPS = 5  # weights, root weights, biases, att_src, att_dst
+STAT_WIDTH = STAT_GROUPS * (2 + len(QUANTILES))  # per weight layer
 
 
 def layer_statistics(batch, max_layers: int) -> Tensor:
@@ -311,28 +321,119 @@ def layer_statistics(batch, max_layers: int) -> Tensor:
     return feats.view(g, -1)
 
 
-class StatNN(nn.Module):
-    """Statistics baseline (StatNN-style; see the module docstring): layer statistics -> MLP.
+STAT_LAYERS = 8  # weight layers the cached statistics cover (zeros beyond a checkpoint's depth)
 
-    Args:
-        max_layers: weight layers read (more is a ``ValueError``); d: MLP width; dropout; d_out.
 
-    Shapes:
-        - **input:** a ``Batch`` of ``G`` neural graphs
-        - **output:** ``forward -> [G]``; ``embed -> [G, d]``
-    """
+class _VectorBaseline(nn.Module):
+    """A feature vector per checkpoint (cached with the dataset: ``batch.<field>`` of shape ``[G, d_in]``) ->
+    normalisation -> MLP. The baselines every encoder table carries."""
 
-    def __init__(self, max_layers: int = 4, d: int = 64, dropout: float = 0.0, d_out: int = 1):
+    field: str = ""
+    reads: tuple[str, ...] = ()
+
+    def __init__(self, d_in: int, d: int = 64, dropout: float = 0.0, d_out: int = 1):
         super().__init__()
-        self.max_layers = max_layers
-        d_in = max_layers * STAT_GROUPS * (2 + len(QUANTILES))
         self.norm = nn.BatchNorm1d(d_in, affine=False)
         self.body = _mlp(d_in, d, d, layers=2, dropout=dropout)
         self.head = nn.Linear(d, d_out)
         self.embed_dim = d
 
+    def features(self, batch: Batch) -> Tensor:
+        v = getattr(batch, self.field, None)
+        if v is None:
+            raise ValueError(
+                f"{type(self).__name__} reads the cached `{self.field}` features of a checkpoint (ZooGraphs with "
+                f"features=[{self.field}]); this batch has none"
+            )
+        return v.view(v.size(0), -1)
+
     def embed(self, batch: Batch) -> Tensor:
-        return F.silu(self.body(self.norm(layer_statistics(batch, self.max_layers))))
+        return F.silu(self.body(self.norm(self.features(batch))))
+
+    def forward(self, batch: Batch) -> Tensor:
+        return self.head(self.embed(batch)).squeeze(-1)
+
+
+class StatNN(_VectorBaseline):
+    """Statistics baseline (StatNN-style): per-layer statistics of the raw weights (:func:`layer_statistics`,
+    computed once per checkpoint and cached as ``batch.stats``; computed from the graph when a batch has none)
+    -> MLP.
+
+    Args:
+        max_layers: weight layers read (at most :data:`STAT_LAYERS`); d: MLP width; dropout; d_out.
+
+    Shapes:
+        - **input:** a ``Batch`` of ``G`` checkpoints
+        - **output:** ``forward -> [G]``; ``embed -> [G, d]``
+    """
+
+    field = "stats"
+    reads = ("stats",)
+
+    def __init__(self, max_layers: int = STAT_LAYERS, d: int = 64, dropout: float = 0.0, d_out: int = 1):
+        if not 1 <= max_layers <= STAT_LAYERS:
+            raise ValueError(f"stat: max_layers={max_layers} must be in 1..{STAT_LAYERS}")
+        self.max_layers = max_layers
+        super().__init__(max_layers * STAT_WIDTH, d, dropout, d_out)
+
+    def features(self, batch: Batch) -> Tensor:
+        v = getattr(batch, "stats", None)
+        if v is None:
+            v = layer_statistics(batch, STAT_LAYERS)
+        return v.view(v.size(0), STAT_LAYERS, STAT_WIDTH)[:, : self.max_layers].reshape(v.size(0), -1)
+
+
+class HParamsNN(_VectorBaseline):
+    """Hyperparameters-only floor: the training configuration and the checkpoint's epoch
+    (:func:`gnnzoo.weightspace.features.hparam_features`, ``batch.hparams``) -> MLP. An encoder that does not
+    beat it reads nothing from the weights.
+
+    Shapes: as :class:`StatNN`.
+    """
+
+    field = "hparams"
+    reads = ("hparams",)
+
+    def __init__(self, d: int = 64, dropout: float = 0.0, d_out: int = 1):
+        from gnnzoo.weightspace.features import HPARAM_DIM
+
+        super().__init__(HPARAM_DIM, d, dropout, d_out)
+
+
+class ProbeNN(nn.Module):
+    """Probing baseline (in the spirit of ProbeGen): the checkpoint run on a fixed, seeded sample of its
+    dataset's nodes (:func:`gnnzoo.weightspace.features.probe_features`, ``batch.probe``); each node's
+    class-order-free output summary (sorted top softmax probabilities, normalised entropy, logit spread) goes
+    through a shared MLP, mean- and max-pooled over the nodes (a set: any dataset, any number of classes),
+    joined with the sorted class histogram of the predictions -> MLP.
+
+    Shapes:
+        - **input:** a ``Batch`` with ``probe [G, P * PROBE_NODE_DIM + PROBE_GLOBAL_DIM]``
+        - **output:** ``forward -> [G]``; ``embed -> [G, d]``
+    """
+
+    reads = ("probe",)
+
+    def __init__(self, d: int = 64, dropout: float = 0.0, d_out: int = 1):
+        super().__init__()
+        from gnnzoo.weightspace.features import PROBE_GLOBAL_DIM, PROBE_NODE_DIM
+
+        self.node_dim, self.global_dim = PROBE_NODE_DIM, PROBE_GLOBAL_DIM
+        self.node_norm = nn.LayerNorm(PROBE_NODE_DIM, elementwise_affine=False)
+        self.phi = _mlp(PROBE_NODE_DIM, d, d, layers=2, dropout=dropout)
+        self.body = _mlp(2 * d + PROBE_GLOBAL_DIM, d, d, layers=2, dropout=dropout)
+        self.head = nn.Linear(d, d_out)
+        self.embed_dim = d
+
+    def embed(self, batch: Batch) -> Tensor:
+        v = getattr(batch, "probe", None)
+        if v is None:
+            raise ValueError("ProbeNN reads the cached `probe` features (ZooGraphs with features=[probe])")
+        g = v.size(0)
+        nodes = v[:, : v.size(1) - self.global_dim].reshape(g, -1, self.node_dim)
+        h = self.phi(nodes)
+        pooled = torch.cat([h.mean(1), h.amax(1), v[:, v.size(1) - self.global_dim :]], -1)
+        return F.silu(self.body(pooled))
 
     def forward(self, batch: Batch) -> Tensor:
         return self.head(self.embed(batch)).squeeze(-1)
@@ -348,6 +449,8 @@ class FlatMLP(nn.Module):
         - **input:** a ``Batch`` of ``G`` neural graphs of one architecture
         - **output:** ``forward -> [G]``; ``embed -> [G, d]``
     """
+
+    reads = ("graph",)
 
     def __init__(self, num_params: int, d: int = 64, dropout: float = 0.0, d_out: int = 1):
         super().__init__()

@@ -30,9 +30,16 @@ from gnnzoo.utils.logging import close_loggers, console, instantiate_loggers
 from gnnzoo.utils.plots import log_image, png
 from gnnzoo.utils.seed import seed_everything
 from gnnzoo.utils.validate import choice, integer, number
-from gnnzoo.weightspace.dataset import ZooGraphs, checkpoints, split_checkpoints
-from gnnzoo.weightspace.encoder import build_encoder, data_dims
-from gnnzoo.weightspace.module import EncoderModule
+from gnnzoo.weightspace.dataset import (
+    ZooGraphs,
+    checkpoints,
+    dataset_configs,
+    graph_loader,
+    input_bases,
+    split_checkpoints,
+)
+from gnnzoo.weightspace.encoder import build_encoder
+from gnnzoo.weightspace.module import EncoderModule, regression_metrics
 from gnnzoo.zoo.record import build_record, now_iso
 from gnnzoo.zoo.splits import SPLIT_KINDS
 from gnnzoo.zoo.stage import StageOutput, cached_stage
@@ -44,9 +51,13 @@ log = logging.getLogger("gnnzoo")
 def check_encoder(cfg: DictConfig) -> None:
     e = cfg.encoder
     if not e.get("name"):
-        raise ConfigError("task=encoder needs an encoder: encoder=ng_gnn | stat | flat_mlp")
-    for key in ("epochs", "batch_size"):
+        raise ConfigError(
+            "task=encoder needs an encoder: encoder=ng_gnn | ng_transformer | stat | hparams | probe | flat_mlp"
+        )
+    for key in ("epochs", "batch_size", "eval_batch_size", "inputs"):
         integer(e, key, "encoder", lo=1)
+    integer(e, "per_trajectory", "encoder", lo=1, optional=True)
+    integer(e, "val_per_trajectory", "encoder", lo=1, optional=True)
     number(e, "max_minutes", "encoder", lo=0, lo_open=True, optional=True)
     fr = list(e.split.fractions)
     if len(fr) != 3 or any(f <= 0 for f in fr) or abs(sum(fr) - 1) > 1e-6:
@@ -71,8 +82,8 @@ def _scatter_plot(preds: dict, path: Path, title: str) -> None:
 
 
 def _dataset(cfg: DictConfig, zoo: Zoo) -> tuple[list, ZooGraphs, dict, dict]:
-    """The zoo query's checkpoints, their neural graphs, the split of trajectories and the checkpoint indices per
-    split."""
+    """The zoo query's checkpoints, what the encoder reads of them (graphs in their datasets' input bases and
+    the cached baseline features), the split of trajectories and the checkpoint indices per split."""
     e = cfg.encoder
     q = OmegaConf.to_container(e.zoo, resolve=True)
     items = checkpoints(
@@ -83,11 +94,26 @@ def _dataset(cfg: DictConfig, zoo: Zoo) -> tuple[list, ZooGraphs, dict, dict]:
         snapshots=bool(q.get("snapshots", True)),
         target=e.target,
     )
-    ds = ZooGraphs(zoo, items, Path(cfg.paths.cache_dir) / "weightspace")
+    configs = dataset_configs(zoo, items)
+    ds = ZooGraphs(
+        zoo, items, Path(cfg.paths.cache_dir) / "weightspace", input_bases(configs, cfg.paths, int(e.inputs))
+    )
+    reads = reads_of(e.model)
+    if "probe" in reads:
+        load = graph_loader(cfg.paths)
+        ds.add_probe(lambda name: load(configs[name]))
+    ds = ds.view(graphs="graph" in reads, fields=[r for r in reads if r != "graph"])
     sp = e.split
     splits = split_checkpoints(items, sp.get("by", "random"), list(sp.fractions), int(sp.seed), sp.get("held"))
     idx = {k: [i for i, c in enumerate(items) if c.trajectory in trajs] for k, trajs in splits.items()}
     return items, ds, splits, idx
+
+
+def reads_of(model_cfg) -> tuple[str, ...]:
+    """What an encoder class reads of a checkpoint (its ``reads``): ``graph`` and/or cached feature names."""
+    from hydra.utils import get_class
+
+    return tuple(getattr(get_class(model_cfg["_target_"]), "reads", ("graph",)))
 
 
 def _fit(cfg: DictConfig, module: EncoderModule, loaders: dict, loggers: list) -> None:
@@ -106,31 +132,75 @@ def _fit(cfg: DictConfig, module: EncoderModule, loaders: dict, loggers: list) -
         gradient_clip_val=e.get("clip"),
         default_root_dir=None,
     )
-    trainer.fit(module, train_dataloaders=loaders["train"], val_dataloaders=[loaders["val"], loaders["test"]])
+    trainer.fit(module, train_dataloaders=loaders["train"], val_dataloaders=loaders["val"])
     if module.best_state is None:
         raise RuntimeError("the encoder never produced a finite validation τ (check the zoo and the target)")
+
+
+class TrajectorySampler(torch.utils.data.Sampler):
+    """Training order per epoch: every checkpoint (``per=None``), or ``per`` checkpoints drawn from each training
+    trajectory (all of a shorter one), shuffled; seeded, and a new draw each epoch. A trajectory's snapshots are
+    near-duplicates of one another: drawing a few per epoch gives every trajectory the same weight and bounds an
+    epoch's cost by the number of trajectories, for every encoder alike."""
+
+    def __init__(self, groups: list[list[int]], per: int | None, seed: int):
+        self.groups, self.per, self.seed, self.epoch = groups, per, seed, 0
+
+    def _draw(self) -> list[int]:
+        gen = torch.Generator().manual_seed(self.seed * 100003 + self.epoch)
+        self.epoch += 1
+        if self.per is None:
+            picked = [i for g in self.groups for i in g]
+        else:
+            picked = [g[j] for g in self.groups for j in torch.randperm(len(g), generator=gen)[: self.per].tolist()]
+        return [picked[j] for j in torch.randperm(len(picked), generator=gen).tolist()]
+
+    def __iter__(self):
+        return iter(self._draw())
+
+    def __len__(self) -> int:
+        return sum(len(g) if self.per is None else min(self.per, len(g)) for g in self.groups)
+
+
+def _fixed_draw(items: list, indices: list[int], per: int | None, seed: int) -> list[int]:
+    """At most ``per`` checkpoints of each trajectory (one seeded draw, the same every epoch); all when ``per`` is
+    None. Validation reads this subset every epoch; the test split is always read whole."""
+    if per is None:
+        return list(indices)
+    groups: dict[str, list[int]] = {}
+    for i in indices:
+        groups.setdefault(items[i].trajectory, []).append(i)
+    gen = torch.Generator().manual_seed(seed)
+    return sorted(g[j] for g in groups.values() for j in torch.randperm(len(g), generator=gen)[: int(per)].tolist())
+
+
+@torch.no_grad()
+def _predict(module: EncoderModule, loader) -> tuple[torch.Tensor, torch.Tensor]:
+    module.eval()
+    out = [(module(b), b.y.view(-1)) for b in loader]
+    return torch.cat([p for p, _ in out]), torch.cat([y for _, y in out])
 
 
 def _model_and_loaders(cfg: DictConfig, items: list, ds: ZooGraphs, idx: dict):
     """The encoder (seeded), its LightningModule on standardised targets, and the split loaders."""
     e = cfg.encoder
     seed_everything(cfg.seed)
-    model, model_kwargs = build_encoder(OmegaConf.to_container(e, resolve=True)["model"], data_dims(ds))
+    dims = {"inputs": int(e.inputs), "num_params": ds.num_params() if ds.graphs else set()}
+    model, model_kwargs = build_encoder(OmegaConf.to_container(e, resolve=True)["model"], dims)
     ys = torch.tensor([items[i].target for i in idx["train"]])
     y_mean, y_std = float(ys.mean()), float(ys.std()) if len(ys) > 1 else 1.0
     module = EncoderModule(
         model, lr=e.lr, weight_decay=e.weight_decay, y_mean=y_mean, y_std=y_std or 1.0, patience=e.get("patience")
     )
-    gen = torch.Generator().manual_seed(int(cfg.seed))
-    loaders = {
-        k: DataLoader(
-            ds[torch.tensor(v)],
-            batch_size=int(e.batch_size),
-            shuffle=(k == "train"),
-            generator=gen if k == "train" else None,
-        )
-        for k, v in idx.items()
-    }
+    per = e.get("per_trajectory")
+    groups: dict[str, list[int]] = {}
+    for pos, i in enumerate(idx["train"]):
+        groups.setdefault(items[i].trajectory, []).append(pos)
+    sampler = TrajectorySampler(list(groups.values()), None if per is None else int(per), int(cfg.seed))
+    loaders = {"train": DataLoader(ds[torch.tensor(idx["train"])], batch_size=int(e.batch_size), sampler=sampler)}
+    val = _fixed_draw(items, idx["val"], e.get("val_per_trajectory"), int(cfg.seed))
+    loaders["val"] = DataLoader(ds[torch.tensor(val)], batch_size=int(e.eval_batch_size), shuffle=False)
+    loaders["test"] = DataLoader(ds[torch.tensor(idx["test"])], batch_size=int(e.eval_batch_size), shuffle=False)
     return model, model_kwargs, module, loaders, (y_mean, y_std)
 
 
@@ -171,7 +241,23 @@ def _train(cfg: DictConfig, zoo: Zoo, rid: str, items: list, ds: ZooGraphs, spli
             lg.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "run_id": rid})
         _fit(cfg, module, loaders, loggers)
         model.load_state_dict(module.best_state)
-        metrics = {**module.best, "best_epoch": module.best_epoch}
+        module.best_preds["test"] = _predict(module, loaders["test"])  # read once, with the selected weights
+        test = {f"encoder/test_{k}": v for k, v in regression_metrics(*module.best_preds["test"]).items()}
+        wall = time.perf_counter() - t0
+        seen = module.curves["epoch"] and len(module.curves["epoch"]) * len(loaders["train"].sampler)
+        metrics = {
+            **module.best,
+            **test,
+            "best_epoch": module.best_epoch,
+            "epochs_run": len(module.curves["epoch"]),
+            "train_graphs_per_s": seen / wall if seen else float("nan"),  # training + validation, per wall second
+        }
+        p_test, y_test = module.best_preds["test"]
+        rec["encoder"]["test_predictions"] = {  # what the test split got, checkpoint by checkpoint
+            "checkpoints": [[items[i].run_id, items[i].epoch, items[i].snapshot is not None] for i in idx["test"]],
+            "pred": [round(float(v), 6) for v in p_test],
+            "y": [round(float(v), 6) for v in y_test],
+        }
         rec.update(
             status="completed",
             metrics=metrics,
@@ -201,7 +287,8 @@ def _train(cfg: DictConfig, zoo: Zoo, rid: str, items: list, ds: ZooGraphs, spli
         raise
     finally:
         close_loggers(loggers)
-    return StageOutput(rec, model.state_dict())
+    bases = {k: v for b in ds.bases.values() for k, v in b.tensors().items()}
+    return StageOutput(rec, {**model.state_dict(), **bases})
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
