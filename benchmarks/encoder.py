@@ -17,7 +17,8 @@ the query has one parameter layout; zoo v1 varies width and depth, so it reports
 Declared budget, the same for every encoder (never a clock): 30 epochs, patience 8 epochs on validation τ,
 batch 16, AdamW lr 1e-3, weight decay 5e-4; an epoch draws ``per_trajectory = clamp(round(500 / training
 trajectories), 1, all)`` checkpoints from each training trajectory (about 500 graphs per epoch where the split
-allows); validation reads 4 checkpoints of each val trajectory (one fixed draw) every epoch; test τ is read once,
+allows); validation reads every val checkpoint each epoch, or 4 of each val trajectory (one fixed draw) where the
+val split holds over 1,500 checkpoints (the whole zoo and leave-one-dataset-out); test τ is read once,
 over every test checkpoint, with the weights of the best validation epoch. Encoder entries go to a zoo of links
 to the zoo's runs under ``--work`` (GNN Zoo v1 itself is never written).
 
@@ -61,7 +62,7 @@ BUDGET = {"epochs": 30, "patience": 8, "batch_size": 16, "lr": 1e-3, "weight_dec
 GRAPHS_PER_EPOCH = (
     500  # training checkpoints drawn per epoch (per trajectory: clamp(round(500 / trajectories), 1, all))
 )
-VAL_PER_TRAJECTORY = 4  # validation checkpoints per val trajectory (one fixed draw), read every epoch
+VAL_PER_TRAJECTORY = 4  # where validation holds over 1,500 checkpoints: this many per val trajectory (one fixed draw)
 
 
 def split_defs() -> dict[str, dict]:
@@ -110,10 +111,12 @@ def prepare(zoo_dir: Path, work: Path, data_dir: str) -> dict:
             fractions = [0.7, 0.15, 0.15]  # by=dataset: val is fractions[1] of the other datasets' trajectories
             n_train = 0.85 * (len(trajs) - len(held))
         per = max(1, round(GRAPHS_PER_EPOCH / max(n_train, 1)))
+        n_val_ckpt = len(items) * (fractions[1] if q["by"] == "random" else 0.15 * (1 - len(held) / len(trajs)))
         info[name] = {
             **q,
             "fractions": fractions,
             "per_trajectory": per,
+            "val_per_trajectory": VAL_PER_TRAJECTORY if n_val_ckpt > 1500 else None,
             "checkpoints": len(items),
             "trajectories": len(trajs),
             "prepare_s": done[key],
@@ -135,7 +138,7 @@ def _overrides(split: str, sp: dict, encoder: str, seed: int, zoo_dir: Path, wor
         f"encoder.weight_decay={BUDGET['weight_decay']}",
         "encoder.eval_batch_size=128",
         f"encoder.per_trajectory={sp['per_trajectory']}",
-        f"encoder.val_per_trajectory={VAL_PER_TRAJECTORY}",
+        f"encoder.val_per_trajectory={sp['val_per_trajectory'] or 'null'}",
         "logger=none",
         "threads=1",
         "trainer.enable_progress_bar=false",
@@ -175,7 +178,9 @@ def job(args: tuple) -> dict:
         "encoder": encoder,
         "seed": seed,
         "zoo": str(zoo_dir.resolve()),
-        "query": {k: sp[k] for k in ("checkpoints", "trajectories", "fractions", "per_trajectory")},
+        "query": {
+            k: sp[k] for k in ("checkpoints", "trajectories", "fractions", "per_trajectory", "val_per_trajectory")
+        },
         "overrides": [o for o in ov if not o.startswith("paths.")],
     }
     return JobCache(work, __file__).run(settings, lambda: _train(split, encoder, seed, zoo_dir, ov))["result"]
@@ -479,7 +484,15 @@ def report(jobs: list[dict], info: dict, tp: dict | None, zoo_dir: Path, seeds: 
         "Splits (trajectories; fractions train/val/test; checkpoints drawn per training trajectory each epoch):",
         "",
         md_table(
-            ["split", "checkpoints", "trajectories", "test trajectories", "fractions", "per trajectory"],
+            [
+                "split",
+                "checkpoints",
+                "trajectories",
+                "test trajectories",
+                "fractions",
+                "per trajectory",
+                "val per trajectory",
+            ],
             [
                 [
                     s,
@@ -488,6 +501,7 @@ def report(jobs: list[dict], info: dict, tp: dict | None, zoo_dir: Path, seeds: 
                     summary["test_trajectories"].get(s, "n/a"),
                     "/".join(str(f) for f in v["fractions"]) if v["by"] == "random" else f"held out: {v['held']}",
                     v["per_trajectory"],
+                    v["val_per_trajectory"] or "all",
                 ]
                 for s, v in info.items()
                 if s in splits
