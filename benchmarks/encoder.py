@@ -168,22 +168,27 @@ def work_zoo(zoo_dir: Path, work: Path) -> Path:
     return out
 
 
-def job(args: tuple) -> dict:
-    """One encoder training, cached by the harness under everything that determines it (its overrides)."""
+def _settings(args: tuple) -> tuple[dict, list[str]]:
     split, sp, encoder, seed, zoo_dir, work, data_dir = args
-    zoo_dir, work = Path(zoo_dir), Path(work)
-    ov = _overrides(split, sp, encoder, seed, zoo_dir, work, data_dir)
+    ov = _overrides(split, sp, encoder, seed, Path(zoo_dir), Path(work), data_dir)
     settings = {
         "split": split,
         "encoder": encoder,
         "seed": seed,
-        "zoo": str(zoo_dir.resolve()),
+        "zoo": str(Path(zoo_dir).resolve()),
         "query": {
             k: sp[k] for k in ("checkpoints", "trajectories", "fractions", "per_trajectory", "val_per_trajectory")
         },
         "overrides": [o for o in ov if not o.startswith("paths.")],
     }
-    return JobCache(work, __file__).run(settings, lambda: _train(split, encoder, seed, zoo_dir, ov))["result"]
+    return settings, ov
+
+
+def job(args: tuple) -> dict:
+    """One encoder training, cached by the harness under everything that determines it (its overrides)."""
+    split, _, encoder, seed, zoo_dir, work, _ = args
+    settings, ov = _settings(args)
+    return JobCache(work, __file__).run(settings, lambda: _train(split, encoder, seed, Path(zoo_dir), ov))["result"]
 
 
 def _train(split: str, encoder: str, seed: int, zoo_dir: Path, ov: list[str]) -> dict:
@@ -333,7 +338,9 @@ def _fmt(m: float, s: float) -> str:
     return "n/a" if m != m else f"{m:.3f} ± {s:.3f}"
 
 
-def report(jobs: list[dict], info: dict, tp: dict | None, zoo_dir: Path, seeds: int, wall: float, cmd: str) -> None:
+def report(
+    jobs: list[dict], info: dict, tp: dict | None, zoo_dir: Path, seeds: int, wall: float, cmd: str, missing: list[str]
+) -> None:
     from gnnzoo.zoo import Zoo
 
     zoo = Zoo(zoo_dir)
@@ -550,6 +557,12 @@ def report(jobs: list[dict], info: dict, tp: dict | None, zoo_dir: Path, seeds: 
             f"projected; widths in the sample {tp['widths']}."
         )
     lines += ["Targets:", "", *target, "", *worst_blocks]
+    if missing:
+        lines += [
+            f"Not run within this session's compute ({len(missing)} of {len(missing) + len(jobs)} jobs; the same "
+            "command runs them and the table grows): " + "; ".join(missing),
+            "",
+        ]
     lines += [
         f"{seeds} seeds (seed s: split s, encoder seed s). Budget, the same for every encoder: {BUDGET}; "
         "settings in the docstring of benchmarks/encoder.py. Encoder jobs: "
@@ -562,6 +575,7 @@ def report(jobs: list[dict], info: dict, tp: dict | None, zoo_dir: Path, seeds: 
             "summary": summary,
             "splits": info,
             "throughput": tp,
+            "not_run": missing,
             "jobs": [{k: v for k, v in j.items() if k != "test_predictions"} for j in jobs],
             "this_invocation_s": wall,
         },
@@ -579,7 +593,8 @@ def main() -> None:
     ap.add_argument("--zoo", default=str(Path.home() / ".cache" / "gnnzoo_bench_zoo" / "zoo"))
     ap.add_argument("--work", default=str(Path.home() / ".cache" / "gnnzoo_bench_encoder"))
     ap.add_argument("--data-dir", default=os.environ.get("GNNZOO_DATA_DIR", str(ROOT.parent / "shared" / "data")))
-    ap.add_argument("--skip-throughput", action="store_true")
+    ap.add_argument("--skip-throughput", action="store_true", help="reuse the last throughput measurement")
+    ap.add_argument("--report-only", action="store_true", help="report the cached jobs; run nothing")
     a = ap.parse_args()
     zoo_dir, work = Path(a.zoo), Path(a.work)
     if not (zoo_dir / "index.json").exists() and not any(zoo_dir.glob("*/record.json")):
@@ -591,7 +606,7 @@ def main() -> None:
     print(json.dumps(info, indent=1), flush=True)
     tp_file = work / f"throughput_{LEGACY_COMMIT}.json"
     tp = None
-    if not a.skip_throughput:
+    if not a.skip_throughput and not a.report_only:
         tp = throughput(zoo_dir, work, a.data_dir)
         tp_file.write_text(json.dumps(tp))
         print(json.dumps(tp), flush=True)
@@ -601,13 +616,22 @@ def main() -> None:
     for s in a.splits.split(","):
         wanted += [k for k in info if k.startswith("lodo_")] if s == "lodo" else [s]
     encs = a.encoders.split(",")
-    # seed-major (every split gets its first seeds before any third), slow neural jobs first within a seed
+    # (a)-(c) first, then leave-one-dataset-out; seed-major within each, slow neural jobs first within a seed
     todo = [
         (s, info[s], e, seed, str(zoo_dir), str(work), a.data_dir)
+        for group in ([s for s in wanted if not s.startswith("lodo_")], [s for s in wanted if s.startswith("lodo_")])
         for seed in range(a.seeds)
-        for s in wanted
+        for s in group
         for e in sorted(encs, key=lambda e: e not in NEURAL)
     ]
+    if a.report_only:
+        cache = JobCache(work, __file__)
+        hits = [cache.get(_settings(t)[0]) for t in todo]
+        missing = [f"{t[0]} {t[2]} seed {t[3]}" for t, h in zip(todo, hits) if h is None]
+        jobs = [h["result"] for h in hits if h is not None]
+        print(f"{len(jobs)} cached jobs; not run: {len(missing)}", flush=True)
+        report(jobs, info, tp, zoo_dir, a.seeds, time.perf_counter() - t0, "python benchmarks/encoder.py", missing)
+        return
     jobs = run_jobs(
         job,
         todo,
@@ -619,7 +643,7 @@ def main() -> None:
         ),
     )
     cmd = "python benchmarks/encoder.py " + " ".join(sys.argv[1:])
-    report(jobs, info, tp, zoo_dir, a.seeds, time.perf_counter() - t0, cmd.strip())
+    report(jobs, info, tp, zoo_dir, a.seeds, time.perf_counter() - t0, cmd.strip(), [])
 
 
 if __name__ == "__main__":
