@@ -245,10 +245,17 @@ def run_jobs(
             note(item, fn(item))
         return out
     import multiprocessing as mp
+    import signal
 
     with mp.get_context("spawn").Pool(jobs, initializer=_init_worker, initargs=(threads,)) as pool:
-        for item, res in pool.imap_unordered(_tagged(fn), [(i, it) for i, it in enumerate(items)]):
-            note(items[item], res)
+        # a SIGTERM to the benchmark (kill, pkill) takes its workers with it: orphaned workers would finish their
+        # jobs beside the next run and skew its timings
+        previous = signal.signal(signal.SIGTERM, lambda *_: (pool.terminate(), sys.exit(128 + signal.SIGTERM)))
+        try:
+            for item, res in pool.imap_unordered(_tagged(fn), [(i, it) for i, it in enumerate(items)]):
+                note(items[item], res)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     return out
 
 
