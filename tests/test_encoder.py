@@ -116,8 +116,8 @@ def test_encoders_are_invariant_to_hidden_permutations_and_see_input_order(name)
     for target in (
         "gnnzoo.weightspace.models.NGGNN",
         "gnnzoo.weightspace.models.NGTransformer",
-        "gnnzoo.weightspace.models.StatNN",
-        "gnnzoo.weightspace.models.FlatMLP",
+        "gnnzoo.weightspace.baselines.StatNN",
+        "gnnzoo.weightspace.baselines.FlatMLP",
     ):
         torch.manual_seed(0)
         enc, _ = build_encoder({"_target_": target}, dims)

@@ -17,8 +17,8 @@ Featurizer = Callable[[dict, str], list]  # (state dict, backbone name) -> featu
 def stat_features(max_layers: int = 4) -> Featurizer:
     from torch_geometric.data import Batch
 
+    from gnnzoo.weightspace.baselines import layer_statistics
     from gnnzoo.weightspace.graph import spec_of, to_graph
-    from gnnzoo.weightspace.models import layer_statistics
 
     def f(state: dict[str, Tensor], backbone: str) -> list:
         g = Batch.from_data_list([to_graph(spec_of(backbone, state), state)])

@@ -186,8 +186,8 @@ class ZooGraphs(Dataset):
         from rich.progress import track
         from torch_geometric.data import Batch
 
+        from gnnzoo.weightspace.baselines import STAT_LAYERS, layer_statistics
         from gnnzoo.weightspace.features import hparam_features
-        from gnnzoo.weightspace.models import STAT_LAYERS, layer_statistics
 
         run_index = {r: i for i, r in enumerate(self.runs)}
         specs: dict = {}  # GraphSpec -> index into structures

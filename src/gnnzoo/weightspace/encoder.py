@@ -103,7 +103,7 @@ class TrainedEncoder:
         return fits[0]
 
     def _batch(self, states, backbone: str, dataset: str | None) -> Batch:
-        from gnnzoo.weightspace.models import StatNN
+        from gnnzoo.weightspace.baselines import StatNN
 
         states = [states] if isinstance(states, dict) else list(states)
         if isinstance(self.model, StatNN):  # reads the raw weights' statistics

@@ -2,7 +2,7 @@
 
 * :func:`hparam_features`: the training configuration and the checkpoint's epoch (``hparams``);
 * :func:`probe_features`: the checkpoint's outputs on a fixed, seeded sample of its dataset's nodes (``probe``);
-* the layer statistics of :func:`gnnzoo.weightspace.models.layer_statistics` (``stats``).
+* the layer statistics of :func:`gnnzoo.weightspace.baselines.layer_statistics` (``stats``).
 """
 
 from __future__ import annotations

@@ -204,6 +204,27 @@ def _model_and_loaders(cfg: DictConfig, items: list, ds: ZooGraphs, idx: dict):
     return model, model_kwargs, module, loaders, (y_mean, y_std)
 
 
+def _test_metrics(module: EncoderModule, loaders: dict, items: list, idx: dict, rec: dict, wall: float) -> dict:
+    """Read the test split once, with the selected weights: the metrics, and each test checkpoint's prediction in
+    the record."""
+    module.best_preds["test"] = _predict(module, loaders["test"])
+    test = {f"encoder/test_{k}": v for k, v in regression_metrics(*module.best_preds["test"]).items()}
+    seen = module.curves["epoch"] and len(module.curves["epoch"]) * len(loaders["train"].sampler)
+    p_test, y_test = module.best_preds["test"]
+    rec["encoder"]["test_predictions"] = {
+        "checkpoints": [[items[i].run_id, items[i].epoch, items[i].snapshot is not None] for i in idx["test"]],
+        "pred": [round(float(v), 6) for v in p_test],
+        "y": [round(float(v), 6) for v in y_test],
+    }
+    return {
+        **module.best,
+        **test,
+        "best_epoch": module.best_epoch,
+        "epochs_run": len(module.curves["epoch"]),
+        "train_graphs_per_s": seen / wall if seen else float("nan"),  # training + validation, per wall second
+    }
+
+
 def _train(cfg: DictConfig, zoo: Zoo, rid: str, items: list, ds: ZooGraphs, splits: dict, idx: dict) -> StageOutput:
     """Train the encoder as the zoo entry ``rid``; a failure is recorded (status failed) and re-raised."""
     enc = cfg.encoder
@@ -241,23 +262,7 @@ def _train(cfg: DictConfig, zoo: Zoo, rid: str, items: list, ds: ZooGraphs, spli
             lg.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "run_id": rid})
         _fit(cfg, module, loaders, loggers)
         model.load_state_dict(module.best_state)
-        module.best_preds["test"] = _predict(module, loaders["test"])  # read once, with the selected weights
-        test = {f"encoder/test_{k}": v for k, v in regression_metrics(*module.best_preds["test"]).items()}
-        wall = time.perf_counter() - t0
-        seen = module.curves["epoch"] and len(module.curves["epoch"]) * len(loaders["train"].sampler)
-        metrics = {
-            **module.best,
-            **test,
-            "best_epoch": module.best_epoch,
-            "epochs_run": len(module.curves["epoch"]),
-            "train_graphs_per_s": seen / wall if seen else float("nan"),  # training + validation, per wall second
-        }
-        p_test, y_test = module.best_preds["test"]
-        rec["encoder"]["test_predictions"] = {  # what the test split got, checkpoint by checkpoint
-            "checkpoints": [[items[i].run_id, items[i].epoch, items[i].snapshot is not None] for i in idx["test"]],
-            "pred": [round(float(v), 6) for v in p_test],
-            "y": [round(float(v), 6) for v in y_test],
-        }
+        metrics = _test_metrics(module, loaders, items, idx, rec, time.perf_counter() - t0)
         rec.update(
             status="completed",
             metrics=metrics,
