@@ -23,7 +23,11 @@ def build_encoder(model_cfg: dict, dims: dict[str, Any]) -> tuple[nn.Module, dic
     input basis's ``k``; ``num_params``: flat_mlp's one parameter count, from ``dims["num_params"]``, a set);
     returns the module and the full kwargs (recorded, so the entry can be rebuilt)."""
     cfg = dict(model_cfg)
-    cls = get_class(cfg.pop("_target_"))
+    target = cfg.pop("_target_")
+    moved = ("StatNN", "FlatMLP", "HParamsNN", "ProbeNN")  # entries written before the baselines had their module
+    if target.rsplit(".", 1) in [["gnnzoo.weightspace.models", m] for m in moved]:
+        target = "gnnzoo.weightspace.baselines." + target.rsplit(".", 1)[1]
+    cls = get_class(target)
     accepted = inspect.signature(cls).parameters
     if "inputs" in accepted and "inputs" not in cfg and "inputs" in dims:
         cfg["inputs"] = int(dims["inputs"])

@@ -279,14 +279,3 @@ class NGTransformer(_NGBase):
             if i < len(self.edge):
                 e = self.edge[i](h, e, src, dst)
         return self.readout(h, batch)
-
-
-# the baselines moved to gnnzoo.weightspace.baselines; encoder entries written before name them here
-from gnnzoo.weightspace.baselines import (  # noqa: E402, F401
-    STAT_LAYERS,
-    FlatMLP,
-    HParamsNN,
-    ProbeNN,
-    StatNN,
-    layer_statistics,
-)
