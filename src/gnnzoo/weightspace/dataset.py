@@ -102,6 +102,7 @@ class ZooGraphs(Dataset):
         self.zoo, self.items, self.bases = zoo, list(items), {d: bases[d] for d in sorted({c.dataset for c in items})}
         self.runs = sorted({c.run_id for c in self.items})
         self.graphs, self.fields = True, ("stats", "hparams")
+        self._last: tuple = (None, None)  # (run id, zoo entry) read last
         h = hashlib.sha256(json.dumps([c.__dict__ for c in self.items], sort_keys=True).encode())
         for name, b in self.bases.items():
             h.update(name.encode() + b.directions.numpy().tobytes() + b.scales.numpy().tobytes())
@@ -175,8 +176,14 @@ class ZooGraphs(Dataset):
             **extra,
         )
 
+    def _entry(self, run_id: str):
+        """The zoo entry of ``run_id`` (its record read once for the consecutive checkpoints of one run)."""
+        if self._last[0] != run_id:
+            self._last = (run_id, self.zoo[run_id])
+        return self._last[1]
+
     def _state(self, c: Checkpoint) -> dict:
-        entry = self.zoo[c.run_id]
+        entry = self._entry(c.run_id)
         try:
             return entry.snapshot(c.snapshot) if c.snapshot is not None else entry.state_dict()
         except ZooError as e:
@@ -202,7 +209,7 @@ class ZooGraphs(Dataset):
                 except (UnsupportedBackbone, ValueError) as e:
                     raise ConfigError(f"zoo entry {c.run_id}: {e}") from e
                 stats.append(layer_statistics(Batch.from_data_list([raw]), STAT_LAYERS)[0])
-                hparams.append(hparam_features(self.zoo[c.run_id].record.get("config") or {}, c.backbone, c.epoch))
+                hparams.append(hparam_features(self._entry(c.run_id).record.get("config") or {}, c.backbone, c.epoch))
                 if spec not in specs:
                     specs[spec] = len(structures)
                     structures.append(_structure(spec, g))
@@ -248,7 +255,7 @@ class ZooGraphs(Dataset):
             if c.dataset != current:
                 gd = graph_of(c.dataset)
                 current, graph = c.dataset, (gd.data.x, gd.data.edge_index, probe_nodes(gd.num_nodes))
-            bb_cfg = (self.zoo[c.run_id].record.get("config") or {}).get("backbone")
+            bb_cfg = (self._entry(c.run_id).record.get("config") or {}).get("backbone")
             if not bb_cfg:
                 raise ConfigError(f"zoo entry {c.run_id}: its record has no backbone config to run the probe with")
             key = json.dumps(bb_cfg, sort_keys=True, default=str)

@@ -107,15 +107,14 @@ class TrainedEncoder:
         return fits[0]
 
     def _batch(self, states, backbone: str, dataset: str | None) -> Batch:
-        from gnnzoo.weightspace.baselines import StatNN
-
         states = [states] if isinstance(states, dict) else list(states)
-        if isinstance(self.model, StatNN):  # reads the raw weights' statistics
+        reads = tuple(getattr(self.model, "reads", ("graph",)))
+        if reads == ("stats",):  # the raw weights' statistics, computed from the graph
             return Batch.from_data_list([to_graph(spec_of(backbone, s), s) for s in states])
-        if not hasattr(self.model, "pos") and not hasattr(self.model, "flatten"):
+        if "graph" not in reads:
             raise ValueError(
-                f"{type(self.model).__name__} reads a checkpoint's record or its outputs on data, not its weights "
-                "alone: it has no embed(state) (use ng_gnn, ng_transformer, stat or flat_mlp)"
+                f"{type(self.model).__name__} reads {', '.join(reads)} (a checkpoint's record or its outputs on data), "
+                "not its weights alone: it has no embed(state) (use ng_gnn, ng_transformer, stat or flat_mlp)"
             )
         return Batch.from_data_list([projected_graph(backbone, s, self._basis(s, backbone, dataset)) for s in states])
 
