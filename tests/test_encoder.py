@@ -389,3 +389,38 @@ def test_an_encoder_reads_one_graph_per_dataset_name(tmp_path):
         run_task(make_cfg(SYN + extra + ["trainer.max_epochs=2"], tmp_path))
     with pytest.raises(ConfigError, match="different loaders"):
         run_task(make_cfg(SYN + ["encoder=stat", "encoder.epochs=1"], tmp_path))
+
+
+def test_baseline_features_read_what_they_claim():
+    """probe: free of the class order, one layout for any class count; hparams: moves with the configuration and
+    the epoch; the validation draw keeps at most m checkpoints per trajectory, the same every time."""
+    from gnnzoo.weightspace.features import HPARAM_DIM, hparam_features, probe_nodes, probe_summary
+    from gnnzoo.weightspace.task import _fixed_draw
+
+    logits = torch.randn(64, 5, generator=torch.Generator().manual_seed(0))
+    a, b = probe_summary(logits), probe_summary(logits[:, torch.tensor([3, 0, 4, 1, 2])])
+    assert (
+        torch.allclose(a, b, atol=1e-6)
+        and probe_summary(torch.randn(64, 2)).shape == a.shape == probe_summary(logits[:9]).shape
+    )
+    assert not torch.equal(a, probe_summary(logits * 3))
+    assert torch.equal(probe_nodes(100), probe_nodes(100)) and len(probe_nodes(10)) == 10
+    cfg = {
+        "optimizer": {"_target_": "torch.optim.Adam", "lr": 0.01, "weight_decay": 5e-4},
+        "backbone": {"hidden_channels": 16, "num_layers": 2, "dropout": 0.5},
+        "trainer": {"max_epochs": 100},
+        "dataset": {"num_features": 1433, "num_classes": 7},
+    }
+    h = hparam_features(cfg, "gcn", 10)
+    assert h.shape == (HPARAM_DIM,) and not torch.equal(h, hparam_features(cfg, "gcn", 50))
+    other = {**cfg, "optimizer": {**cfg["optimizer"], "lr": 0.001}}
+    assert not torch.equal(h, hparam_features(other, "gcn", 10)) and not torch.equal(h, hparam_features(cfg, "gat", 10))
+
+    class C:
+        def __init__(self, t):
+            self.trajectory = t
+
+    items = [C("a")] * 5 + [C("b")] * 2
+    draw = _fixed_draw(items, list(range(7)), 3, seed=0)
+    assert draw == _fixed_draw(items, list(range(7)), 3, seed=0) and sum(i < 5 for i in draw) == 3
+    assert {5, 6} <= set(draw) and _fixed_draw(items, list(range(7)), None, 0) == list(range(7))
