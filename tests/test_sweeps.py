@@ -12,8 +12,8 @@ from conftest import ROOT, make_cfg, shared_data_dir
 from gnnzoo.zoo import Zoo
 
 
-def run_train(args, tmp_path, timeout=900, data_dir=None):
-    env = dict(os.environ, WANDB_SILENT="true", HYDRA_FULL_ERROR="1")
+def run_train(args, tmp_path, timeout=900, data_dir=None, env=None):
+    env = dict(os.environ, WANDB_SILENT="true", HYDRA_FULL_ERROR="1", **(env or {}))
     if data_dir is not None:
         env["GNNZOO_DATA_DIR"] = str(data_dir)
     flags = [a for a in args if a.startswith("-")]

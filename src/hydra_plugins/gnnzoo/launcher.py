@@ -75,11 +75,10 @@ class BatchedLauncher(Launcher):
             sweep_config.hydra.runtime.output_dir = str(out.resolve())
         return sweep_config
 
-    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from gnnzoo.batched.trainer import group_configs, is_batchable_task, train_batched
-        from gnnzoo.utils.sweep import write_job_status
-
-        setup_globals()
+    def _prepare(
+        self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+    ) -> tuple[List[DictConfig], List[DictConfig]]:
+        """Every job's sweep config (with its ``hydra`` node) and task config (resolved, output folder made)."""
         assert self.config is not None and self.hydra_context is not None
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         Path(str(self.config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
@@ -93,60 +92,119 @@ class BatchedLauncher(Launcher):
             Path(tc.paths.output_dir).mkdir(parents=True, exist_ok=True)
             sweep_cfgs.append(sc)
             task_cfgs.append(tc)
+        return sweep_cfgs, task_cfgs
 
-        returns: List[Optional[JobReturn]] = [None] * len(task_cfgs)
-
-        def one_by_one(idxs: Sequence[int]) -> None:
-            for idx in idxs:
-                HydraConfig.instance().set_config(sweep_cfgs[idx])
-                returns[idx] = run_job(
-                    hydra_context=self.hydra_context,
-                    task_function=self.task_function,
-                    config=sweep_cfgs[idx],
-                    job_dir_key="hydra.sweep.dir",
-                    job_subdir_key="hydra.sweep.subdir",
-                )
+    def _plan(self, task_cfgs: Sequence[DictConfig]) -> tuple[List[int], List[List[int]]]:
+        """(jobs that run one by one, batches of job indices): only single backbone trainings are batched."""
+        from gnnzoo.batched.trainer import group_configs, is_batchable_task
 
         batchable = [idx for idx, tc in enumerate(task_cfgs) if is_batchable_task(tc)]
         others = sorted(set(range(len(task_cfgs))) - set(batchable))
         if others:
             log.warning(
-                f"batched launcher: {len(others)} job(s) are not single backbone trainings (task="
-                f"{task_cfgs[others[0]].task._target_}, or zoo.parallel_models > 1); they run one by one"
+                f"{len(others)} job(s) are not single backbone trainings (task="
+                f"{task_cfgs[others[0]].task._target_}, or zoo.parallel_models > 1, or zoo.resumable); "
+                "they run one by one"
             )
-            one_by_one(others)
         groups = [
             [batchable[j] for j in g] for g in group_configs([task_cfgs[idx] for idx in batchable], self.max_models)
         ]
         log.info(f"batched launcher: {len(batchable)} jobs in {len(groups)} batch(es) of <= {self.max_models}")
+        return others, groups
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        setup_globals()
+        assert self.hydra_context is not None and self.task_function is not None
+        sweep_cfgs, task_cfgs = self._prepare(job_overrides, initial_job_idx)
+        jobs = [Job(list(o), sc, tc) for o, sc, tc in zip(job_overrides, sweep_cfgs, task_cfgs)]
+        returns: List[Optional[JobReturn]] = [None] * len(jobs)
+        others, groups = self._plan(task_cfgs)
+        for idx in others:
+            returns[idx] = run_one(self.hydra_context, self.task_function, jobs[idx])
         for g in groups:
-            cfgs = [task_cfgs[idx] for idx in g]
-            try:
-                results = train_batched(cfgs, progress=self.progress)
-            except NotImplementedError as e:
-                log.warning(f"jobs {g} cannot be batched ({e}); running them one by one")
-                one_by_one(g)
-                continue
-            for idx, res in zip(g, results):
-                tc = task_cfgs[idx]
-                mon = tc.monitor.metric
-                value = res.get(mon)
-                failed = res.get("status") == "failed"
-                status = "failed" if failed else ("skipped" if res.get("skipped") else "done")
-                info: Any = {"run_id": res["run_id"], "zoo_dir": str(Path(tc.paths.zoo_dir).resolve())}
-                if failed:
-                    info["error"] = (res.get("error") or "")[:500]
-                else:
-                    info["value"] = value
-                write_job_status(tc.paths.output_dir, status, **info)
-                ret = JobReturn(
-                    overrides=list(job_overrides[idx]),
-                    cfg=tc,
-                    hydra_cfg=sweep_cfgs[idx],
-                    working_dir=os.getcwd(),
-                    task_name=sweep_cfgs[idx].hydra.job.name,
-                    status=JobStatus.COMPLETED,
-                    _return_value=float("nan") if failed or value is None else float(value),
-                )
+            rets = run_group(self.hydra_context, self.task_function, [jobs[idx] for idx in g], self.progress)
+            for idx, ret in zip(g, rets):
                 returns[idx] = ret
         return returns  # type: ignore[return-value]
+
+
+@dataclass
+class Job:
+    """One job of a sweep as the launchers run it: its overrides, sweep config (with ``hydra``) and task config."""
+
+    overrides: List[str]
+    sweep_cfg: DictConfig
+    task_cfg: DictConfig
+
+
+def run_one(hydra_context: HydraContext, task_function: TaskFunction, job: Job) -> JobReturn:
+    """One job through ``train.py``'s task, as Hydra's basic launcher runs it."""
+    HydraConfig.instance().set_config(job.sweep_cfg)
+    return run_job(
+        hydra_context=hydra_context,
+        task_function=task_function,
+        config=job.sweep_cfg,
+        job_dir_key="hydra.sweep.dir",
+        job_subdir_key="hydra.sweep.subdir",
+    )
+
+
+def _trained_since(res: dict, zoo_dir: str, since: Optional[str]) -> bool:
+    """A run found completed in the zoo that this sweep trained itself before an interruption (its record
+    finished after ``since``, the sweep's start): after a requeue it counts as done, not as skipped."""
+    if since is None or not res.get("skipped") or res.get("status") != "completed":
+        return False
+    from gnnzoo.zoo.store import Zoo
+
+    entry = Zoo(zoo_dir).get(res["run_id"])
+    return entry is not None and str(entry.record.get("finished_at") or "") >= since
+
+
+def run_group(
+    hydra_context: HydraContext,
+    task_function: TaskFunction,
+    jobs: Sequence[Job],
+    progress: bool = True,
+    since: Optional[str] = None,
+) -> List[JobReturn]:
+    """Train ``jobs`` as one batch (``gnnzoo.batched.trainer``), or one by one when they cannot be batched; each
+    job gets its status file and its return value. ``since``: see :func:`_trained_since`."""
+    from gnnzoo.batched.trainer import train_batched
+    from gnnzoo.utils.sweep import write_job_status
+
+    HydraConfig.instance().set_config(jobs[-1].sweep_cfg)
+    try:
+        results = train_batched([j.task_cfg for j in jobs], progress=progress)
+    except NotImplementedError as e:
+        log.warning(f"{len(jobs)} jobs cannot be batched ({e}); running them one by one")
+        return [run_one(hydra_context, task_function, j) for j in jobs]
+    out = []
+    for job, res in zip(jobs, results):
+        tc = job.task_cfg
+        value = res.get(tc.monitor.metric)
+        failed = res.get("status") == "failed"
+        zoo_dir = str(Path(tc.paths.zoo_dir).resolve())
+        if failed:
+            status = "failed"
+        elif res.get("skipped") and not _trained_since(res, zoo_dir, since):
+            status = "skipped"
+        else:
+            status = "done"
+        info: Any = {"run_id": res["run_id"], "zoo_dir": zoo_dir}
+        if failed:
+            info["error"] = (res.get("error") or "")[:500]
+        else:
+            info["value"] = value
+        write_job_status(tc.paths.output_dir, status, **info)
+        out.append(
+            JobReturn(
+                overrides=list(job.overrides),
+                cfg=tc,
+                hydra_cfg=job.sweep_cfg,
+                working_dir=os.getcwd(),
+                task_name=job.sweep_cfg.hydra.job.name,
+                status=JobStatus.COMPLETED,
+                _return_value=float("nan") if failed or value is None else float(value),
+            )
+        )
+    return out
