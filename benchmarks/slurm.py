@@ -103,7 +103,13 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=200)
     ap.add_argument("--max-models", type=int, default=180)
     ap.add_argument("--skip-per-run", action="store_true", help="legs 1-3 only")
+    ap.add_argument("--report-from", help="a finished run's work folder: rebuild the report from its legs' JSON")
     args = ap.parse_args()
+    if args.report_from:
+        names = ["local_batched", "slurm_batched_cpus2", "slurm_batched_cpus1", "slurm_per_run_54", "slurm_batched_54"]
+        found = {n: Path(args.report_from) / f"{n}.json" for n in names}
+        report({n: json.loads(f.read_text()) for n, f in found.items() if f.is_file()}, args)
+        return
     env, started = cluster()
     work = Path(tempfile.mkdtemp(prefix="gnnzoo-bench-slurm-work-"))
     mm = f"hydra.launcher.max_models={args.max_models}"
@@ -155,6 +161,7 @@ def report(legs: dict, args) -> None:
         "slurm_batched_s": round(legs["slurm_batched_cpus2"]["wall_s"], 1),
         "slurm_batched_1cpu_s": round(legs["slurm_batched_cpus1"]["wall_s"], 1),
         "slurm_per_run_s": round(legs["slurm_per_run_54"]["wall_s"], 1) if "slurm_per_run_54" in legs else None,
+        "slurm_per_run_runs": legs["slurm_per_run_54"]["runs"] if "slurm_per_run_54" in legs else None,
         "runs": local["runs"],
         "ratio_slurm_batched_to_local": round(legs["slurm_batched_cpus2"]["wall_s"] / local["wall_s"], 3),
         "target_ratio": 1.5,

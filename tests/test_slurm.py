@@ -326,3 +326,11 @@ def test_an_fms_search_with_two_trials_at_a_time_runs_through_slurm(tmp_path, sl
     assert sum(e.record["epochs_trained"] for e in runs) == st["spent"]
     # every trial trained on the cluster: each launch left submitit folders
     assert len(list((tmp_path / "sweep" / ".submitit").iterdir())) >= len(st["history"])
+
+
+@pytest.mark.slurm
+def test_settings_sbatch_refuses_stop_the_sweep_before_anything_runs(tmp_path, slurm_env):
+    p = _run(["hydra/launcher=slurm", *SMALL, *FAST, "seed=0,1", "hydra.launcher.partition=nope"], tmp_path, slurm_env)
+    assert p.returncode == 1
+    assert "sbatch refused the sweep's jobs" in p.stderr and "partition" in p.stderr, p.stderr[-2000:]
+    assert _completed(tmp_path / "zoo") == []
