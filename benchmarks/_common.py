@@ -183,7 +183,8 @@ class JobCache:
 
     def stored(self, settings: dict) -> dict | None:
         """The payload cached under exactly ``settings`` by *any* version of the code (None if there is none); its
-        ``code`` field says which. For re-reporting finished jobs after the code moved on, never for reuse."""
+        ``code`` field says which. For re-reporting finished jobs after the code moved on, with the code versions in
+        the report (``benchmarks/encoder.py --stored``), never for silent reuse."""
         want = _canonical(json.loads(_canonical(settings)))
         for f in sorted(self.dir.glob("*.json")) if self.dir.is_dir() else []:
             payload = json.loads(f.read_text())

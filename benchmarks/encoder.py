@@ -191,6 +191,11 @@ def job(args: tuple) -> dict:
     return JobCache(work, __file__).run(settings, lambda: _train(split, encoder, seed, Path(zoo_dir), ov))["result"]
 
 
+# a job always trains: an encoder entry of the same config in the work zoo, left by other code, is replaced, never
+# reused (the harness's JobCache, keyed by the code, is the one cache)
+RETRAIN = ["zoo.skip_completed=false"]
+
+
 def _train(split: str, encoder: str, seed: int, zoo_dir: Path, ov: list[str]) -> dict:
     from gnnzoo.utils.errors import ConfigError
     from gnnzoo.weightspace.task import run as run_encoder
@@ -199,7 +204,7 @@ def _train(split: str, encoder: str, seed: int, zoo_dir: Path, ov: list[str]) ->
     t0 = time.perf_counter()
     payload = {"split": split, "encoder": encoder, "seed": seed}
     try:
-        res = run_encoder(compose(ov))
+        res = run_encoder(compose([*ov, *RETRAIN]))
     except ConfigError as e:  # flat_mlp on a query of several parameter layouts
         payload.update(status="n/a", reason=str(e).splitlines()[0][:300])
     else:
@@ -338,8 +343,60 @@ def _fmt(m: float, s: float) -> str:
     return "n/a" if m != m else f"{m:.3f} ± {s:.3f}"
 
 
+def verify(spec: str, todo: list[tuple], stored: dict) -> list[dict]:
+    """Train the named stored jobs again on this code (in the same work zoo, replacing their entries) and compare
+    their τ with the stored one: evidence that the stored jobs still describe this code."""
+    import torch
+
+    torch.set_num_threads(1)  # as in the worker pool
+    out = []
+    for item in [x for x in spec.split(",") if x]:
+        split, encoder, seed = item.split(":")
+        key = (split, encoder, int(seed))
+        t = next((t for t in todo if (t[0], t[2], t[3]) == key), None)
+        if t is None or key not in stored:
+            raise SystemExit(f"--verify {item}: no such stored job")
+        ov = _settings(t)[1]
+        res = _train(split, encoder, int(seed), Path(t[4]), ov)
+        old = stored[key]
+        out.append(
+            {
+                "job": item,
+                "stored_tau": old["result"].get("tau"),
+                "now_tau": res.get("tau"),
+                "stored_code": old["code"],
+                "equal": old["result"].get("tau") == res.get("tau"),
+            }
+        )
+        print(f"verify {item}: stored τ {old['result'].get('tau')} now {res.get('tau')}", flush=True)
+    return out
+
+
+def provenance(stored: dict, fresh: int, checks: list[dict]) -> dict:
+    """Which code produced the reported jobs (stored payloads by their digests, and how many ran now)."""
+    from collections import Counter
+
+    from _common import code_digest
+
+    by = Counter(json.dumps(h["code"], sort_keys=True) for h in stored.values())
+    return {
+        "this_code": code_digest(__file__),
+        "stored": [{"code": json.loads(k), "jobs": n} for k, n in by.items()],
+        "ran_now": fresh,
+        "verified": checks,
+    }
+
+
 def report(
-    jobs: list[dict], info: dict, tp: dict | None, zoo_dir: Path, seeds: int, wall: float, cmd: str, missing: list[str]
+    jobs: list[dict],
+    info: dict,
+    tp: dict | None,
+    zoo_dir: Path,
+    seeds: int,
+    wall: float,
+    cmd: str,
+    missing: list[str],
+    versions: dict | None = None,
 ) -> None:
     from gnnzoo.zoo import Zoo
 
@@ -569,10 +626,28 @@ def report(
         f"{sum(j['job_s'] for j in jobs):.0f} s in all (2 workers, 1 thread each; a rerun reuses them from the cache).",
         "",
     ]
+    if versions and versions["stored"]:
+        lines += [
+            f"Code: {versions['ran_now']} jobs ran now (library {versions['this_code']['library']}, script "
+            f"{versions['this_code']['script']}); "
+            + "; ".join(
+                f"{v['jobs']} stored jobs of library {v['code']['library']}, script {v['code']['script']}"
+                for v in versions["stored"]
+            )
+            + " (same settings; `--stored`).",
+            "",
+        ]
+        for c in versions["verified"]:
+            lines.append(
+                f"- re-trained on this code: {c['job']}: stored τ {c['stored_tau']:.4f}, now {c['now_tau']:.4f} "
+                f"({'identical' if c['equal'] else 'DIFFERENT'})"
+            )
+        lines.append("")
     write_results(
         "encoder",
         {
             "summary": summary,
+            "code_versions": versions,
             "splits": info,
             "throughput": tp,
             "not_run": missing,
@@ -595,6 +670,17 @@ def main() -> None:
     ap.add_argument("--data-dir", default=os.environ.get("GNNZOO_DATA_DIR", str(ROOT.parent / "shared" / "data")))
     ap.add_argument("--skip-throughput", action="store_true", help="reuse the last throughput measurement")
     ap.add_argument("--report-only", action="store_true", help="report the cached jobs; run nothing")
+    ap.add_argument(
+        "--stored",
+        action="store_true",
+        help="use a job's payload stored by other code (same settings) instead of re-running it; the report lists "
+        "the code versions used",
+    )
+    ap.add_argument(
+        "--verify",
+        default="",
+        help="split:encoder:seed,... stored jobs to train again on this code and compare (with --stored)",
+    )
     a = ap.parse_args()
     zoo_dir, work = Path(a.zoo), Path(a.work)
     if not (zoo_dir / "index.json").exists() and not any(zoo_dir.glob("*/record.json")):
@@ -624,6 +710,17 @@ def main() -> None:
         for s in group
         for e in sorted(encs, key=lambda e: e not in NEURAL)
     ]
+    stored, checks = {}, []
+    if a.stored:
+        cache = JobCache(work, __file__)
+        for t in todo:
+            settings = _settings(t)[0]
+            hit = cache.get(settings) or cache.stored(settings)
+            if hit is not None:
+                stored[(t[0], t[2], t[3])] = hit
+        checks = verify(a.verify, todo, stored)
+        todo = [t for t in todo if (t[0], t[2], t[3]) not in stored]
+        print(f"{len(stored)} stored jobs reused; {len(todo)} to run", flush=True)
     if a.report_only:
         cache = JobCache(work, __file__)
         hits = [cache.get(_settings(t)[0]) for t in todo]
@@ -643,7 +740,10 @@ def main() -> None:
         ),
     )
     cmd = "python benchmarks/encoder.py " + " ".join(sys.argv[1:])
-    report(jobs, info, tp, zoo_dir, a.seeds, time.perf_counter() - t0, cmd.strip(), [])
+    if stored:
+        jobs = [h["result"] for h in stored.values()] + jobs
+    versions = provenance(stored, len(jobs) - len(stored), checks)
+    report(jobs, info, tp, zoo_dir, a.seeds, time.perf_counter() - t0, cmd.strip(), [], versions)
 
 
 if __name__ == "__main__":

@@ -171,6 +171,7 @@ def test_a_sweep_through_slurm_fills_the_zoo(tmp_path, slurm_env):
 
 
 @pytest.mark.slurm
+@pytest.mark.slow
 def test_batched_groups_through_slurm_write_the_zoo_the_local_batched_launcher_writes(tmp_path, slurm_env):
     grid = [*FAST, "optimizer.lr=0.01,0.1", "backbone.hidden_channels=8,16", "seed=0,1", "hydra.launcher.max_models=3"]
     slurm_dir, local_dir = tmp_path / "slurm", tmp_path / "local"
@@ -285,6 +286,7 @@ def test_a_job_past_its_time_limit_is_requeued_and_completes(tmp_path, slurm_env
 
 
 @pytest.mark.slurm
+@pytest.mark.slow
 def test_a_cancelled_job_fails_its_unfinished_runs_with_its_log(tmp_path, slurm_env):
     env = {**os.environ, "WANDB_SILENT": "true", **slurm_env}
     cmd = _train_cmd([*LONG_RUNS, "trainer.max_epochs=5000", "seed=0,1"], tmp_path)
@@ -306,6 +308,7 @@ def test_a_cancelled_job_fails_its_unfinished_runs_with_its_log(tmp_path, slurm_
 
 
 @pytest.mark.slurm
+@pytest.mark.slow
 def test_an_fms_search_with_two_trials_at_a_time_runs_through_slurm(tmp_path, slurm_env):
     from test_search import FMS_ARGS, _search_state
 
