@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, Sequence
 
 import pytorch_lightning as pl
 from omegaconf import DictConfig, OmegaConf
+
+# On a machine with SLURM installed Lightning warns, outside jobs, that `srun` "is available but not used" and hints
+# at `srun python ...` for every Trainer. gnnzoo's SLURM launchers start their jobs with srun (submitit) and local
+# runs are meant to be local, so the hint only misleads.
+warnings.filterwarnings("ignore", message="The `srun` command is available on your system but is not used")
 
 
 def build_trainer(
