@@ -117,6 +117,9 @@ class ArrayTask:
 
 
 class SlurmLauncher(BatchedLauncher):
+    """``hydra/launcher=slurm`` / ``slurm_batched`` (settings: ``conf/hydra/launcher/slurm.yaml``). A subclass of the
+    batched launcher: it composes and groups the jobs with the same code, then submits them as one job array."""
+
     def __init__(
         self,
         submitit_folder: str,
