@@ -220,6 +220,8 @@ class SlurmLauncher(BatchedLauncher):
 
         setup_globals()
         assert self.config is not None and self.hydra_context is not None and self.task_function is not None
+        if not job_overrides:
+            return []
         since = now_iso()
         sweep_cfgs, task_cfgs = self._prepare(job_overrides, initial_job_idx)
         jobs = [Job(list(o), sc, tc) for o, sc, tc in zip(job_overrides, sweep_cfgs, task_cfgs)]
