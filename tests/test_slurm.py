@@ -256,15 +256,17 @@ def test_a_job_requeued_mid_run_completes_without_duplicates(tmp_path, slurm_env
 @pytest.mark.slurm
 @pytest.mark.slow
 def test_a_job_past_its_time_limit_is_requeued_and_completes(tmp_path, slurm_env):
-    """A 2-minute limit with the signal 100 s before it: the task gets USR2 after 20-50 s (slurmctld checks
-    limits every 30 s), requeues itself, and each restart skips the runs that finished; ~40 s of work."""
+    """A 2-minute limit with the signal 90 s before it: the task gets USR2 30-60 s after it starts (slurmctld checks
+    limits every 30 s), requeues itself, and each restart skips the runs that finished. The work (24 runs of ~4 s on
+    this 2-core machine, ~100 s) outlasts the latest signal, and each attempt finishes several runs before it."""
+    seeds = ",".join(str(s) for s in range(24))
     args = [
         *LONG_RUNS,
-        "trainer.max_epochs=700",
-        "seed=0,1,2,3",
+        "trainer.max_epochs=350",
+        f"seed={seeds}",
         "hydra.launcher.timeout_min=2",
-        "hydra.launcher.signal_delay_s=100",
-        "hydra.launcher.max_num_timeout=8",
+        "hydra.launcher.signal_delay_s=90",
+        "hydra.launcher.max_num_timeout=10",
     ]
     env = {**os.environ, "WANDB_SILENT": "true", **slurm_env}
     proc = subprocess.Popen(
@@ -277,12 +279,13 @@ def test_a_job_past_its_time_limit_is_requeued_and_completes(tmp_path, slurm_env
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, out[-4000:]
-    assert "sweep summary: 4 done, 0 skipped, 0 failed" in out
-    assert len(list(Zoo(tmp_path / "zoo").entries())) == 4 and len(_completed(tmp_path / "zoo")) == 4
+    assert "sweep summary: 24 done, 0 skipped, 0 failed" in out
+    assert len(list(Zoo(tmp_path / "zoo").entries())) == 24 and len(_completed(tmp_path / "zoo")) == 24
     _no_partial_files(tmp_path / "zoo")
     (log,) = (tmp_path / "sweep" / ".submitit").rglob("*_log.err")
     text = log.read_text()
-    assert "this job is timed-out" in text and "DUE TO JOB REQUEUE" in text
+    assert "this job is timed-out" in text, "the work ended before SLURM's time-limit signal: give the test more work"
+    assert "DUE TO JOB REQUEUE" in text
 
 
 @pytest.mark.slurm
