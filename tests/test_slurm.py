@@ -71,13 +71,22 @@ def _squeue(env: dict) -> list[list[str]]:
     return [line.split() for line in out.stdout.splitlines() if line.strip()]
 
 
+_held_since: dict[str, float] = {}
+
+
 def _release_requeued(env: dict) -> int:
-    """SLURM holds a requeued job for two minutes (its begin time); start such jobs now. Returns how many."""
+    """SLURM holds a requeued job for two minutes (its begin time); start such jobs after 5 s instead. Returns how
+    many. (Released at once, a job can start while its previous instance is still being cleaned up, and SLURM
+    then kills it: "Job credential revoked".)"""
     n = 0
     for jid, state, reason in _squeue(env):
         if state == "PENDING" and reason == "BeginTime":
-            subprocess.run(["scontrol", "update", f"JobId={jid}", "StartTime=now"], env={**os.environ, **env})
-            n += 1
+            if time.time() - _held_since.setdefault(jid, time.time()) >= 5:
+                subprocess.run(["scontrol", "update", f"JobId={jid}", "StartTime=now"], env={**os.environ, **env})
+                _held_since.pop(jid)
+                n += 1
+        else:
+            _held_since.pop(jid, None)
     return n
 
 
@@ -208,6 +217,13 @@ def _wait_for(cond, timeout: float, what: str, env: dict | None = None) -> None:
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def _start(args: list[str], tmp_path: Path, slurm_env: dict) -> subprocess.Popen:
+    """``train.py -m args`` in the background (stdout and stderr together)."""
+    env = {**os.environ, "WANDB_SILENT": "true", **slurm_env}
+    cmd = _train_cmd(args, tmp_path)
+    return subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
 def _completed(zoo_dir: Path) -> list[str]:
     return [e.run_id for e in Zoo(zoo_dir).entries() if e.status == "completed"] if zoo_dir.is_dir() else []
 
@@ -228,9 +244,8 @@ LONG_RUNS = [
 @pytest.mark.slurm
 @pytest.mark.slow
 def test_a_job_requeued_mid_run_completes_without_duplicates(tmp_path, slurm_env):
-    env = {**os.environ, "WANDB_SILENT": "true", **slurm_env}
-    cmd = _train_cmd([*LONG_RUNS, "trainer.max_epochs=400", "seed=0,1,2,3"], tmp_path)
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {**os.environ, **slurm_env}
+    proc = _start([*LONG_RUNS, "trainer.max_epochs=400", "seed=0,1,2,3"], tmp_path, slurm_env)
     try:
         _wait_for(lambda: len(_completed(tmp_path / "zoo")) >= 1, 240, "the first run")
         first = _completed(tmp_path / "zoo")
@@ -268,10 +283,7 @@ def test_a_job_past_its_time_limit_is_requeued_and_completes(tmp_path, slurm_env
         "hydra.launcher.signal_delay_s=90",
         "hydra.launcher.max_num_timeout=10",
     ]
-    env = {**os.environ, "WANDB_SILENT": "true", **slurm_env}
-    proc = subprocess.Popen(
-        _train_cmd(args, tmp_path), cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    proc = _start(args, tmp_path, slurm_env)
     try:
         _wait_for(lambda: proc.poll() is not None, 600, "the sweep", env=slurm_env)
         out = proc.stdout.read()
@@ -291,9 +303,8 @@ def test_a_job_past_its_time_limit_is_requeued_and_completes(tmp_path, slurm_env
 @pytest.mark.slurm
 @pytest.mark.slow
 def test_a_cancelled_job_fails_its_unfinished_runs_with_its_log(tmp_path, slurm_env):
-    env = {**os.environ, "WANDB_SILENT": "true", **slurm_env}
-    cmd = _train_cmd([*LONG_RUNS, "trainer.max_epochs=5000", "seed=0,1"], tmp_path)
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {**os.environ, **slurm_env}
+    proc = _start([*LONG_RUNS, "trainer.max_epochs=5000", "seed=0,1"], tmp_path, slurm_env)
     try:
         _wait_for(lambda: any(s == "RUNNING" for _, s, _ in _squeue(slurm_env)), 120, "the job to start")
         for jid, _, _ in _squeue(slurm_env):

@@ -196,15 +196,19 @@ def run_group(
         else:
             info["value"] = value
         write_job_status(tc.paths.output_dir, status, **info)
-        out.append(
-            JobReturn(
-                overrides=list(job.overrides),
-                cfg=tc,
-                hydra_cfg=job.sweep_cfg,
-                working_dir=os.getcwd(),
-                task_name=job.sweep_cfg.hydra.job.name,
-                status=JobStatus.COMPLETED,
-                _return_value=float("nan") if failed or value is None else float(value),
-            )
-        )
+        out.append(job_return(job, float("nan") if failed or value is None else float(value)))
     return out
+
+
+def job_return(job: Job, value: float) -> JobReturn:
+    """The return of a job a launcher ran outside Hydra's ``run_job`` (its status file says how it ended; a failed
+    job returns nan, as sweepers expect)."""
+    return JobReturn(
+        overrides=list(job.overrides),
+        cfg=job.task_cfg,
+        hydra_cfg=job.sweep_cfg,
+        working_dir=os.getcwd(),
+        task_name=job.sweep_cfg.hydra.job.name,
+        status=JobStatus.COMPLETED,
+        _return_value=value,
+    )

@@ -38,11 +38,11 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, JobStatus, setup_globals
+from hydra.core.utils import JobReturn, setup_globals
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from hydra_plugins.gnnzoo.launcher import BatchedLauncher, Job, run_group, run_one
+from hydra_plugins.gnnzoo.launcher import BatchedLauncher, Job, job_return, run_group, run_one
 
 log = logging.getLogger(__name__)
 
@@ -369,15 +369,7 @@ def _lost(job: Job, reason: str) -> JobReturn:
     if not finished:
         write_job_status(tc.paths.output_dir, "failed", error=reason, zoo_dir=str(Path(tc.paths.zoo_dir).resolve()))
         log.error(f"job {job.sweep_cfg.hydra.job.num} ({' '.join(job.overrides)}): {reason}")
-    return JobReturn(
-        overrides=list(job.overrides),
-        cfg=tc,
-        hydra_cfg=job.sweep_cfg,
-        working_dir=os.getcwd(),
-        task_name=job.sweep_cfg.hydra.job.name,
-        status=JobStatus.COMPLETED,
-        _return_value=float("nan"),
-    )
+    return job_return(job, float("nan"))
 
 
 def _progress(results: Sequence[Any], states: Dict[str, str], submitted: Sequence[Any]) -> str:
