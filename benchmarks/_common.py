@@ -139,11 +139,16 @@ CODE_ROOTS = ("src/gnnzoo", "src/hydra_plugins", "conf")
 
 
 @functools.lru_cache(maxsize=None)
-def code_digest(script: str) -> dict:
-    """sha256 of the benchmark script and of every source/config file of the library (sorted by path)."""
+def code_digest(script: str, exclude: tuple[str, ...] = ()) -> dict:
+    """sha256 of the benchmark script and of every source/config file of the library (sorted by path), leaving out
+    the library folders in ``exclude`` (paths relative to the repository: code that cannot change the job's result,
+    e.g. the search loop for a table of trained runs)."""
     lib = hashlib.sha256()
     for root in CODE_ROOTS:
         for f in sorted((ROOT / root).rglob("*")):
+            rel = f.relative_to(ROOT).as_posix()
+            if any(rel == x or rel.startswith(x.rstrip("/") + "/") for x in exclude):
+                continue
             if f.is_file() and f.suffix in (".py", ".yaml") and "__pycache__" not in f.parts:
                 lib.update(str(f.relative_to(ROOT)).encode())
                 lib.update(f.read_bytes())
@@ -156,14 +161,16 @@ def _canonical(settings: dict) -> str:
 
 class JobCache:
     """``JobCache(work, __file__).run(settings, fn)``: ``fn()``'s JSON result, cached under
-    ``<work>/jobs/<hash>.json`` where the hash covers the script, the library and ``settings``."""
+    ``<work>/jobs/<hash>.json`` where the hash covers the script, the library (less ``exclude``, see
+    :func:`code_digest`) and ``settings``."""
 
-    def __init__(self, work: str | Path, script: str | Path):
+    def __init__(self, work: str | Path, script: str | Path, exclude: tuple[str, ...] = ()):
         self.dir = Path(work) / "jobs"
         self.script = str(Path(script).resolve())
+        self.exclude = tuple(exclude)
 
     def key(self, settings: dict) -> str:
-        code = code_digest(self.script)
+        code = code_digest(self.script, self.exclude)
         blob = _canonical({"script": Path(self.script).name, "code": code, "settings": settings})
         return hashlib.sha256(blob.encode()).hexdigest()[:20]
 
@@ -177,7 +184,7 @@ class JobCache:
         payload = json.loads(f.read_text())
         if _canonical(payload.get("settings")) != _canonical(json.loads(_canonical(settings))) or payload.get(
             "code"
-        ) != code_digest(self.script):
+        ) != code_digest(self.script, self.exclude):
             raise SystemExit(f"cached job {f} was stored under other settings or code; delete it")
         return payload
 
@@ -202,7 +209,7 @@ class JobCache:
         payload = {
             "key": self.key(settings),
             "settings": json.loads(_canonical(settings)),
-            "code": code_digest(self.script),
+            "code": code_digest(self.script, self.exclude),
             "job_wall_s": time.perf_counter() - t0,
             "result": result,
         }
