@@ -26,6 +26,24 @@ points, at 25%, 50% and 100% of the budget.
 * ``ifbo``: the ``ifbo`` package's FT-PFN; run only where its surrogate weights are already on disk (they are
   downloaded from figshare on first use, which this machine cannot do), otherwise reported as not run.
 
+Weight features (issue 32). ``fms`` reads each checkpoint's stat features projected onto ``k`` = 4 principal
+directions fitted on every snapshot of a *reference* table (another dataset, same backbone: ``REFERENCE``), and
+forecasts under the guard (``gnnzoo.search.loop.Settings.guard``): every step fits the surrogate with and without
+the weights on the same observations and forecasts with the weights only once their one-step forecasts of the
+observed outcomes have had the lower squared error. ``fms_raw`` is the surrogate before issue 32 (all ~140 raw
+features, no guard). Each guarded search also logs the per-iteration τ of both surrogates on the same observations.
+
+Development round (declared before it ran; seeds 100-102, cora/gcn and citeseer/gcn; never the benchmark's seeds):
+  1. k: ``fms_k4``, ``fms_k8``, ``fms_k16`` at budget 1000; the default k is the one with the highest mean over the
+     six searches of (τ with weights - τ without, per-iteration means); ties within 0.01 go to the smaller k.
+     Outcome (benchmarks/results/fms_dev_k.md): k4 -0.016, k8 -0.043, k16 -0.043, so k = 4. The weights lowered τ
+     on average at every k; the guard kept them out of most steps.
+  2. depth: ``dyhpo`` vs ``dyhpo_global`` (expected improvement over the best value at any budget) at budget 600
+     (a small budget, where the README example stayed shallow); ``global`` becomes the default if its mean
+     *validation* regret at 100% (the best val accuracy in the table - the incumbent's val accuracy) over the six
+     searches is lower and its incumbents are trained deeper on average; otherwise DyHPO's per-budget incumbent
+     stays. Both rules read validation accuracy only.
+
 Seeds 0..S-1 for every method (the Search's ``seed``, the Optuna samplers' ``seed``). Jobs run through the harness
 (benchmarks/_common.py) in ``--jobs`` processes with one torch thread each; tables and finished jobs are cached in
 ``--work`` under a hash of the script, the library and every setting (a rerun resumes; other settings never reuse
@@ -54,139 +72,73 @@ from _common import (
     paired,
     paired_rows,
     run_jobs,
-    train_multirun,
     write_results,
 )  # noqa: E402
+from fms_tables import (  # noqa: E402
+    GRID,
+    SMOKE_GRID,
+    SNAP,
+    SPACE,
+    Replay,
+    build_table,
+    oracle,
+    table_key,
+    table_settings,
+)
 
-SPACE = {
-    "optimizer.lr": "tag(log, choice(0.001, 0.005, 0.02, 0.1))",
-    "optimizer.weight_decay": "choice(0, 0.0005, 0.005)",
-    "backbone.dropout": "choice(0.2, 0.5, 0.8)",
-    "backbone.hidden_channels": "choice(16, 32, 64)",
-}
-GRID = [
-    "optimizer=adam",
-    "optimizer.lr=0.001,0.005,0.02,0.1",
-    "optimizer.weight_decay=0,0.0005,0.005",
-    "backbone.dropout=0.2,0.5,0.8",
-    "backbone.hidden_channels=16,32,64",
-]
-COMMON = [
-    "logger=none",
-    "monitor.patience=null",
-    "extras.print_config=false",
-    "trainer.enable_progress_bar=false",
-    "zoo.snapshot_every=10",
-    "seed=0",
-]
-SMOKE_GRID = [
-    "optimizer=adam",
-    "optimizer.lr=0.005,0.02",
-    "optimizer.weight_decay=0,0.0005,0.005",
-    "backbone.dropout=0.5",
-    "backbone.hidden_channels=16",
-]
-SMOKE_SPACE = {
-    **SPACE,
-    "optimizer.lr": "tag(log, choice(0.005, 0.02))",
-    "backbone.dropout": "choice(0.5)",
-    "backbone.hidden_channels": "choice(16)",
-}
 METHODS = ("fms", "dyhpo", "random", "tpe", "hyperband", "ifbo")
+# the table whose snapshots fit a cell's weight basis: another dataset, same backbone
+REFERENCE = {
+    "cora/gcn": "citeseer/gcn",
+    "citeseer/gcn": "cora/gcn",
+    "pubmed/gcn": "cora/gcn",
+    "cora/sage": "citeseer/sage",
+    "citeseer/sage": "cora/sage",
+}
 FRACTIONS = (0.25, 0.5, 1.0)
-SNAP = 10
 N_INITIAL = 10  # the loop's random initial design, and the Optuna samplers' startup trials
 
 
-def _key(point: dict) -> tuple:
-    return tuple(float(f"{float(point[k]):.6g}") for k in SPACE)
-
-
-# ------------------------------------------------------------------------------------------------ the table
-def table_settings(cell: str, epochs: int, smoke: bool) -> dict:
-    return {
-        "kind": "table",
-        "cell": cell,
-        "epochs": epochs,
-        "common": COMMON,
-        "grid": SMOKE_GRID if smoke else GRID,
-        "space": SMOKE_SPACE if smoke else SPACE,
-        "features": "stat",
-    }
-
-
-def build_table(cell: str, work: Path, data_dir: str, epochs: int, smoke: bool) -> dict:
-    settings = table_settings(cell, epochs, smoke)
-    return JobCache(work, __file__).run(settings, lambda: _train_table(settings, work, data_dir))["result"]
-
-
-def _train_table(st: dict, work: Path, data_dir: str) -> dict:
-    from omegaconf import OmegaConf
-
-    from gnnzoo.search.features import stat_features
-    from gnnzoo.zoo import Zoo
-
-    cell, epochs, space = st["cell"], st["epochs"], st["space"]
-    ds, bb = cell.split("/")
-    zoo = work / f"zoo_{ds}_{bb}"
-    wall = train_multirun(
-        [*st["common"], f"trainer.max_epochs={epochs}", f"dataset={ds}", f"backbone={bb}", *st["grid"]],
-        zoo,
-        work,
-        data_dir,
-        f"table_{ds}_{bb}",
-    )
-    t0 = time.perf_counter()
-    feat = stat_features()
-    z = Zoo(zoo)
-    runs = {}
-    for r in z.df(kind="run", status="completed").itertuples():
-        e = z.get(r.run_id)
-        rec = e.record
-        cfg = OmegaConf.create(rec["config"])
-        point = {k: OmegaConf.select(cfg, k) for k in space}
-        feats = {str(s["epoch"]): feat(e.snapshot(s["epoch"]), bb) for s in rec["snapshots"]}
-        runs[repr(_key(point))] = {
-            "run_id": r.run_id,
-            "point": point,
-            "val": rec["curves"]["val/acc"],
-            "test": rec["curves"]["test/acc"],
-            "feats": feats,
-        }
-    return {
-        "cell": cell,
-        "zoo": str(zoo),
-        "configs": len(runs),
-        "epochs": epochs,
-        "train_wall_s": wall,
-        "feature_wall_s": time.perf_counter() - t0,
-        "runs": runs,
-    }
-
-
-def oracle(table: dict) -> float:
-    return max(max(r["test"]) for r in table["runs"].values())
-
-
-class Replay:
-    """A trial's observation at ``e`` epochs from the table: val curve to ``e``, best val so far, the test
-    accuracy at that epoch, the features of the snapshot at ``e`` (the last one at or before it)."""
-
-    def __init__(self, table: dict):
-        self.runs = table["runs"]
-
-    def at(self, point: dict, e: int) -> tuple[list, float, float, list | None, str]:
-        r = self.runs[repr(_key(point))]
-        val = r["val"][:e]
-        i = max(range(len(val)), key=lambda j: (val[j], -j))  # the first epoch of the best val
-        snaps = [int(s) for s in r["feats"] if int(s) <= e]
-        w = r["feats"][str(max(snaps))] if snaps else None
-        return val, float(val[i]), float(r["test"][i]), w, r["run_id"]
-
-
 # ------------------------------------------------------------------------------------------------ methods
-def run_search(table: dict, method: str, seed: int, budget: int, space: dict) -> list[tuple[int, float, float]]:
-    from gnnzoo.search.loop import Result, Search, Settings
+def search_settings(method: str) -> dict:
+    """The loop's settings of a search method ``<surrogate>[_<modifier>...]``: surrogate ``fms`` (weights in 4
+    principal directions of the reference table's checkpoints, under the guard), ``dyhpo`` (no weights) or
+    ``random``; modifiers ``k<N>`` (N directions), ``raw`` (every raw stat feature, no guard: the surrogate before
+    issue 32), ``unguarded`` (no guard), ``global`` (expected improvement over the best value at any budget)."""
+    base, *mods = method.split("_")
+    if base not in ("fms", "dyhpo", "random"):
+        raise SystemExit(f"unknown search method {method!r}")
+    out: dict = {"surrogate": base}
+    for m in mods:
+        if m == "raw" and base == "fms":
+            out.update(weights_k=0, guard=False)
+        elif m == "unguarded" and base == "fms":
+            out["guard"] = False
+        elif m.startswith("k") and m[1:].isdigit() and base == "fms":
+            out["weights_k"] = int(m[1:])
+        elif m == "global" and base != "random":
+            out["incumbent"] = "global"
+        else:
+            raise SystemExit(f"unknown modifier {m!r} of search method {method!r} (see search_settings)")
+    return out
+
+
+def reference_basis(reference: dict | None, k: int):
+    """The weight basis fitted on every snapshot of the reference table (another dataset: the zoo, not the search's
+    own observations)."""
+    import torch
+
+    from gnnzoo.search.surrogate import WeightBasis
+
+    if reference is None or k == 0:
+        return None
+    feats = [f for r in reference["runs"].values() for f in r["feats"].values()]
+    return WeightBasis.fit(torch.tensor(feats), k)
+
+
+def run_search(table: dict, method: str, seed: int, budget: int, space: dict, reference: dict | None = None):
+    from gnnzoo.search.loop import Result, Search, Settings, best_observation
+    from gnnzoo.search.results import mean_tau
     from gnnzoo.search.space import SearchSpace
 
     replay = Replay(table)
@@ -201,22 +153,38 @@ def run_search(table: dict, method: str, seed: int, budget: int, space: dict) ->
     def truth(launches):
         return [replay.at(ln.point, ln.target)[1] for ln in launches]
 
-    from gnnzoo.search.results import mean_tau
-
     s = Settings(
-        budget=budget, max_epochs=table["epochs"], n_initial=N_INITIAL, b0=SNAP, delta=SNAP, surrogate=method, seed=seed
+        budget=budget,
+        max_epochs=table["epochs"],
+        n_initial=N_INITIAL,
+        b0=SNAP,
+        delta=SNAP,
+        seed=seed,
+        **search_settings(method),
     )
-    st = Search(SearchSpace(space), s, runner, truth=truth).run()
+    basis = reference_basis(reference, s.weights_k) if s.surrogate == "fms" else None
+    st = Search(SearchSpace(space), s, runner, truth=truth, weight_basis=basis).run()
     assert st["spent"] <= budget
-    deepest = max((t["epochs"] for t in st["trials"].values()), default=0)
-    return [(h["spent"], h["incumbent_value"], h["incumbent_test"]) for h in st["history"]], {
+    hist = st["history"]
+
+    def avg(key):
+        xs = [h[key] for h in hist if h.get(key) is not None and h[key] == h[key]]
+        return sum(xs) / len(xs) if xs else None
+
+    best = best_observation(st)
+    return [(h["spent"], h["incumbent_value"], h["incumbent_test"]) for h in hist], {
         "fallbacks": len(st["fallbacks"]),
-        "tau_last": st["history"][-1]["tau"] if st["history"] else None,
+        "tau_last": hist[-1]["tau"] if hist else None,
         "tau_mean": mean_tau(st) if method != "random" else None,
-        "taus": [h["tau"] for h in st["history"]],
+        "tau_weights_mean": avg("tau_all_weights"),
+        "tau_plain_mean": avg("tau_all_plain"),
+        "weights_share": (sum(h.get("model") == "weights" for h in hist) / len(hist)) if hist else None,
+        "weight_features": st.get("weight_features"),
+        "taus": [h["tau"] for h in hist],
         "trials": len(st["trials"]),
         "continuations": sum(len(t["obs"]) - 1 for t in st["trials"].values() if t["obs"]),
-        "deepest_epochs": deepest,
+        "deepest_epochs": max((t["epochs"] for t in st["trials"].values()), default=0),
+        "incumbent_epochs": best["epochs"] if best else None,
     }
 
 
@@ -253,12 +221,12 @@ def run_optuna(table: dict, method: str, seed: int, budget: int, space: dict):
         trial = study.ask()
         asks += 1
         point = {k: trial.suggest_categorical(k, vals) for k, vals in dims}
-        have = paid.get(_key(point), 0)
+        have = paid.get(table_key(point), 0)
         trials += have == 0
         if not hb:
             e = max(have, min(E, have + budget - spent))
             spent += e - have
-            paid[_key(point)] = e
+            paid[table_key(point)] = e
             study.tell(trial, seen(point, e))
             continue
         e, v, pruned = 0, None, False
@@ -266,7 +234,7 @@ def run_optuna(table: dict, method: str, seed: int, budget: int, space: dict):
             step = min(SNAP, E - e) if e < have else min(SNAP, E - e, budget - spent)
             e += step
             spent += max(0, e - max(have, e - step))
-            paid[_key(point)] = max(have, e)
+            paid[table_key(point)] = max(have, e)
             v = seen(point, e)
             trial.report(v, e)
             if trial.should_prune():
@@ -289,7 +257,7 @@ def ifbo_available() -> str | None:
 
 
 def job_settings(cell: str, method: str, seed: int, budget: int, epochs: int, smoke: bool) -> dict:
-    return {
+    out = {
         "kind": "search",
         "cell": cell,
         "method": method,
@@ -300,25 +268,43 @@ def job_settings(cell: str, method: str, seed: int, budget: int, epochs: int, sm
         "b0": SNAP,
         "delta": SNAP,
     }
+    if method.split("_")[0] in ("fms", "dyhpo", "random"):
+        out["search"] = search_settings(method)
+    if method.startswith("fms"):
+        out["reference"] = table_settings(REFERENCE[cell], epochs, smoke)
+    return out
 
 
 def job(args: tuple) -> dict:
     settings, work = args
 
     def search() -> dict:
+        stored = settings.get("stored_tables", False)
         table = build_table(
-            settings["cell"], Path(work), "", settings["table"]["epochs"], settings["table"]["grid"] == SMOKE_GRID
+            settings["cell"],
+            Path(work),
+            "",
+            settings["table"]["epochs"],
+            settings["table"]["grid"] == SMOKE_GRID,
+            stored,
         )
         space = settings["table"]["space"]
+        reference = None
+        if "reference" in settings:
+            ref = settings["reference"]
+            reference = build_table(ref["cell"], Path(work), "", ref["epochs"], ref["grid"] == SMOKE_GRID, stored)
         t0 = time.perf_counter()
-        runner = run_search if settings["method"] in ("fms", "dyhpo", "random") else run_optuna
-        trace, extra = runner(table, settings["method"], settings["seed"], settings["budget"], space)
+        if settings["method"].split("_")[0] in ("fms", "dyhpo", "random"):
+            trace, extra = run_search(table, settings["method"], settings["seed"], settings["budget"], space, reference)
+        else:
+            trace, extra = run_optuna(table, settings["method"], settings["seed"], settings["budget"], space)
         return {
             "cell": settings["cell"],
             "method": settings["method"],
             "seed": settings["seed"],
             "budget": settings["budget"],
             "wall_s": time.perf_counter() - t0,
+            "table_code": table["code"],
             "trace": trace,
             **extra,
         }
@@ -341,7 +327,13 @@ def regret_at(trace: list, best: float, spent: float) -> float:
     return 100 * (best - inc[-1]) if inc else float("nan")
 
 
-def plot(cells: list[str], jobs: list[dict], oracles: dict, budget: int, path: Path) -> None:
+def val_regret_at(trace: list, best_val: float, spent: float) -> float:
+    """The same in validation accuracy (what development choices read)."""
+    inc = [v for s, v, _ in trace if s <= spent]
+    return 100 * (best_val - inc[-1]) if inc else float("nan")
+
+
+def plot(cells: list[str], methods: list[str], jobs: list[dict], oracles: dict, budget: int, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -352,7 +344,7 @@ def plot(cells: list[str], jobs: list[dict], oracles: dict, budget: int, path: P
     n = len(cells)
     fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 3.6), squeeze=False)
     for ax, cell in zip(axes[0], cells):
-        for m in METHODS:
+        for m in methods:
             js = [j for j in jobs if j["cell"] == cell and j["method"] == m]
             if not js:
                 continue
@@ -372,11 +364,11 @@ def plot(cells: list[str], jobs: list[dict], oracles: dict, budget: int, path: P
     plt.close(fig)
 
 
-def report(name, cells, tables, jobs, budget, seeds, not_run, wall, command) -> None:
+def report(name, cells, methods, tables, jobs, budget, seeds, not_run, wall, command) -> None:
     oracles = {c: oracle(tables[c]) for c in cells}
     table_epochs = tables[cells[0]]["epochs"]
     summary, rows, diff_rows, runs = {}, [], [], []
-    methods = [m for m in METHODS if m not in not_run]
+    methods = [m for m in methods if m not in not_run]
     for cell in cells:
         summary[cell] = {}
         per = {}
@@ -392,6 +384,14 @@ def report(name, cells, tables, jobs, budget, seeds, not_run, wall, command) -> 
             cellrow["tau_mean"] = mean_std(taus)[0] if taus else None
             cellrow["tau_mean_ci95"] = ci95(taus) if taus else None
             per[m]["tau"] = [j.get("tau_mean") if j.get("tau_mean") is not None else float("nan") for j in js]
+            for key in ("tau_weights_mean", "tau_plain_mean"):
+                per[m][key] = [j.get(key) if j.get(key) is not None else float("nan") for j in js]
+            best_val = max(max(r["val"]) for r in tables[cell]["runs"].values())
+            vr = [val_regret_at(j["trace"], best_val, budget) for j in js]
+            cellrow["val_regret_100"] = mean_std(vr)[0] if vr else None
+            for key in ("weights_share", "incumbent_epochs", "deepest_epochs", "wall_s"):
+                vals = [j[key] for j in js if j.get(key) is not None]
+                cellrow[key] = mean_std(vals)[0] if vals else None
             summary[cell][m] = cellrow
             rows.append(
                 [cell, m]
@@ -404,6 +404,8 @@ def report(name, cells, tables, jobs, budget, seeds, not_run, wall, command) -> 
                     if cellrow["tau_mean"] is None
                     else f"{cellrow['tau_mean']:.3f} ± {cellrow['tau_mean_ci95']:.3f}",
                     f"{mean_std([j.get('deepest_epochs', table_epochs) for j in js])[0]:.0f}",
+                    "-" if cellrow["incumbent_epochs"] is None else f"{cellrow['incumbent_epochs']:.0f}",
+                    "-" if cellrow["weights_share"] is None else f"{cellrow['weights_share']:.2f}",
                     len(js),
                     f"{mean_std([j['wall_s'] for j in js])[0]:.1f}",
                 ]
@@ -423,6 +425,11 @@ def report(name, cells, tables, jobs, budget, seeds, not_run, wall, command) -> 
                             "fallbacks",
                             "tau_last",
                             "tau_mean",
+                            "tau_weights_mean",
+                            "tau_plain_mean",
+                            "weights_share",
+                            "weight_features",
+                            "incumbent_epochs",
                             "continuations",
                             "deepest_epochs",
                             "settings",
@@ -434,14 +441,23 @@ def report(name, cells, tables, jobs, budget, seeds, not_run, wall, command) -> 
                 }
                 for j in js
             ]
-        for other in [m for m in methods if m != "fms"]:
+        head = "fms" if "fms" in methods else next((m for m in methods if m.startswith("fms")), None)
+        for other in [m for m in methods if m != head] if head else []:
             for q in FRACTIONS:
                 diff_rows.append(
-                    ([cell, f"fms − {other}", f"regret @{int(q * 100)}%"], paired(per["fms"][q], per[other][q]))
+                    ([cell, f"{head} − {other}", f"regret @{int(q * 100)}%"], paired(per[head][q], per[other][q]))
                 )
-            if other == "dyhpo":
+            if summary[cell][other]["tau_mean"] is not None:
                 diff_rows.append(
-                    ([cell, "fms − dyhpo", "τ (per-iteration mean)"], paired(per["fms"]["tau"], per["dyhpo"]["tau"]))
+                    ([cell, f"{head} − {other}", "τ (per-iteration mean)"], paired(per[head]["tau"], per[other]["tau"]))
+                )
+        for m in methods:  # the guard's two surrogates, fitted on the same observations every step
+            if any(v == v for v in per[m].get("tau_weights_mean", [])):
+                diff_rows.append(
+                    (
+                        [cell, f"{m}: with weights − without", "τ, same observations"],
+                        paired(per[m]["tau_weights_mean"], per[m]["tau_plain_mean"]),
+                    )
                 )
     best_rows = []
     for cell in cells:
@@ -459,7 +475,7 @@ def report(name, cells, tables, jobs, budget, seeds, not_run, wall, command) -> 
             )
     plot_path = RESULTS / f"{name}.png"
     RESULTS.mkdir(parents=True, exist_ok=True)
-    plot(cells, jobs, oracles, budget, plot_path)
+    plot(cells, methods, jobs, oracles, budget, plot_path)
     table_rows = [
         [
             c,
@@ -488,6 +504,8 @@ def report(name, cells, tables, jobs, budget, seeds, not_run, wall, command) -> 
                     "regret @100%",
                     "one-step τ (mean over iterations)",
                     "deepest trial (epochs)",
+                    "incumbent's epochs",
+                    "steps forecast with weights",
                     "seeds",
                     "wall s / search",
                 ],
@@ -503,7 +521,11 @@ def report(name, cells, tables, jobs, budget, seeds, not_run, wall, command) -> 
             f"{sum(t['train_wall_s'] + t['feature_wall_s'] for t in tables.values()):.0f} s (worker processes of one "
             f"torch thread each); {wall:.0f} s of this invocation "
             "(tables and finished jobs cached in the work folder). Code that produced the jobs (script, library "
-            "digests): " + ", ".join(sorted({json.dumps(j.get("code"), sort_keys=True) for j in jobs})) + ".",
+            "digests): "
+            + ", ".join(sorted({json.dumps(j.get("code"), sort_keys=True) for j in jobs}))
+            + "; code that trained the tables (the library less the search code): "
+            + ", ".join(f"{c} {json.dumps(tables[c].get('code'), sort_keys=True)}" for c in cells)
+            + ".",
         ]
     )
     write_results(
@@ -548,14 +570,28 @@ def main() -> None:
         help="report the cached jobs of exactly these settings, "
         "whatever code version produced them (the report names the code digests); trains nothing",
     )
+    ap.add_argument("--name", default=None, help="results name (default fms, or fms_smoke with --smoke)")
+    ap.add_argument("--seed-offset", type=int, default=0, help="seeds offset..offset+S-1 (development seeds: 100)")
+    ap.add_argument(
+        "--stored-tables",
+        action="store_true",
+        help="use tables cached under the same settings by another library version (listed in the report)",
+    )
+    ap.add_argument("--tables-only", action="store_true", help="build (or check) the cells' tables, run no search")
     args = ap.parse_args()
     t0 = time.perf_counter()
     work = Path(args.work) / ("smoke" if args.smoke else "full")
     cells = args.cells.split(",")
     methods = args.methods.split(",")
-    bad = [m for m in methods if m not in METHODS]
+    variants = [m for m in methods if m.split("_")[0] in ("fms", "dyhpo", "random")]
+    bad = [m for m in methods if m not in METHODS and m not in variants]
     if bad:
-        raise SystemExit(f"unknown method(s) {bad}; expected {METHODS}")
+        raise SystemExit(f"unknown method(s) {bad}; expected {METHODS} or a variant (see search_settings)")
+    for m in variants:
+        search_settings(m)
+    missing = [c for c in cells if c not in REFERENCE]
+    if missing and any(m.startswith("fms") for m in methods):
+        raise SystemExit(f"no reference table for {missing} (REFERENCE in benchmarks/fms.py)")
     not_run = {}
     if "ifbo" in methods and (why := ifbo_available()):
         not_run["ifbo"] = why
@@ -566,14 +602,19 @@ def main() -> None:
         if args.from_cache:
             tables[c] = from_cache(cache, table_settings(c, args.epochs, args.smoke))
         else:
-            tables[c] = build_table(c, work, args.data_dir, args.epochs, args.smoke)
+            tables[c] = build_table(c, work, args.data_dir, args.epochs, args.smoke, args.stored_tables)
         print(f"  {tables[c]['configs']} configs, {tables[c]['train_wall_s']:.0f} s", flush=True)
+    if args.tables_only:
+        return
     todo = [
-        (job_settings(c, m, s, args.budget, args.epochs, args.smoke), str(work))
+        (
+            {**job_settings(c, m, s, args.budget, args.epochs, args.smoke), "stored_tables": args.stored_tables},
+            str(work),
+        )
         for c in cells
         for m in methods
         if m not in not_run
-        for s in range(args.seeds)
+        for s in range(args.seed_offset, args.seed_offset + args.seeds)
     ]
     if args.from_cache:
         jobs = [from_cache(cache, settings) for settings, _ in todo]
@@ -583,8 +624,9 @@ def main() -> None:
         )
     cmd = "python benchmarks/fms.py " + " ".join(a for a in sys.argv[1:])
     report(
-        "fms_smoke" if args.smoke else "fms",
+        args.name or ("fms_smoke" if args.smoke else "fms"),
         cells,
+        methods,
         tables,
         jobs,
         args.budget,

@@ -360,6 +360,8 @@ def test_fms_sweeper_end_to_end_through_hydra(tmp_path):
 
     p = run_train(FMS_ARGS + ["hydra.sweeper.budget=20"], tmp_path)
     assert "FMS search done" in p.stderr + p.stdout, p.stderr[-3000:]
+    # a fresh zoo has no checkpoints to fit the weight basis on: no weights, and the log says why
+    assert "a 4-direction weight basis needs 16" in p.stderr + p.stdout
     st = _search_state(tmp_path)
     zoo = Zoo(tmp_path / "zoo")
     runs = {e.run_id: e.record for e in zoo.entries() if e.status == "completed"}
@@ -378,8 +380,27 @@ def test_fms_sweeper_end_to_end_through_hydra(tmp_path):
     assert all(st["trials"][tid]["point"]["optimizer.lr"] == 1e30 and st["trials"][tid]["error"] for tid in failed)
     res = yaml.safe_load(next((tmp_path / "logs").rglob("optimization_results.yaml")).read_text())
     assert res["spent_epochs"] == st["spent"] and res["best_run_id"] in runs
+    assert res["continuations"] == sum(max(0, len(t["obs"]) - 1) for t in st["trials"].values()) > 0
+    assert res["trials"] == len(st["trials"]) and res["weight_features"].startswith("none")
+    n_failed = sum(1 for h in st["history"] for tid, _, _ in h["launched"] if tid in failed)
+    assert (
+        f"sweep summary: {len(st['trials']) - len(failed)} new run(s) + {res['continuations']} continuation(s) done, "
+        f"0 skipped, {n_failed} failed" in p.stdout
+    )
     assert res["best_value"] == pytest.approx(max(r["best_val"] for r in runs.values()))
     assert next((tmp_path / "logs").rglob("search.png")).stat().st_size > 0
+    # a later search in this zoo fits its weight basis on these runs' checkpoints, never on its own trials
+    from gnnzoo.search.features import reference_basis, stat_features
+
+    basis, why = reference_basis(zoo, stat_features(), 1, "gcn")
+    n_ckpt = sum(1 + len(r.get("snapshots") or []) for r in runs.values())  # final weights + snapshots
+    if n_ckpt >= 4:
+        assert basis is not None and basis.k == 1 and basis.n_reference == n_ckpt, why
+    else:
+        assert basis is None and f"holds {n_ckpt} checkpoints" in why
+    none, why = reference_basis(zoo, stat_features(), 1, "gcn", exclude=set(runs))
+    assert none is None and "holds 0 checkpoints" in why
+    assert reference_basis(zoo, stat_features(), 1, "sage")[0] is None  # another backbone's checkpoints: not read
     jobs = len(_job_dirs(tmp_path))
     again = run_train(FMS_ARGS + ["hydra.sweeper.budget=20"], tmp_path)
     assert "continuing from iteration" in again.stderr + again.stdout
@@ -512,3 +533,83 @@ def test_tau_is_per_iteration_and_read_from_the_truth_oracle():
             assert a["tau"] == pytest.approx(-b["tau"])
     assert all(math.isnan(h["tau"]) for h in none)  # batch_size 1: one forecast per iteration, no τ
     assert any(h["tau_pooled"] == h["tau_pooled"] for h in none)
+
+
+def test_weight_basis_is_fitted_on_the_reference_and_round_trips():
+    import torch
+
+    from gnnzoo.search.surrogate import WeightBasis
+
+    g = torch.Generator().manual_seed(0)
+    ref = torch.randn(200, 3, generator=g) @ torch.randn(3, 12, generator=g) + 5 * torch.rand(12, generator=g)
+    basis = WeightBasis.fit(ref, 3)
+    z = basis.project(ref)
+    assert z.shape == (200, 3)
+    assert torch.allclose(z.double().std(0, unbiased=False), torch.ones(3, dtype=torch.float64), atol=1e-4)
+    assert torch.allclose(WeightBasis.fit(ref, 3).project(ref[:5]), z[:5])  # deterministic (signs fixed)
+    again = WeightBasis.from_dict(basis.to_dict())
+    assert torch.allclose(again.project(ref[:7]), z[:7]) and again.n_reference == 200
+    with pytest.raises(ValueError, match="needs more than 3 reference checkpoints"):
+        WeightBasis.fit(ref[:3], 3)
+
+
+def _noise_runner(calls):
+    """The toy runner, with weight features that are pure noise (seeded by the trial and epoch)."""
+    import random
+
+    inner = _toy_runner(calls)
+
+    def run(launches):
+        out = inner(launches)
+        for ln, res in zip(launches, out):
+            if res.ok:
+                rng = random.Random(f"{ln.tid}/{ln.target}")
+                res.weights = [rng.gauss(0, 1) for _ in range(6)]
+        return out
+
+    return run
+
+
+def _noise_basis():
+    import torch
+
+    from gnnzoo.search.surrogate import WeightBasis
+
+    return WeightBasis.fit(torch.randn(64, 6, generator=torch.Generator().manual_seed(1)), 2)
+
+
+def test_the_guard_forecasts_with_the_weights_only_after_they_have_forecast_better():
+    """Every step fits the surrogate with and without the weights on the same observations; the weights forecast
+    only after ``guard_warmup`` scored forecasts with a squared error no larger than the plain surrogate's. While
+    the plain one forecasts, the search makes exactly dyhpo's decisions."""
+    from gnnzoo.search.loop import Search
+    from gnnzoo.search.space import SearchSpace
+
+    guarded_calls, dyhpo_calls = [], []
+    st = Search(
+        SearchSpace(TOY_SPACE), _settings(guard_warmup=3), _noise_runner(guarded_calls), weight_basis=_noise_basis()
+    ).run()
+    Search(SearchSpace(TOY_SPACE), _settings(surrogate="dyhpo"), _noise_runner(dyhpo_calls)).run()
+    assert st["weight_features"].startswith("2 principal directions of 64")
+    steps = [h for h in st["history"] if h.get("model")]
+    assert steps and st["guard"]["n"] == len(steps)  # batch_size 1: one scored forecast per step
+    for h in steps:
+        g = h["guard"]
+        assert (h["model"] == "weights") == (g["n"] >= 3 and g["sse_weights"] <= g["sse_plain"])
+    first = next((i for i, h in enumerate(steps) if h["model"] == "weights"), len(steps))
+    n0 = len(guarded_calls) - sum(len(h["launched"]) for h in steps)  # the initial design's launches
+    assert guarded_calls[: n0 + first] == dyhpo_calls[: n0 + first]
+
+
+def test_fms_without_a_weight_basis_forecasts_without_weights_and_says_so():
+    from gnnzoo.search.loop import Search
+    from gnnzoo.search.space import SearchSpace
+
+    a, b = [], []
+    st = Search(SearchSpace(TOY_SPACE), _settings(), _noise_runner(a)).run()
+    Search(SearchSpace(TOY_SPACE), _settings(surrogate="dyhpo"), _noise_runner(b)).run()
+    assert st["weight_features"].startswith("none (no reference checkpoints")
+    assert a == b and not any(h.get("model") == "weights" for h in st["history"])
+    raw = Search(SearchSpace(TOY_SPACE), _settings(weights_k=0, guard=False), _noise_runner([])).run()
+    assert raw["weight_features"] == "raw (weights_k=0)"
+    assert all(h.get("model") == "weights" for h in raw["history"] if h.get("model"))

@@ -46,3 +46,50 @@ def make_featurizer(weights: str | None, zoo_dir: str | Path) -> Featurizer | No
     if weights == "stat":
         return stat_features()
     return encoder_features(zoo_dir, str(weights))
+
+
+def reference_basis(
+    zoo,
+    featurizer: Featurizer,
+    k: int,
+    backbone: str,
+    exclude: set[str] | frozenset[str] = frozenset(),
+    max_checkpoints: int = 256,
+    seed: int = 0,
+):
+    """The weight basis of a search (:class:`~gnnzoo.search.surrogate.WeightBasis`), fitted on checkpoints already
+    in the zoo — completed runs of the same backbone that are not this search's trials (``exclude``): their final
+    weights and snapshots, at most ``max_checkpoints`` of them drawn with ``seed``. Returns ``(basis, why)``:
+    ``basis`` is None when the zoo holds fewer than ``4 k`` such checkpoints, and ``why`` says so."""
+    import numpy as np
+
+    from gnnzoo.search.surrogate import WeightBasis
+
+    items = []
+    for e in zoo.entries():
+        rec = e.record
+        if rec.get("kind", "run") != "run" or e.status != "completed" or rec.get("backbone") != backbone:
+            continue
+        if e.run_id in exclude:
+            continue
+        items.append((e, None))
+        items += [(e, int(s["epoch"])) for s in rec.get("snapshots") or []]
+    need = 4 * k
+    if len(items) < need:
+        return None, (
+            f"the zoo holds {len(items)} checkpoints of completed {backbone} runs outside this search; a "
+            f"{k}-direction weight basis needs {need}: the search forecasts without weights (as dyhpo)"
+        )
+    rng = np.random.default_rng(seed)
+    pick = sorted(rng.choice(len(items), size=min(max_checkpoints, len(items)), replace=False).tolist())
+    feats = []
+    for i in pick:
+        e, epoch = items[i]
+        try:
+            feats.append(featurizer(e.state_dict() if epoch is None else e.snapshot(epoch), backbone))
+        except Exception:  # an unreadable or foreign checkpoint is not evidence: skip it
+            continue
+    if len(feats) < need:
+        return None, f"only {len(feats)} reference checkpoints could be read; a {k}-direction basis needs {need}"
+    basis = WeightBasis.fit(torch.tensor(feats), k)
+    return basis, f"{k} principal directions of {len(feats)} {backbone} checkpoints in the zoo"

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from gnnzoo.search.space import SearchSpace, point_key
-from gnnzoo.search.surrogate import DeepKernelSurrogate, Inputs, expected_improvement, kendall_tau
+from gnnzoo.search.surrogate import DeepKernelSurrogate, Inputs, WeightBasis, expected_improvement, kendall_tau
 
 SURROGATES = ("fms", "dyhpo", "random")
 
@@ -85,17 +85,32 @@ class Settings:
     lr: float = 1e-2
     fit_steps_initial: int = 300
     refit_steps: int = 50
+    # weight features reduced to this many principal directions of reference checkpoints (0: the raw features)
+    weights_k: int = 4
+    # fit the surrogate with and without the weights every step and forecast with the weights only while their
+    # one-step forecasts of the observed outcomes have had the lower squared error (after guard_warmup of them)
+    guard: bool = True
+    guard_warmup: int = 5
+    # the value a candidate's expected improvement is measured against: "budget" (DyHPO: the best value observed
+    # at the budget it would reach, else the best at a lower one) or "global" (the best value observed at any
+    # budget: a new configuration must promise to beat the deepest results, so promising runs are continued)
+    incumbent: str = "budget"
 
     def check(self) -> None:
         from gnnzoo.utils.errors import ConfigError
 
         if self.surrogate not in SURROGATES:
             raise ConfigError(f"hydra.sweeper.surrogate={self.surrogate!r}: expected one of {SURROGATES}")
+        if self.incumbent not in ("budget", "global"):
+            raise ConfigError(f"hydra.sweeper.incumbent={self.incumbent!r}: expected budget or global")
         if self.direction not in ("maximize", "minimize"):
             raise ConfigError(f"hydra.sweeper.direction={self.direction!r}: expected maximize or minimize")
         for k in ("budget", "max_epochs", "n_initial", "b0", "delta", "batch_size", "n_candidates"):
             if int(getattr(self, k)) < 1:
                 raise ConfigError(f"hydra.sweeper.{k}={getattr(self, k)} must be >= 1")
+        for k in ("weights_k", "guard_warmup"):
+            if int(getattr(self, k)) < 0:
+                raise ConfigError(f"hydra.sweeper.{k}={getattr(self, k)} must be >= 0")
         if self.b0 > self.max_epochs:
             raise ConfigError(f"hydra.sweeper.b0={self.b0} exceeds the largest budget max_epochs={self.max_epochs}")
         if self.surrogate != "random" and self.budget < self.b0 * self.n_initial:
@@ -121,6 +136,7 @@ def new_state(space: SearchSpace, s: Settings, search_id: str = "") -> dict:
         "history": [],
         "tau_pairs": [],
         "fallbacks": [],
+        "guard": {"n": 0, "sse_weights": 0.0, "sse_plain": 0.0},
         "done": False,
     }
 
@@ -147,19 +163,30 @@ def best_observation(state: dict) -> dict | None:
     return best
 
 
-def _inputs(space: SearchSpace, s: Settings, rows: list[tuple[dict, int, list, list | None]], d_w: int) -> Inputs:
-    """rows: (point, target budget, curve before it (signed), weights at the curve's end or None)."""
+def _inputs(
+    space: SearchSpace,
+    s: Settings,
+    rows: list[tuple[dict, int, list, list | None]],
+    d_w: int,
+    basis: WeightBasis | None = None,
+) -> Inputs:
+    """rows: (point, target budget, curve before it (signed), weights at the curve's end or None); weights are
+    projected onto ``basis`` when there is one."""
     n, L = len(rows), s.max_epochs
     curve, mask = torch.zeros(n, L), torch.zeros(n, L)
     w, has = torch.zeros(n, d_w), torch.zeros(n)
+    raw = []  # the rows' weight features, in row order where has == 1
     for i, (_, _, c, wt) in enumerate(rows):
         c = c[:L]
         if c:
             curve[i, : len(c)] = torch.tensor(c, dtype=torch.float32)
             mask[i, : len(c)] = 1
         if wt is not None and d_w:
-            w[i] = torch.tensor(wt, dtype=torch.float32)
+            raw.append(wt)
             has[i] = 1
+    if raw:
+        raw_w = torch.tensor(raw, dtype=torch.float64)
+        w[has > 0] = basis.project(raw_w) if basis is not None else raw_w.float()
     hp = torch.tensor([space.encode(p) for p, *_ in rows], dtype=torch.float32).view(n, -1)
     b = torch.tensor([t / s.max_epochs for _, t, *_ in rows], dtype=torch.float32)
     return Inputs(hp, b, curve, mask, w, has)
@@ -176,16 +203,30 @@ class Search:
         log: Callable[[str], None] | None = None,
         use_weights: bool | None = None,
         truth: Truth | None = None,
+        weight_basis: WeightBasis | None = None,
     ):
         settings.check()
         self.space, self.s, self.runner, self.truth = space, settings, runner, truth
         self.state = state if state is not None else new_state(space, settings)
+        self.state.setdefault("guard", {"n": 0, "sse_weights": 0.0, "sse_plain": 0.0})
         self.save = save or (lambda st: None)
         self.log = log or (lambda msg: None)
         self.rng = np.random.default_rng(settings.seed + 1 + self.state["iteration"])
         self._use_weights = settings.surrogate == "fms" if use_weights is None else use_weights
+        self.basis = weight_basis if self._use_weights and settings.weights_k > 0 else None
+        if self._use_weights:
+            if settings.weights_k == 0:
+                self.state["weight_features"] = "raw (weights_k=0)"
+            elif self.basis is None:  # nothing to reduce the features with: no weights rather than raw ones
+                self._use_weights = False
+                self.state["weight_features"] = "none (no reference checkpoints to fit the weight basis on)"
+            else:
+                self.state["weight_features"] = (
+                    f"{self.basis.k} principal directions of {self.basis.n_reference} reference checkpoints"
+                )
         self.d_w = 0
         self.surrogate = None
+        self.plain = None  # the same surrogate without weights (the guard's comparison)
         if settings.surrogate != "random":
             import importlib.util
 
@@ -255,6 +296,7 @@ class Search:
         pairs = self.state["tau_pairs"]
         inc = self.incumbent()
         info = dict(info or {})
+        self._score_guard(launches, results, info.pop("guard_forecasts", None))
         tau = info.pop("tau_all", None)  # every candidate's forecast against the oracle's outcome
         if tau is None:
             tau = kendall_tau([p for p, _ in batch], [v for _, v in batch])
@@ -273,6 +315,19 @@ class Search:
         self.state["iteration"] += 1
         self.state["pending"] = []
         self.save(self.state)
+
+    def _score_guard(self, launches, results, forecasts: dict | None) -> None:
+        """Add each launched trial's squared forecast error, with and without weights, to the guard's sums (both
+        forecasts were made before the outcome was seen)."""
+        if not forecasts or len(forecasts) < 2:
+            return
+        g, sign = self.state["guard"], _sign(self.s)
+        for idx, res in enumerate(results):
+            if res.ok and res.value == res.value:
+                y = sign * float(res.value)
+                g["sse_weights"] += (forecasts["weights"][idx] - y) ** 2
+                g["sse_plain"] += (forecasts["plain"][idx] - y) ** 2
+                g["n"] += 1
 
     # ------------------------------------------------------------------ training data and scoring
     def _weights_dim(self) -> int:
@@ -318,6 +373,8 @@ class Search:
             for o in t["obs"]:
                 v = sign * o["value"]
                 by_budget[o["epochs"]] = max(by_budget.get(o["epochs"], -math.inf), v)
+        if self.s.incumbent == "global":
+            return torch.full((len(budgets),), max(by_budget.values(), default=0.0), dtype=torch.float64)
         out = []
         for b in budgets:
             if b in by_budget:
@@ -327,40 +384,86 @@ class Search:
                 out.append(max(lower) if lower else max(by_budget.values(), default=0.0))
         return torch.tensor(out, dtype=torch.float64)
 
+    def _new_surrogate(self, d_w: int) -> DeepKernelSurrogate:
+        return DeepKernelSurrogate(
+            self.space.width,
+            self.s.max_epochs,
+            d_w,
+            use_curve=True,
+            use_weights=d_w > 0,
+            width=self.s.width,
+            lr=self.s.lr,
+            fit_steps_initial=self.s.fit_steps_initial,
+            refit_steps=self.s.refit_steps,
+            seed=self.s.seed,
+        )
+
+    @property
+    def guarded(self) -> bool:
+        return self._use_weights and self.s.guard
+
+    def _fit_models(self) -> tuple[dict, str | None, float]:
+        """Fit the surrogate (and, under the guard, the one without weights) on every observation so far:
+        ``({name: (model, d_w)} of the fits that worked, the last error, seconds)``."""
+        if self.surrogate is None:
+            if self._use_weights:
+                self.d_w = self.basis.k if self.basis is not None else self._weights_dim()
+            self.surrogate = self._new_surrogate(self.d_w if self._use_weights else 0)
+        if self.guarded and self.plain is None:
+            self.plain = self._new_surrogate(0)
+        t0 = time.perf_counter()
+        trows, ys = self._training_rows()
+        y = torch.tensor(ys)
+        pairs = [("weights" if self._use_weights else "plain", self.surrogate, self.d_w if self._use_weights else 0)]
+        if self.guarded:
+            pairs.append(("plain", self.plain, 0))
+        models, error = {}, None
+        for name, model, d_w in pairs:
+            err = model.fit(_inputs(self.space, self.s, trows, d_w, self.basis if d_w else None), y)
+            if err is None:
+                models[name] = (model, d_w)
+            else:
+                error = err
+        return models, error, time.perf_counter() - t0
+
+    def _active(self, models: dict) -> str:
+        """Which fitted model forecasts: the weights only while they have earned it (see ``Settings.guard``)."""
+        if not self.guarded:
+            return next(iter(models))
+        g = self.state["guard"]
+        earned = g["n"] >= self.s.guard_warmup and g["sse_weights"] <= g["sse_plain"]
+        if "weights" in models and (earned or "plain" not in models):
+            return "weights"
+        return "plain"
+
     def _pick(self) -> tuple[list[Launch], list[float] | None, dict]:
         launches, rows = self._candidate_rows()
         if not launches:
             return [], None, {}
-        if self.surrogate is None:
-            self.d_w = self._weights_dim() if self._use_weights else 0
-            self.surrogate = DeepKernelSurrogate(
-                self.space.width,
-                self.s.max_epochs,
-                self.d_w,
-                use_curve=True,
-                use_weights=self._use_weights,
-                width=self.s.width,
-                lr=self.s.lr,
-                fit_steps_initial=self.s.fit_steps_initial,
-                refit_steps=self.s.refit_steps,
-                seed=self.s.seed,
-            )
-        t0 = time.perf_counter()
-        trows, ys = self._training_rows()
-        error = self.surrogate.fit(_inputs(self.space, self.s, trows, self.d_w), torch.tensor(ys))
-        fit_s = time.perf_counter() - t0
-        if error is not None:
+        models, error, fit_s = self._fit_models()
+        if not models:
             self.state["fallbacks"].append({"iteration": self.state["iteration"], "error": error})
             self.log(f"surrogate fit failed ({error}); this step picks at random")
             chosen = self._affordable(launches, self.rng.permutation(len(launches)).tolist())
             return [launches[i] for i in chosen], None, {"fallback": error, "fit_s": fit_s}
-        mean, std = self.surrogate.predict(_inputs(self.space, self.s, rows, self.d_w))
+        preds = {
+            name: model.predict(_inputs(self.space, self.s, rows, d_w, self.basis if d_w else None))
+            for name, (model, d_w) in models.items()
+        }
+        active = self._active(models)
+        mean, std = preds[active]
         ei = expected_improvement(mean, std, self._incumbent_at([ln.target for ln in launches]))
         chosen = self._affordable(launches, torch.argsort(ei, descending=True).tolist())
-        info = {"fit_s": fit_s, "ei": [float(ei[i]) for i in chosen]}
+        info = {"fit_s": fit_s, "ei": [float(ei[i]) for i in chosen], "model": active}
+        if self.guarded:
+            info["guard"] = dict(self.state["guard"])  # the sums this step's choice of model read
+            info["guard_forecasts"] = {name: [float(p[0][i]) for i in chosen] for name, p in preds.items()}
         if self.truth is not None:
             sign = _sign(self.s)
-            info["tau_all"] = kendall_tau(mean.tolist(), [sign * float(v) for v in self.truth(launches)])
+            outcomes = [sign * float(v) for v in self.truth(launches)]
+            info["tau_all"] = kendall_tau(mean.tolist(), outcomes)
+            for name, p in preds.items():
+                info[f"tau_all_{name}"] = kendall_tau(p[0].tolist(), outcomes)
         return [launches[i] for i in chosen], [float(mean[i]) for i in chosen], info
 
     def _affordable(self, launches: list[Launch], order: list[int]) -> list[int]:

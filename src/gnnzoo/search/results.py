@@ -77,10 +77,14 @@ def summary(state: dict) -> dict[str, Any]:
         "budget_epochs": s["budget"],
         "spent_epochs": state["spent"],
         "iterations": state["iteration"],
-        "trials": len(state["trials"]),
+        "trials": len(state["trials"]),  # configurations started
+        "continuations": sum(max(0, len(t["obs"]) - 1) for t in state["trials"].values()),
+        "deepest_trial_epochs": max((t["epochs"] for t in state["trials"].values()), default=0),
         "failed_trials": sum(t["status"] == "failed" for t in state["trials"].values()),
         "surrogate_fallbacks": len(state.get("fallbacks", [])),
         "kendall_tau_one_step": mean_tau(state),
+        "weight_features": state.get("weight_features"),
+        "steps_forecast_with_weights": sum(h.get("model") == "weights" for h in state["history"]),
     }
     if best is not None:
         out.update(

@@ -213,6 +213,54 @@ class DeepKernelSurrogate:
         return mean * self.y_std + self.y_mean, std * self.y_std
 
 
+class WeightBasis:
+    """Weight features reduced to ``k`` dimensions: z-scored, then projected onto the top ``k`` principal directions
+    of a *reference* set of checkpoints (fitted on the zoo, never on the search's own observations), each direction
+    scaled to unit variance on the reference. With ~10–200 observations a GP cannot weigh ~140 raw statistics;
+    a few directions that vary across trained checkpoints it can.
+
+    Shapes:
+        - **fit:** ``ref [n, d]`` (n > k)
+        - **project:** ``[m, d]`` -> ``[m, k]``
+    """
+
+    def __init__(self, mean: Tensor, std: Tensor, components: Tensor, scale: Tensor, n_reference: int):
+        self.mean, self.std, self.components, self.scale = mean, std, components, scale
+        self.n_reference = int(n_reference)
+
+    @property
+    def k(self) -> int:
+        return int(self.components.shape[1])
+
+    @classmethod
+    def fit(cls, ref: Tensor, k: int) -> "WeightBasis":
+        ref = torch.as_tensor(ref, dtype=torch.float64)
+        if ref.ndim != 2 or ref.shape[0] <= k:
+            raise ValueError(f"a {k}-direction weight basis needs more than {k} reference checkpoints, got {len(ref)}")
+        mean, std = ref.mean(0), ref.std(0, unbiased=False).clamp_min(1e-8)
+        z = (ref - mean) / std
+        _, _, vh = torch.linalg.svd(z, full_matrices=False)
+        comps = vh[:k].T  # [d, k]
+        sign = torch.sign(comps[comps.abs().argmax(0), torch.arange(comps.shape[1])])  # deterministic signs
+        comps = comps * sign
+        scale = (z @ comps).std(0, unbiased=False).clamp_min(1e-8)
+        return cls(mean, std, comps, scale, len(ref))
+
+    def project(self, w: Tensor) -> Tensor:
+        z = (torch.as_tensor(w, dtype=torch.float64) - self.mean) / self.std
+        return ((z @ self.components) / self.scale).float()
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k).tolist() for k in ("mean", "std", "components", "scale")} | {
+            "n_reference": self.n_reference
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "WeightBasis":
+        t = {k: torch.tensor(d[k], dtype=torch.float64) for k in ("mean", "std", "components", "scale")}
+        return cls(t["mean"], t["std"], t["components"], t["scale"], d["n_reference"])
+
+
 def expected_improvement(mean: Tensor, std: Tensor, best: Tensor) -> Tensor:
     """EI of a larger-is-better metric over the incumbent ``best`` (per candidate)."""
     std = std.clamp_min(1e-9)

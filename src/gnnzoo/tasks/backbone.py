@@ -210,7 +210,10 @@ def train(
         if cfg.zoo.enabled and rank_zero_only.rank == 0
         else None
     )  # DDP: one writer
-    return {**metrics, "run_id": rid, "skipped": False, "entry_dir": str(entry) if entry else None}
+    out = {**metrics, "run_id": rid, "skipped": False, "entry_dir": str(entry) if entry else None}
+    if prior is not None:
+        out["continued_from"] = int(prior[0])  # a resumable run continued from this epoch (an FMS continuation)
+    return out
 
 
 def _fit(

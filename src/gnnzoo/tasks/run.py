@@ -129,6 +129,8 @@ def run_task(cfg: DictConfig) -> float:
         status = "failed" if failed else ("skipped" if result.get("skipped") else "done")
         info = {"error": f"{len(failed)} run(s) failed: {failed[0]}"[:500]} if failed else {}
         ids = {"run_ids": result["run_ids"]} if "run_ids" in result else {"run_id": result.get("run_id")}
+        if result.get("continued_from") is not None:
+            info["continued_from"] = result["continued_from"]
         write_job_status(
             cfg.paths.output_dir, status, value=None if math.isnan(value) else value, zoo_dir=zoo_dir, **ids, **info
         )

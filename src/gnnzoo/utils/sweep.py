@@ -41,13 +41,19 @@ def read_job_statuses(sweep_dir: str | Path) -> list[dict]:
 def summarize(sweep_dir: str | Path, expected: int | None = None) -> dict[str, Any]:
     jobs = read_job_statuses(sweep_dir)
     counts = {k: sum(j["status"] == k for j in jobs) for k in ("done", "skipped", "failed", "interrupted")}
+    counts["continued"] = sum(j["status"] == "done" and j.get("continued_from") is not None for j in jobs)
     counts["missing"] = max(0, (expected or 0) - len(jobs))
     counts["failed_jobs"] = [(j["job"], j.get("error", "")) for j in jobs if j["status"] == "failed"]
     return counts
 
 
 def summary_line(s: dict[str, Any]) -> str:
-    line = f"sweep summary: {s['done']} done, {s['skipped']} skipped, {s['failed']} failed"
+    done = s["done"]
+    if s.get("continued"):  # continuations of runs (FMS): the new runs and the continued ones are counted apart
+        done = f"{s['done'] - s['continued']} new run(s) + {s['continued']} continuation(s) done"
+    else:
+        done = f"{done} done"
+    line = f"sweep summary: {done}, {s['skipped']} skipped, {s['failed']} failed"
     if s.get("interrupted"):
         line += f", {s['interrupted']} interrupted"
     if s.get("missing"):

@@ -55,6 +55,13 @@ class FMSSweeperConf:
     lr: float = 0.01
     fit_steps_initial: int = 300
     refit_steps: int = 50
+    # weight features reduced to k principal directions of checkpoints already in the zoo (0: raw features)
+    weights_k: int = 4
+    # forecast with the weights only while they have forecast the observed outcomes better than without them
+    guard: bool = True
+    guard_warmup: int = 5
+    # expected improvement over the best value at the candidate's budget (budget, DyHPO) or at any budget (global)
+    incumbent: str = "budget"
     extra: List[str] = field(default_factory=list)  # overrides added to every trial
 
 
@@ -110,6 +117,10 @@ class FMSSweeper(Sweeper):
             lr=float(o["lr"]),
             fit_steps_initial=int(o["fit_steps_initial"]),
             refit_steps=int(o["refit_steps"]),
+            weights_k=int(o.get("weights_k", 4)),
+            guard=bool(o.get("guard", True)),
+            guard_warmup=int(o.get("guard_warmup", 5)),
+            incumbent=str(o.get("incumbent", "budget")),
         )
 
     def sweep(self, arguments: List[str]) -> Any:
@@ -164,7 +175,16 @@ class FMSSweeper(Sweeper):
             self.job_idx += len(batch)
             return [self._result(ret, zoo, monitor, featurizer) for ret in rets]
 
-        search = Search(space, settings, runner, state=state, save=lambda st: save_state(state_file, st), log=log.info)
+        basis = self._weight_basis(state, settings, zoo, featurizer) if featurizer is not None else None
+        search = Search(
+            space,
+            settings,
+            runner,
+            state=state,
+            save=lambda st: save_state(state_file, st),
+            log=log.info,
+            weight_basis=basis,
+        )
         state = search.run()
         res = summary(state)
         text = OmegaConf.to_yaml(OmegaConf.create(res))
@@ -183,6 +203,29 @@ class FMSSweeper(Sweeper):
             sweep_dir / "optimization_results.yaml",
         )
         return res
+
+    def _weight_basis(self, state: dict, settings, zoo, featurizer):
+        """The search's weight basis: fitted once on the zoo's checkpoints outside this search and kept in the
+        state, so a resumed search reads its weights in the same directions."""
+        from gnnzoo.search.features import reference_basis
+        from gnnzoo.search.surrogate import WeightBasis
+
+        if settings.weights_k == 0:
+            return None
+        if "weight_basis" not in state:
+            basis, why = reference_basis(
+                zoo,
+                featurizer,
+                settings.weights_k,
+                str(self.config.backbone.name),
+                exclude={t.get("run_id") for t in state["trials"].values()},
+                seed=settings.seed,
+            )
+            state["weight_basis"] = basis.to_dict() if basis is not None else None
+            state["weight_basis_note"] = why
+            log.info("FMS weight features: %s", why)
+        saved = state["weight_basis"]
+        return WeightBasis.from_dict(saved) if saved is not None else None
 
     @staticmethod
     def _load_or_start(state_file: Path, space, settings, search_id: str) -> dict:
