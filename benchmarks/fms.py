@@ -43,6 +43,9 @@ Development round (declared before it ran; seeds 100-102, cora/gcn and citeseer/
      *validation* regret at 100% (the best val accuracy in the table - the incumbent's val accuracy) over the six
      searches is lower and its incumbents are trained deeper on average; otherwise DyHPO's per-budget incumbent
      stays. Both rules read validation accuracy only.
+     Outcome (benchmarks/results/fms_dev_depth600.md): val regret 1.07 (budget) vs 1.23 (global), incumbents at 45
+     vs 60 epochs: the rule keeps DyHPO's per-budget incumbent. In the replay both reach 200 epochs (the deepest
+     trial) even at budget 600.
 
 Seeds 0..S-1 for every method (the Search's ``seed``, the Optuna samplers' ``seed``). Jobs run through the harness
 (benchmarks/_common.py) in ``--jobs`` processes with one torch thread each; tables and finished jobs are cached in
