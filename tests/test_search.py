@@ -406,6 +406,11 @@ def test_fms_sweeper_end_to_end_through_hydra(tmp_path):
     assert "continuing from iteration" in again.stderr + again.stdout
     assert len(_job_dirs(tmp_path)) == jobs  # nothing relaunched
     assert _search_state(tmp_path)["history"] == st["history"]
+    # a corrupt checkpoint is left out of a basis, and counted in what the search logs
+    victim = zoo.get(next(iter(runs)))
+    victim.weights_path().write_bytes(b"not safetensors")
+    basis, why = reference_basis(zoo, stat_features(), 1, "gcn")
+    assert "1 unreadable, left out" in why and victim.run_id in why
 
 
 def test_a_killed_fms_search_continues_with_the_same_command(tmp_path):

@@ -82,14 +82,15 @@ def reference_basis(
         )
     rng = np.random.default_rng(seed)
     pick = sorted(rng.choice(len(items), size=min(max_checkpoints, len(items)), replace=False).tolist())
-    feats = []
+    feats, unread = [], []
     for i in pick:
         e, epoch = items[i]
         try:
             feats.append(featurizer(e.state_dict() if epoch is None else e.snapshot(epoch), backbone))
-        except Exception:  # an unreadable or foreign checkpoint is not evidence: skip it
-            continue
+        except Exception as err:  # an unreadable or foreign checkpoint is not evidence: left out, and counted
+            unread.append(f"{e.run_id}: {type(err).__name__}: {str(err)[:120]}")
+    skipped = f" ({len(unread)} unreadable, left out; first: {unread[0]})" if unread else ""
     if len(feats) < need:
-        return None, f"only {len(feats)} reference checkpoints could be read; a {k}-direction basis needs {need}"
+        return None, f"only {len(feats)} reference checkpoints were read{skipped}; a {k}-direction basis needs {need}"
     basis = WeightBasis.fit(torch.tensor(feats), k)
-    return basis, f"{k} principal directions of {len(feats)} {backbone} checkpoints in the zoo"
+    return basis, f"{k} principal directions of {len(feats)} {backbone} checkpoints in the zoo{skipped}"
