@@ -117,10 +117,10 @@ class FMSSweeper(Sweeper):
             lr=float(o["lr"]),
             fit_steps_initial=int(o["fit_steps_initial"]),
             refit_steps=int(o["refit_steps"]),
-            weights_k=int(o.get("weights_k", 4)),
-            guard=bool(o.get("guard", True)),
-            guard_warmup=int(o.get("guard_warmup", 5)),
-            incumbent=str(o.get("incumbent", "budget")),
+            weights_k=int(o["weights_k"]),
+            guard=bool(o["guard"]),
+            guard_warmup=int(o["guard_warmup"]),
+            incumbent=str(o["incumbent"]),
         )
 
     def sweep(self, arguments: List[str]) -> Any:
