@@ -505,7 +505,8 @@ def report(name, cells, methods, tables, jobs, budget, seeds, not_run, wall, com
                     ([cell, f"{head} − {other}", "τ (per-iteration mean)"], paired(per[head]["tau"], per[other]["tau"]))
                 )
         for m in methods:  # the guard's two surrogates, fitted on the same observations every step
-            if any(v == v for v in per[m].get("tau_weights_mean", [])):
+            pair = zip(per[m].get("tau_weights_mean", []), per[m].get("tau_plain_mean", []))
+            if any(a == a and b == b for a, b in pair):  # guarded searches only (both surrogates fitted)
                 diff_rows.append(
                     (
                         [cell, f"{m}: with weights − without", "τ, same observations"],
