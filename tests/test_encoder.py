@@ -274,6 +274,14 @@ def test_task_encoder_trains_records_and_embeds(encoder, tmp_path):
         ]
     )
     assert torch.allclose(by_graph, one, atol=1e-5)
+    if encoder == "ng_gnn":  # FMS with learned weight features: the encoder's embedding, in a basis fitted on the zoo
+        from gnnzoo.search.features import make_featurizer, reference_basis
+
+        feat = make_featurizer(rid, zoo.root)
+        assert feat(st, "gcn") == pytest.approx(emb[0].tolist(), abs=1e-6)
+        basis, why = reference_basis(zoo, feat, 2, "gcn")
+        assert basis is not None and basis.k == 2 and basis.mean.shape == (enc.model.embed_dim,), why
+        assert basis.n_reference == sum(1 + len(zoo[r].record["snapshots"]) for r in zoo.df(kind="run").run_id)
     again = run_task(cfg)  # relaunched: skipped
     assert again == pytest.approx(value) and len(zoo.df(kind="encoder")) == 1
 
