@@ -170,17 +170,13 @@ def run_search(table: dict, method: str, seed: int, budget: int, space: dict, re
     assert st["spent"] <= budget
     hist = st["history"]
 
-    def avg(key):
-        xs = [h[key] for h in hist if h.get(key) is not None and h[key] == h[key]]
-        return sum(xs) / len(xs) if xs else None
-
     best = best_observation(st)
     return [(h["spent"], h["incumbent_value"], h["incumbent_test"]) for h in hist], {
         "fallbacks": len(st["fallbacks"]),
         "tau_last": hist[-1]["tau"] if hist else None,
         "tau_mean": mean_tau(st) if method != "random" else None,
-        "tau_weights_mean": avg("tau_all_weights"),
-        "tau_plain_mean": avg("tau_all_plain"),
+        "tau_weights_mean": mean_tau(st, "tau_all_weights"),
+        "tau_plain_mean": mean_tau(st, "tau_all_plain"),
         "weights_share": (sum(h.get("model") == "weights" for h in hist) / len(hist)) if hist else None,
         "weight_features": st.get("weight_features"),
         "taus": [h["tau"] for h in hist],

@@ -60,9 +60,10 @@ def save_state(path: Path, state: dict) -> None:
     atomic_write_json(path, state)
 
 
-def mean_tau(state: dict) -> float | None:
-    """The mean over iterations of each iteration's one-step forecast τ (iterations where it is defined)."""
-    taus = [h["tau"] for h in state["history"] if h.get("tau") is not None and h["tau"] == h["tau"]]
+def mean_tau(state: dict, key: str = "tau") -> float | None:
+    """The mean over iterations of each iteration's one-step forecast τ (iterations where it is defined); ``key``
+    names another per-iteration τ of the history (``tau_all_weights``, ``tau_all_plain``: the guard's two models)."""
+    taus = [h[key] for h in state["history"] if h.get(key) is not None and h[key] == h[key]]
     return sum(taus) / len(taus) if taus else None
 
 

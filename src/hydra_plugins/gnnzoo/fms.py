@@ -16,7 +16,7 @@ folder (and the state folder).
 """
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
@@ -25,6 +25,8 @@ from hydra.core.plugins import Plugins
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
+
+from gnnzoo.search.state import Settings as _Loop  # the loop's defaults, declared once
 
 log = logging.getLogger("gnnzoo")
 
@@ -38,30 +40,31 @@ class FMSSweeperConf:
     budget: int = 1000
     # the largest budget of one trial (null: trainer.max_epochs)
     max_epochs: Optional[int] = None
-    n_initial: int = 10
+    n_initial: int = _Loop.n_initial
+    # a trial's first budget and each continuation, in epochs (the sweeper's own defaults; the loop's are 1)
     b0: int = 10
     delta: int = 10
     # trials continued per iteration (launched together: parallel with hydra/launcher=local or slurm)
-    batch_size: int = 1
+    batch_size: int = _Loop.batch_size
     # fms (hyperparameters + curve + weights) | dyhpo (no weights) | random (random configs, full budget)
-    surrogate: str = "fms"
+    surrogate: str = _Loop.surrogate
     # weight features for surrogate=fms: stat (layer statistics) or the zoo run id of a trained encoder
     weights: str = "stat"
-    direction: str = "maximize"
-    seed: int = 0
+    direction: str = _Loop.direction
+    seed: int = _Loop.seed
     # candidate configurations scored each step (the whole grid when it is smaller)
-    n_candidates: int = 512
-    width: int = 32
-    lr: float = 0.01
-    fit_steps_initial: int = 300
-    refit_steps: int = 50
+    n_candidates: int = _Loop.n_candidates
+    width: int = _Loop.width
+    lr: float = _Loop.lr
+    fit_steps_initial: int = _Loop.fit_steps_initial
+    refit_steps: int = _Loop.refit_steps
     # weight features reduced to k principal directions of checkpoints already in the zoo (0: raw features)
-    weights_k: int = 4
+    weights_k: int = _Loop.weights_k
     # forecast with the weights only while they have forecast the observed outcomes better than without them
-    guard: bool = True
-    guard_warmup: int = 5
+    guard: bool = _Loop.guard
+    guard_warmup: int = _Loop.guard_warmup
     # expected improvement over the best value at the candidate's budget (budget, DyHPO) or at any budget (global)
-    incumbent: str = "budget"
+    incumbent: str = _Loop.incumbent
     extra: List[str] = field(default_factory=list)  # overrides added to every trial
 
 
@@ -98,30 +101,13 @@ class FMSSweeper(Sweeper):
         )
 
     def _settings(self):
-        from gnnzoo.search.loop import Settings
+        """The loop's settings: every field of :class:`~gnnzoo.search.state.Settings` read from this sweeper's
+        config by name (``max_epochs`` falls back to ``trainer.max_epochs``)."""
+        from gnnzoo.search.state import Settings
 
-        o = self.opts
-        max_epochs = o.get("max_epochs") or int(self.config.trainer.max_epochs)
-        return Settings(
-            budget=int(o["budget"]),
-            max_epochs=int(max_epochs),
-            n_initial=int(o["n_initial"]),
-            b0=int(o["b0"]),
-            delta=int(o["delta"]),
-            batch_size=int(o["batch_size"]),
-            surrogate=str(o["surrogate"]),
-            n_candidates=int(o["n_candidates"]),
-            seed=int(o["seed"]),
-            direction=str(o["direction"]),
-            width=int(o["width"]),
-            lr=float(o["lr"]),
-            fit_steps_initial=int(o["fit_steps_initial"]),
-            refit_steps=int(o["refit_steps"]),
-            weights_k=int(o["weights_k"]),
-            guard=bool(o["guard"]),
-            guard_warmup=int(o["guard_warmup"]),
-            incumbent=str(o["incumbent"]),
-        )
+        names = {f.name for f in fields(Settings)} - {"max_epochs"}
+        max_epochs = self.opts.get("max_epochs") or int(self.config.trainer.max_epochs)
+        return Settings(max_epochs=int(max_epochs), **{k: self.opts[k] for k in names if k in self.opts})
 
     def sweep(self, arguments: List[str]) -> Any:
         from gnnzoo.search.features import make_featurizer
