@@ -90,14 +90,16 @@ def test_other_groups_compose(group, tmp_path):
         make_cfg([f"{group}={name}"], tmp_path)
 
 
-REAL = {"cora", "citeseer", "pubmed", "computers", "photo", "cs", "physics"}
+REAL = {"cora", "citeseer", "pubmed", "computers", "photo", "cs", "physics", "mutag", "proteins"}
+GRAPH_SETS = {"mutag", "proteins"}  # graph classification datasets
 
 
 @pytest.mark.parametrize("name", options("dataset"))
 def test_dataset_yaml_matches_data(name, tmp_path, cache_dir):
     """num_features / num_classes in each dataset yaml equal the loaded data (load_graph checks)."""
     data_dir = shared_data_dir()
-    cfg = make_cfg([f"dataset={name}", f"paths.cache_dir={cache_dir}"], tmp_path, data_dir=data_dir)
+    problem = ["problem=graph"] if name in GRAPH_SETS else []
+    cfg = make_cfg([f"dataset={name}", f"paths.cache_dir={cache_dir}", *problem], tmp_path, data_dir=data_dir)
     if name == "synthetic":
         graph = load_graph(cfg)
     elif name in REAL:

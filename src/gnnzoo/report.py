@@ -4,8 +4,9 @@
     python -m gnnzoo.report zoo --where dataset=cora --where backbone=gcn  # a zoo query
 
 Reads only the zoo (never W&B), so it works with W&B offline or disabled. A configuration is the
-run's identity config (what its run id hashes) without ``seed`` / ``init_seed``; the swept
-parameters are the identity keys whose values differ between the selected runs.
+run's identity config (what its run id hashes) without ``seed`` / ``init_seed`` and, for graph
+classification, without ``problem.fold``: the folds of a cross-validation are averaged like seeds (mean ± std over
+every seed and fold). The swept parameters are the identity keys whose values differ between the selected runs.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ from gnnzoo.zoo.ids import identity_config
 from gnnzoo.zoo.store import Zoo, flatten_tree
 
 METRICS = {"best_val": "best val", "test_at_best_val": "test at best val", "wall_time_s": "wall time (s)"}
-SEED_KEYS = ("seed", "init_seed")
+# what a configuration's replicates differ in: averaged over, never a swept parameter
+SEED_KEYS = ("seed", "init_seed", "problem.fold")
 
 
 def _identity_row(rec: dict) -> dict:

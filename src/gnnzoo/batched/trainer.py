@@ -92,6 +92,11 @@ def is_batchable_task(cfg: DictConfig) -> bool:
 
 
 def _check_batchable(cfg: DictConfig) -> None:
+    problem = (cfg.get("problem") or {}).get("name", "node")
+    if problem != "node":
+        raise NotImplementedError(
+            f"batched training is node classification only; problem={problem} runs train one by one"
+        )
     if cfg.data.get("batch_size") is not None:
         raise NotImplementedError(
             "batched training is full-batch only (data.batch_size=null); neighbour-sampled runs train one by one"

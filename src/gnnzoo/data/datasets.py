@@ -143,7 +143,11 @@ def _open_dataset(make, dataset: str, root: Path, raw_dir: Path, raw_files: Sequ
 
 @dataclass
 class GraphData:
-    """A node-classification graph plus what the rest of gnnzoo needs to know about it."""
+    """A graph (or, for graph classification, a set of graphs) plus what the rest of gnnzoo needs to know about it.
+
+    One graph: ``data`` is it. A graph dataset (``graphs`` set, see :mod:`gnnzoo.data.tu`): ``data`` is the
+    disjoint union of its graphs (``batch`` [N] maps nodes to graphs, ``y`` [G] and the ``*_mask`` [G] are per
+    graph), so one forward evaluates every graph, and ``graphs`` serves training mini-batches."""
 
     data: Data  # x [N, F] (dense or sparse CSR), edge_index [2, E], y [N], *_mask [N]
     name: str
@@ -152,6 +156,7 @@ class GraphData:
     metric: str = "acc"  # "acc" (fraction correct) or "ogb" (ogb Evaluator)
     ogb_name: str | None = None
     info: dict = field(default_factory=dict)
+    graphs: Sequence[Data] | None = None  # a graph dataset's graphs, in the order of data.batch
 
     @property
     def num_nodes(self) -> int:
@@ -395,9 +400,14 @@ def _pyg_safe_globals() -> list:
     return [DataEdgeAttr, DataTensorAttr, GlobalStorage, NodeStorage, EdgeStorage]
 
 
-def synthetic(data_dir: str | None = None, cache_dir: str | None = None, **options) -> GraphData:
-    """Seeded stochastic-block-model graph (see :func:`gnnzoo.data.synthetic.make_sbm_graph`)."""
+def synthetic(
+    data_dir: str | None = None, cache_dir: str | None = None, normalize_features: bool = False, **options
+) -> GraphData:
+    """Seeded stochastic-block-model graph (see :func:`gnnzoo.data.synthetic.make_sbm_graph`); its Gaussian
+    features are used as drawn (``normalize_features=true`` divides each row by its sum, as for the others)."""
     data = make_sbm_graph(**options)
+    if normalize_features:
+        data.x = row_normalize(data.x)
     return GraphData(
         data=data,
         name="synthetic",

@@ -10,6 +10,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from gnnzoo.data.datasets import GraphData
+from gnnzoo.data.problems import prepare, problem_of
 from gnnzoo.utils.config import instantiate_clean
 from gnnzoo.utils.errors import ConfigError
 
@@ -26,7 +27,8 @@ def graph_spec(cfg: DictConfig | dict) -> dict[str, Any]:
 
 
 def load_graph(cfg: DictConfig) -> GraphData:
-    """Instantiate ``cfg.dataset.loader`` with the data/cache roots and check its declared dims.
+    """Instantiate ``cfg.dataset.loader`` with the data/cache roots, check its declared dims, and prepare it for
+    ``cfg.problem`` (link prediction's edge split, graph classification's folds; see :mod:`gnnzoo.data.problems`).
 
     The graph is cached in-process (one entry); each call gets its own shallow copy (new ``Data``
     stores over the same tensors), so moving a copy to a device or setting attributes on it does not
@@ -45,4 +47,7 @@ def load_graph(cfg: DictConfig) -> GraphData:
                 f"dataset/{cfg.dataset.name}.yaml declares {name}={declared} but the data has "
                 f"{actual}; fix the yaml (backbone dims are interpolated from it)"
             )
-    return graph
+    try:
+        return prepare(graph, problem_of(cfg))
+    except ValueError as e:
+        raise ConfigError(str(e)) from None

@@ -98,17 +98,21 @@ class BackboneModule(pl.LightningModule):
         else:
             out, y = out[batch.train_mask], batch.y[batch.train_mask]
         loss = F.cross_entropy(out, y)
+        self._tally(loss, float((out.argmax(-1) == y).sum()), y.numel())
+        regularizer = getattr(self.masker, "regularizer", None)
+        return loss + regularizer() if regularizer is not None else loss
+
+    def _tally(self, loss: Tensor, correct: float, n: int) -> None:
+        """Add a step's loss and correct predictions to the epoch's train metrics; a non-finite loss raises
+        :class:`DivergenceError` at once."""
         value = float(loss.detach())
         if not math.isfinite(value):
             raise DivergenceError(
                 f"training loss became {value} at epoch {self.current_epoch}, step {self.global_step}"
             )
-        n = y.numel()
         self._tr_loss += value * n
-        self._tr_correct += float((out.argmax(-1) == y).sum())
+        self._tr_correct += correct
         self._tr_count += n
-        regularizer = getattr(self.masker, "regularizer", None)
-        return loss + regularizer() if regularizer is not None else loss
 
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         if self.fused_eval:
@@ -145,7 +149,7 @@ class BackboneModule(pl.LightningModule):
         if self.log_to_lightning:
             self.log(self.monitor, self.last_eval[self.monitor], batch_size=1, prog_bar=True)
         if self.loggers:
-            metrics = {"val/acc": self.last_eval["val/acc"], "val/loss": self.last_eval["val/loss"], **self.last_train}
+            metrics = {k: v for k, v in self.last_eval.items() if k.startswith("val/")} | self.last_train
             for lg in self.loggers:
                 lg.log_metrics(metrics, step=self.current_epoch + self.epoch_offset)
 

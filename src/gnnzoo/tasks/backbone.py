@@ -13,7 +13,6 @@ import traceback
 from typing import Any, Callable, Sequence
 
 import pytorch_lightning as pl
-import torch
 from hydra.utils import instantiate
 from lightning_fabric.utilities.rank_zero import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
@@ -22,11 +21,15 @@ from torch import nn
 
 from gnnzoo.backbones.build import build_backbone
 from gnnzoo.batched.trainer import seed_configs, train_batched
+from gnnzoo.data.datamodule import GraphSetDataModule
 from gnnzoo.data.graph import load_graph
+from gnnzoo.data.problems import problem_of
 from gnnzoo.lit.backbone_module import BackboneModule
 from gnnzoo.lit.metrics import make_metric
+from gnnzoo.lit.problems import GraphModule, LinkModule
 from gnnzoo.lit.progress import EpochProgressBar
 from gnnzoo.lit.trainer import build_trainer
+from gnnzoo.tasks.resume import TrainingState, record_resume, resume_point
 from gnnzoo.utils.config import check_config, check_one_method
 from gnnzoo.utils.errors import ConfigError, RunInterrupted, mark_recorded
 from gnnzoo.utils.io import clean_stale_tmp
@@ -35,7 +38,7 @@ from gnnzoo.utils.seed import seed_everything
 from gnnzoo.zoo.ids import init_id, resumable_run_id, run_id
 from gnnzoo.zoo.record import build_record, now_iso
 from gnnzoo.zoo.recorder import ZooRecorder
-from gnnzoo.zoo.store import SNAPSHOTS, Zoo, ZooEntry, save_weights
+from gnnzoo.zoo.store import Zoo
 
 log = logging.getLogger("gnnzoo")
 
@@ -44,51 +47,6 @@ def _instantiate_dict(node: DictConfig | None) -> list:
     if not node:
         return []
     return [instantiate(v) for v in node.values() if v is not None and "_target_" in v]
-
-
-RESUME = "resume"  # a resumable run's training state: resume/epoch_XXXX.pt (optimizer, scheduler, RNG)
-
-
-class _TrainingState(pl.Callback):
-    """Restores a continued run's optimizer, scheduler and RNG state when training starts, and keeps
-    them when it ends (``zoo.resumable``), so E epochs then Δ more give the curve E + Δ epochs give."""
-
-    def __init__(self, state: dict | None):
-        self.state = state
-        self.final: dict | None = None
-
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.state is None:
-            return
-        trainer.optimizers[0].load_state_dict(self.state["optimizer"])
-        if self.state.get("scheduler") is not None and trainer.lr_scheduler_configs:
-            trainer.lr_scheduler_configs[0].scheduler.load_state_dict(self.state["scheduler"])
-        torch.set_rng_state(self.state["rng"])
-
-    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        sch = trainer.lr_scheduler_configs[0].scheduler.state_dict() if trainer.lr_scheduler_configs else None
-        self.final = {"optimizer": trainer.optimizers[0].state_dict(), "scheduler": sch, "rng": torch.get_rng_state()}
-        # the last epoch's weights (the backbone is set to the best-val ones after the fit)
-        self.last_weights = {k: v.detach().clone() for k, v in pl_module.backbone.state_dict().items()}
-
-
-def _resume_point(entry: ZooEntry) -> tuple[int, dict, dict]:
-    """(epochs trained, last weights, training state) of a resumable entry; ZooError if they are unusable."""
-    from gnnzoo.zoo.store import ZooError
-
-    rec = entry.record
-    done = int(rec.get("epochs_trained") or 0)
-    info = rec.get("resume") or {}
-    if not done or info.get("epoch") != done:
-        raise ZooError(f"zoo entry {entry.run_id} has no training state to continue from (not a resumable run)")
-    try:
-        state = torch.load(str(entry.path / info["file"]), map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise ZooError(
-            f"training state {entry.path / info['file']} of zoo entry {entry.run_id} cannot be read "
-            f"({type(e).__name__}: {e}); delete the entry to train the run from scratch"
-        ) from e
-    return done, entry.snapshot(done), state
 
 
 def _skip_or_resume(
@@ -106,7 +64,7 @@ def _skip_or_resume(
         and not done.record.get("stopped_early")
         and int(done.record.get("epochs_trained") or 0) < int(cfg.trainer.max_epochs)
     ):
-        prior = _resume_point(done)
+        prior = resume_point(done)
         console.print(f"continue run {rid} from epoch {prior[0]} to {cfg.trainer.max_epochs}")
         return None, prior
     console.print(f"[yellow]skip[/] run {rid}: already completed in {zoo.root}")
@@ -120,20 +78,28 @@ def _skip_or_resume(
 
 
 def _module(cfg: DictConfig, graph, backbone: nn.Module, masker: nn.Module | None) -> tuple[BackboneModule, Any, bool]:
-    """The LightningModule, the datamodule, and whether evaluation is fused into the training step."""
+    """The LightningModule of the run's problem, the datamodule, and whether evaluation is fused into the
+    training step (full-batch training on one graph)."""
+    problem = problem_of(cfg)
     data_cfg = OmegaConf.to_container(cfg.data)
     fused = bool(data_cfg.pop("fused_eval", True)) and data_cfg.get("batch_size") is None
-    datamodule = instantiate(data_cfg, graph=graph)
-    module = BackboneModule(
-        backbone,
+    common = dict(
         optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
         metric=make_metric(graph.metric, graph.num_classes, graph.ogb_name),
         monitor=cfg.monitor.metric,
-        fused_eval=fused,
         masker=masker,
     )
-    return module, datamodule, fused
+    if problem["name"] == "graph":
+        datamodule = GraphSetDataModule(graph, batch_size=int(problem.get("batch_size", 32)))
+        return GraphModule(backbone, fused_eval=False, **common), datamodule, False
+    datamodule = instantiate(data_cfg, graph=graph)
+    if problem["name"] == "link":
+        module = LinkModule(
+            backbone, fused_eval=fused, hits_k=int(problem["hits_k"]), neg_ratio=float(problem["neg_ratio"]), **common
+        )
+        return module, datamodule, fused
+    return BackboneModule(backbone, fused_eval=fused, **common), datamodule, fused
 
 
 def _trainer(
@@ -258,11 +224,11 @@ def _fit(
     trainer.fit(module, datamodule=datamodule)
     metrics = _best_metrics(cfg, trainer, module, datamodule, backbone, masker, recorder, loggers, rec)
     if resumable:
-        _record_resume(cfg, zoo, rid, rec, recorder, state_cb, prior, trainer, metrics, t0)
+        record_resume(cfg, zoo, rid, rec, recorder, state_cb, prior, trainer, metrics, t0)
     return metrics
 
 
-def _recorder(cfg: DictConfig, zoo: Zoo, rid: str, rec: dict, prior) -> tuple[ZooRecorder, _TrainingState]:
+def _recorder(cfg: DictConfig, zoo: Zoo, rid: str, rec: dict, prior) -> tuple[ZooRecorder, TrainingState]:
     """The zoo recorder of the run and the training-state callback (a continued run's, restored from ``prior``)."""
     recorder = ZooRecorder(
         cfg.monitor.metric,
@@ -272,12 +238,12 @@ def _recorder(cfg: DictConfig, zoo: Zoo, rid: str, rec: dict, prior) -> tuple[Zo
         cfg.monitor.get("patience"),
     )
     if prior is None:
-        return recorder, _TrainingState(None)
+        return recorder, TrainingState(None)
     old = zoo[rid]
     recorder.resume_from(old.record, old.state_dict(), prior[0])
     rec["stages"] = list(old.record.get("stages") or [])
     rec["started_at"] = old.record.get("started_at", rec["started_at"])
-    return recorder, _TrainingState(prior[2])
+    return recorder, TrainingState(prior[2])
 
 
 def _record_failure(
@@ -313,70 +279,31 @@ def _best_metrics(
     test = trainer.test(module, datamodule=datamodule, verbose=False)[0]
     metrics = {
         cfg.monitor.metric: recorder.best_value,
-        "val/acc": recorder.metric_at_best("val/acc"),
-        "test/acc": float(test["test/acc"]),
-        "test/loss": float(test["test/loss"]),
+        # val/acc for node and graph classification; link prediction adds val/auc, val/ap, val/hits@K
+        **{
+            k: recorder.metric_at_best(k)
+            for k in module.last_eval
+            if k.startswith("val/") and k not in (cfg.monitor.metric, "val/loss")
+        },
+        **{k: float(v) for k, v in test.items() if k.startswith("test/")},
         "best_epoch": recorder.best_epoch,
     }
+    best = {
+        f"best/{k.replace('/', '_')}": v
+        for k, v in metrics.items()
+        if k.startswith(("val/", "test/")) and not k.endswith("/loss")
+    }
     for lg in loggers:
-        lg.log_metrics(
-            {
-                "best/val_acc": metrics["val/acc"],
-                "best/test_acc": metrics["test/acc"],
-                "best/epoch": recorder.best_epoch,
-            }
-        )
+        lg.log_metrics({**best, "best/epoch": recorder.best_epoch})
     rec.update(
         status="completed",
         best_epoch=recorder.best_epoch,
         best_val=recorder.best_value,
-        test_at_best_val=metrics["test/acc"],
+        # the problem's headline test metric at the selected epoch: accuracy, or AUC for link prediction
+        test_at_best_val=metrics["test/auc" if "test/auc" in metrics else "test/acc"],
         metrics=metrics,
     )
     return metrics
-
-
-def _record_resume(
-    cfg: DictConfig,
-    zoo: Zoo,
-    rid: str,
-    rec: dict,
-    recorder: ZooRecorder,
-    state_cb: _TrainingState,
-    prior,
-    trainer: pl.Trainer,
-    metrics: dict,
-    t0: float,
-) -> None:
-    """A resumable run's epochs so far, its training state on disk and its stage in the record."""
-    epochs = (prior[0] if prior else 0) + int(trainer.current_epoch)
-    metrics["epochs_trained"] = epochs
-    if cfg.zoo.enabled and rank_zero_only.rank == 0:
-        _write_resume_point(zoo.entry_dir(rid), recorder, state_cb, epochs)
-    rec.update(
-        epochs_trained=epochs,
-        stopped_early=recorder.stopped_epoch is not None,
-        resume={"file": f"{RESUME}/epoch_{epochs:04d}.pt", "epoch": epochs},
-        stages=rec.get("stages", [])
-        + [{"epochs": epochs, "wall_time_s": time.perf_counter() - t0, "finished_at": now_iso()}],
-    )
-
-
-def _write_resume_point(entry_dir, recorder: ZooRecorder, state_cb: _TrainingState, epochs: int) -> None:
-    """A resumable run's last weights (as the snapshot of its last epoch) and its training state, written
-    before its record: the record names them, so a kill at any point leaves the old record and its old state."""
-    import io
-
-    from gnnzoo.utils.io import atomic_write_bytes
-
-    rel = f"{SNAPSHOTS}/epoch_{epochs:04d}.safetensors"
-    digest = save_weights(entry_dir / rel, state_cb.last_weights, metadata={"epoch": str(epochs)})
-    recorder.snapshots = [s for s in recorder.snapshots if s["epoch"] != epochs] + [
-        {"epoch": epochs, "file": rel, "sha256": digest}
-    ]
-    buf = io.BytesIO()
-    torch.save(state_cb.final, buf)
-    atomic_write_bytes(entry_dir / RESUME / f"epoch_{epochs:04d}.pt", buf.getvalue())
 
 
 def _write(zoo: Zoo, rec: dict, recorder: ZooRecorder, t0: float, files: dict | None):

@@ -23,6 +23,56 @@ def _range(cfg: DictConfig, key: str, lo: float, hi: float, lo_open: bool = Fals
 
 # the validation metrics a backbone run logs every epoch: what `monitor.metric` may name
 LOGGED_VAL_METRICS = ("val/acc", "val/loss")
+# the problems a run can be asked to solve (`problem=`), and what each logs beside them
+PROBLEMS = ("node", "link", "graph")
+
+
+def logged_val_metrics(cfg: DictConfig) -> tuple[str, ...]:
+    """The validation metrics a run of ``cfg``'s problem logs every epoch (link prediction adds AUC, AP, Hits@K)."""
+    problem = cfg.get("problem") or {}
+    if problem.get("name", "node") == "link":
+        return ("val/auc", "val/ap", f"val/hits@{problem.get('hits_k', 20)}") + LOGGED_VAL_METRICS
+    return LOGGED_VAL_METRICS
+
+
+def problem_name(cfg: DictConfig) -> str:
+    return str((cfg.get("problem") or {}).get("name", "node"))
+
+
+def check_problem(cfg: DictConfig) -> None:
+    """The problem exists, the dataset declares it (``dataset.problems``), and its settings can be honoured."""
+    name = problem_name(cfg)
+    if name not in PROBLEMS:
+        raise ConfigError(f"problem={name!r} is not a problem gnnzoo solves: use one of {', '.join(PROBLEMS)}")
+    supported = list(cfg.dataset.get("problems") or ["node"])
+    if name not in supported:
+        raise ConfigError(
+            f"dataset={cfg.dataset.name} does not support problem={name}: it declares {', '.join(supported)} "
+            f"(dataset/{cfg.dataset.name}.yaml, `problems`)"
+        )
+    fold = cfg.get("fold", 0)
+    if name != "graph" and fold not in (0, None):
+        raise ConfigError(f"fold={fold} is the test fold of graph classification; problem={name} has no folds")
+    if name != "node" and cfg.get("data") is not None and cfg.data.get("batch_size") is not None:
+        raise ConfigError(
+            f"data.batch_size={cfg.data.batch_size} (neighbour sampling) is for node classification; problem={name} "
+            + ("trains full-batch on the message-passing graph" if name == "link" else "sets problem.batch_size")
+        )
+    if name == "link":
+        _range(cfg, "problem.neg_ratio", 0, float("inf"), lo_open=True)
+        _range(cfg, "problem.hits_k", 1, float("inf"))
+        _choice(cfg, "problem.decoder", ("dot", "mlp"))
+    if name == "graph":
+        _choice(cfg, "problem.readout", ("sum", "mean"))
+        folds = cfg.problem.get("folds", 10)
+        if not isinstance(fold, int) or isinstance(fold, bool) or not 0 <= fold < folds:
+            raise ConfigError(f"fold={fold!r}: expected a whole number in [0, {folds - 1}] (problem.folds={folds})")
+
+
+def _choice(cfg: DictConfig, key: str, choices: tuple[str, ...]) -> None:
+    value = OmegaConf.select(cfg, key)
+    if value not in choices:
+        raise ConfigError(f"{key}={value!r}: expected one of {', '.join(choices)}")
 
 
 def check_config(cfg: DictConfig) -> None:
@@ -43,10 +93,12 @@ def check_config(cfg: DictConfig) -> None:
         raise ConfigError(f"threads={threads!r}: expected null (torch's default) or a whole number >= 1")
     if cfg.monitor.mode not in ("min", "max"):
         raise ConfigError(f"monitor.mode must be 'min' or 'max', got {cfg.monitor.mode!r}")
-    if cfg.monitor.metric not in LOGGED_VAL_METRICS:
+    check_problem(cfg)
+    logged = logged_val_metrics(cfg)
+    if cfg.monitor.metric not in logged:
         raise ConfigError(
             f"monitor.metric={cfg.monitor.metric!r} is not a metric a run logs: it selects the best "
-            f"epoch, so it must be one of the validation metrics {', '.join(LOGGED_VAL_METRICS)}"
+            f"epoch, so it must be one of the validation metrics {', '.join(logged)}"
         )
 
 
@@ -98,7 +150,14 @@ def active_methods(cfg: DictConfig) -> list[str]:
 
 
 def check_one_method(cfg: DictConfig, task: str) -> None:
-    """One method per run: ``task`` (backbone | soup | prune) accepts only its own group's choice."""
+    """One method per run: ``task`` (backbone | soup | prune) accepts only its own group's choice; the methods
+    built on backbone runs solve node classification only, so far (a clear error for the other problems)."""
+    problem = problem_name(cfg)
+    if task != "backbone" and problem != "node":
+        raise ConfigError(
+            f"task={task} runs on node classification only so far; problem={problem} trains backbones "
+            "(task=backbone) and sweeps them (hydra/sweeper=fms included)"
+        )
     active = active_methods(cfg)
     foreign = [a for a in active if METHOD_CHOICE[a.split("=")[0]][1] != task]
     if foreign:

@@ -32,12 +32,18 @@ def print_config(cfg: DictConfig, order: Sequence[str] = _ORDER, resolve: bool =
 
 
 def print_result(cfg: DictConfig, result: dict[str, Any]) -> None:
+    """The closing ``done ... run_id=... zoo=...`` line of a run: accuracy, and the monitored metric when it is
+    another (e.g. link prediction's val/auc, shown with its test counterpart)."""
     tag = "[yellow]skipped (already in zoo)[/]" if result.get("skipped") else "[green]done[/]"
-    val, test = result.get("val/acc"), result.get("test/acc")
     fmt = lambda v: "n/a" if v is None else f"{100 * v:.2f}%"  # noqa: E731
+    keys = ["val/acc", "test/acc"]
+    monitor = str(cfg.monitor.metric)
+    if monitor not in keys and monitor != "val/loss":
+        keys = [monitor, "test/" + monitor.split("/", 1)[1], *keys]
+    shown = " ".join(f"{k}={fmt(result.get(k))}" for k in keys)
     console.print(
-        f"{tag} {cfg.backbone.name} on {cfg.dataset.name} seed={cfg.seed}: "
-        f"val/acc={fmt(val)} test/acc={fmt(test)} (best epoch {result.get('best_epoch')}) "
+        f"{tag} {cfg.backbone.name} on {cfg.dataset.name} seed={cfg.seed}: {shown} "
+        f"(best epoch {result.get('best_epoch')}) "
         f"run_id={result.get('run_id')} zoo={result.get('entry_dir') or cfg.paths.zoo_dir}"
     )
 

@@ -70,14 +70,54 @@ class GraphSpec:
         return sum(self.sizes) + self.num_heads
 
 
+# the linear maps a problem's model adds after its backbone (gnnzoo.backbones.heads), in the order they apply:
+# a graph classifier's head (after the parameter-free readout), a link predictor's MLP decoder (after the
+# parameter-free Hadamard product of two embeddings); the dot decoder has no parameters
+HEAD_LAYERS = (
+    ("head.weight", "head.bias"),
+    ("decoder.lin1.weight", "decoder.lin1.bias"),
+    ("decoder.lin2.weight", "decoder.lin2.bias"),
+)
+
+
 def spec_of(backbone: str, state: dict[str, Tensor]) -> GraphSpec:
-    """The :class:`GraphSpec` of a gnnzoo backbone's state dict (``backbone``: its config name)."""
-    n_layers = 1 + max((int(k.split(".")[1]) for k in state if k.startswith("layers.")), default=-1)
+    """The :class:`GraphSpec` of a gnnzoo checkpoint (``backbone``: its config name): a backbone's state dict, or
+    a link predictor's / graph classifier's (``gnn.*``, then ``decoder.*`` or ``head.*``: their linear maps are
+    the last layers of the graph)."""
+    root = "gnn." if any(k.startswith("gnn.layers.") for k in state) else ""
+    n_layers = 1 + max((int(k.split(".")[1 + bool(root)]) for k in state if k.startswith(root + "layers.")), default=-1)
     if n_layers == 0:
         raise UnsupportedBackbone(f"{backbone}: no `layers.<i>` parameters in the state dict")
+    layers = _backbone_layers(backbone, state, root, n_layers)
+    layers += [Linear(w, _opt(state, b)) for w, b in HEAD_LAYERS if w in state]
+    placed = {name for lin in layers for name in (lin.weight, lin.bias, lin.root, lin.extra, *(lin.att or ()))}
+    extra = sorted(
+        k
+        for k in state
+        if k.startswith((root + "layers.", root + "norms.", "head.", "decoder."))
+        and k not in placed
+        and not k.endswith("num_batches_tracked")
+    )
+    if extra:
+        raise UnsupportedBackbone(
+            f"{backbone}: parameters without a place in the neural graph: {extra[:5]} "
+            "(normalization layers are not built yet)"
+        )
+    sizes = [state[layers[0].weight].shape[1]] + [state[lin.weight].shape[0] for lin in layers]
+    for a, lin in enumerate(layers):
+        if state[lin.weight].shape[1] != sizes[a]:
+            raise UnsupportedBackbone(
+                f"{backbone}: {lin.weight} has input width {state[lin.weight].shape[1]}, "
+                f"the previous layer has {sizes[a]} outputs"
+            )
+    return GraphSpec(backbone, tuple(layers), tuple(int(s) for s in sizes))
+
+
+def _backbone_layers(backbone: str, state: dict[str, Tensor], root: str, n_layers: int) -> list[Linear]:
+    """The linear maps of a backbone's ``n_layers`` message-passing layers (names under ``root``)."""
     layers: list[Linear] = []
     for i in range(n_layers):
-        prefix = f"layers.{i}."
+        prefix = f"{root}layers.{i}."
         if backbone in ("mlp", "appnp"):
             layers.append(Linear(prefix + "weight", _opt(state, prefix + "bias")))
         elif backbone == "gcn":
@@ -109,29 +149,7 @@ def spec_of(backbone: str, state: dict[str, Tensor]) -> GraphSpec:
             raise UnsupportedBackbone(
                 f"backbone {backbone!r} has no neural-graph construction yet (built: mlp, gcn, sage, gin, gat, appnp)"
             )
-    extra = sorted(
-        k
-        for k in state
-        if k.startswith("norms.")
-        or (
-            k.startswith("layers.")
-            and not any(k in (lin.weight, lin.bias, lin.root, lin.extra, *(lin.att or ())) for lin in layers)
-        )
-    )
-    extra = [k for k in extra if not k.endswith(("num_batches_tracked",))]
-    if extra:
-        raise UnsupportedBackbone(
-            f"{backbone}: parameters without a place in the neural graph: {extra[:5]} "
-            "(normalization layers are not built yet)"
-        )
-    sizes = [state[layers[0].weight].shape[1]] + [state[lin.weight].shape[0] for lin in layers]
-    for a, lin in enumerate(layers):
-        if state[lin.weight].shape[1] != sizes[a]:
-            raise UnsupportedBackbone(
-                f"{backbone}: {lin.weight} has input width {state[lin.weight].shape[1]}, "
-                f"the previous layer has {sizes[a]} outputs"
-            )
-    return GraphSpec(backbone, tuple(layers), tuple(int(s) for s in sizes))
+    return layers
 
 
 def _opt(state, name):

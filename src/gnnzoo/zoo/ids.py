@@ -25,6 +25,7 @@ IDENTITY = (
     "init_seed",
     "monitor",
     "dataset",
+    "problem",
     "backbone",
     "optimizer",
     "scheduler",
@@ -38,6 +39,7 @@ IDENTITY_IGNORE = (
     "trainer.enable_model_summary",
     "trainer.log_every_n_steps",
     "trainer.default_root_dir",
+    "dataset.problems",  # what a dataset supports, not what a run did (that is `problem`)
 )
 # The training engines whose randomness differs (see README, "Many models at the cost of one run"):
 # a batched run's id carries ``engine: batched``; the single (Lightning) path adds nothing, so its ids
@@ -78,6 +80,8 @@ def identity_config(cfg: DictConfig | Mapping[str, Any], engine: str = "single")
         tree = {k: v for k, v in _plain(cfg).items() if k in IDENTITY}
     for key in IDENTITY_IGNORE:
         _drop(tree, key)
+    if (tree.get("problem") or {}).get("name", "node") == "node":
+        tree.pop("problem", None)  # node classification, the default: the ids of every earlier gnnzoo version
     if engine != "single":
         tree["engine"] = engine
     return tree

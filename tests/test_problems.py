@@ -1,0 +1,198 @@
+"""Link prediction and graph classification: the splits, the models, runs end to end, and the errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch_geometric.data import Data
+
+from conftest import make_cfg, shared_data_dir
+from gnnzoo.data.graph import load_graph
+from gnnzoo.data.links import hits_at_k, split_edges
+from gnnzoo.data.tu import fold_masks
+from gnnzoo.tasks.backbone import train
+from gnnzoo.utils.errors import ConfigError
+from gnnzoo.zoo.ids import run_id
+from gnnzoo.zoo.store import Zoo
+
+SYN = ["dataset=synthetic", "dataset.loader.num_nodes=300", "trainer.max_epochs=5"]
+
+
+def _pairs(edge_index: torch.Tensor) -> set[tuple[int, int]]:
+    return {(min(a, b), max(a, b)) for a, b in edge_index.t().tolist()}
+
+
+def test_link_split_is_seeded_disjoint_and_keeps_evaluation_edges_out_of_message_passing(tmp_path):
+    graph = load_graph(make_cfg(["problem=link", *SYN], tmp_path))
+    d = graph.data
+    mp = _pairs(d.edge_index)
+    val_pos = _pairs(d.val_edges[:, d.val_labels == 1])
+    test_pos = _pairs(d.test_edges[:, d.test_labels == 1])
+    every = _pairs(load_graph(make_cfg(SYN, tmp_path)).data.edge_index)
+    assert not (mp & val_pos) and not (mp & test_pos) and not (val_pos & test_pos)
+    assert mp | val_pos | test_pos == every  # each undirected edge is in exactly one part
+    # message passing is undirected: both directions of every training edge
+    assert {(a, b) for a, b in d.edge_index.t().tolist()} == {(b, a) for a, b in d.edge_index.t().tolist()}
+    assert _pairs(d.train_pos) == mp
+    for split in ("val", "test"):
+        labels = d[f"{split}_labels"]
+        assert int(labels.sum()) * 2 == labels.numel()  # one negative per positive
+        assert not (_pairs(d[f"{split}_edges"][:, labels == 0]) & every)  # negatives are non-edges
+    # the split depends on split_seed only: another run seed, and the global RNG, leave it as it is
+    torch.manual_seed(123)
+    again = split_edges(load_graph(make_cfg(SYN, tmp_path)).data, 0.05, 0.1, 0)
+    assert torch.equal(again.test_edges, d.test_edges) and torch.equal(again.edge_index, d.edge_index)
+    other = split_edges(load_graph(make_cfg(SYN, tmp_path)).data, 0.05, 0.1, 1)
+    assert not torch.equal(other.test_edges, d.test_edges)
+
+
+def test_hits_at_k_counts_positives_above_the_kth_negative():
+    neg = torch.tensor([0.9, 0.8, 0.1, 0.0])
+    assert hits_at_k(torch.tensor([0.95, 0.85, 0.5]), neg, 2) == pytest.approx(2 / 3)
+    assert hits_at_k(torch.tensor([0.95]), neg, 1) == 1.0
+    assert torch.isnan(torch.tensor(hits_at_k(torch.tensor([1.0]), neg, 5)))
+
+
+def test_fold_masks_are_a_stratified_cross_validation():
+    y = torch.tensor([0] * 60 + [1] * 40)
+    tests = []
+    for fold in range(10):
+        tr, va, te = fold_masks(y, 10, fold, 0.1, 0)
+        assert not (tr & va).any() and not (tr & te).any() and not (va & te).any()
+        assert bool((tr | va | te).all())
+        assert int(y[te].sum()) == 4 and int(te.sum()) == 10  # stratified: 6 / 4 in every test fold
+        tests.append(te)
+    assert torch.stack(tests).sum(0).eq(1).all()  # every graph is tested exactly once
+    with pytest.raises(ValueError, match="fold=10"):
+        fold_masks(y, 10, 10, 0.1, 0)
+
+
+def test_link_run_trains_scores_and_records_link_metrics(tmp_path):
+    cfg = make_cfg(["problem=link", "problem.decoder=mlp", *SYN], tmp_path)
+    out = train(cfg)
+    for key in ("val/auc", "val/ap", "val/hits@20", "val/acc", "test/auc", "test/ap", "test/hits@20", "test/acc"):
+        assert 0.0 <= out[key] <= 1.0, key
+    rec = json.loads((tmp_path / "zoo" / out["run_id"] / "record.json").read_text())
+    assert rec["config"]["problem"]["name"] == "link"
+    assert rec["best_val"] == pytest.approx(out["val/auc"])
+    assert rec["test_at_best_val"] == pytest.approx(out["test/auc"])
+    assert "val/auc" in rec["curves"] and len(rec["curves"]["val/auc"]) == 5
+    weights = Zoo(tmp_path / "zoo")[out["run_id"]].state_dict()
+    assert any(k.startswith("decoder.") for k in weights) and any(k.startswith("gnn.") for k in weights)
+
+
+def test_link_learns_on_cora(tmp_path, real_data, cache_dir):
+    cfg = make_cfg(
+        ["problem=link", "trainer.max_epochs=100", f"paths.data_dir={real_data}", f"paths.cache_dir={cache_dir}"],
+        tmp_path,
+    )
+    out = train(cfg)
+    assert out["test/auc"] > 0.85  # GAE reports 91.0 after 200 epochs; a broken split or decoder sits near 0.5
+
+
+def test_graph_classification_on_mutag(tmp_path):
+    data_dir = shared_data_dir()
+    if data_dir is None:
+        pytest.skip("GNNZOO_DATA_DIR not set")
+    over = ["problem=graph", "dataset=mutag", "backbone=gin", "trainer.max_epochs=30", "fold=3"]
+    cfg = make_cfg(over, tmp_path, data_dir=data_dir)
+    out = train(cfg)
+    assert out["test/acc"] >= 0.6 and out["val/acc"] >= 0.6  # 66% of MUTAG is one class: learning beats it
+    g = load_graph(cfg)
+    assert int(g.data.test_mask.sum()) in (18, 19) and g.data.y.numel() == 188
+    weights = Zoo(tmp_path / "zoo")[out["run_id"]].state_dict()
+    assert "head.weight" in weights and weights["head.weight"].shape == (2, 64)
+    # another fold is another run
+    assert run_id(make_cfg([*over[:-1], "fold=4"], tmp_path, data_dir=data_dir)) != out["run_id"]
+
+
+def test_problem_enters_the_run_id_and_node_ids_stay(tmp_path):
+    node = run_id(make_cfg(SYN, tmp_path))
+    assert run_id(make_cfg(["problem=node", *SYN], tmp_path)) == node
+    link = run_id(make_cfg(["problem=link", *SYN], tmp_path))
+    assert link != node
+    assert run_id(make_cfg(["problem=link", "problem.decoder=mlp", *SYN], tmp_path)) != link
+
+
+@pytest.mark.parametrize(
+    "overrides,match",
+    [
+        (["problem=graph"], "does not support problem=graph"),
+        (["problem=link", "dataset=mutag"], "does not support problem=link"),
+        (["fold=3"], "fold=3 is the test fold of graph classification"),
+        (["problem=link", "monitor.metric=val/foo"], "val/auc, val/ap, val/hits@20"),
+        (["monitor.metric=val/auc"], "monitor.metric='val/auc' is not a metric"),
+        (["problem=link", "data=neighbor"], "neighbour sampling"),
+        (["problem=link", "problem.decoder=bilinear"], "problem.decoder='bilinear'"),
+        (["problem=graph", "dataset=mutag", "problem.readout=max"], "problem.readout='max'"),
+        (["problem=graph", "dataset=mutag", "fold=10"], "fold=10"),
+    ],
+)
+def test_bad_problem_settings_fail_before_training(overrides, match, tmp_path):
+    data_dir = shared_data_dir()
+    if "dataset=mutag" in overrides and data_dir is None:
+        pytest.skip("GNNZOO_DATA_DIR not set")
+    cfg = make_cfg([*overrides, "trainer.max_epochs=1"], tmp_path, data_dir=data_dir)
+    with pytest.raises((ConfigError, ValueError), match=match):
+        train(cfg)
+    assert not (tmp_path / "zoo").exists() or not any((tmp_path / "zoo").iterdir())
+
+
+def test_methods_refuse_other_problems_clearly(tmp_path):
+    from gnnzoo.soups.task import run as soup_run
+
+    cfg = make_cfg(["problem=link", "task=soup", "soup=uniform", *SYN], tmp_path)
+    with pytest.raises(ConfigError, match="task=soup runs on node classification only"):
+        soup_run(cfg)
+
+
+def test_many_seeds_of_a_link_run_train_one_by_one(tmp_path):
+    from gnnzoo.tasks.backbone import run
+
+    cfg = make_cfg(["problem=link", "zoo.parallel_models=2", *SYN], tmp_path)
+    out = run(cfg)
+    assert len(out["run_ids"]) == 2 and len(set(out["run_ids"])) == 2
+
+
+def test_split_edges_refuses_ratios_that_leave_no_training_edges():
+    d = Data(edge_index=torch.tensor([[0, 1, 1, 2], [1, 0, 2, 1]]), num_nodes=3)
+    with pytest.raises(ValueError, match="sum below 1"):
+        split_edges(d, 0.5, 0.6, 0)
+
+
+def test_report_averages_the_folds_of_a_cross_validation(tmp_path):
+    from gnnzoo.report import aggregate, collect
+
+    data_dir = shared_data_dir()
+    if data_dir is None:
+        pytest.skip("GNNZOO_DATA_DIR not set")
+    for fold in (0, 1, 2):
+        over = ["problem=graph", "dataset=mutag", "backbone=gin", "trainer.max_epochs=2", f"fold={fold}"]
+        train(make_cfg(over, tmp_path, data_dir=data_dir))
+    agg, swept = aggregate(collect(tmp_path / "zoo"))
+    assert len(agg) == 1 and int(agg.seeds.iloc[0]) == 3 and "problem.fold" not in swept
+    assert agg.test_at_best_val_std.iloc[0] >= 0.0
+
+
+@pytest.mark.parametrize(
+    "overrides,n_extra",
+    [
+        (["problem=link", "problem.decoder=mlp", "backbone=sage"], 4),  # decoder.lin{1,2}.{weight,bias}
+        (["problem=link", "backbone=gat"], 0),  # the dot decoder has no parameters
+        (["problem=graph", "dataset.problems=[graph]", "backbone=gin"], 2),  # head.{weight,bias}
+    ],
+)
+def test_link_and_graph_checkpoints_are_neural_graphs_exactly(overrides, n_extra, tmp_path):
+    """Decoder and head parameters are layers of the neural graph; weights -> graph -> weights is exact."""
+    from gnnzoo.backbones import build_backbone
+    from gnnzoo.weightspace.graph import from_graph, spec_of, to_graph
+
+    cfg = make_cfg([*overrides, "dataset=synthetic"], tmp_path)
+    state = build_backbone(cfg).state_dict()
+    spec = spec_of(cfg.backbone.name, state)
+    back = from_graph(spec, to_graph(spec, state))
+    assert set(back) == set(state) and all(torch.equal(back[k], state[k]) for k in state)
+    extra = [k for k in state if not k.startswith("gnn.")]
+    assert len(extra) == n_extra and all(any(k in (lin.weight, lin.bias) for lin in spec.layers) for k in extra)
