@@ -196,3 +196,38 @@ def test_link_and_graph_checkpoints_are_neural_graphs_exactly(overrides, n_extra
     assert set(back) == set(state) and all(torch.equal(back[k], state[k]) for k in state)
     extra = [k for k in state if not k.startswith("gnn.")]
     assert len(extra) == n_extra and all(any(k in (lin.weight, lin.bias) for lin in spec.layers) for k in extra)
+
+
+def test_encoder_learns_from_a_zoo_of_link_predictors(tmp_path):
+    """task=encoder reads link checkpoints (decoder included) as neural graphs and predicts their val/auc."""
+    from gnnzoo.tasks.run import run_task
+
+    for i in range(6):
+        over = [f"seed={i}", f"optimizer.lr={[0.001, 0.01, 0.05][i % 3]}", "zoo.snapshot_every=2"]
+        run_task(make_cfg(["problem=link", "problem.decoder=mlp", *SYN, *over], tmp_path))
+    from gnnzoo.weightspace.task import run as encoder_run
+
+    out = encoder_run(make_cfg([*SYN, "encoder=ng_gnn", "encoder.epochs=2", "encoder.target=val/auc"], tmp_path))
+    assert -1.0 <= out["encoder/val_tau"] <= 1.0  # a number: the encoder trained and was scored
+    rec = json.loads((tmp_path / "zoo" / out["run_id"] / "record.json").read_text())
+    assert rec["kind"] == "encoder"
+    runs = [e for e in Zoo(tmp_path / "zoo").entries() if e.record["kind"] == "run"]
+    assert {e.record["problem"] for e in runs} == {"link"}
+    with pytest.raises(ConfigError, match="encoder=probe runs node classifiers"):
+        encoder_run(make_cfg([*SYN, "encoder=probe", "encoder.epochs=1", "encoder.target=val/auc"], tmp_path))
+
+
+def test_encoder_reads_graph_classifiers_of_a_graph_dataset(tmp_path):
+    """A zoo of MUTAG classifiers (head included): the input basis loads MUTAG as the graph dataset it is."""
+    from gnnzoo.tasks.run import run_task
+    from gnnzoo.weightspace.task import run as encoder_run
+
+    data_dir = shared_data_dir()
+    if data_dir is None:
+        pytest.skip("GNNZOO_DATA_DIR not set")
+    for i in range(6):
+        over = ["problem=graph", "dataset=mutag", "backbone=gin", "trainer.max_epochs=6", "zoo.snapshot_every=2"]
+        run_task(make_cfg([*over, f"seed={i}", f"optimizer.lr={[0.0003, 0.003, 0.03][i % 3]}"], tmp_path, data_dir))
+    # val/loss: after 6 epochs most of these runs still predict the majority class (val/acc ties)
+    out = encoder_run(make_cfg(["encoder=stat", "encoder.epochs=2", "encoder.target=val/loss"], tmp_path, data_dir))
+    assert -1.0 <= out["encoder/val_tau"] <= 1.0

@@ -255,7 +255,14 @@ class ZooGraphs(Dataset):
             if c.dataset != current:
                 gd = graph_of(c.dataset)
                 current, graph = c.dataset, (gd.data.x, gd.data.edge_index, probe_nodes(gd.num_nodes))
-            bb_cfg = (self._entry(c.run_id).record.get("config") or {}).get("backbone")
+            run_cfg = self._entry(c.run_id).record.get("config") or {}
+            problem = (run_cfg.get("problem") or {}).get("name", "node")
+            if problem != "node":
+                raise ConfigError(
+                    f"encoder=probe runs node classifiers on their graph; zoo entry {c.run_id} is a problem={problem} "
+                    "checkpoint (the weight-only encoders read every problem: ng_gnn, ng_transformer, stat, flat_mlp)"
+                )
+            bb_cfg = run_cfg.get("backbone")
             if not bb_cfg:
                 raise ConfigError(f"zoo entry {c.run_id}: its record has no backbone config to run the probe with")
             key = json.dumps(bb_cfg, sort_keys=True, default=str)
@@ -329,7 +336,14 @@ def graph_loader(paths) -> Callable[[dict], object]:
     from gnnzoo.data.graph import load_graph
 
     def load(dataset_cfg: dict):
-        return load_graph(OmegaConf.create({"dataset": dataset_cfg, "paths": OmegaConf.to_container(paths)}))
+        # a graph dataset (MUTAG ...) loads as graph classification, the others as node classification (the
+        # features an encoder reads are the same for every problem the dataset supports)
+        first = (dataset_cfg.get("problems") or ["node"])[0]
+        problem = (
+            {"name": "graph", "folds": 10, "fold": 0, "val_ratio": 0.1, "split_seed": 0} if first == "graph" else {}
+        )
+        cfg = {"dataset": dataset_cfg, "paths": OmegaConf.to_container(paths)}
+        return load_graph(OmegaConf.create({**cfg, **({"problem": problem} if problem else {})}))
 
     return load
 

@@ -108,6 +108,8 @@ def build_record(
         "engine": engine,
         "dataset": cfg.dataset.name,
         "backbone": cfg.backbone.name,
+        # what the run predicts (records before problems existed: node)
+        "problem": str((cfg.get("problem") or {}).get("name", "node")),
         "seed": int(cfg.seed),
         "init_seed": int(cfg.init_seed),
         "init_id": None,
