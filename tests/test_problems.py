@@ -231,3 +231,53 @@ def test_encoder_reads_graph_classifiers_of_a_graph_dataset(tmp_path):
     # val/loss: after 6 epochs most of these runs still predict the majority class (val/acc ties)
     out = encoder_run(make_cfg(["encoder=stat", "encoder.epochs=2", "encoder.target=val/loss"], tmp_path, data_dir))
     assert -1.0 <= out["encoder/val_tau"] <= 1.0
+
+
+@pytest.mark.parametrize("strategy", ["uniform", "greedy", "gis", "learned"])
+def test_soups_of_link_predictors_are_scored_by_auc(strategy, tmp_path):
+    from gnnzoo.soups.task import run as soup_run
+
+    over = [f"soup={strategy}", "soup.ingredients=3", "problem.decoder=mlp"]
+    if strategy == "learned":
+        over.append("soup.params.epochs=5")
+    out = soup_run(make_cfg(["problem=link", *SYN, *over], tmp_path))
+    assert 0.5 <= out["soup/test_auc"] <= 1.0 and out["value"] == out["soup/val_auc"]
+    assert "soup/test_acc" not in out
+    rec = json.loads((tmp_path / "zoo" / out["run_id"] / "record.json").read_text())
+    assert rec["kind"] == "soup" and len(rec["parents"]) == 3
+    weights = Zoo(tmp_path / "zoo")[out["run_id"]].state_dict()
+    assert any(k.startswith("decoder.") for k in weights)
+
+
+def test_soups_of_graph_classifiers_learned_and_partitioned(tmp_path):
+    from gnnzoo.soups.task import run as soup_run
+
+    data_dir = shared_data_dir()
+    if data_dir is None:
+        pytest.skip("GNNZOO_DATA_DIR not set")
+    base = ["problem=graph", "dataset=mutag", "backbone=gin", "trainer.max_epochs=5", "soup.ingredients=3"]
+    out = soup_run(make_cfg([*base, "soup=learned", "soup.params.epochs=3"], tmp_path, data_dir))
+    assert 0.0 <= out["soup/test_acc"] <= 1.0
+    pls = ["soup=partition_learned", "soup.params.partition=random", "soup.params.num_parts=4"]
+    out = soup_run(
+        make_cfg([*base, *pls, "soup.params.num_parts_per_step=2", "soup.params.epochs=4"], tmp_path, data_dir)
+    )
+    assert 0.0 <= out["soup/test_acc"] <= 1.0
+    # ingredients of another fold would leak the soup's test graphs: refused
+    with pytest.raises(Exception, match="different problems or splits|ingredients solve"):
+        soup_run(make_cfg([*base, "soup=uniform", "fold=1", "soup.from_zoo={dataset: mutag}"], tmp_path, data_dir))
+
+
+@pytest.mark.parametrize(
+    "overrides,match",
+    [
+        (["problem=link", "soup=partition_learned"], "not built for link prediction"),
+        (["problem=graph", "dataset=mutag", "soup=partition_learned"], "soup.params.partition=random"),
+    ],
+)
+def test_soup_options_a_problem_cannot_honour_fail_before_training(overrides, match, tmp_path):
+    from gnnzoo.soups.task import run as soup_run
+
+    with pytest.raises(ConfigError, match=match):
+        soup_run(make_cfg([*overrides, "dataset.problems=[node,link,graph]"], tmp_path, shared_data_dir()))
+    assert not (tmp_path / "zoo").exists() or not any((tmp_path / "zoo").iterdir())

@@ -61,7 +61,8 @@ class LinkModel(nn.Module):
         decoder: ``"dot"`` or ``"mlp"``.
 
     Shapes:
-        forward: x [N, F], edge_index [2, E] -> z [N, D];  score: z [N, D], pairs [2, P] -> logits [P]
+        forward: x [N, F], edge_index [2, E] -> z [N, D] (with pairs [2, P]: logits [P]);
+        score: z [N, D], pairs [2, P] -> logits [P]
     """
 
     def __init__(self, gnn: nn.Module, decoder: str = "dot", dropout: float = 0.0):
@@ -72,8 +73,12 @@ class LinkModel(nn.Module):
         self.decoder = DotDecoder() if decoder == "dot" else MLPDecoder(gnn.out_channels, dropout)
         self.out_channels = gnn.out_channels
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None) -> Tensor:
-        return self.gnn(x, edge_index, edge_weight)
+    def forward(
+        self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None, pairs: Tensor | None = None
+    ) -> Tensor:
+        """Node embeddings, or (``pairs`` given) the pairs' logits: one call for ``torch.func.functional_call``."""
+        z = self.gnn(x, edge_index, edge_weight)
+        return z if pairs is None else self.decoder(z, pairs)
 
     def score(self, z: Tensor, pairs: Tensor) -> Tensor:
         return self.decoder(z, pairs)

@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 
 from gnnzoo.batched.trainer import train_batched
 from gnnzoo.data.graph import graph_spec
+from gnnzoo.data.problems import problem_of
 from gnnzoo.tasks.backbone import train
 from gnnzoo.utils.config import backbone_config
 from gnnzoo.zoo.store import Zoo, ZooEntry
@@ -35,6 +36,7 @@ class Ingredients:
     states: list[dict[str, torch.Tensor]]
     backbone_cfg: dict
     info: dict[str, Any] = field(default_factory=dict)
+    problem: dict = field(default_factory=lambda: {"name": "node"})  # the runs' problem block (one for all)
 
     @property
     def ids(self) -> list[str]:
@@ -74,6 +76,13 @@ def check_compatible(entries: list[ZooEntry], states: list[dict[str, torch.Tenso
                     f"ingredients {ref_e.run_id} and {e.run_id}: {k} has shape "
                     f"{tuple(ref_s[k].shape)} vs {tuple(s[k].shape)}"
                 )
+    ref_problem = problem_of(ref_e.record["config"])
+    for e in entries[1:]:
+        if problem_of(e.record["config"]) != ref_problem:  # another split or fold: mixing would leak test data
+            raise IngredientMismatchError(
+                f"ingredients {ref_e.run_id} and {e.run_id} solve different problems or splits: "
+                f"{ref_problem} vs {problem_of(e.record['config'])}"
+            )
     datasets = {e.record.get("dataset") for e in entries}
     if len(datasets) > 1:
         raise IngredientMismatchError(f"ingredients come from different datasets: {sorted(datasets)}")
@@ -98,7 +107,13 @@ def from_entries(entries: list[ZooEntry]) -> Ingredients:
             "averaging of GNNs trained from different inits usually fails",
             stacklevel=2,
         )
-    return Ingredients(entries, states, entries[0].record["config"]["backbone"], {"init_ids": sorted(inits)})
+    return Ingredients(
+        entries,
+        states,
+        entries[0].record["config"]["backbone"],
+        {"init_ids": sorted(inits)},
+        problem_of(entries[0].record["config"]),
+    )
 
 
 def from_zoo(zoo_dir: str, query: dict, limit: int | None = None) -> Ingredients:

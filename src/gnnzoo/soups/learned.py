@@ -11,7 +11,6 @@ import math
 from typing import Any, Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gnnzoo.data.sampler import gather_rows
@@ -105,12 +104,12 @@ def _optimizer(mixer: _Mixer, optimizer: str, lr: float, weight_decay: float, be
 
 def _score(ev: Evaluator, mixer: _Mixer, stack: _Stack, batch, train_mode: bool) -> tuple[float, float]:
     """Eval-mode fit accuracy and loss of the current coefficients (one extra forward, no grad)."""
-    x, edge_index, y, fit = batch
+    x, edge_index, extra, y, fit = batch
     with torch.no_grad():
         ev.model.eval()
-        out = ev.logits(stack.mix(mixer.weights()), x, edge_index)[fit]
+        out = ev.logits(stack.mix(mixer.weights()), x, edge_index, extra)[fit]
         ev.model.train(train_mode)
-        return float((out.argmax(-1) == y[fit]).float().mean()), float(F.cross_entropy(out * mixer.beta, y[fit]))
+        return ev.measure(out, y[fit]), float(ev.loss(out * mixer.beta, y[fit]))
 
 
 def _fit(
@@ -131,15 +130,15 @@ def _fit(
         if batch is None:  # a PLS step whose parts hold no fit node: no loss, so no update
             empty_steps += 1
             continue
-        x, edge_index, y, fit = batch
+        x, edge_index, extra, y, fit = batch
         opt.zero_grad()
-        logits = ev.logits(stack.mix(mixer.weights()), x, edge_index) * mixer.beta
-        loss = F.cross_entropy(logits[fit], y[fit])
+        logits = ev.logits(stack.mix(mixer.weights()), x, edge_index, extra) * mixer.beta
+        loss = ev.loss(logits[fit], y[fit])
         if keeper is not None:  # the step's own forward scores the coefficients it starts from (eval mode: free)
             if train_mode:
                 acc, fit_loss = _score(ev, mixer, stack, batch, train_mode)
             else:
-                acc, fit_loss = float((logits[fit].detach().argmax(-1) == y[fit]).float().mean()), float(loss.detach())
+                acc, fit_loss = ev.measure(logits[fit].detach(), y[fit]), float(loss.detach())
             keeper.consider(acc, fit_loss, mixer.alpha_raw)
         loss.backward()
         opt.step()
@@ -161,7 +160,7 @@ def _grad_tensors(mixer: _Mixer, ev: Evaluator, stack: _Stack, states: Sequence[
 def _learned(
     states: Sequence[State],
     ev: Evaluator,
-    steps: Callable[[int], tuple[Tensor, Tensor, Tensor, Tensor] | None],
+    steps: Callable[[int], tuple[Tensor, Tensor, dict, Tensor, Tensor] | None],
     epochs: int,
     lr: float,
     weight_decay: float,
@@ -174,8 +173,9 @@ def _learned(
     beta_lr: float | None = None,
 ) -> SoupResult:
     """Fit the mixing coefficients (arguments checked by :func:`check_params`). ``steps(epoch)`` gives the step's
-    (x, edge_index, y, fit mask), or None for a step with no fit node (skipped). ``keep='best'`` returns the
-    coefficients with the best accuracy on the fit nodes over the epochs (ties: lower fit loss), which
+    (x, edge_index, forward keyword arguments, y, fit mask), or None for a step with no fit item (skipped).
+    ``keep='best'`` returns the coefficients with the best selection metric (:meth:`Evaluator.measure`) on the
+    fit items over the epochs (ties: lower fit loss), which
     needs full-fit-set steps (LS, not PLS). ``beta_lr``: learning rate of the output scale beta (None: ``lr``;
     0: beta stays 1, so the loss can only fall by mixing, not by sharpening the logits)."""
     names = _param_names(ev)
@@ -247,7 +247,7 @@ def learned(
     return _learned(
         states,
         ev,
-        lambda e: (ev.x, ev.edge_index, ev.y, fit),
+        lambda e: (ev.x, ev.edge_index, ev.extra, ev.y, fit),
         epochs,
         lr,
         weight_decay,
@@ -278,14 +278,20 @@ def partition_learned(
     beta_lr: float | None = None,
     **_,
 ) -> SoupResult:
-    """Partition Learned Souping: each step uses R of K partitions (their induced subgraph)."""
+    """Partition Learned Souping: each step uses R of K partitions (their induced subgraph). Graph classification:
+    ``parts`` is a part per *graph* (a step takes the graphs of R parts); link prediction is not built."""
     check_params("partition_learned", {"init": init, "keep": keep, "optimizer": optimizer, "beta_lr": beta_lr})
-    sched = PartitionSchedule(parts, ev.edge_index, int(num_parts_per_step), seed)
+    if ev.problem == "link":
+        raise ValueError("soup=partition_learned is not built for link prediction yet (soup=learned is)")
+    graphs = ev.problem == "graph"
+    batch = ev.extra["batch"] if graphs else None
+    node_parts = parts[batch] if graphs else parts  # a graph's nodes share its part
+    sched = PartitionSchedule(node_parts, ev.edge_index, int(num_parts_per_step), seed)
     fit = ev.masks["fit"]
     seen = torch.zeros_like(fit)
     max_nodes = 0
-
-    has_fit = torch.bincount(sched.parts[fit.to(sched.parts.device)], minlength=sched.num_parts) > 0  # once, on CPU
+    fit_parts = parts[fit.to(parts.device)] if graphs else sched.parts[fit.to(sched.parts.device)]
+    has_fit = torch.bincount(fit_parts, minlength=sched.num_parts) > 0  # once, on CPU
 
     def step(epoch: int):
         nonlocal max_nodes
@@ -293,10 +299,14 @@ def partition_learned(
         if not bool(has_fit[chosen].any()):
             return None  # nothing to fit: _learned skips the step, and its subgraph is never built
         nodes, sub_ei = sched.subgraph(chosen)
-        seen[nodes] = True
         max_nodes = max(max_nodes, nodes.numel())
         x = gather_rows(ev.x, nodes)
-        return x, sub_ei, ev.y[nodes], fit[nodes]
+        if not graphs:
+            seen[nodes] = True
+            return x, sub_ei, {}, ev.y[nodes], fit[nodes]
+        ids, sub_batch = torch.unique_consecutive(batch[nodes], return_inverse=True)  # graphs' nodes are contiguous
+        seen[ids] = True
+        return x, sub_ei, {"batch": sub_batch, "num_graphs": int(ids.numel())}, ev.y[ids], fit[ids]
 
     res = _learned(states, ev, step, epochs, lr, weight_decay, optimizer, init, t0, seed, train_mode, beta_lr=beta_lr)
     res.info.update(fit_covered=float(seen[fit].float().mean()), num_parts=sched.num_parts, max_step_nodes=max_nodes)

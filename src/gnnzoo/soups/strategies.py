@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
@@ -32,29 +33,55 @@ log = logging.getLogger("gnnzoo")
 
 @dataclass
 class Evaluator:
-    model: nn.Module  # template backbone, eval mode
+    """Scores states of the template model on the items of a problem: nodes (node classification), graphs (graph
+    classification: ``extra`` = ``{"batch", "num_graphs"}`` of the union of all graphs) or scored node pairs (link
+    prediction: ``extra`` = ``{"pairs"}``, the validation then test edges with their negatives). ``y`` and the
+    ``masks`` are over those items. :meth:`accuracy` is the problem's selection metric: accuracy, or AUC for link
+    prediction (``metric`` names it)."""
+
+    model: nn.Module  # template model, eval mode
     x: Tensor
     edge_index: Tensor
     y: Tensor
     masks: dict[str, Tensor]  # "fit", "select", "val", "test"
     calls: int = 0
+    problem: str = "node"
+    extra: dict[str, Any] = field(default_factory=dict)  # forward keyword arguments over the whole data
 
-    def logits(self, state: State, x: Tensor | None = None, edge_index: Tensor | None = None) -> Tensor:
+    @property
+    def metric(self) -> str:
+        return "auc" if self.problem == "link" else "acc"
+
+    def logits(
+        self, state: State, x: Tensor | None = None, edge_index: Tensor | None = None, extra: dict | None = None
+    ) -> Tensor:
         self.calls += 1
-        return functional_call(
-            self.model, state, (self.x if x is None else x, self.edge_index if edge_index is None else edge_index)
-        )
+        args = (self.x if x is None else x, self.edge_index if edge_index is None else edge_index)
+        return functional_call(self.model, state, args, self.extra if extra is None else extra)
+
+    def loss(self, logits: Tensor, y: Tensor) -> Tensor:
+        """Cross-entropy of the items' logits (binary for link prediction's pair scores)."""
+        if self.problem == "link":
+            return F.binary_cross_entropy_with_logits(logits, y)
+        return F.cross_entropy(logits, y)
+
+    def measure(self, logits: Tensor, y: Tensor) -> float:
+        """The selection metric of logits against labels: accuracy, or AUC for link prediction."""
+        if self.problem == "link":
+            from torchmetrics.functional.classification import binary_auroc
+
+            return float(binary_auroc(logits, y.long()))
+        return float((logits.argmax(-1) == y).float().mean())
 
     @torch.no_grad()
     def accuracy(self, state: State, split: str) -> float:
-        pred = self.logits(state).argmax(-1)
         m = self.masks[split]
-        return float((pred[m] == self.y[m]).float().mean())
+        return self.measure(self.logits(state)[m], self.y[m])
 
     @torch.no_grad()
     def accuracies(self, state: State, splits: Sequence[str]) -> dict[str, float]:
-        pred = self.logits(state).argmax(-1)
-        return {s: float((pred[self.masks[s]] == self.y[self.masks[s]]).float().mean()) for s in splits}
+        out = self.logits(state)
+        return {s: self.measure(out[self.masks[s]], self.y[self.masks[s]]) for s in splits}
 
 
 @dataclass
@@ -169,8 +196,11 @@ def check_params(strategy: str, params: dict) -> None:
 
 
 @torch.no_grad()
-def recompute_batchnorm(model: nn.Module, state: State, x: Tensor, edge_index: Tensor) -> State:
-    """Recompute BatchNorm running statistics of ``state`` with one full-graph pass (dropout off)."""
+def recompute_batchnorm(
+    model: nn.Module, state: State, x: Tensor, edge_index: Tensor, extra: dict | None = None
+) -> State:
+    """Recompute BatchNorm running statistics of ``state`` with one full-graph pass (dropout off; ``extra``: the
+    forward's keyword arguments, e.g. a graph classifier's ``batch``)."""
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if not bns:
         return state
@@ -180,6 +210,6 @@ def recompute_batchnorm(model: nn.Module, state: State, x: Tensor, edge_index: T
         m.reset_running_stats()
         m.momentum = None
         m.train()
-    model(x, edge_index)
+    model(x, edge_index, **(extra or {}))
     model.eval()
     return {k: v.detach().clone() for k, v in model.state_dict().items()}

@@ -11,13 +11,15 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from gnnzoo.backbones.heads import for_problem
 from gnnzoo.data.graph import graph_spec, load_graph
+from gnnzoo.data.problems import problem_of
 from gnnzoo.soups.ingredients import IngredientMismatchError, from_zoo, train_ingredients
 from gnnzoo.soups.memory import PeakMemory
 from gnnzoo.soups.partition import make_parts
 from gnnzoo.soups.registry import STRATEGIES
 from gnnzoo.soups.strategies import Evaluator, check_params, recompute_batchnorm
-from gnnzoo.utils.config import check_config, check_one_method
+from gnnzoo.utils.config import check_config, check_one_method, problem_name
 from gnnzoo.utils.errors import ConfigError
 from gnnzoo.utils.logging import close_loggers, console, instantiate_loggers
 from gnnzoo.utils.validate import integer
@@ -87,7 +89,16 @@ def _check(cfg: DictConfig) -> int | None:
         raise ConfigError(f"unknown soup strategy {s.strategy!r}; choose from {sorted(STRATEGIES)}")
     check_config(cfg)
     check_one_method(cfg, "soup")
-    check_params(s.strategy, OmegaConf.to_container(s.params, resolve=True) if s.get("params") else {})
+    params = OmegaConf.to_container(s.params, resolve=True) if s.get("params") else {}
+    check_params(s.strategy, params)
+    problem = problem_name(cfg)
+    if s.strategy == "partition_learned" and problem == "link":
+        raise ConfigError("soup=partition_learned is not built for link prediction yet; soup=learned is")
+    if s.strategy == "partition_learned" and problem == "graph" and params.get("partition", "metis") != "random":
+        raise ConfigError(
+            f"soup.params.partition={params.get('partition', 'metis')}: graph classification splits its graphs "
+            "into parts at random (METIS would cut single graphs); set soup.params.partition=random"
+        )
     if cfg.zoo.enabled:
         Zoo(cfg.paths.zoo_dir).check_writable()
     # a soup of one model is that model: at least two ingredients
@@ -116,27 +127,55 @@ def _ingredients(cfg: DictConfig, limit: int | None):
             f"{cfg.dataset.name!r}; set dataset={ing_dataset}"
         )
     check_same_graph(cfg, ing.entries)
+    if ing.problem != problem_of(cfg):
+        raise IngredientMismatchError(
+            f"ingredients solve {ing.problem} but the soup is configured for {problem_of(cfg)}: set the soup's "
+            "problem (problem=..., fold=...) to the ingredients'"
+        )
     return ing
 
 
-def _masks(cfg: DictConfig, d) -> dict:
-    """The node sets: fit and select (the validation nodes, or its two halves with ``soup.holdout``), val, test."""
+def _items(cfg: DictConfig, d) -> tuple[torch.Tensor, dict, dict[str, torch.Tensor]]:
+    """What a soup is scored on: (labels, forward keyword arguments, the val / test masks over the items). Nodes;
+    graphs (graph classification: the fold's graph masks); the validation then test pairs (link prediction)."""
+    problem = problem_name(cfg)
+    if problem == "link":
+        nv, nt = d.val_labels.numel(), d.test_labels.numel()
+        val = torch.cat([torch.ones(nv, dtype=torch.bool), torch.zeros(nt, dtype=torch.bool)])
+        y = torch.cat([d.val_labels, d.test_labels])
+        return y, {"pairs": torch.cat([d.val_edges, d.test_edges], dim=1)}, {"val": val, "test": ~val}
+    extra = {"batch": d.batch, "num_graphs": int(d.y.numel())} if problem == "graph" else {}
+    masks = {"val": d.val_mask, "test": d.test_mask}
+    if problem == "node":
+        masks["unsplit"] = unsplit_mask(d)
+    return d.y, extra, masks
+
+
+def _masks(cfg: DictConfig, masks: dict) -> dict:
+    """The fit and select sets (the validation items, or two halves of them with ``soup.holdout``) beside
+    ``masks`` (val, test, unsplit)."""
+    val = masks["val"]
     if cfg.soup.holdout:
-        fit, select = split_holdout(d.val_mask, cfg.seed)
+        fit, select = split_holdout(val, cfg.seed)
     else:
-        fit = select = d.val_mask
+        fit = select = val
     if not (bool(fit.any()) and bool(select.any())):
-        n = int(d.val_mask.sum())
+        n = int(val.sum())
         raise ValueError(
-            f"soups fit and select on validation nodes, and {cfg.dataset.name} has {n}"
+            f"soups fit and select on validation items, and {cfg.dataset.name} has {n}"
             + (
                 ": too few to split in two halves (soup.holdout=true); set soup.holdout=false"
                 if cfg.soup.holdout
                 else ""
             )
         )
-    masks = {"fit": fit, "select": select, "val": d.val_mask, "test": d.test_mask, "unsplit": unsplit_mask(d)}
-    return {k: m for k, m in masks.items() if m is not None}
+    return {k: m for k, m in {"fit": fit, "select": select, **masks}.items() if m is not None}
+
+
+def evaluator(cfg: DictConfig, template, d) -> Evaluator:
+    """The soup's :class:`Evaluator` for ``cfg``'s problem on the prepared data ``d``."""
+    y, extra, masks = _items(cfg, d)
+    return Evaluator(template, d.x, d.edge_index, y, _masks(cfg, masks), problem=problem_name(cfg), extra=extra)
 
 
 def _mix(cfg: DictConfig, ing, ev: Evaluator, d):
@@ -146,7 +185,11 @@ def _mix(cfg: DictConfig, ing, ev: Evaluator, d):
     kwargs.setdefault("seed", int(cfg.seed))
     with PeakMemory() as pm:
         t0 = time.perf_counter()
-        if s.strategy == "partition_learned":
+        if s.strategy == "partition_learned" and ev.problem == "graph":  # parts are sets of graphs
+            kwargs.pop("partition", None)  # "random" (checked before any work)
+            n_parts = int(kwargs.pop("num_parts", 32))
+            kwargs["parts"] = make_parts("random", d.edge_index, int(d.y.numel()), n_parts, ev.masks["fit"], cfg.seed)
+        elif s.strategy == "partition_learned":
             kwargs["parts"] = make_parts(
                 kwargs.pop("partition", "metis"),
                 d.edge_index,
@@ -160,20 +203,21 @@ def _mix(cfg: DictConfig, ing, ev: Evaluator, d):
     return res, elapsed, pm
 
 
-def _metrics(final: dict, ing_acc: list[dict], elapsed: float, pm, calls: int) -> dict:
+def _metrics(final: dict, ing_acc: list[dict], elapsed: float, pm, calls: int, metric: str = "acc") -> dict:
+    """The soup's record metrics; ``metric``: what the scores are (acc, or auc for link prediction)."""
     best_i = max(range(len(ing_acc)), key=lambda i: ing_acc[i]["select"])
     return {
-        "soup/val_acc": final["select"],
-        "soup/test_acc": final["test"],
+        f"soup/val_{metric}": final["select"],
+        f"soup/test_{metric}": final["test"],
         "soup/time_s": elapsed,
         "soup/peak_mem_mb": pm.peak_mb,
         "soup/mem_delta_mb": pm.delta_mb,
         "soup/forward_calls": calls,
-        **({"soup/unsplit_acc": final["unsplit"]} if "unsplit" in final else {}),
-        "ingredients/best_val_acc": ing_acc[best_i]["select"],
-        "ingredients/best_test_acc": ing_acc[best_i]["test"],
-        "ingredients/mean_test_acc": sum(a["test"] for a in ing_acc) / len(ing_acc),
-        "ingredients/max_test_acc": max(a["test"] for a in ing_acc),
+        **({f"soup/unsplit_{metric}": final["unsplit"]} if "unsplit" in final else {}),
+        f"ingredients/best_val_{metric}": ing_acc[best_i]["select"],
+        f"ingredients/best_test_{metric}": ing_acc[best_i]["test"],
+        f"ingredients/mean_test_{metric}": sum(a["test"] for a in ing_acc) / len(ing_acc),
+        f"ingredients/max_test_{metric}": max(a["test"] for a in ing_acc),
     }
 
 
@@ -182,8 +226,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     s = cfg.soup
     ing = _ingredients(cfg, _check(cfg))
     d = load_graph(cfg).data
-    template = instantiate(ing.backbone_cfg).eval()
-    ev = Evaluator(template, d.x, d.edge_index, d.y, _masks(cfg, d))
+    template = for_problem(instantiate(ing.backbone_cfg), ing.problem, int(cfg.dataset.num_classes)).eval()
+    ev = evaluator(cfg, template, d)
     ing_acc = [ev.accuracies(st, ["select", "test"]) for st in ing.states]
     rid = soup_run_id(cfg, ing.ids)
     console.print(
@@ -191,9 +235,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         f"{' (holdout: fit on half of val)' if s.holdout else ''}"
     )
     res, elapsed, pm = _mix(cfg, ing, ev, d)
-    state = recompute_batchnorm(template, res.state, d.x, d.edge_index)
+    state = recompute_batchnorm(template, res.state, d.x, d.edge_index, ev.extra if ev.problem == "graph" else None)
     final = ev.accuracies(state, [k for k in ("select", "test", "unsplit") if k in ev.masks])  # one forward
-    metrics = _metrics(final, ing_acc, elapsed, pm, ev.calls)
+    metrics = _metrics(final, ing_acc, elapsed, pm, ev.calls, ev.metric)
     info = {k: v for k, v in res.info.items() if k != "parts"}
     rec = build_record(
         cfg,
@@ -216,8 +260,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     entry = Zoo(cfg.paths.zoo_dir).write(rec, state) if cfg.zoo.enabled else None
     _log_soup(cfg, metrics, ing.ids, ing_acc, final)
     console.print(
-        f"[green]soup[/] {s.strategy}: test {100 * final['test']:.2f}% (best ingredient by val "
-        f"{100 * metrics['ingredients/best_test_acc']:.2f}%, mean {100 * metrics['ingredients/mean_test_acc']:.2f}%)"
+        f"[green]soup[/] {s.strategy}: test {ev.metric} {100 * final['test']:.2f}% (best ingredient by val "
+        f"{100 * metrics[f'ingredients/best_test_{ev.metric}']:.2f}%, "
+        f"mean {100 * metrics[f'ingredients/mean_test_{ev.metric}']:.2f}%)"
         f" in {elapsed:.2f}s, peak RSS {pm.peak_mb:.0f} MB; zoo={entry}"
     )
     return {**metrics, "value": final["select"], "run_id": rid, "entry_dir": str(entry) if entry else None}
