@@ -281,3 +281,51 @@ def test_soup_options_a_problem_cannot_honour_fail_before_training(overrides, ma
     with pytest.raises(ConfigError, match=match):
         soup_run(make_cfg([*overrides, "dataset.problems=[node,link,graph]"], tmp_path, shared_data_dir()))
     assert not (tmp_path / "zoo").exists() or not any((tmp_path / "zoo").iterdir())
+
+
+PRUNE_LINK = {
+    "one_shot": ["pruning.weight_sparsity=0.5", "pruning.graph_sparsity=0.2"],
+    "imp_ugs": ["pruning.weight_sparsity=0.36", "pruning.graph_sparsity=0.09", "pruning.rounds=2"],
+    "fastglt": [
+        "pruning.weight_sparsity=0.5",
+        "pruning.graph_sparsity=0.2",
+        "pruning.pretrain_epochs=2",
+        "pruning.denoise_epochs=4",
+        "pruning.delta=2",
+    ],
+}
+
+
+@pytest.mark.parametrize("method", sorted(PRUNE_LINK))
+def test_link_tickets_prune_message_passing_edges_only(method, tmp_path):
+    """Weights of the backbone and message-passing edges are pruned; the supervision and evaluation edges are
+    untouched (the ticket's edge mask is over the message-passing graph), and the ticket scores link metrics."""
+    from gnnzoo.pruning.task import run as run_prune
+
+    cfg = make_cfg(["problem=link", *SYN, "trainer.max_epochs=6", f"pruning={method}", *PRUNE_LINK[method]], tmp_path)
+    out = run_prune(cfg)
+    entry = Zoo(tmp_path / "zoo")[out["run_id"]]
+    info = entry.record["pruning"]
+    masks = entry.ticket()
+    keep = masks.pop("edge_keep")
+    data = load_graph(cfg).data
+    assert info["edges_total"] == keep.numel() == data.train_pos.size(1)  # undirected message-passing edges
+    assert info["weight_sparsity"] > 0.3 and info["graph_sparsity"] > 0.08
+    assert all(k.startswith("gnn.layers.") for k in masks)  # the decoder (none here: dot) is never masked
+    assert 0.0 <= out["test/auc"] <= 1.0
+
+
+def test_graph_classifier_weights_prune_and_edges_are_refused(tmp_path):
+    from gnnzoo.pruning.task import run as run_prune
+
+    data_dir = shared_data_dir()
+    if data_dir is None:
+        pytest.skip("GNNZOO_DATA_DIR not set")
+    base = ["problem=graph", "dataset=mutag", "backbone=gin", "trainer.max_epochs=4"]
+    out = run_prune(make_cfg([*base, "pruning=one_shot", "pruning.weight_sparsity=0.5"], tmp_path, data_dir))
+    masks = Zoo(tmp_path / "zoo")[out["run_id"]].ticket()
+    assert "edge_keep" not in masks and all(k.startswith("gnn.") for k in masks)
+    ugs = ["pruning=imp_ugs", "pruning.weight_sparsity=0.2", "pruning.graph_sparsity=0", "pruning.rounds=1"]
+    assert 0.0 <= run_prune(make_cfg([*base, *ugs], tmp_path, data_dir))["test/acc"] <= 1.0  # trainable scores
+    with pytest.raises(ConfigError, match="edge masks over a set of graphs are not built"):
+        run_prune(make_cfg([*base, "pruning=one_shot", "pruning.graph_sparsity=0.2"], tmp_path, data_dir))

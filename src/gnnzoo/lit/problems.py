@@ -45,8 +45,6 @@ class LinkModule(BackboneModule):
 
     def __init__(self, *args, hits_k: int = 20, neg_ratio: float = 1.0, **kwargs):
         super().__init__(*args, **kwargs)
-        if self.masker is not None:
-            raise ValueError("link prediction trains no masker (pruning runs on node classification)")
         self.hits_k = int(hits_k)
         self.neg_ratio = float(neg_ratio)
 
@@ -58,7 +56,8 @@ class LinkModule(BackboneModule):
         labels = torch.cat([logits.new_ones(pos.size(1)), logits.new_zeros(neg.size(1))])
         loss = F.binary_cross_entropy_with_logits(logits, labels)
         self._tally(loss, float(((logits > 0).float() == labels).sum()), labels.numel())
-        return loss
+        regularizer = getattr(self.masker, "regularizer", None)  # a ticket's UGS penalties
+        return loss + regularizer() if regularizer is not None else loss
 
     def _evaluate(self, batch) -> dict[str, float]:
         z = self.forward(batch.x, batch.edge_index)
@@ -75,19 +74,17 @@ class GraphModule(BackboneModule):
     per graph); evaluation is one forward over the union of all graphs (``batch``, ``num_graphs``), read through
     the fold's graph masks: ``{val,test}/{loss, acc}``."""
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        if self.masker is not None:
-            raise ValueError("graph classification trains no masker (pruning runs on node classification)")
-
     def forward(self, x: Tensor, edge_index: Tensor, batch: Tensor | None = None, num_graphs: int | None = None):
+        if self.masker is not None:  # a ticket's weight masks (graph classification prunes no edges)
+            return self.masker(self.backbone, x, edge_index, batch=batch, num_graphs=num_graphs)
         return self.backbone(x, edge_index, batch, num_graphs)
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
         out = self.forward(batch.x, batch.edge_index, batch.batch, batch.num_graphs)
         loss = F.cross_entropy(out, batch.y)
         self._tally(loss, float((out.argmax(-1) == batch.y).sum()), batch.y.numel())
-        return loss
+        regularizer = getattr(self.masker, "regularizer", None)
+        return loss + regularizer() if regularizer is not None else loss
 
     def _evaluate(self, batch) -> dict[str, float]:
         out = self.forward(batch.x, batch.edge_index, batch.batch, int(batch.y.numel()))

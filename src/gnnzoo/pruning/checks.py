@@ -27,6 +27,12 @@ def check_pruning(cfg: DictConfig) -> None:
     if cfg.data.get("batch_size") is not None:
         raise ConfigError("task=prune trains full-batch (data=full_batch); neighbour sampling is not supported")
     name = cfg.backbone.name
+    problem = str((cfg.get("problem") or {}).get("name", "node"))
+    if gs > 0 and problem == "graph":
+        raise ConfigError(
+            "pruning.graph_sparsity > 0 with problem=graph: edge masks over a set of graphs are not built; "
+            "prune the weights (pruning.graph_sparsity=0)"
+        )
     if gs > 0 and name == "mlp":
         raise ConfigError("pruning.graph_sparsity > 0 with backbone=mlp: an MLP does not use the graph")
     if not p.get("renormalize", True) and name not in RENORMALIZING:

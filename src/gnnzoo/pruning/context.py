@@ -10,8 +10,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import Tensor, nn
 
+from gnnzoo.backbones.heads import for_problem
 from gnnzoo.backbones.pruned import EdgeUnits
 from gnnzoo.data.graph import load_graph
+from gnnzoo.data.problems import problem_of
 from gnnzoo.pruning.macs import macs
 from gnnzoo.pruning.masks import MaskEnforcer, Masks, Scope, Ticket, layer_density, magnitude_masks, sparsity
 from gnnzoo.tasks.backbone import train
@@ -81,7 +83,7 @@ class PruningContext:
     def __init__(self, cfg: DictConfig):
         self.cfg, self.p = cfg, cfg.pruning
         self.zoo = Zoo(cfg.paths.zoo_dir)
-        self.template = instantiate_clean(cfg.backbone)
+        self.template = self.new_model()
         self.names = scope_of(cfg).names(self.template)
         self.shapes = {n: p.shape for n, p in self.template.named_parameters() if n in self.names}
         self.graph = load_graph(cfg)
@@ -92,6 +94,12 @@ class PruningContext:
         self.min_per_neuron = min_per_neuron(cfg)
         self.t0 = time.perf_counter()
         self.dense: dict | None = None
+
+    def new_model(self) -> nn.Module:
+        """A fresh model of the run's problem (the backbone, or the link predictor / graph classifier around it)."""
+        return for_problem(
+            instantiate_clean(self.cfg.backbone), problem_of(self.cfg), int(self.cfg.dataset.num_classes)
+        )
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.t0

@@ -12,7 +12,6 @@ import time
 
 import pytorch_lightning as pl
 import torch
-import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch import Tensor, nn
 
@@ -20,6 +19,7 @@ from gnnzoo.backbones.build import build_backbone
 from gnnzoo.backbones.pruned import EdgeUnits
 from gnnzoo.pruning.context import PruningContext, attach_masks, phase_config
 from gnnzoo.pruning.masks import Ticket, top_keep
+from gnnzoo.pruning.objective import train_loss
 from gnnzoo.tasks.backbone import train
 from gnnzoo.utils.logging import console
 
@@ -111,8 +111,8 @@ class DropAndRegrow(pl.Callback):
         was_training = backbone.training
         backbone.eval()
         with torch.enable_grad():
-            out = backbone(batch.x, self.ticket.edge_index, self.units.per_edge(u))
-            loss = F.cross_entropy(out[batch.train_mask], batch.y[batch.train_mask])
+            out = backbone(batch.x, self.ticket.edge_index, edge_weight=self.units.per_edge(u))
+            loss = train_loss(backbone, out, batch)
             (grad,) = torch.autograd.grad(loss, u)
         backbone.train(was_training)
         return grad

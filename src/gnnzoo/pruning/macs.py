@@ -15,8 +15,9 @@ def macs(model: nn.Module, masks: Masks, num_nodes: int, num_edges: int) -> int:
         if name.split(".")[-1] == "weight" and p.dim() == 2:
             nnz = int(masks[name].sum()) if name in masks else p.numel()
             total += num_nodes * nnz
-    if type(model).__name__ != "MLP":
-        widths = [d_out for _, d_out in model.layer_dims()] if hasattr(model, "layer_dims") else []
-        steps = getattr(getattr(model, "prop", None), "K", 1)
-        total += num_edges * (sum(widths) if type(model).__name__ != "APPNP" else widths[-1] * steps)
+    gnn = getattr(model, "gnn", model)  # a link predictor's / graph classifier's backbone aggregates
+    if type(gnn).__name__ != "MLP":
+        widths = [d_out for _, d_out in gnn.layer_dims()] if hasattr(gnn, "layer_dims") else []
+        steps = getattr(getattr(gnn, "prop", None), "K", 1)
+        total += num_edges * (sum(widths) if type(gnn).__name__ != "APPNP" else widths[-1] * steps)
     return total

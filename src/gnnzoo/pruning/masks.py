@@ -36,11 +36,16 @@ class Scope:
     attention: bool = False
 
     def names(self, model: nn.Module) -> list[str]:
-        """Prunable parameter names of ``model`` (``layers.<i>.…`` of a gnnzoo backbone), in state-dict order."""
-        n_layers = len(getattr(model, "layers", [])) or 1
+        """Prunable parameter names of ``model`` (``layers.<i>.…`` of a gnnzoo backbone; ``gnn.layers.<i>.…`` of a
+        link predictor or graph classifier, whose decoder / head stays dense), in state-dict order."""
+        gnn = getattr(model, "gnn", None)
+        root = "gnn." if gnn is not None else ""
+        n_layers = len(getattr(gnn if gnn is not None else model, "layers", [])) or 1
         out = []
         for name, p in model.named_parameters():
-            parts = name.split(".")
+            if not name.startswith(root):
+                continue
+            parts = name[len(root) :].split(".")
             layer = int(parts[1]) if len(parts) > 1 and parts[0] == "layers" and parts[1].isdigit() else None
             if layer is None:
                 continue  # norms and anything outside the message-passing layers
@@ -256,15 +261,20 @@ class Ticket(nn.Module):
             return kept_ei, (w[kept] if w is not None else None)
         return self.edge_index, keep if w is None else keep * w
 
-    def forward(self, backbone: nn.Module, x: Tensor, edge_index: Tensor) -> Tensor:
+    def forward(self, backbone: nn.Module, x: Tensor, edge_index: Tensor, **kwargs) -> Tensor:
+        """``backbone(x, kept edges, edge_weight=..., **kwargs)`` on the kept weights (``kwargs``: e.g. a graph
+        classifier's ``batch`` and ``num_graphs``)."""
         ei, w = self.edges(edge_index)
-        if self.units is not None and hasattr(backbone, "renormalize"):
-            backbone.renormalize = self.renormalize  # how GCN/APPNP read the edge weights (see gnnzoo.backbones)
+        gnn = getattr(backbone, "gnn", backbone)  # a link predictor's / graph classifier's backbone
+        if self.units is not None and hasattr(gnn, "renormalize"):
+            gnn.renormalize = self.renormalize  # how GCN/APPNP read the edge weights (see gnnzoo.backbones)
+        if w is not None:
+            kwargs = {**kwargs, "edge_weight": w}
         if self.weight_score is None:
-            return backbone(x, ei, w) if w is not None else backbone(x, ei)
+            return backbone(x, ei, **kwargs)
         params = dict(backbone.named_parameters())
         scaled = {n: params[n] * s for n, s in zip(self.weight_names, self.weight_score)}
-        return functional_call(backbone, scaled, (x, ei), {"edge_weight": w} if w is not None else {})
+        return functional_call(backbone, scaled, (x, ei), kwargs)
 
     def regularizer(self) -> Tensor | float:
         reg = 0.0

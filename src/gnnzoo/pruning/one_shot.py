@@ -8,22 +8,22 @@ must not add it again."""
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gnnzoo.backbones.pruned import EdgeUnits
 from gnnzoo.pruning.context import PruningContext
 from gnnzoo.pruning.masks import top_keep
-from gnnzoo.utils.config import instantiate_clean
+from gnnzoo.pruning.objective import self_loss
 
 
-def edge_saliency(backbone: nn.Module, x: Tensor, edge_index: Tensor, units: EdgeUnits) -> Tensor:
+def edge_saliency(backbone: nn.Module, data, edge_index: Tensor, units: EdgeUnits) -> Tensor:
     """``|∂L/∂w_u|`` at ``w = 1`` per edge unit; L: cross-entropy of ``backbone`` against its own predictions
-    on every node (eval mode, no labels read)."""
+    on every node, or on the training edges of a link predictor (eval mode, no labels read; see
+    :func:`gnnzoo.pruning.objective.self_loss`)."""
     backbone.eval()
     w = torch.ones(units.num_units, requires_grad=True)
-    out = backbone(x, edge_index, units.per_edge(w))
-    loss = F.cross_entropy(out, out.argmax(-1).detach())
+    out = backbone(data.x, edge_index, edge_weight=units.per_edge(w))
+    loss = self_loss(backbone, out, data)
     (grad,) = torch.autograd.grad(loss, w)
     return grad.abs()
 
@@ -34,9 +34,9 @@ def one_shot(ctx: PruningContext) -> list[dict]:
     wmasks = ctx.magnitude(dense_state, float(ctx.p.weight_sparsity))
     edge_keep = None
     if ctx.prune_graph:
-        model = instantiate_clean(ctx.cfg.backbone)
+        model = ctx.new_model()
         model.load_state_dict(dense_state)
-        score = edge_saliency(model, ctx.graph.data.x, ctx.edge_index, ctx.units)
+        score = edge_saliency(model, ctx.graph.data, ctx.edge_index, ctx.units)
         edge_keep = top_keep(score, ctx.units.num_units - ctx.targets()[1])
     wall = float(dense.record.get("wall_time_s") or 0.0) + ctx.elapsed()
     start = dense_state if ctx.p.rewind == "dense" else None

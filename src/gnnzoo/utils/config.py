@@ -152,9 +152,9 @@ def active_methods(cfg: DictConfig) -> list[str]:
 def check_one_method(cfg: DictConfig, task: str) -> None:
     """One method per run: ``task`` (backbone | soup | prune) accepts only its own group's choice; the methods
     built on backbone runs solve node classification only, so far (a clear error for the other problems), but the
-    soups and the encoder."""
+    soups, pruning and the encoder."""
     problem = problem_name(cfg)
-    if task not in ("backbone", "encoder", "soup") and problem != "node":
+    if task not in ("backbone", "encoder", "soup", "prune") and problem != "node":
         raise ConfigError(
             f"task={task} runs on node classification only so far; problem={problem} trains backbones "
             "(task=backbone) and sweeps them (hydra/sweeper=fms included)"
