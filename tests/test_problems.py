@@ -140,12 +140,42 @@ def test_bad_problem_settings_fail_before_training(overrides, match, tmp_path):
     assert not (tmp_path / "zoo").exists() or not any((tmp_path / "zoo").iterdir())
 
 
-def test_methods_refuse_other_problems_clearly(tmp_path):
-    from gnnzoo.soups.task import run as soup_run
+def test_methods_refuse_problems_they_do_not_solve(tmp_path):
+    from gnnzoo.generate.task import run as generate_run
 
-    cfg = make_cfg(["problem=link", "task=soup", "soup=uniform", *SYN], tmp_path)
-    with pytest.raises(ConfigError, match="task=soup runs on node classification only"):
-        soup_run(cfg)
+    cfg = make_cfg(["problem=graph", "dataset=synthetic", "dataset.problems=[graph]"], tmp_path, config_name="generate")
+    with pytest.raises(ConfigError, match="task=generate does not run on problem=graph"):
+        generate_run(cfg)
+
+
+def test_gnn_diff_generates_link_predictors_scored_by_auc(tmp_path):
+    """GNN-Diff on link prediction (its paper's second task): the light search, the collection and the condition
+    learn the link task; samples and controls are scored by validation / test AUC."""
+    from gnnzoo.generate.task import run as generate_run
+
+    fast = [
+        "generator.search.fraction=0.03",
+        "generator.collect.k=8",
+        "generator.collect.restarts=2",
+        "generator.autoencoder.steps=40",
+        "generator.diffusion.steps=40",
+        "generator.diffusion.sampler=ddim",
+        "generator.diffusion.sample_steps=5",
+        "generator.sample.n=6",
+        "generator.condition.steps=5",
+        "generator.diffusion.channels=[16,32]",
+    ]
+    out = generate_run(
+        make_cfg(["problem=link", *SYN, "trainer.max_epochs=8", *fast], tmp_path, config_name="generate")
+    )
+    assert 0.0 <= out["test/auc"] <= 1.0 and "test/acc" not in out
+    assert out["value"] == out["gen/best_val"] == out["val/auc"]
+    for key in ("gen/search_best_test", "gen/baseline_perturb_test", "gen/baseline_soup_test"):
+        assert 0.0 <= out[key] <= 1.0
+    best = Zoo(tmp_path / "zoo")[out["stages"]["best"]]
+    assert best.record["problem"] == "link" and best.record["metrics"]["val/auc"] == best.record["best_val"]
+    names = Zoo(tmp_path / "zoo")[out["stages"]["collect"]].record["generator"]["names"]
+    assert names and all(k.startswith("gnn.layers.1.") for k in names)  # the backbone's last layer
 
 
 def test_many_seeds_of_a_link_run_train_one_by_one(tmp_path):

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig
 
 from gnnzoo.generate.params import ParamCodec
+from gnnzoo.lit.problems import split_metric, train_loss
 from gnnzoo.zoo.store import ZooEntry
 
 
 def collect(cfg: DictConfig, best: ZooEntry, graph, names: list[str], seed: int) -> tuple[torch.Tensor, list[float]]:
     """``k`` checkpoints of the target parameters: ``restarts`` times, reload the best-val model and train
-    only the targets (Adam, ``collect.lr``) on the training nodes, one checkpoint per epoch."""
+    only the targets (Adam, ``collect.lr``) on the training nodes (link prediction: edges), one checkpoint per
+    epoch; with each its validation metric (accuracy; AUC for link prediction)."""
     from rich.progress import track
 
     c = cfg.generator.collect
@@ -42,12 +43,11 @@ def collect(cfg: DictConfig, best: ZooEntry, graph, names: list[str], seed: int)
             opt = torch.optim.Adam(targets, lr=float(c.lr), weight_decay=float(c.get("weight_decay", 0.0)))
         model.train()
         opt.zero_grad()
-        loss = F.cross_entropy(model(d.x, d.edge_index)[d.train_mask], d.y[d.train_mask])
+        loss = train_loss(model, model(d.x, d.edge_index), d)
         loss.backward()
         opt.step()
         model.eval()
         with torch.no_grad():
-            pred = model(d.x, d.edge_index).argmax(-1)
-        vals.append(float((pred[d.val_mask] == d.y[d.val_mask]).float().mean()))
+            vals.append(split_metric(model, model(d.x, d.edge_index), d, "val"))
         vecs.append(codec.flatten(model.state_dict()))
     return torch.stack(vecs), vals

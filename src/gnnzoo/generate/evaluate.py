@@ -10,15 +10,33 @@ from gnnzoo.utils.errors import ConfigError
 
 class SetEvaluator:
     """Accuracy of many parameter sets on one graph: the sets stacked into one batched backbone (one forward for
-    all of them), or one by one where the backbone cannot be batched."""
+    all of them), or one by one where the backbone cannot be batched. Link predictors: the AUC of the validation
+    and test pairs, one set at a time (``metric`` says which)."""
 
     def __init__(self, template: torch.nn.Module, graph):
         self.template = template.eval()
         d = graph.data
         self.d = d
+        self.link = hasattr(template, "score")
+        self.metric = "auc" if self.link else "acc"
+        if self.link:
+            return
         self.masks = {k: getattr(d, f"{k}_mask") for k in ("train", "val", "test")}
         if d.y.dim() != 1:
             raise ConfigError(f"generate.py selects by accuracy; {graph.name} has multi-label targets")
+
+    @torch.no_grad()
+    def _link_aucs(self, states: list[dict]) -> dict[str, torch.Tensor]:
+        from torch.func import functional_call
+        from torchmetrics.functional.classification import binary_auroc
+
+        out: dict[str, list[float]] = {"val": [], "test": []}
+        for st in states:
+            for split in out:
+                pairs = self.d[f"{split}_edges"]
+                logits = functional_call(self.template, st, (self.d.x, self.d.edge_index), {"pairs": pairs})
+                out[split].append(float(binary_auroc(logits, self.d[f"{split}_labels"].long())))
+        return {k: torch.tensor(v) for k, v in out.items()}
 
     @torch.no_grad()
     def logits(self, states: list[dict], chunk: int = 50) -> torch.Tensor:
@@ -39,7 +57,10 @@ class SetEvaluator:
         return torch.cat(out)
 
     def accuracies(self, states: list[dict], y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """``{"val": [N], "test": [N]}`` (``y``: labels to score with; default the graph's)."""
+        """``{"val": [N], "test": [N]}``: accuracy (AUC for link predictors; ``y``: node labels to score with,
+        default the graph's)."""
+        if self.link:
+            return self._link_aucs(states)
         y = self.d.y if y is None else y
         pred = self.logits(states).argmax(-1)
         return {k: (pred[:, m] == y[m]).float().mean(1) for k, m in self.masks.items() if k != "train"}

@@ -14,18 +14,20 @@ from gnnzoo.utils.errors import ConfigError
 
 def target_names(model: nn.Module, target: str | Sequence[str]) -> list[str]:
     """Names of the generated parameters: ``"last"`` (every parameter of the last ``layers.<i>`` block, as
-    GNN-Diff generates), ``"all"`` (every parameter), or an explicit list (each must exist)."""
+    GNN-Diff generates; a link predictor's or graph classifier's backbone block ``gnn.layers.<i>``), ``"all"``
+    (every parameter), or an explicit list (each must exist)."""
     names = [n for n, _ in model.named_parameters()]
     if target == "all":
         return names
     if target == "last":
-        idx = [int(m.group(1)) for n in names if (m := re.match(r"layers\.(\d+)\.", n))]
+        root = "gnn." if hasattr(model, "gnn") else ""
+        idx = [int(m.group(1)) for n in names if (m := re.match(re.escape(root) + r"layers\.(\d+)\.", n))]
         if not idx:
             raise ConfigError(
                 f"generator.collect.target=last: {type(model).__name__} has no layers.<i> parameters; "
                 "name the tensors instead"
             )
-        prefix = f"layers.{max(idx)}."
+        prefix = f"{root}layers.{max(idx)}."
         return [n for n in names if n.startswith(prefix)]
     wanted = [target] if isinstance(target, str) else list(target)
     missing = [n for n in wanted if n not in names]

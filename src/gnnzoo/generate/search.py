@@ -80,7 +80,7 @@ def light_search(cfg: DictConfig, zoo: Zoo) -> tuple[list[ZooEntry], float]:
             log.info("light search runs one by one (%s)", e)
             for c in sub:
                 try:
-                    results.append(train(c))
+                    results.append({**train(c), "status": "completed"})
                 except Exception as err:  # a failed run is recorded by train(); the search goes on
                     results.append({"status": "failed", "error": str(err)})
     done = [zoo[r["run_id"]] for r in results if r.get("status") == "completed" and r.get("run_id")]

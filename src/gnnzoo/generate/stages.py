@@ -238,7 +238,15 @@ def diffusion_stage(
         if ccfg.enabled:
             data = ctx.graph.data
             cond, cond_acc = condition_vector(
-                data.x, data.edge_index, data.y, data.train_mask, cond_dim, int(ccfg.steps), float(ccfg.lr), ctx.seed
+                data.x,
+                data.edge_index,
+                data.y,
+                data.get("train_mask"),
+                cond_dim,
+                int(ccfg.steps),
+                float(ccfg.lr),
+                ctx.seed,
+                train_pos=data.get("train_pos"),  # link prediction: the condition learns the link task
             )
         pl.seed_everything(ctx.seed, workers=False, verbose=False)
         module = GeneratorModule(
@@ -316,8 +324,8 @@ def _sample_metrics(
     base_acc = ev.accuracies([ctx.base])
     metrics = {
         "gen/best_val": pick_val,
-        "test/acc": pick_test,
-        "val/acc": pick_val,
+        f"test/{ev.metric}": pick_test,  # accuracy, or AUC for link prediction
+        f"val/{ev.metric}": pick_val,
         "gen/test_at_best_val": pick_test,
         "gen/val_mean": float(acc["val"].mean()),
         "gen/val_median": float(acc["val"].median()),
@@ -397,7 +405,7 @@ def sample_stage(
             kind="generated",
             metrics=metrics,
             best_val=metrics["gen/best_val"],
-            test_at_best_val=metrics["test/acc"],
+            test_at_best_val=metrics["gen/test_at_best_val"],
         )
         out_dir = ctx.cfg.paths.get("output_dir")
         if out_dir:
@@ -408,7 +416,7 @@ def sample_stage(
                 acc["val"].tolist(),
                 perturb_acc["val"].tolist(),
                 f"{ctx.cfg.dataset.name}/{ctx.best.record['backbone']}: pick val {100 * metrics['gen/best_val']:.1f}, "
-                f"test {100 * metrics['test/acc']:.1f}; nn ratio {metrics['gen/nn_ratio_median']:.2f}",
+                f"test {100 * metrics['gen/test_at_best_val']:.1f}; nn ratio {metrics['gen/nn_ratio_median']:.2f}",
             )
             log_image(ctx.loggers, "gen/val_histogram", plot)
         for lg in ctx.loggers:

@@ -96,7 +96,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         close_loggers(loggers)
     console.print(
         f"[green]generated[/] {int(cfg.generator.sample.n)} sets: pick val {100 * metrics['gen/best_val']:.2f}, "
-        f"test {100 * metrics['test/acc']:.2f} (search best {100 * metrics['gen/search_best_test']:.2f}, "
+        f"test {100 * metrics['gen/test_at_best_val']:.2f} (search best {100 * metrics['gen/search_best_test']:.2f}, "
         f"perturb {100 * metrics['gen/baseline_perturb_test']:.2f}, soup "
         f"{100 * metrics['gen/baseline_soup_test']:.2f}); nn ratio median "
         f"{metrics['gen/nn_ratio_median']:.2f}; run_id={gid}"

@@ -30,6 +30,31 @@ def link_metrics(logits: Tensor, labels: Tensor, k: int) -> dict[str, float]:
     }
 
 
+def train_loss(model, out: Tensor, data) -> Tensor:
+    """The training loss of a model's full-graph output ``out``: cross-entropy on the training nodes, or, for a
+    link predictor (``out``: node embeddings), binary cross-entropy of the training edges against as many node
+    pairs drawn at random. For code that trains outside the LightningModules (GNN-Diff's collection, FastGLT's
+    edge regrowth)."""
+    if hasattr(model, "score"):
+        pos = data.train_pos
+        neg = train_negatives(data, pos.size(1))
+        logits = model.score(out, torch.cat([pos, neg], dim=1))
+        labels = torch.cat([logits.new_ones(pos.size(1)), logits.new_zeros(neg.size(1))])
+        return F.binary_cross_entropy_with_logits(logits, labels)
+    return F.cross_entropy(out[data.train_mask], data.y[data.train_mask])
+
+
+def split_metric(model, out: Tensor, data, split: str) -> float:
+    """The selection metric of ``out`` on a split (``val`` / ``test``): accuracy, or AUC for a link predictor."""
+    if hasattr(model, "score"):
+        from torchmetrics.functional.classification import binary_auroc
+
+        logits = model.score(out, data[f"{split}_edges"])
+        return float(binary_auroc(logits, data[f"{split}_labels"].long()))
+    mask = data[f"{split}_mask"]
+    return float((out[mask].argmax(-1) == data.y[mask]).float().mean())
+
+
 class LinkModule(BackboneModule):
     """Trains a :class:`~gnnzoo.backbones.heads.LinkModel` on the training edges of a split graph
     (:func:`gnnzoo.data.links.split_edges`): every step embeds the nodes over the message-passing edges, scores

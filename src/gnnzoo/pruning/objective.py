@@ -7,9 +7,12 @@ scores the training edges (message-passing edges are what is pruned; supervision
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from gnnzoo.lit.problems import train_loss
+
+__all__ = ["self_loss", "train_loss"]
 
 
 def self_loss(model: nn.Module, out: Tensor, data) -> Tensor:
@@ -19,17 +22,3 @@ def self_loss(model: nn.Module, out: Tensor, data) -> Tensor:
         logits = model.score(out, data.train_pos)
         return F.binary_cross_entropy_with_logits(logits, (logits > 0).float().detach())
     return F.cross_entropy(out, out.argmax(-1).detach())
-
-
-def train_loss(model: nn.Module, out: Tensor, data) -> Tensor:
-    """The training loss of ``out``: cross-entropy on the training nodes, or, for a link predictor, binary
-    cross-entropy of the training edges against as many node pairs drawn at random."""
-    if hasattr(model, "score"):
-        from gnnzoo.data.links import train_negatives
-
-        pos = data.train_pos
-        neg = train_negatives(data, pos.size(1))
-        logits = model.score(out, torch.cat([pos, neg], dim=1))
-        labels = torch.cat([logits.new_ones(pos.size(1)), logits.new_zeros(neg.size(1))])
-        return F.binary_cross_entropy_with_logits(logits, labels)
-    return F.cross_entropy(out[data.train_mask], data.y[data.train_mask])

@@ -149,16 +149,17 @@ def active_methods(cfg: DictConfig) -> list[str]:
     return out
 
 
+# (task, problem) pairs a method does not solve (yet): refused with one error before any work
+UNSUPPORTED = {("generate", "graph"): "GNN-Diff generates node classifiers and link predictors"}
+
+
 def check_one_method(cfg: DictConfig, task: str) -> None:
-    """One method per run: ``task`` (backbone | soup | prune) accepts only its own group's choice; the methods
-    built on backbone runs solve node classification only, so far (a clear error for the other problems), but the
-    soups, pruning and the encoder."""
+    """One method per run: ``task`` (backbone | soup | prune ...) accepts only its own group's choice, and only the
+    problems it solves (:data:`UNSUPPORTED`)."""
     problem = problem_name(cfg)
-    if task not in ("backbone", "encoder", "soup", "prune") and problem != "node":
-        raise ConfigError(
-            f"task={task} runs on node classification only so far; problem={problem} trains backbones "
-            "(task=backbone) and sweeps them (hydra/sweeper=fms included)"
-        )
+    why = UNSUPPORTED.get((task, problem))
+    if why:
+        raise ConfigError(f"task={task} does not run on problem={problem}: {why}")
     active = active_methods(cfg)
     foreign = [a for a in active if METHOD_CHOICE[a.split("=")[0]][1] != task]
     if foreign:

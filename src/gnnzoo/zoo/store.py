@@ -158,9 +158,16 @@ class ZooEntry:
         raise ZooError(f"zoo entry {self.run_id} has no snapshot at epoch {epoch}")
 
     def build_backbone(self) -> nn.Module:
+        """The recorded model, untrained: the backbone, or for a link / graph run the link predictor / graph
+        classifier around it (``gnnzoo.backbones.heads``)."""
         from hydra.utils import instantiate
 
-        return instantiate(self.record["config"]["backbone"])
+        from gnnzoo.backbones.heads import for_problem
+        from gnnzoo.data.problems import problem_of
+
+        config = self.record["config"]
+        gnn = instantiate(config["backbone"])
+        return for_problem(gnn, problem_of(config), int((config.get("dataset") or {}).get("num_classes") or 0))
 
     def load(self, eval_mode: bool = True) -> nn.Module:
         """Rebuild the backbone from the recorded config and load the best-val weights into it. A pruned entry
