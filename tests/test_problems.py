@@ -263,18 +263,22 @@ def test_encoder_reads_graph_classifiers_of_a_graph_dataset(tmp_path):
     assert -1.0 <= out["encoder/val_tau"] <= 1.0
 
 
-@pytest.mark.parametrize("strategy", ["uniform", "greedy", "gis", "learned"])
+@pytest.mark.parametrize("strategy", ["uniform", "greedy", "gis", "learned", "partition_learned"])
 def test_soups_of_link_predictors_are_scored_by_auc(strategy, tmp_path):
     from gnnzoo.soups.task import run as soup_run
 
     over = [f"soup={strategy}", "soup.ingredients=3", "problem.decoder=mlp"]
-    if strategy == "learned":
+    if strategy in ("learned", "partition_learned"):
         over.append("soup.params.epochs=5")
+    if strategy == "partition_learned":
+        over += ["soup.params.num_parts=4", "soup.params.num_parts_per_step=2"]
     out = soup_run(make_cfg(["problem=link", *SYN, *over], tmp_path))
     assert 0.5 <= out["soup/test_auc"] <= 1.0 and out["value"] == out["soup/val_auc"]
     assert "soup/test_acc" not in out
     rec = json.loads((tmp_path / "zoo" / out["run_id"] / "record.json").read_text())
     assert rec["kind"] == "soup" and len(rec["parents"]) == 3
+    if strategy == "partition_learned":  # steps fitted the validation pairs inside their parts
+        assert 0.0 < rec["coefficients"]["fit_covered"] <= 1.0 and rec["coefficients"]["num_parts"] == 4
     weights = Zoo(tmp_path / "zoo")[out["run_id"]].state_dict()
     assert any(k.startswith("decoder.") for k in weights)
 
@@ -301,7 +305,6 @@ def test_soups_of_graph_classifiers_learned_and_partitioned(tmp_path):
 @pytest.mark.parametrize(
     "overrides,match",
     [
-        (["problem=link", "soup=partition_learned"], "not built for link prediction"),
         (["problem=graph", "dataset=mutag", "soup=partition_learned"], "soup.params.partition=random"),
     ],
 )

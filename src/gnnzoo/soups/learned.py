@@ -279,19 +279,22 @@ def partition_learned(
     **_,
 ) -> SoupResult:
     """Partition Learned Souping: each step uses R of K partitions (their induced subgraph). Graph classification:
-    ``parts`` is a part per *graph* (a step takes the graphs of R parts); link prediction is not built."""
+    ``parts`` is a part per *graph* (a step takes the graphs of R parts); link prediction: a part per node of the
+    message-passing graph, and a step fits the validation pairs whose two ends lie in its subgraph."""
     check_params("partition_learned", {"init": init, "keep": keep, "optimizer": optimizer, "beta_lr": beta_lr})
-    if ev.problem == "link":
-        raise ValueError("soup=partition_learned is not built for link prediction yet (soup=learned is)")
-    graphs = ev.problem == "graph"
+    graphs, links = ev.problem == "graph", ev.problem == "link"
     batch = ev.extra["batch"] if graphs else None
     node_parts = parts[batch] if graphs else parts  # a graph's nodes share its part
     sched = PartitionSchedule(node_parts, ev.edge_index, int(num_parts_per_step), seed)
     fit = ev.masks["fit"]
     seen = torch.zeros_like(fit)
     max_nodes = 0
-    fit_parts = parts[fit.to(parts.device)] if graphs else sched.parts[fit.to(sched.parts.device)]
-    has_fit = torch.bincount(fit_parts, minlength=sched.num_parts) > 0  # once, on CPU
+    if links:
+        pairs = ev.extra["pairs"]
+        has_fit = torch.ones(sched.num_parts, dtype=torch.bool)  # pairs span parts: checked per step
+    else:
+        fit_parts = parts[fit.to(parts.device)] if graphs else sched.parts[fit.to(sched.parts.device)]
+        has_fit = torch.bincount(fit_parts, minlength=sched.num_parts) > 0  # once, on CPU
 
     def step(epoch: int):
         nonlocal max_nodes
@@ -301,6 +304,15 @@ def partition_learned(
         nodes, sub_ei = sched.subgraph(chosen)
         max_nodes = max(max_nodes, nodes.numel())
         x = gather_rows(ev.x, nodes)
+        if links:
+            assoc = torch.full((sched.n,), -1, dtype=torch.long)
+            assoc[nodes] = torch.arange(nodes.numel())
+            inside = fit & (assoc[pairs[0]] >= 0) & (assoc[pairs[1]] >= 0)
+            if not bool(inside.any()):
+                return None
+            seen[inside] = True
+            sub_pairs = assoc[pairs[:, inside]]
+            return x, sub_ei, {"pairs": sub_pairs}, ev.y[inside], torch.ones(sub_pairs.size(1), dtype=torch.bool)
         if not graphs:
             seen[nodes] = True
             return x, sub_ei, {}, ev.y[nodes], fit[nodes]

@@ -92,8 +92,6 @@ def _check(cfg: DictConfig) -> int | None:
     params = OmegaConf.to_container(s.params, resolve=True) if s.get("params") else {}
     check_params(s.strategy, params)
     problem = problem_name(cfg)
-    if s.strategy == "partition_learned" and problem == "link":
-        raise ConfigError("soup=partition_learned is not built for link prediction yet; soup=learned is")
     if s.strategy == "partition_learned" and problem == "graph" and params.get("partition", "metis") != "random":
         raise ConfigError(
             f"soup.params.partition={params.get('partition', 'metis')}: graph classification splits its graphs "
@@ -190,12 +188,16 @@ def _mix(cfg: DictConfig, ing, ev: Evaluator, d):
             n_parts = int(kwargs.pop("num_parts", 32))
             kwargs["parts"] = make_parts("random", d.edge_index, int(d.y.numel()), n_parts, ev.masks["fit"], cfg.seed)
         elif s.strategy == "partition_learned":
+            balance = ev.masks["fit"]
+            if ev.problem == "link":  # balanced on the nodes the fit pairs touch
+                balance = torch.zeros(d.num_nodes, dtype=torch.bool)
+                balance[ev.extra["pairs"][:, ev.masks["fit"]].reshape(-1)] = True
             kwargs["parts"] = make_parts(
                 kwargs.pop("partition", "metis"),
                 d.edge_index,
                 d.num_nodes,
                 int(kwargs.pop("num_parts", 32)),
-                ev.masks["fit"],
+                balance,
                 cfg.seed,
             )
         res = STRATEGIES[s.strategy](ing.states, ev, **kwargs)
