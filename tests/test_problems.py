@@ -178,12 +178,25 @@ def test_gnn_diff_generates_link_predictors_scored_by_auc(tmp_path):
     assert names and all(k.startswith("gnn.layers.1.") for k in names)  # the backbone's last layer
 
 
-def test_many_seeds_of_a_link_run_train_one_by_one(tmp_path):
+def test_many_seeds_of_a_link_run_train_batched(tmp_path):
+    """Link prediction shares one graph: seeds train together (inner-product decoder), each a loadable link
+    predictor with its own curves; an MLP decoder's seeds train one by one."""
     from gnnzoo.tasks.backbone import run
 
-    cfg = make_cfg(["problem=link", "zoo.parallel_models=2", *SYN], tmp_path)
+    cfg = make_cfg(["problem=link", "zoo.parallel_models=3", *SYN, "trainer.max_epochs=30"], tmp_path)
     out = run(cfg)
-    assert len(out["run_ids"]) == 2 and len(set(out["run_ids"])) == 2
+    zoo = Zoo(tmp_path / "zoo")
+    recs = [zoo[r].record for r in out["run_ids"]]
+    assert len(set(out["run_ids"])) == 3 and all(r["engine"] == "batched" for r in recs)
+    assert all(
+        r["best_val"] == r["metrics"]["val/auc"] and r["test_at_best_val"] == r["metrics"]["test/auc"] for r in recs
+    )
+    assert all(r["metrics"]["test/auc"] > 0.6 for r in recs)  # they learn (a broken loss sits at 0.5)
+    assert len({round(r["metrics"]["test/auc"], 6) for r in recs}) == 3  # each seed its own negatives and init
+    model = zoo.load(out["run_ids"][0])
+    assert hasattr(model, "score")  # the zoo rebuilds the link predictor
+    mlp = run(make_cfg(["problem=link", "problem.decoder=mlp", "zoo.parallel_models=2", *SYN], tmp_path))
+    assert all(zoo[r].record["engine"] == "single" for r in mlp["run_ids"])
 
 
 def test_split_edges_refuses_ratios_that_leave_no_training_edges():

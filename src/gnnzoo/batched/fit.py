@@ -42,6 +42,48 @@ class BatchEvaluator:
         return [self.metric(pred[m], self.y[nodes]) for m in range(self.n)]
 
 
+class LinkBatchEvaluator:
+    """Link prediction's losses and metrics of the N models from their node embeddings ``[N, nodes, D]`` (inner
+    product decoder): every model draws its own training negatives each epoch (its own generator), and is scored
+    on the split's fixed validation / test pairs."""
+
+    def __init__(self, graph: GraphData, n_models: int, generators: Sequence[torch.Generator], hits_k: int):
+        self.d, self.n, self.generators, self.hits_k = graph.data, n_models, generators, int(hits_k)
+
+    @staticmethod
+    def scores(z: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+        return (z[:, pairs[0]] * z[:, pairs[1]]).sum(-1)  # [N, P]
+
+    def train_loss(self, z: torch.Tensor) -> tuple[torch.Tensor, list[float]]:
+        """Per-model BCE of the training edges against as many random pairs, and the training accuracy at 0.5."""
+        pos = self.d.train_pos
+        n_nodes, p = int(self.d.num_nodes), pos.size(1)
+        neg = torch.stack(
+            [torch.randint(0, n_nodes, (2, p), generator=g) for g in self.generators]
+        )  # [N, 2, P]: uniform node pairs, as negative_sampling's sparse method draws them (collisions not removed)
+        pos_logit = self.scores(z, pos)
+        neg_logit = (
+            z.gather(1, neg[:, 0, :, None].expand(-1, -1, z.size(2)))
+            * z.gather(1, neg[:, 1, :, None].expand(-1, -1, z.size(2)))
+        ).sum(-1)
+        logits = torch.cat([pos_logit, neg_logit], dim=1)
+        labels = torch.cat([torch.ones(p), torch.zeros(p)]).expand(self.n, -1)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits, labels, reduction="none").mean(1)
+        acc = ((logits.detach() > 0).float() == labels).float().mean(1).tolist()
+        return loss, acc
+
+    def evaluate(self, z: torch.Tensor) -> dict[str, list[float]]:
+        from gnnzoo.lit.problems import link_metrics
+
+        out: dict[str, list[float]] = {}
+        for split in ("val", "test"):
+            logits = self.scores(z, self.d[f"{split}_edges"])
+            for m in range(self.n):
+                for k, v in link_metrics(logits[m], self.d[f"{split}_labels"], self.hits_k).items():
+                    out.setdefault(f"{split}/{k}", []).append(v)
+        return out
+
+
 class BatchTracker:
     """Per-model bookkeeping of a batched fit: curves, snapshots, best value / epoch / weights, divergence
     errors and which models still train (early stopping, NaN)."""
@@ -118,6 +160,8 @@ def _step(
     model is left to train)."""
     model.train()
     opt.zero_grad()
+    if isinstance(ev, LinkBatchEvaluator):
+        return _link_step(model, opt, ev, ops, x, tracker, epoch)
     logits = model(x, ops, out_nodes=ev.idx["train"])  # training loss: train nodes' receptive field only
     losses, tr_pred = ev.ce_and_pred(logits, ev.idx["train"], rows_only=True)
     tracker.diverged(losses, epoch)
@@ -147,6 +191,29 @@ def _step(
         }
 
 
+def _link_step(
+    model: BatchedBackbone,
+    opt: BatchedOptimizer,
+    ev: LinkBatchEvaluator,
+    ops: GraphOps,
+    x: torch.Tensor,
+    tracker: BatchTracker,
+    epoch: int,
+) -> dict[str, list[float]] | None:
+    """:func:`_step` for link prediction: embeddings of every node, the link loss, then one eval-mode forward."""
+    losses, tr_acc = ev.train_loss(model(x, ops))
+    tracker.diverged(losses, epoch)
+    opt.active = tracker.active.clone()
+    if not bool(tracker.active.any()):
+        return None
+    torch.where(tracker.active, losses, torch.zeros_like(losses)).sum().backward()
+    opt.step()
+    with torch.no_grad():
+        model.eval()
+        res = ev.evaluate(model(x, ops))
+    return {**res, "train/loss": losses.detach().tolist(), "train/acc": tr_acc}
+
+
 def fit_batch(
     cfgs: Sequence[DictConfig],
     todo: list[tuple[int, str]],
@@ -158,7 +225,11 @@ def fit_batch(
 ) -> BatchTracker:
     """Train until every model stopped (epochs, patience or divergence), under one progress bar."""
     cfg0, n = cfgs[todo[0][0]], len(todo)
-    ev = BatchEvaluator(graph, n)
+    if (cfg0.get("problem") or {}).get("name", "node") == "link":
+        gens = [torch.Generator().manual_seed(int(cfgs[i].seed) + 1) for i, _ in todo]  # negatives' own stream
+        ev = LinkBatchEvaluator(graph, n, gens, int(cfg0.problem.hits_k))
+    else:
+        ev = BatchEvaluator(graph, n)
     ops = GraphOps(graph.data.edge_index, graph.data.num_nodes)
     snap_every = [int(cfgs[i].zoo.get("snapshot_every") or 0) if cfgs[i].zoo.enabled else 0 for i, _ in todo]
     snap_dirs = [Zoo(cfgs[i].paths.zoo_dir).entry_dir(rid) for i, rid in todo]

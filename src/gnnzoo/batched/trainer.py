@@ -93,9 +93,12 @@ def is_batchable_task(cfg: DictConfig) -> bool:
 
 def _check_batchable(cfg: DictConfig) -> None:
     problem = (cfg.get("problem") or {}).get("name", "node")
-    if problem != "node":
+    if problem == "graph":
+        raise NotImplementedError("graph classification trains on mini-batches of graphs: its runs train one by one")
+    if problem == "link" and cfg.problem.get("decoder", "dot") != "dot":
         raise NotImplementedError(
-            f"batched training is node classification only; problem={problem} runs train one by one"
+            f"batched link prediction has the inner-product decoder only; problem.decoder={cfg.problem.decoder} "
+            "runs train one by one"
         )
     if cfg.data.get("batch_size") is not None:
         raise NotImplementedError(
@@ -133,13 +136,12 @@ def _replay_to_loggers(cfg: DictConfig, rec: dict) -> None:
                     {k: v[j] for k, v in curves.items() if k != "epoch" and not k.startswith("test/")}, step=epoch
                 )
             if rec["status"] == "completed":
-                lg.log_metrics(
-                    {
-                        "best/val_acc": rec["metrics"]["val/acc"],
-                        "best/test_acc": rec["metrics"]["test/acc"],
-                        "best/epoch": rec["best_epoch"],
-                    }
-                )
+                best = {
+                    f"best/{k.replace('/', '_')}": v
+                    for k, v in rec["metrics"].items()
+                    if k.startswith(("val/", "test/")) and not k.endswith("/loss")
+                }
+                lg.log_metrics({**best, "best/epoch": rec["best_epoch"]})
     finally:
         close_loggers(loggers)
 
@@ -184,6 +186,10 @@ def _build(
         rec["init_id"] = init_id(single.state_dict())
         if job.start is not None:
             single.load_state_dict(job.start)
+        if hasattr(single, "gnn"):  # a link predictor with the parameter-free dot decoder: batch its backbone
+            if job.masks:
+                raise NotImplementedError("batched link prediction trains no ticket masks: these run one by one")
+            single = single.gnn
         if job.masks:
             params = dict(single.named_parameters())
             with torch.no_grad():
@@ -223,6 +229,7 @@ def _write(
 ) -> None:
     """Each model's record (completed with its best-val weights, or failed with its error) into its zoo."""
     n_models, mon = len(todo), cfgs[todo[0][0]].monitor.metric
+    link = (cfgs[todo[0][0]].get("problem") or {}).get("name", "node") == "link"
     buffers = {name: model.p(name) for name in model.names if name not in tracker.best_state}
     for m, ((index, rid), rec) in enumerate(zip(todo, recs)):
         cfg, curve, best = cfgs[index], tracker.curves[m], tracker.best_epoch[m]
@@ -238,20 +245,23 @@ def _write(
             at = curve["epoch"].index(best)
             metrics = {
                 mon: curve[mon][at],
-                "val/acc": curve["val/acc"][at],
-                "test/acc": curve["test/acc"][at],
-                "test/loss": curve["test/loss"][at],
+                # val/acc (and link prediction's val/auc, val/ap, val/hits@K), every test metric
+                **{k: v[at] for k, v in curve.items() if k.startswith("val/") and k not in (mon, "val/loss")},
+                **{k: v[at] for k, v in curve.items() if k.startswith("test/")},
                 "best_epoch": best,
             }
             rec.update(
                 status="completed",
                 best_epoch=best,
                 best_val=curve[mon][at],
-                test_at_best_val=curve["test/acc"][at],
+                test_at_best_val=metrics["test/auc" if "test/auc" in metrics else "test/acc"],
                 metrics=metrics,
             )
+            prefix = "gnn." if link else ""  # a link predictor's checkpoint: its backbone under gnn.
             state = {
-                name: (tracker.best_state[name][m] if name in tracker.best_state else buffers[name][m]).detach().clone()
+                prefix + name: (tracker.best_state[name][m] if name in tracker.best_state else buffers[name][m])
+                .detach()
+                .clone()
                 for name in model.names
             }
         else:
