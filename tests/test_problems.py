@@ -375,3 +375,13 @@ def test_graph_classifier_weights_prune_and_edges_are_refused(tmp_path):
     assert 0.0 <= run_prune(make_cfg([*base, *ugs], tmp_path, data_dir))["test/acc"] <= 1.0  # trainable scores
     with pytest.raises(ConfigError, match="edge masks over a set of graphs are not built"):
         run_prune(make_cfg([*base, "pruning=one_shot", "pruning.graph_sparsity=0.2"], tmp_path, data_dir))
+
+
+def test_loggers_get_the_problems_metrics_under_the_usual_prefixes(tmp_path):
+    import csv
+
+    train(make_cfg(["problem=link", *SYN, "logger=csv"], tmp_path))
+    (path,) = list((tmp_path / "out" / "csv").rglob("metrics.csv"))
+    columns = set(next(csv.reader(path.open())))
+    assert {"val/auc", "val/ap", "val/hits@20", "val/acc", "train/loss"} <= columns
+    assert {"test/auc", "test/hits@20", "best/test_auc", "best/val_auc"} <= columns
