@@ -139,6 +139,10 @@ def test_generate_runs_end_to_end_and_its_samples_load(pipeline):
     assert value == pytest.approx(m["gen/best_val"]) and 0 <= m["test/acc"] <= 1
     for k in ("gen/nn_ratio_median", "gen/nn_ratio_p10", "gen/baseline_perturb_test", "gen/baseline_soup_test"):
         assert k in m
+    # the per-parameter Gaussian control, picked by validation like the samples; the share of samples that did not
+    # move off the starting point's validation accuracy
+    assert 0 <= m["gen/baseline_gaussian_test"] <= 1 and 0 <= m["gen/baseline_gaussian_val"] <= 1
+    assert 0 <= m["gen/share_val_equal_base"] <= 1
     assert stages["collect"] in rec["parents"] and rec["parents"] == sorted(rec["parents"])
     assert zoo[stages["diffusion"]].record["parents"] == [stages["autoencoder"]]
     # the selected model loads from the zoo and scores what the record says; every sample loads and runs

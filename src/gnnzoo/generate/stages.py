@@ -315,13 +315,19 @@ def _sample_metrics(
     pick, pick_val, pick_test = select(acc["val"], acc["test"])
     ratios = nn_ratios(generated, collected)
     # controls under the same selection budget: n perturbations of the best checkpoint (σ per position = the
-    # spread of the collected checkpoints) and the uniform soup of the collected checkpoints
+    # spread of the collected checkpoints), n draws of a per-parameter Gaussian (below) and the uniform soup of the
+    # collected checkpoints
     sigma = collected.std(0, unbiased=False)
     perturbed = ctx.codec.flatten(ctx.base) + sigma * torch.randn((n, ctx.codec.dim), generator=gen)
     perturb_acc = ev.accuracies([ctx.codec.full_state(ctx.base, v) for v in perturbed])
     _, perturb_val, perturb_test = select(perturb_acc["val"], perturb_acc["test"])
     soup_acc = ev.accuracies([ctx.codec.full_state(ctx.base, collected.mean(0))])
     base_acc = ev.accuracies([ctx.base])
+    # a per-parameter Gaussian fitted to the collected checkpoints (mean and spread of each position), the
+    # generator baseline no published weight generator beats (../shared/reference/zoos_and_encoders.md)
+    gauss = collected.mean(0) + sigma * torch.randn((n, ctx.codec.dim), generator=gen)
+    gauss_acc = ev.accuracies([ctx.codec.full_state(ctx.base, v) for v in gauss])
+    _, gauss_val, gauss_test = select(gauss_acc["val"], gauss_acc["test"])
     metrics = {
         "gen/best_val": pick_val,
         f"test/{ev.metric}": pick_test,  # accuracy, or AUC for link prediction
@@ -336,6 +342,10 @@ def _sample_metrics(
         "gen/nn_ratio_selected": float(ratios[pick]),
         "gen/baseline_perturb_val": perturb_val,
         "gen/baseline_perturb_test": perturb_test,
+        "gen/baseline_gaussian_val": gauss_val,
+        "gen/baseline_gaussian_test": gauss_test,
+        # samples that score exactly the starting point's validation value: generation that did not move it
+        "gen/share_val_equal_base": float((acc["val"] == base_acc["val"][0]).float().mean()),
         "gen/baseline_soup_val": float(soup_acc["val"][0]),
         "gen/baseline_soup_test": float(soup_acc["test"][0]),
         "gen/search_best_val": float(base_acc["val"][0]),
