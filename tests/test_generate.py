@@ -336,3 +336,33 @@ def test_generate_logs_its_stages_and_plot_to_wandb(tmp_path):
     assert wandb.run is None and (tmp_path / "out" / "generate.png").is_file()
     runs = sorted((tmp_path / "out" / "wandb").glob("offline-run-*"))
     assert runs and any(p.suffix == ".png" for r in runs for p in (r / "files").rglob("*"))
+
+
+def test_the_condition_propagates_as_gcn_and_reads_sparse_features_as_dense():
+    """normalized_adjacency is GCN's propagation (PyG's GCNConv gives the same output); the condition reads CSR
+    features as it reads them dense (same output and gradients: the sparse path changes the cost only)."""
+    from torch_geometric.nn import GCNConv
+
+    from gnnzoo.generate.condition import GraphCondition, condition_vector, normalized_adjacency
+
+    g = torch.Generator().manual_seed(0)
+    n, f = 30, 12
+    ei = torch.randint(0, n, (2, 90), generator=g)
+    ei = torch.cat([ei, ei.flip(0)], 1)
+    x = (torch.rand(n, f, generator=g) < 0.2).float()
+    conv = GCNConv(f, 5)
+    with torch.no_grad():
+        conv.bias.normal_()
+    adj = normalized_adjacency(ei, n)
+    ref = conv(x, ei)
+    mine = torch.sparse.mm(adj, x @ conv.lin.weight.t()) + conv.bias
+    assert torch.allclose(ref, mine, atol=1e-5)
+    model = GraphCondition(f, 3, dim=8, hidden=6).eval()  # eval: dropout draws differ between the two layouts
+    out_d = model.embed(x, adj)
+    (gd,) = torch.autograd.grad(out_d.square().sum(), [model.lin_in.weight])
+    out_s = model.embed(x.to_sparse_csr(), adj)
+    (gs,) = torch.autograd.grad(out_s.square().sum(), [model.lin_in.weight])
+    assert torch.allclose(out_d, out_s, atol=1e-5) and torch.allclose(gd, gs, atol=1e-4)
+    y = torch.randint(0, 3, (n,), generator=g)
+    vec, acc = condition_vector(x.to_sparse_csr(), ei, y, torch.rand(n, generator=g) < 0.5, 8, steps=20, seed=1)
+    assert vec.shape == (1, 8) and 0 <= acc <= 1
