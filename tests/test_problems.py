@@ -385,3 +385,21 @@ def test_loggers_get_the_problems_metrics_under_the_usual_prefixes(tmp_path):
     columns = set(next(csv.reader(path.open())))
     assert {"val/auc", "val/ap", "val/hits@20", "val/acc", "train/loss"} <= columns
     assert {"test/auc", "test/hits@20", "best/test_auc", "best/val_auc"} <= columns
+
+
+def test_a_link_ticket_loads_from_the_zoo_and_runs_on_its_kept_edges(tmp_path):
+    from gnnzoo.pruning.task import run as run_prune
+
+    over = ["problem=link", *SYN, "pruning=one_shot", "pruning.weight_sparsity=0.5", "pruning.graph_sparsity=0.3"]
+    cfg = make_cfg(over, tmp_path)
+    out = run_prune(cfg)
+    ticket = Zoo(tmp_path / "zoo").load(out["run_id"])
+    d = load_graph(cfg).data
+    with torch.no_grad():
+        z = ticket(d.x, d.edge_index)
+        full = ticket.backbone(d.x, d.edge_index)  # the same weights on every edge
+        logits = ticket.backbone.score(z, d.test_edges)
+    assert not torch.allclose(z, full)  # the pruned edges carry no message
+    from torchmetrics.functional.classification import binary_auroc
+
+    assert float(binary_auroc(logits, d.test_labels.long())) == pytest.approx(out["test/auc"], abs=1e-5)

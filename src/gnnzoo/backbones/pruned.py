@@ -50,7 +50,8 @@ class EdgeUnits:
 
 class PrunedBackbone(nn.Module):
     """A backbone with a ticket: its pruned weights are zeros in ``backbone``; ``edge_keep`` (bool per edge
-    unit, or None) removes the pruned edges of the graph it was pruned on before every forward."""
+    unit, or None) removes the pruned edges of the graph it was pruned on before every forward. A link predictor's
+    ticket embeds nodes on the kept edges; its pairs are scored by ``backbone.score`` (the decoder is not pruned)."""
 
     def __init__(
         self,
@@ -77,11 +78,14 @@ class PrunedBackbone(nn.Module):
             self._units = (key, EdgeUnits(edge_index, self.symmetric))
         return self._units[1].directed(self.edge_keep)
 
-    def forward(self, x: Tensor, edge_index: Tensor) -> Tensor:
+    def forward(self, x: Tensor, edge_index: Tensor, **kwargs) -> Tensor:
+        """The ticket's output on the kept edges (``kwargs``: e.g. a graph classifier's ``batch``, a link
+        predictor's ``pairs``)."""
         if self.edge_keep is None:
-            return self.backbone(x, edge_index)
+            return self.backbone(x, edge_index, **kwargs)
         kept = self.kept(edge_index)
-        if getattr(self.backbone, "renormalize", True):
-            return self.backbone(x, edge_index[:, kept])
+        gnn = getattr(self.backbone, "gnn", self.backbone)  # a link predictor's backbone reads the edges
+        if getattr(gnn, "renormalize", True):
+            return self.backbone(x, edge_index[:, kept], **kwargs)
         # dense graph's degrees, pruned edges' messages times 0 (pruning.renormalize=false)
-        return self.backbone(x, edge_index, kept.float())
+        return self.backbone(x, edge_index, edge_weight=kept.float(), **kwargs)

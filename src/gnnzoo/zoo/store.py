@@ -180,8 +180,9 @@ class ZooEntry:
             masks = self.ticket({k: tuple(v.shape) for k, v in state.items()})
             edge_keep = masks.pop(EDGE_KEY, None)
             info = self.record.get("pruning") or {}
-            if info.get("renormalize") is False and hasattr(model, "renormalize"):
-                model.renormalize = False
+            gnn = getattr(model, "gnn", model)
+            if info.get("renormalize") is False and hasattr(gnn, "renormalize"):
+                gnn.renormalize = False
             model = PrunedBackbone(model, masks, edge_keep, symmetric=info.get("edge_unit") != "directed")
         return model.eval() if eval_mode else model
 
