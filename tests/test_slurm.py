@@ -271,16 +271,18 @@ def test_a_job_requeued_mid_run_completes_without_duplicates(tmp_path, slurm_env
 @pytest.mark.slurm
 @pytest.mark.slow
 def test_a_job_past_its_time_limit_is_requeued_and_completes(tmp_path, slurm_env):
-    """A 2-minute limit with the signal 90 s before it: the task gets USR2 30-60 s after it starts (slurmctld checks
-    limits every 30 s), requeues itself, and each restart skips the runs that finished. The work (24 runs of ~4 s on
-    this 2-core machine, ~100 s) outlasts the latest signal, and each attempt finishes several runs before it."""
+    """A 3-minute limit with the signal 120 s before it: the task gets USR2 60-90 s after it starts (slurmctld checks
+    limits every 30 s), requeues itself, and each restart skips the runs that finished. The work (24 runs of ~6 s on
+    this 2-core machine, ~140 s) outlasts the latest signal, and each attempt finishes several runs before it. (With
+    2 minutes and 90 s, a task on a loaded machine could get the signal 30 s in, before Python had installed
+    submitit's handler, and die of it instead of requeueing.)"""
     seeds = ",".join(str(s) for s in range(24))
     args = [
         *LONG_RUNS,
-        "trainer.max_epochs=350",
+        "trainer.max_epochs=500",
         f"seed={seeds}",
-        "hydra.launcher.timeout_min=2",
-        "hydra.launcher.signal_delay_s=90",
+        "hydra.launcher.timeout_min=3",
+        "hydra.launcher.signal_delay_s=120",
         "hydra.launcher.max_num_timeout=10",
     ]
     proc = _start(args, tmp_path, slurm_env)
