@@ -69,34 +69,19 @@ class GraphDataModule(pl.LightningDataModule):
         return self._full
 
 
-class GraphSetDataModule(pl.LightningDataModule):
+class GraphSetDataModule(GraphDataModule):
     """Serves a graph dataset (graph classification): shuffled mini-batches of the fold's training graphs;
     validation and test are one forward over the union of all graphs (read through the fold's masks)."""
 
     def __init__(self, graph: GraphData, batch_size: int = 32, shuffle: bool = True):
-        super().__init__()
         if graph.graphs is None:
             raise ValueError(f"{graph.name} is one graph, not a set of graphs (graph classification needs one)")
         if int(batch_size) <= 0:
             raise ValueError(f"problem.batch_size must be a positive integer, got {batch_size}")
-        self.graph = graph
-        self.batch_size = int(batch_size)
-        self.shuffle = shuffle
-        self._full = FullBatch(graph.data)
-
-    def transfer_batch_to_device(self, batch, device, dataloader_idx: int):
-        if device.type == "cpu" and batch.x.device.type == "cpu":
-            return batch
-        return batch.to(device)
+        super().__init__(graph, batch_size=int(batch_size), shuffle=shuffle)
 
     def train_dataloader(self):
         from torch_geometric.loader import DataLoader
 
         idx = self.graph.data.train_mask.nonzero().view(-1).tolist()
         return DataLoader([self.graph.graphs[i] for i in idx], batch_size=self.batch_size, shuffle=self.shuffle)
-
-    def val_dataloader(self):
-        return self._full
-
-    def test_dataloader(self):
-        return self._full

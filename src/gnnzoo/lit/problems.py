@@ -30,17 +30,22 @@ def link_metrics(logits: Tensor, labels: Tensor, k: int) -> dict[str, float]:
     }
 
 
+def link_loss(model, z: Tensor, data, neg_ratio: float = 1.0) -> tuple[Tensor, Tensor, Tensor]:
+    """(loss, logits, labels) of a link predictor's node embeddings ``z``: binary cross-entropy of the training edges
+    against ``neg_ratio`` times as many node pairs drawn at random."""
+    pos = data.train_pos
+    neg = train_negatives(data, max(1, int(round(pos.size(1) * neg_ratio))))
+    logits = model.score(z, torch.cat([pos, neg], dim=1))
+    labels = torch.cat([logits.new_ones(pos.size(1)), logits.new_zeros(neg.size(1))])
+    return F.binary_cross_entropy_with_logits(logits, labels), logits, labels
+
+
 def train_loss(model, out: Tensor, data) -> Tensor:
     """The training loss of a model's full-graph output ``out``: cross-entropy on the training nodes, or, for a
-    link predictor (``out``: node embeddings), binary cross-entropy of the training edges against as many node
-    pairs drawn at random. For code that trains outside the LightningModules (GNN-Diff's collection, FastGLT's
-    edge regrowth)."""
+    link predictor (``out``: node embeddings), :func:`link_loss`. For code that trains outside the
+    LightningModules (GNN-Diff's collection, FastGLT's edge regrowth)."""
     if hasattr(model, "score"):
-        pos = data.train_pos
-        neg = train_negatives(data, pos.size(1))
-        logits = model.score(out, torch.cat([pos, neg], dim=1))
-        labels = torch.cat([logits.new_ones(pos.size(1)), logits.new_zeros(neg.size(1))])
-        return F.binary_cross_entropy_with_logits(logits, labels)
+        return link_loss(model, out, data)[0]
     return F.cross_entropy(out[data.train_mask], data.y[data.train_mask])
 
 
@@ -74,12 +79,7 @@ class LinkModule(BackboneModule):
         self.neg_ratio = float(neg_ratio)
 
     def training_step(self, batch, batch_idx: int) -> Tensor:
-        z = self.forward(batch.x, batch.edge_index)
-        pos = batch.train_pos
-        neg = train_negatives(batch, max(1, int(round(pos.size(1) * self.neg_ratio))))
-        logits = self.backbone.score(z, torch.cat([pos, neg], dim=1))
-        labels = torch.cat([logits.new_ones(pos.size(1)), logits.new_zeros(neg.size(1))])
-        loss = F.binary_cross_entropy_with_logits(logits, labels)
+        loss, logits, labels = link_loss(self.backbone, self.forward(batch.x, batch.edge_index), batch, self.neg_ratio)
         self._tally(loss, float(((logits > 0).float() == labels).sum()), labels.numel())
         regularizer = getattr(self.masker, "regularizer", None)  # a ticket's UGS penalties
         return loss + regularizer() if regularizer is not None else loss

@@ -17,9 +17,9 @@ from torch import Tensor, nn
 
 from gnnzoo.backbones.build import build_backbone
 from gnnzoo.backbones.pruned import EdgeUnits
+from gnnzoo.lit.problems import train_loss
 from gnnzoo.pruning.context import PruningContext, attach_masks, phase_config
 from gnnzoo.pruning.masks import Ticket, top_keep
-from gnnzoo.pruning.objective import train_loss
 from gnnzoo.tasks.backbone import train
 from gnnzoo.utils.logging import console
 

@@ -2,17 +2,13 @@
 scores the training edges (message-passing edges are what is pruned; supervision and evaluation edges never are).
 
 * :func:`self_loss` (one-shot edge saliency): the model against its own predictions, no label read;
-* :func:`train_loss` (FastGLT's edge regrowth): the training objective on the training labels / edges.
+* FastGLT's edge regrowth differentiates the training objective, :func:`gnnzoo.lit.problems.train_loss`.
 """
 
 from __future__ import annotations
 
 import torch.nn.functional as F
 from torch import Tensor, nn
-
-from gnnzoo.lit.problems import train_loss
-
-__all__ = ["self_loss", "train_loss"]
 
 
 def self_loss(model: nn.Module, out: Tensor, data) -> Tensor:
