@@ -1,119 +1,68 @@
-"""GNN-Diff benchmark: generate.py against grid search, light search, random search at equal cost, and the
-same-budget controls (seeds, perturbations, soup), with the memorisation ratio and every stage's wall time.
+"""GNN-Diff benchmark: does generation beat the light search it starts from, and is the pipeline cheaper than
+the grid it should replace?
 
-Per cell (dataset/backbone):
+Per cell (dataset/backbone) the grid of ``benchmarks/generate_grids.py`` (540 configs on cora/gcn, the stated 108
+elsewhere; 200 epochs, seed 0, batched, two threads) is trained once. Per generation seed s = 0..S-1:
 
-* **grid**: trained once with ``train.py -m hydra/launcher=batched`` as ``benchmarks/grid.py`` does (200 epochs,
-  no early stopping, seed 0): the 540-config GNN-Diff grid for cora/gcn; for the other cells the stated smaller
-  grid with the same axes, {SGD, Adam} x lr {0.01, 0.05, 0.1} x hidden {16, 32, 64} x dropout {0.1, 0.5, 0.9} x
-  weight decay {5e-4, 5e-3} = 108 configs (the 540 grid does not fit this machine's time for them). Grid
-  search = the config with the best validation accuracy (one seed per config, so selection is by that
-  seed's val), its test accuracy;
-* **light search**: a random 10% of the grid's runs (``generator.search.query_fraction=0.1``, search seed 42,
-  as GNN-Diff's coarse search), the same for every generation seed; its wall time is that fraction of the
-  grid's;
-* **GNN-Diff**: ``generate.py`` on that light search with generation seeds 0..S-1 (``generator.seed``), N
-  samples, best by val, test reported; also with ``generator.condition.enabled=false`` on --ablate cells;
-* **controls, same budget N** (best by val, test reported): (a) the light search's best config retrained
-  with N new seeds (1000 (s + 1) .. 1000 (s + 1) + N - 1 for generation seed s), (b) N Gaussian perturbations of the
-  best checkpoint (σ per position = the collected checkpoints' spread) and (c) the uniform soup of the
-  collected checkpoints (both from the generate run itself);
-* **random search at equal cost**: as many random grid configs as GNN-Diff's total wall time buys at the
-  grid's mean cost per config (seeded per generation seed), best by val;
-* memorisation: ``gen/nn_ratio_median`` (distance to the nearest collected checkpoint / median
-  nearest-neighbour distance among them), per run.
+* **light search**: a random 10% of the grid's runs drawn with search seed s (``generator.search.query_fraction=
+  0.1``, ``generator.search.seed=s``), so the intervals include the search's own variance; its wall = that
+  share of the grid's wall; **light-search best** = its best run by validation (the run GNN-Diff starts from);
+* **GNN-Diff**: ``generate.py`` on that light search (``generator.seed=s``), N samples, best by val, test reported;
+  on --ablate cells also without the graph condition, on --all-layers cells also with ``collect.target=all``;
+* **controls, same budget N, from the same run** (best by val): N perturbations of the best checkpoint, N draws of
+  a per-parameter Gaussian fitted to the collected checkpoints, the uniform soup of the collected checkpoints; on
+  --seeds-cells the light best config retrained with N new seeds (1000 (s + 1) + i);
+* **random search at GNN-Diff's cost**: as many random grid configs as the pipeline's wall buys at the grid's mean
+  cost per config (seeded by s), best by val;
+* memorisation (nearest-collected-checkpoint distance ratio) and the share of samples whose validation accuracy
+  equals the starting point's.
 
-Generation jobs run in --jobs worker processes with one torch thread each; the grid and the seed runs train
-with two threads, one at a time. Everything is cached in --work (a rerun resumes).
+Generation jobs run one at a time with two torch threads, the grid's budget. ``--dev`` runs the declared
+development experiment instead (seeds 100..102, validation only; see ``DEV_RULE``). Everything is cached in
+--work (a rerun resumes).
 
-    python benchmarks/generate.py [--cells cora/gcn,citeseer/gcn,cora/sage] [--seeds 5] [--n 50]
+    python benchmarks/generate.py [--cells ...] [--seeds 5] [--n 50] [--all-layers cora/gcn] [--dev]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
+import random
 import statistics
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import ROOT, JobCache, ci95, md_table, mean_std, run_jobs, train_multirun, write_results  # noqa: E402
-from grid import GRID as FULL_GRID  # noqa: E402
+from _common import ROOT, JobCache, paired, run_jobs, train_multirun  # noqa: E402
+from generate_grids import CELLS, COMMON, SMOKE_EPOCHS, build_grid, grid_of, zoo_of  # noqa: E402
 
-SMALL_GRID = [
-    "optimizer=sgd,adam",
-    "optimizer.lr=0.01,0.05,0.1",
-    "backbone.hidden_channels=16,32,64",
-    "backbone.dropout=0.1,0.5,0.9",
-    "optimizer.weight_decay=5e-4,5e-3",
-]
-GRIDS = {"cora/gcn": FULL_GRID}
-SMOKE_GRID = [
-    "optimizer=sgd,adam",
-    "optimizer.lr=0.01,0.05",
-    "backbone.hidden_channels=16",
-    "backbone.dropout=0.5",
-    "optimizer.weight_decay=5e-4,5e-3",
-]
+THREADS = 2
 # --smoke: the whole benchmark in a few minutes (tiny grids, short stages); its results are not the benchmark's
 SMOKE = [
     "generator.autoencoder.steps=30",
     "generator.diffusion.steps=30",
-    "generator.diffusion.sampler=ddim",
     "generator.diffusion.sample_steps=5",
     "generator.collect.k=6",
     "generator.collect.restarts=2",
     "generator.condition.steps=5",
-    "trainer.max_epochs=20",
+    SMOKE_EPOCHS,
 ]
-COMMON = [
-    "logger=none",
-    "monitor.patience=null",
-    "trainer.max_epochs=200",
-    "extras.print_config=false",
-    "trainer.enable_progress_bar=false",
-]
-
-
-def _train_multirun(
-    overrides: list[str], zoo: Path, work: Path, data_dir: str, tag: str, max_models: int = 180
-) -> float:
-    return train_multirun(COMMON + overrides, zoo, work, data_dir, tag, max_models)
-
-
-def build_grid(cell: str, work: Path, data_dir: str, smoke: bool = False) -> dict:
-    grid = SMOKE_GRID if smoke else GRIDS.get(cell, SMALL_GRID)
-    settings = {"kind": "grid", "cell": cell, "grid": grid, "common": COMMON, "smoke": smoke}
-    return JobCache(work, __file__).run(settings, lambda: _build_grid(cell, grid, work, data_dir, smoke))["result"]
-
-
-def _build_grid(cell: str, grid: list[str], work: Path, data_dir: str, smoke: bool) -> dict:
-    ds, bb = cell.split("/")
-    zoo = work / f"zoo_{ds}_{bb}"
-    wall = _train_multirun(
-        [f"dataset={ds}", f"backbone={bb}", "seed=0", *grid, *(SMOKE[-1:] if smoke else [])],
-        zoo,
-        work,
-        data_dir,
-        f"grid_{ds}_{bb}",
-    )
-    from gnnzoo.zoo import Zoo
-
-    df = Zoo(zoo).df(kind="run", status="completed")
-    info = {
-        "cell": cell,
-        "zoo": str(zoo),
-        "configs": int(len(df)),
-        "wall_s": wall,
-        "grid": grid,
-        "runs": [
-            {"run_id": r.run_id, "val": float(r.best_val), "test": float(r.test_at_best_val)} for r in df.itertuples()
-        ],
-    }
-    return info
+# the development experiment (declared before it was run): which sampler becomes the default
+DEV_SEEDS = (100, 101, 102)
+DEV_CELLS = ("cora/gcn", "cora/sage")
+DEV_SAMPLERS = {
+    "ddpm1000": ["generator.diffusion.sampler=ddpm", "generator.diffusion.sample_steps=null"],
+    "ddim50": ["generator.diffusion.sampler=ddim", "generator.diffusion.sample_steps=50"],
+    "ddim20": ["generator.diffusion.sampler=ddim", "generator.diffusion.sample_steps=20"],
+}
+DEV_RULE = (
+    "the default sampler is the cheapest of DDIM-20, DDIM-50, DDPM-1000 whose mean (over the dev cells and seeds "
+    "100-102) validation accuracy of the selected sample and mean validation accuracy of all samples are both "
+    "within 0.3 pt of DDPM-1000's; the stages stop on their validation plateau (generator.stop) in every arm"
+)
+VARIANTS = {"gnn_diff": [], "nocond": ["generator.condition.enabled=false"], "all": ["generator.collect.target=all"]}
 
 
 def _compose_generate(overrides: list[str]):
@@ -124,48 +73,48 @@ def _compose_generate(overrides: list[str]):
 
 
 def gen_job(args: tuple) -> dict:
-    """One generate.py run, cached by the harness under its cell, seed, condition, n and every override."""
-    cell, seed, cond, n, work, data_dir, smoke = args
-    work = Path(work)
-    grid = SMOKE_GRID if smoke else GRIDS.get(cell, SMALL_GRID)
+    """One generate.py run, cached under its cell, seed, variant, extra overrides and n."""
+    cell, seed, variant, extra, n, work, data_dir, smoke = args
     settings = {
         "kind": "generate",
         "cell": cell,
         "seed": seed,
-        "cond": bool(cond),
+        "variant": variant,
+        "extra": list(extra),
         "n": n,
         "smoke": smoke,
-        "grid": grid,
+        "grid": grid_of(cell, smoke),
         "common": COMMON,
+        "threads": THREADS,
         "stage_overrides": SMOKE if smoke else [],
     }
-    return JobCache(work, __file__).run(settings, lambda: _generate(cell, seed, cond, n, work, data_dir, smoke))[
-        "result"
-    ]
+    fn = lambda: _generate(cell, seed, variant, list(extra), n, Path(work), data_dir, smoke)  # noqa: E731
+    return JobCache(work, __file__).run(settings, fn)["result"]
 
 
-def _generate(cell: str, seed: int, cond: bool, n: int, work: Path, data_dir: str, smoke: bool) -> dict:
+def _generate(cell: str, seed: int, variant: str, extra: list, n: int, work: Path, data_dir: str, smoke: bool):
     from gnnzoo.generate.task import run as run_generate
-
-    tag = f"{cell.replace('/', '_')}_{seed}_{'cond' if cond else 'nocond'}"
     from gnnzoo.zoo import Zoo
 
     ds, bb = cell.split("/")
-    zoo = work / f"zoo_{ds}_{bb}"
+    zoo = zoo_of(cell, work)
+    tag = "_".join([ds, bb, str(seed), variant, *(x.split("=")[-1] for x in extra)])
     ov = [
         f"dataset={ds}",
         f"backbone={bb}",
         *COMMON,
-        "threads=1",
+        f"threads={THREADS}",
         f"paths.zoo_dir={zoo}",
         f"paths.data_dir={data_dir}",
         f"paths.cache_dir={work / 'cache'}",
         f"paths.output_dir={work / 'out' / tag}",
         "generator.search.query={}",
         "generator.search.query_fraction=0.1",
+        f"generator.search.seed={seed}",  # the light search drawn anew per generation seed
         f"generator.seed={seed}",
         f"generator.sample.n={n}",
-        f"generator.condition.enabled={str(bool(cond)).lower()}",
+        *VARIANTS[variant],
+        *extra,
         *(SMOKE if smoke else []),
     ]
     t0 = time.perf_counter()
@@ -173,368 +122,192 @@ def _generate(cell: str, seed: int, cond: bool, n: int, work: Path, data_dir: st
     z = Zoo(zoo)
     st = res["stages"]
     walls = {k: float(z[st[k]].record["wall_time_s"]) for k in ("collect", "autoencoder", "diffusion", "sample")}
-    payload = {
+    info = {k: z[st[k]].record["generator"] for k in ("autoencoder", "diffusion")}
+    return {
         "cell": cell,
         "seed": seed,
-        "cond": bool(cond),
+        "variant": variant,
+        "extra": extra,
         "n": n,
         "metrics": {k: v for k, v in res.items() if k.startswith(("gen/", "test/", "val/"))},
         "stages": st,
         "walls": walls,
+        "steps": {k: v.get("steps") for k, v in info.items()},
+        "kwargs": {k: v.get("kwargs") for k, v in info.items()},
         "search_ids": st["search"],
         "best": st["best"],
         "job_s": time.perf_counter() - t0,
     }
-    return payload
 
 
-def seeds_baseline(cell: str, best_id: str, seeds: int, n: int, work: Path, data_dir: str, smoke: bool = False) -> dict:
-    """Control (a): the light search's best config with n new seeds per generation seed s (1000 (s + 1) + i),
-    best by val."""
-    settings = {"kind": "seeds", "cell": cell, "best": best_id, "seeds": seeds, "n": n, "smoke": smoke}
-    return JobCache(work, __file__).run(settings, lambda: _seeds(cell, best_id, seeds, n, work, data_dir, smoke))[
-        "result"
-    ]
+def seeds_baseline(cell: str, best_ids: dict, n: int, work: Path, data_dir: str, smoke: bool = False) -> dict:
+    """Control (a): per generation seed s, the light search's best config retrained with seeds 1000 (s + 1) + i,
+    i < n; its best by val."""
+    settings = {"kind": "seeds", "cell": cell, "best": best_ids, "n": n, "smoke": smoke, "common": COMMON}
+    fn = lambda: _seeds(cell, best_ids, n, Path(work), data_dir, smoke)  # noqa: E731
+    return JobCache(work, __file__).run(settings, fn)["result"]
 
 
-def _seeds(cell: str, best_id: str, seeds: int, n: int, work: Path, data_dir: str, smoke: bool) -> dict:
+def _seeds(cell: str, best_ids: dict, n: int, work: Path, data_dir: str, smoke: bool) -> dict:
     from gnnzoo.zoo import Zoo
 
     ds, bb = cell.split("/")
-    rec = Zoo(work / f"zoo_{ds}_{bb}")[best_id].record["config"]
-    opt = rec["optimizer"]["_target_"].split(".")[-1].lower()
-    ov = [
-        f"dataset={ds}",
-        f"backbone={bb}",
-        f"optimizer={opt}",
-        f"optimizer.lr={rec['optimizer']['lr']}",
-        f"optimizer.weight_decay={rec['optimizer']['weight_decay']}",
-        f"backbone.hidden_channels={rec['backbone']['hidden_channels']}",
-        f"backbone.dropout={rec['backbone']['dropout']}",
-    ]
-    zoo = work / f"seeds_{ds}_{bb}"
-    seed_list = ",".join(str(1000 * (s + 1) + i) for s in range(seeds) for i in range(n))
-    # batches of 64: one batch of 180 CiteSeer models ran super-linearly slower (1069 s for 250 runs)
-    wall = _train_multirun(
-        ov + [f"seed={seed_list}", *(SMOKE[-1:] if smoke else [])],
-        zoo,
-        work,
-        data_dir,
-        f"seeds_{ds}_{bb}",
-        max_models=64,
-    )
-    df = Zoo(zoo).df(kind="run", status="completed")
-    picks = {}
-    for s in range(seeds):
-        sub = df[(df.seed >= 1000 * (s + 1)) & (df.seed < 1000 * (s + 1) + n)]
-        best = sub.sort_values(["best_val", "run_id"], ascending=[False, True]).iloc[0]
-        picks[s] = {"val": float(best.best_val), "test": float(best.test_at_best_val), "runs": int(len(sub))}
-    return {"cell": cell, "best_config": ov, "wall_s": wall, "picks": picks}
+    picks, wall = {}, 0.0
+    for s, best_id in sorted(best_ids.items()):
+        rec = Zoo(zoo_of(cell, work))[best_id].record["config"]
+        opt = rec["optimizer"]["_target_"].split(".")[-1].lower()
+        ov = [
+            f"dataset={ds}",
+            f"backbone={bb}",
+            f"optimizer={opt}",
+            f"optimizer.lr={rec['optimizer']['lr']}",
+            f"optimizer.weight_decay={rec['optimizer']['weight_decay']}",
+            f"backbone.hidden_channels={rec['backbone']['hidden_channels']}",
+            f"backbone.dropout={rec['backbone']['dropout']}",
+            "seed=" + ",".join(str(1000 * (int(s) + 1) + i) for i in range(n)),
+        ]
+        zoo = work / f"seeds_{ds}_{bb}_{s}"
+        wall += train_multirun(COMMON + ov + ([SMOKE_EPOCHS] if smoke else []), zoo, work, data_dir, zoo.name, 64)
+        df = Zoo(zoo).df(kind="run", status="completed")
+        best = df.sort_values(["best_val", "run_id"], ascending=[False, True]).iloc[0]
+        picks[int(s)] = {"val": float(best.best_val), "test": float(best.test_at_best_val), "runs": int(len(df))}
+    return {"cell": cell, "wall_s": wall, "picks": picks}
 
 
-def _best(runs: list[dict]) -> dict:
+def best_run(runs: list[dict]) -> dict:
     return sorted(runs, key=lambda r: (-r["val"], r["run_id"]))[0]
 
 
-def report(
-    cells: list[str],
-    grids: dict,
-    gens: list[dict],
-    seeds_info: dict,
-    seeds: int,
-    n: int,
-    wall: float,
-    ablate: list[str],
-    name: str = "generate",
-) -> None:
-    import random
+def cell_summary(cell: str, g: dict, jobs: list[dict], seeds_info: dict | None) -> dict:
+    """The cell's figures: per-seed accuracies of every row, the paired differences, walls and memorisation."""
+    by_id = {r["run_id"]: r for r in g["runs"]}
+    per_run = g["wall_s"] / g["configs"]
+    main = sorted([j for j in jobs if j["variant"] == "gnn_diff"], key=lambda j: j["seed"])
+    seeds = [j["seed"] for j in main]
+    light = [best_run([by_id[i] for i in j["search_ids"]]) for j in main]
+    light_wall = [per_run * len(j["search_ids"]) for j in main]
+    pipe = [lw + sum(j["walls"].values()) for lw, j in zip(light_wall, main)]
+    m = lambda key: [j["metrics"][key] for j in main]  # noqa: E731
+    rows = {
+        "light_best": [r["test"] for r in light],
+        "gnn_diff": m("test/acc"),
+        "perturb": m("gen/baseline_perturb_test"),
+        "gaussian": m("gen/baseline_gaussian_test"),
+        "soup": m("gen/baseline_soup_test"),
+    }
+    rand = []
+    for s, w in zip(seeds, pipe):
+        k = min(len(g["runs"]), max(1, int(round(w / per_run))))
+        rand.append(best_run(random.Random(7 + s).sample(g["runs"], k))["test"])
+    rows["random_equal_cost"] = rand
+    for variant in ("nocond", "all"):
+        other = {j["seed"]: j for j in jobs if j["variant"] == variant}
+        if other:
+            rows[variant] = [other[s]["metrics"]["test/acc"] if s in other else float("nan") for s in seeds]
+    if seeds_info:
+        picks = {int(k): v for k, v in seeds_info["picks"].items()}
+        rows["seeds"] = [picks[s]["test"] if s in picks else float("nan") for s in seeds]
+    grid_best = best_run(g["runs"])["test"]
+    gd = rows["gnn_diff"]
+    diffs = {f"gnn_diff_minus_{k}": paired(gd, v) for k, v in rows.items() if k not in ("gnn_diff", "nocond", "all")}
+    diffs["gnn_diff_minus_grid"] = paired(gd, [grid_best] * len(gd))
+    if "nocond" in rows:
+        diffs["condition_minus_nocondition"] = paired(gd, rows["nocond"])
+    if "all" in rows:
+        diffs["all_layers_minus_last_layer"] = paired(rows["all"], gd)
+    stage = {
+        k: statistics.fmean(j["walls"][k] for j in main) for k in ("collect", "autoencoder", "diffusion", "sample")
+    }
+    return {
+        "seeds": seeds,
+        "rows": rows,
+        "grid_acc": grid_best,
+        "grid_wall_s": g["wall_s"],
+        "grid_configs": g["configs"],
+        "light_best_acc": statistics.fmean(rows["light_best"]),
+        "gnn_diff_acc": statistics.fmean(gd),
+        "gnn_diff_minus_light_best": {k: diffs["gnn_diff_minus_light_best"][k] for k in ("mean", "ci95")},
+        "pipeline_wall_s": statistics.fmean(pipe),
+        "light_search_wall_s": statistics.fmean(light_wall),
+        "stage_wall_s": stage,
+        "steps": {k: statistics.fmean(j["steps"][k] or 0 for j in main) for k in ("autoencoder", "diffusion")},
+        "wall_ratio": statistics.fmean(pipe) / g["wall_s"],
+        "diffs": diffs,
+        "share_val_equal_base": statistics.fmean(m("gen/share_val_equal_base")),
+        "nn_ratio_median": statistics.median(m("gen/nn_ratio_median")),
+        "nn_ratio_p10_min": min(m("gen/nn_ratio_p10")),
+        "samples_val_mean": statistics.fmean(m("gen/val_mean")),
+        "base_val": statistics.fmean(m("gen/search_best_val")),
+        "random_configs": [min(len(g["runs"]), max(1, int(round(w / per_run)))) for w in pipe],
+        "seeds_wall_s": seeds_info["wall_s"] if seeds_info else None,
+        "kwargs": main[0]["kwargs"],
+    }
 
-    summary, rows, wrows, crows = {}, [], [], []
-    for cell in cells:
-        g = grids[cell]
-        by_id = {r["run_id"]: r for r in g["runs"]}
-        grid_best = _best(g["runs"])
-        per_run = g["wall_s"] / g["configs"]
-        js = sorted([j for j in gens if j["cell"] == cell and j["cond"]], key=lambda j: j["seed"])
-        light = _best([by_id[i] for i in js[0]["search_ids"]])
-        light_wall = per_run * len(js[0]["search_ids"])
-        gd = [j["metrics"]["test/acc"] for j in js]
-        pert = [j["metrics"]["gen/baseline_perturb_test"] for j in js]
-        soup = [j["metrics"]["gen/baseline_soup_test"] for j in js]
-        picks = {int(k): v for k, v in seeds_info[cell]["picks"].items()} if cell in seeds_info else {}
-        seeds_acc = [picks[j["seed"]]["test"] for j in js if j["seed"] in picks]  # JSON keys are strings
-        gd_walls = [light_wall + sum(j["walls"].values()) for j in js]
-        rand = []
-        for j, w in zip(js, gd_walls):
-            k = min(len(g["runs"]), max(1, int(round(w / per_run))))
-            rng = random.Random(7 + j["seed"])
-            rand.append(_best(rng.sample(g["runs"], k))["test"])
-        nn = [j["metrics"]["gen/nn_ratio_median"] for j in js]
-        nn10 = [j["metrics"]["gen/nn_ratio_p10"] for j in js]
-        gm, gs = mean_std(gd)
-        summary[cell] = {
-            "grid_acc": grid_best["test"],
-            "gnn_diff_acc": gm,
-            "gnn_diff_std": gs,
-            "light_acc": light["test"],
-            "random_acc": mean_std(rand)[0],
-            "baseline_acc": {
-                "seeds": mean_std(seeds_acc)[0] if seeds_acc else None,
-                "perturb": mean_std(pert)[0],
-                "soup": mean_std(soup)[0],
-            },
-            "gnn_diff_wall_s": statistics.fmean(gd_walls),
-            "grid_wall_s": g["wall_s"],
-            "wall_ratio": statistics.fmean(gd_walls) / g["wall_s"],
-            "nn_ratio_median": statistics.median(nn),
-            "seeds": len(js),
-            "n": n,
-        }
-        summary[cell]["diff_ci95"] = {  # paired per generation seed; the grid is one number
-            "gnn_diff_minus_grid": [
-                mean_std([x - grid_best["test"] for x in gd])[0],
-                ci95([x - grid_best["test"] for x in gd]),
-            ],
-            "gnn_diff_minus_perturb": [
-                mean_std([a_ - b_ for a_, b_ in zip(gd, pert)])[0],
-                ci95([a_ - b_ for a_, b_ in zip(gd, pert)]),
-            ],
-            "gnn_diff_minus_soup": [
-                mean_std([a_ - b_ for a_, b_ in zip(gd, soup)])[0],
-                ci95([a_ - b_ for a_, b_ in zip(gd, soup)]),
-            ],
-        }
-        if seeds_acc:
-            dd = [a_ - b_ for a_, b_ in zip(gd, seeds_acc)]
-            summary[cell]["diff_ci95"]["gnn_diff_minus_seeds"] = [mean_std(dd)[0], ci95(dd)]
-        nc = sorted([j for j in gens if j["cell"] == cell and not j["cond"]], key=lambda j: j["seed"])
-        if nc:
-            summary[cell]["gnn_diff_nocond_acc"] = mean_std([j["metrics"]["test/acc"] for j in nc])[0]
-            by_seed = {j["seed"]: j["metrics"]["test/acc"] for j in nc}
-            dd = [j["metrics"]["test/acc"] - by_seed[j["seed"]] for j in js if j["seed"] in by_seed]
-            summary[cell]["diff_ci95"]["condition_minus_nocondition"] = [mean_std(dd)[0], ci95(dd)]
 
-        def f(xs):
-            m, s = mean_std(xs)
-            return f"{100 * m:.2f} ± {100 * s:.2f}"
+def _items(cells, seeds, n, work, data_dir, smoke, ablate, all_layers):
+    todo = [(c, s, "gnn_diff", (), n, str(work), data_dir, smoke) for c in cells for s in seeds]
+    todo += [(c, s, "nocond", (), n, str(work), data_dir, smoke) for c in ablate for s in seeds]
+    todo += [(c, s, "all", (), n, str(work), data_dir, smoke) for c in all_layers for s in seeds]
+    return todo
 
-        rows += [
-            [cell, "grid search", f"{100 * grid_best['test']:.2f}", g["configs"], f"{g['wall_s']:.0f}"],
-            [cell, "light search (10%)", f"{100 * light['test']:.2f}", len(js[0]["search_ids"]), f"{light_wall:.0f}"],
-            [cell, "random search, GNN-Diff's cost", f(rand), "", ""],
-            [cell, f"**GNN-Diff** (best of {n} by val)", f(gd), len(js), f"{statistics.fmean(gd_walls):.0f}"],
-        ]
-        if nc:
-            ncw = [light_wall + sum(j["walls"].values()) for j in nc]
-            rows.append(
-                [
-                    cell,
-                    "GNN-Diff without graph condition",
-                    f([j["metrics"]["test/acc"] for j in nc]),
-                    len(nc),
-                    f"{statistics.fmean(ncw):.0f}",
-                ]
-            )
-        rows += [
-            [
-                cell,
-                f"(a) best light config, {n} seeds",
-                f(seeds_acc) if seeds_acc else "not run (time)",
-                len(seeds_acc),
-                f"{seeds_info[cell]['wall_s']:.0f} (all seeds)" if cell in seeds_info else "",
-            ],
-            [cell, f"(b) {n} perturbations of the best checkpoint", f(pert), len(js), ""],
-            [cell, "(c) uniform soup of the collected checkpoints", f(soup), len(js), ""],
-        ]
-        st = {k: statistics.fmean(j["walls"][k] for j in js) for k in ("collect", "autoencoder", "diffusion", "sample")}
-        wrows.append(
-            [
-                cell,
-                f"{g['wall_s']:.0f}",
-                f"{light_wall:.0f}",
-                *(f"{st[k]:.0f}" for k in st),
-                f"{statistics.fmean(gd_walls):.0f}",
-                f"{statistics.fmean(gd_walls) / g['wall_s']:.2f}×",
-            ]
-        )
-        crows.append(
-            [
-                cell,
-                f"{statistics.median(nn):.3f}",
-                f"{min(nn10):.3f}",
-                f"{100 * statistics.fmean(j['metrics']['gen/val_mean'] for j in js):.2f}",
-                f"{100 * statistics.fmean(j['metrics']['gen/collected_val_max'] for j in js):.2f}",
-            ]
-        )
-    lines = [
-        md_table(
-            ["cell", "method", "test acc % (mean ± std over generation seeds)", "configs / seeds", "wall s"], rows
-        ),
-        "",
-        "Wall time per stage (mean over generation seeds; light search = its share of the grid's wall):",
-        "",
-        md_table(
-            [
-                "cell",
-                "grid s",
-                "light search s",
-                "collect s",
-                "autoencoder s",
-                "diffusion s",
-                "sample s",
-                "GNN-Diff total s",
-                "GNN-Diff / grid",
-            ],
-            wrows,
-        ),
-        "",
-        "Memorisation (distance of a sample to its nearest collected checkpoint / median nearest-neighbour "
-        "distance among the collected checkpoints; ≈ 0: copies):",
-        "",
-        md_table(
-            [
-                "cell",
-                "nn ratio median (median over seeds)",
-                "10th percentile (min over seeds)",
-                "mean val acc of samples %",
-                "best collected val acc %",
-            ],
-            crows,
-        ),
-        "",
-    ]
-    verdict = []
-    for cell, s in summary.items():
-        beat = s["gnn_diff_acc"] >= s["grid_acc"]
-        fast = s["wall_ratio"] <= 0.2
-        best_base = max(
-            ((k, v) for k, v in s["baseline_acc"].items() if v is not None and v == v), key=lambda kv: kv[1]
-        )
-        verdict.append(
-            f"- {cell}: GNN-Diff {100 * s['gnn_diff_acc']:.2f} vs grid {100 * s['grid_acc']:.2f} "
-            f"(**{'≥ grid' if beat else 'below grid'}**) at {s['wall_ratio']:.2f}× the grid's wall "
-            f"(**{'≤ 0.2×' if fast else '> 0.2×'}**); best control: {best_base[0]} {100 * best_base[1]:.2f}"
-            f"{' (matches or beats GNN-Diff)' if best_base[1] >= s['gnn_diff_acc'] else ''}; "
-            f"nn ratio median {s['nn_ratio_median']:.2f}."
-        )
-    drows = [
-        [
-            cell,
-            k.replace("_minus_", " − ").replace("_", " "),
-            f"{100 * m:+.2f} ± {100 * h:.2f}",
-            "yes" if h == h and m - h <= 0 <= m + h else ("n/a" if h != h else "no"),
-        ]
-        for cell, s_ in summary.items()
-        for k, (m, h) in s_["diff_ci95"].items()
-    ]
-    lines += [
-        "Differences in test accuracy (pt), paired per generation seed, ± the 95% t-interval:",
-        "",
-        md_table(["cell", "difference", "mean ± 95% CI", "interval holds 0"], drows),
-        "",
-    ]
-    compute = (
-        sum(g["wall_s"] for g in grids.values())
-        + sum(j["job_s"] for j in gens)
-        + sum(v["wall_s"] for v in seeds_info.values())
-    )
-    lines += [
-        "Target: GNN-Diff ≥ grid-search accuracy at ≤ 0.2× the grid's wall time.",
-        "",
-        *verdict,
-        "",
-        f"Compute: {compute:.0f} s of grids, generation jobs (2 workers) and seed runs; {seeds} generation seeds, "
-        f"N = {n} candidates for every best-by-val "
-        "method; settings in the docstring of benchmarks/generate.py and conf/generator/none.yaml.",
-    ]
-    write_results(
-        name,
-        {
-            "summary": summary,
-            "grids": grids,
-            "jobs": gens,
-            "seeds_baseline": seeds_info,
-            "this_invocation_s": wall,
-            "ablate": ablate,
-        },
-        "\n".join(lines),
-        command=f"python benchmarks/generate.py --cells {','.join(cells)} --seeds {seeds} "
-        f"--n {n} --ablate {','.join(ablate)}"
-        + (f" --seeds-cells {','.join(seeds_info)}" if set(seeds_info) != set(cells) else "")
-        + (f" --out {name}" if name not in ("generate", "generate_smoke") else ""),
+
+def _label(item, res):
+    m = res["metrics"]
+    return (
+        f"{res['cell']} seed {res['seed']} {res['variant']}: test {100 * m['test/acc']:.2f} (light best "
+        f"{100 * m['gen/search_best_test']:.2f}), steps {res['steps']}, {res['job_s']:.0f}s"
     )
 
 
 def main() -> None:
+    from generate_report import dev_report, report
+
     ap = argparse.ArgumentParser()
-    ap.add_argument("--cells", default="cora/gcn,citeseer/gcn,cora/sage")
+    ap.add_argument("--cells", default=",".join(CELLS))
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--n", type=int, default=50, help="candidates per best-by-val method (GNN-Diff's samples too)")
     ap.add_argument("--ablate", default="cora/gcn", help="cells also run without the graph condition")
-    ap.add_argument("--jobs", type=int, default=2)
-    ap.add_argument("--seeds-cells", default=None, help="cells that get control (a) (default: every cell)")
+    ap.add_argument("--all-layers", default="cora/gcn,citeseer/gcn,cora/sage", help="cells also run on all layers")
+    ap.add_argument("--seeds-cells", default="cora/gcn", help="cells that get the seeds control")
     ap.add_argument("--work", default=str(Path.home() / ".cache" / "gnnzoo_bench_generate"))
     ap.add_argument("--smoke", action="store_true", help="tiny grids and stages, results to generate_smoke.*")
-    ap.add_argument("--out", default="generate", help="results name (benchmarks/results/<out>.{json,md})")
-    ap.add_argument(
-        "--merge-into",
-        default=None,
-        help="also add this run's cells to the summary of benchmarks/results/<name>.json (each tagged "
-        "with the file that holds its tables)",
-    )
+    ap.add_argument("--dev", action="store_true", help="the declared development experiment (generate_dev.*)")
+    ap.add_argument("--out", default="generate")
     ap.add_argument("--data-dir", default=os.environ.get("GNNZOO_DATA_DIR", str(ROOT.parent / "shared" / "data")))
     a = ap.parse_args()
-    work = Path(a.work)
+    work, t0 = Path(a.work), time.perf_counter()
     work.mkdir(parents=True, exist_ok=True)
-    cells = a.cells.split(",")
-    ablate = [c for c in a.ablate.split(",") if c in cells]
-    t0 = time.perf_counter()
-    grids = {}
-    for cell in cells:
-        grids[cell] = build_grid(cell, work, a.data_dir, a.smoke)
-        print(
-            f"[{time.perf_counter() - t0:6.0f}s] grid {cell}: {grids[cell]['configs']} configs, "
-            f"{grids[cell]['wall_s']:.0f}s",
-            flush=True,
-        )
-    todo = [(c, s, True, a.n, str(work), a.data_dir, a.smoke) for c in cells for s in range(a.seeds)]
-    todo += [(c, s, False, a.n, str(work), a.data_dir, a.smoke) for c in ablate for s in range(a.seeds)]
-    gens = run_jobs(
-        gen_job,
-        todo,
-        a.jobs,
-        1,
-        lambda item, res: (
-            f"{res['cell']} seed {res['seed']} cond={res['cond']}: "
-            f"test {100 * res['metrics']['test/acc']:.2f}, nn {res['metrics']['gen/nn_ratio_median']:.2f} "
-            f"({res['job_s']:.0f}s)"
-        ),
+    cells = list(DEV_CELLS) if a.dev else a.cells.split(",")
+    grids = {c: build_grid(c, work, a.data_dir, a.smoke) for c in cells}
+    if a.dev:
+        todo = [
+            (c, s, "gnn_diff", tuple(ov), a.n, str(work), a.data_dir, a.smoke)
+            for c in cells
+            for s in DEV_SEEDS
+            for ov in DEV_SAMPLERS.values()
+        ]
+        jobs = run_jobs(gen_job, todo, 1, THREADS, _label)
+        dev_report(cells, jobs, DEV_SAMPLERS, DEV_RULE, a.n, time.perf_counter() - t0)
+        return
+    pick = lambda xs: [c for c in xs.split(",") if c in cells] if xs else []  # noqa: E731
+    ablate, all_layers, seeds_cells = pick(a.ablate), pick(a.all_layers), pick(a.seeds_cells)
+    jobs = run_jobs(
+        gen_job, _items(cells, range(a.seeds), a.n, work, a.data_dir, a.smoke, ablate, all_layers), 1, THREADS, _label
     )
-    gens.sort(key=lambda r: (cells.index(r["cell"]) if r["cell"] in cells else 0, not r["cond"], r["seed"]))
-    seeds_info = {}
-    for cell in a.seeds_cells.split(",") if a.seeds_cells else cells:
-        best = next(j["best"] for j in gens if j["cell"] == cell)
-        seeds_info[cell] = seeds_baseline(cell, best, a.seeds, a.n, work, a.data_dir, a.smoke)
-        print(
-            f"[{time.perf_counter() - t0:6.0f}s] seeds baseline {cell}: {seeds_info[cell]['wall_s']:.0f}s", flush=True
-        )
+    summary = {}
+    for cell in cells:
+        cj = [j for j in jobs if j["cell"] == cell]
+        seeds_info = None
+        if cell in seeds_cells:
+            best_ids = {j["seed"]: j["best"] for j in cj if j["variant"] == "gnn_diff"}
+            seeds_info = seeds_baseline(cell, best_ids, a.n, work, a.data_dir, a.smoke)
+        summary[cell] = cell_summary(cell, grids[cell], cj, seeds_info)
     name = "generate_smoke" if a.smoke else a.out
-    report(cells, grids, gens, seeds_info, a.seeds, a.n, time.perf_counter() - t0, ablate, name)
-    if a.merge_into and a.merge_into != name:
-        merge_summary(name, a.merge_into)
-
-
-def merge_summary(src: str, dst: str) -> None:
-    """Copy the summary cells of results/<src>.json into results/<dst>.json (tagged ``"from": "<src>.json"``)."""
-    from _common import RESULTS
-
-    new = json.loads((RESULTS / f"{src}.json").read_text())
-    path = RESULTS / f"{dst}.json"
-    old = json.loads(path.read_text())
-    for cell, s in new["summary"].items():
-        old["summary"][cell] = {**s, "from": f"{src}.json", "date": new["date"]}
-    path.write_text(json.dumps(old, indent=1) + "\n")
-    print(f"summary cells {sorted(new['summary'])} merged into {path}")
+    command = (
+        f"python benchmarks/generate.py --cells {','.join(cells)} --seeds {a.seeds} --n {a.n} --ablate "
+        f"{','.join(ablate)} --all-layers {','.join(all_layers)} --seeds-cells {','.join(seeds_cells)}"
+    )
+    report(name, summary, grids, jobs, a.n, time.perf_counter() - t0, command)
 
 
 if __name__ == "__main__":

@@ -182,6 +182,22 @@ def test_generate_resumes_finished_stages(pipeline, monkeypatch):
     monkeypatch.setattr(gt, "light_search", lambda c, z: ([z[r] for r in z.df(kind="run").run_id], 0.0))
     res = gt.run(cfg)
     assert res["skipped"] and res["value"] == pytest.approx(value)
+    # another sampler re-samples from the trained stages: the sampler is not part of the diffusion stage's key
+    monkeypatch.setattr(gs, "fit", boom)
+    other = make_cfg(SYN + FAST + ["generator.diffusion.sampler=ddpm"], tmp, config_name="generate")
+    res = gt.run(other)
+    assert not res["skipped"] and res["stages"]["diffusion"] != "" and 0 <= res["test/acc"] <= 1
+
+
+def test_stages_stop_on_a_validation_plateau_of_a_held_out_restart(pipeline):
+    tmp, cfg, value = pipeline
+    zoo = Zoo(tmp / "zoo")
+    gens = [e.record["generator"] for e in zoo.entries() if e.record["kind"] == "generator"]
+    st = {g["stage"]: g for g in gens}
+    for stage in ("autoencoder", "diffusion"):
+        info = st[stage]
+        assert 1 <= info["steps"] <= 60 and info["val_history"], stage  # validated (every min(50, 60) steps)
+        assert info["val_loss"] == info["val_history"][-1][1]
 
 
 def test_selection_never_reads_test_labels(pipeline, monkeypatch, tmp_path):
@@ -248,6 +264,9 @@ def test_generate_errors_are_clear_and_come_before_training(tmp_path, monkeypatc
         (["generator.collect.target=[layers.9.weight]"], "not parameters"),
         (["generator.search.fraction=0"], "fraction"),
         (["generator.diffusion.sampler=euler"], "sampler"),
+        (["generator.autoencoder.fold=1"], "fold"),
+        (["generator.diffusion.channels=[16,0]"], "channels"),
+        (["generator.stop.patience=0"], "patience"),
         (["generator.search.query={backbone: sage}"], "selects no completed run"),
     ):
         with pytest.raises(ConfigError, match=match):

@@ -7,7 +7,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from gnnzoo.generate.params import target_names
 from gnnzoo.utils.errors import ConfigError
-from gnnzoo.utils.validate import choice, fraction, integer
+from gnnzoo.utils.validate import choice, fraction, integer, number
 from gnnzoo.zoo.store import Zoo
 
 
@@ -20,6 +20,16 @@ def check_generator(cfg: DictConfig) -> None:
     integer(g.collect, "restarts", "generator.collect", lo=1)
     for stage in ("autoencoder", "diffusion"):
         integer(g[stage], "steps", f"generator.{stage}", lo=1)
+    _auto_or(g.autoencoder, "fold", "generator.autoencoder", lo=2)
+    _auto_or(g.autoencoder, "enc_channels", "generator.autoencoder", lo=1, listed=True)
+    _auto_or(g.autoencoder, "dec_channels", "generator.autoencoder", lo=1, listed=True)
+    _auto_or(g.diffusion, "channels", "generator.diffusion", lo=1, listed=True)
+    _auto_or(g.diffusion, "d_emb", "generator.diffusion", lo=2)
+    if g.get("stop"):
+        integer(g.stop, "every", "generator.stop", lo=1)
+        integer(g.stop, "patience", "generator.stop", lo=1)
+        integer(g.stop, "holdout", "generator.stop", lo=0)
+        number(g.stop, "min_delta", "generator.stop", lo=0.0)
     integer(g.sample, "n", "generator.sample", lo=1)
     s = g.search
     if s.get("query_fraction") is not None:
@@ -32,6 +42,19 @@ def check_generator(cfg: DictConfig) -> None:
     target_names(instantiate(cfg.backbone), g.collect.target)  # a target that does not exist fails here
     if g.autoencoder.get("encoder"):
         neural_graph_encoder(Zoo(cfg.paths.zoo_dir), g.autoencoder.encoder)
+
+
+def _auto_or(node: DictConfig, key: str, where: str, lo: int, listed: bool = False) -> None:
+    """``key`` is ``auto`` or an integer (``listed``: a non-empty list of integers) >= ``lo``."""
+    v = node.get(key, "auto")
+    if v == "auto":
+        return
+    if not listed:
+        integer(node, key, where, lo=lo)
+        return
+    ok = OmegaConf.is_list(v) and len(v) and all(isinstance(c, int) and not isinstance(c, bool) and c >= lo for c in v)
+    if not ok:
+        raise ConfigError(f"{where}.{key}={v}: expected auto or a non-empty list of integers >= {lo}")
 
 
 def _check_grid(cfg: DictConfig) -> None:

@@ -1,7 +1,9 @@
 """GeneratorModule: the two trainable stages of GNN-Diff in one LightningModule. ``stage="autoencoder"``
 trains the parameter autoencoder on the (normalised) collected parameters with noise on its input and on its
 latent; ``stage="diffusion"`` trains the ε-predictor on the autoencoder's latents, each sample of a batch at
-its own timestep, with an optional EMA copy of the denoiser."""
+its own timestep, with an optional EMA copy of the denoiser. Given validation data, each stage reports its
+validation loss (``gen/<stage>_val_loss``: reconstruction without noise; the ε-prediction error at fixed draws of
+timestep and noise) and :class:`PlateauStop` ends it when that loss stops falling."""
 
 from __future__ import annotations
 
@@ -80,6 +82,20 @@ class GeneratorModule(pl.LightningModule):
         self.log(f"gen/{self.stage}_loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=x.size(0))
         return loss
 
+    def validation_step(self, batch, batch_idx: int) -> Tensor:
+        """Autoencoder: ``(x[, embedding])``, the reconstruction error without noise; diffusion: ``(z0, t, eps)``,
+        the ε-prediction error at those (fixed) timesteps and noises."""
+        if self.stage == "autoencoder":
+            x, emb = batch[0], (batch[1] if len(batch) > 1 else None)
+            loss = F.mse_loss(self.autoencoder.decode(self.autoencoder.encode(x if emb is None else emb)), x)
+        else:
+            z0, t, eps = batch
+            cond = self.cond if self.cond.numel() else None
+            den = self.sampling_denoiser() if self.ema is not None else self.denoiser
+            loss = F.mse_loss(den(self.scheduler.add_noise(z0, eps, t), t, cond), eps)
+        self.log(f"gen/{self.stage}_val_loss", loss, on_step=False, on_epoch=True, batch_size=batch[0].size(0))
+        return loss
+
     def on_train_batch_end(self, outputs, batch, batch_idx: int) -> None:
         if self.ema is not None:
             self.ema.update()
@@ -91,3 +107,24 @@ class GeneratorModule(pl.LightningModule):
     def configure_optimizers(self):
         params = self.autoencoder.parameters() if self.stage == "autoencoder" else self.denoiser.parameters()
         return torch.optim.AdamW(params, lr=self.lr, weight_decay=self.weight_decay)
+
+
+class PlateauStop(pl.Callback):
+    """Stop training when ``monitor`` has not fallen below ``(1 - min_delta)`` x its best value for ``patience``
+    validations in a row (a relative plateau: the stages' losses live on different scales)."""
+
+    def __init__(self, monitor: str, patience: int = 4, min_delta: float = 0.01):
+        self.monitor, self.patience, self.min_delta = monitor, int(patience), float(min_delta)
+        self.best, self.wait, self.history = math.inf, 0, []
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or self.monitor not in trainer.callback_metrics:
+            return
+        value = float(trainer.callback_metrics[self.monitor])
+        self.history.append((int(trainer.global_step), value))
+        if value < self.best * (1 - self.min_delta) or self.best == math.inf:
+            self.best, self.wait = value, 0
+        else:
+            self.wait += 1
+            if self.wait >= self.patience:
+                trainer.should_stop = True

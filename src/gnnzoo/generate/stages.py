@@ -27,8 +27,9 @@ from gnnzoo.generate.collect import collect
 from gnnzoo.generate.condition import condition_vector
 from gnnzoo.generate.diffusion import Denoiser, make_scheduler, sample
 from gnnzoo.generate.evaluate import SetEvaluator, nn_ratios, select
-from gnnzoo.generate.module import GeneratorModule
+from gnnzoo.generate.module import GeneratorModule, PlateauStop
 from gnnzoo.generate.params import Normalizer, ParamCodec
+from gnnzoo.generate.sizing import resolve_autoencoder, resolve_denoiser
 from gnnzoo.lit.trainer import build_trainer
 from gnnzoo.utils.plots import log_image, png
 from gnnzoo.zoo.record import build_record, now_iso
@@ -38,6 +39,8 @@ from gnnzoo.zoo.store import Zoo, ZooEntry
 CHECKPOINTS = "checkpoints.safetensors"
 SAMPLES = "samples.safetensors"
 CONDITION = "condition.safetensors"
+SAMPLING_KEYS = ("sampler", "sample_steps")
+VAL_DRAWS = 16  # (timestep, noise) draws per held-out latent in the denoiser's validation loss
 
 
 @dataclass
@@ -93,9 +96,12 @@ def fit(
     steps: int,
     seed: int,
     extra: torch.Tensor | None = None,
-) -> float:
-    """Train ``module`` for ``steps`` steps on batches drawn with replacement from ``data`` (and ``extra``); the
-    mean loss of the last tenth of the steps."""
+    val: tuple[torch.Tensor, ...] | None = None,
+) -> dict:
+    """Train ``module`` on batches drawn with replacement from ``data`` (and ``extra``) for ``steps`` steps, or,
+    given ``val`` (the stage's validation batch) and ``generator.stop``, until its validation loss plateaus
+    (:class:`PlateauStop`). ``{"loss": mean training loss of the last tenth of the steps run, "steps": steps run,
+    "val_loss": last validation loss or None, "val_history": [(step, loss)]}``."""
     from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 
     batch_size = ctx.batch_size or data.size(0)
@@ -103,8 +109,16 @@ def fit(
     sampler = RandomSampler(
         ds, replacement=True, num_samples=steps * batch_size, generator=torch.Generator().manual_seed(int(seed))
     )
+    stop = ctx.generator.get("stop")
+    callbacks, val_kw, val_loader = [], {"limit_val_batches": 0}, None
+    if val is not None and stop:
+        every = min(int(stop.every), steps)
+        callbacks.append(PlateauStop(f"gen/{module.stage}_val_loss", int(stop.patience), float(stop.min_delta)))
+        val_kw = {"val_check_interval": every, "check_val_every_n_epoch": None}
+        val_loader = DataLoader(TensorDataset(*val), batch_size=val[0].size(0))
     trainer = build_trainer(
         ctx.cfg,
+        callbacks=callbacks,
         loggers=ctx.loggers,
         max_epochs=1,
         max_steps=steps,
@@ -112,13 +126,35 @@ def fit(
         enable_checkpointing=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        check_val_every_n_epoch=1,
         default_root_dir=None,
+        **val_kw,
     )
-    trainer.fit(module, train_dataloaders=DataLoader(ds, batch_size=batch_size, sampler=sampler))
+    trainer.fit(
+        module, train_dataloaders=DataLoader(ds, batch_size=batch_size, sampler=sampler), val_dataloaders=val_loader
+    )
     module.cpu()
-    tail = module.losses[-max(1, steps // 10) :]
-    return sum(tail) / len(tail)
+    run = len(module.losses)
+    tail = module.losses[-max(1, run // 10) :]
+    history = callbacks[0].history if callbacks else []
+    return {
+        "loss": sum(tail) / len(tail),
+        "steps": run,
+        "val_loss": history[-1][1] if history else None,
+        "val_history": history,
+    }
+
+
+def holdout(ctx: GenerationContext, n: int) -> tuple[slice, slice] | None:
+    """(train, validation) slices of the ``n`` collected checkpoints when ``generator.stop`` is on: the last
+    ``stop.holdout`` restarts (whole trajectories) validate; None when stopping is off or there are too few."""
+    stop, c = ctx.generator.get("stop"), ctx.generator.collect
+    if not stop:
+        return None
+    per = -(-int(c.k) // int(c.restarts))
+    held = int(stop.holdout) * per
+    if int(stop.holdout) < 1 or held >= n:
+        return None
+    return slice(0, n - held), slice(n - held, n)
 
 
 # ------------------------------------------------------------------------------------------- 3. collect
@@ -145,13 +181,7 @@ def collect_stage(ctx: GenerationContext) -> tuple[str, torch.Tensor, list[float
 
 # ------------------------------------------------------------------------------------------- 4. autoencoder
 def _ae_kwargs(a: DictConfig, dim: int, embed_dim: int | None = None) -> dict:
-    return {
-        "dim": dim,
-        "fold": int(a.fold),
-        "enc_channels": list(a.enc_channels),
-        "dec_channels": list(a.dec_channels),
-        "embed_dim": embed_dim,
-    }
+    return {"dim": dim, **resolve_autoencoder(a, dim), "embed_dim": embed_dim}
 
 
 def autoencoder_stage(
@@ -164,7 +194,13 @@ def autoencoder_stage(
         enc = neural_graph_encoder(ctx.zoo, acfg.encoder)
         emb = enc.embed([ctx.codec.full_state(ctx.base, v) for v in params], ctx.best.record["backbone"])
     kwargs = _ae_kwargs(acfg, ctx.codec.dim, None if emb is None else int(emb.size(1)))
-    key = {"stage": "autoencoder", "collect": collect_id, "autoencoder": ctx.plain["autoencoder"], "seed": ctx.seed}
+    key = {
+        "stage": "autoencoder",
+        "collect": collect_id,
+        "autoencoder": ctx.plain["autoencoder"],
+        "stop": ctx.plain["stop"],
+        "seed": ctx.seed,
+    }
 
     def compute(rid: str) -> StageOutput:
         t0 = time.perf_counter()
@@ -180,7 +216,11 @@ def autoencoder_stage(
             noise_in=acfg.noise_in,
             noise_latent=acfg.noise_latent,
         )
-        loss = fit(ctx, module, norm(params), int(acfg.steps), ctx.seed, extra=emb)
+        x = norm(params)
+        split = holdout(ctx, x.size(0))
+        tr = split[0] if split else slice(None)
+        val = None if split is None else ((x[split[1]],) if emb is None else (x[split[1]], emb[split[1]]))
+        fitted = fit(ctx, module, x[tr], int(acfg.steps), ctx.seed, None if emb is None else emb[tr], val)
         ae.eval()
         with torch.no_grad():
             recon = norm.inverse(ae.decode(ae.encode(norm(params) if emb is None else emb)))
@@ -188,7 +228,7 @@ def autoencoder_stage(
         info = {
             "stage": "autoencoder",
             "kwargs": kwargs,
-            "loss": loss,
+            **fitted,
             "recon_rel_error": rel,
             "latent_shape": list(ae.latent_shape),
         }
@@ -217,8 +257,7 @@ def diffusion_stage(
     cond_dim = int(ccfg.dim) if ccfg.enabled else 0
     den_kwargs = {
         "latent_channels": int(latents.size(1)),
-        "channels": list(dcfg.channels),
-        "d_emb": int(dcfg.d_emb),
+        **resolve_denoiser(dcfg, int(latents[0].numel())),
         "cond_dim": cond_dim,
     }
     scheduler = make_scheduler(
@@ -227,7 +266,9 @@ def diffusion_stage(
     key = {
         "stage": "diffusion",
         "autoencoder": ae_id,
-        "diffusion": ctx.plain["diffusion"],
+        # the sampler is not part of training (every scheduler adds noise the same way): the sample stage's key
+        "diffusion": {k: v for k, v in ctx.plain["diffusion"].items() if k not in SAMPLING_KEYS},
+        "stop": ctx.plain["stop"],
         "condition": ctx.plain["condition"],
         "seed": ctx.seed,
     }
@@ -259,11 +300,13 @@ def diffusion_stage(
             cond=cond,
             ema_beta=dcfg.get("ema"),
         )
-        loss = fit(ctx, module, latents, int(dcfg.steps), ctx.seed + 1)
+        split = holdout(ctx, latents.size(0))
+        tr = split[0] if split else slice(None)
+        fitted = fit(ctx, module, latents[tr], int(dcfg.steps), ctx.seed + 1, val=_diffusion_val(ctx, latents, split))
         info = {
             "stage": "diffusion",
             "kwargs": den_kwargs,
-            "loss": loss,
+            **fitted,
             "condition_train_acc": cond_acc,
             "ema": dcfg.get("ema"),
         }
@@ -277,6 +320,17 @@ def diffusion_stage(
     ctx.walls["diffusion_s"] = float(st.entry.record["wall_time_s"])
     cond = st.entry.file(CONDITION)["cond"] if cond_dim else None
     return st.run_id, denoiser, scheduler, cond
+
+
+def _diffusion_val(ctx: GenerationContext, latents: torch.Tensor, split) -> tuple | None:
+    """The held-out latents, each at ``VAL_DRAWS`` fixed (timestep, noise) draws: a deterministic validation
+    loss for the denoiser (None without a split)."""
+    if split is None:
+        return None
+    z0 = latents[split[1]].repeat_interleave(VAL_DRAWS, 0)
+    g = torch.Generator().manual_seed(ctx.seed + 2)
+    t = torch.randint(0, int(ctx.generator.diffusion.timesteps), (z0.size(0),), generator=g)
+    return z0, t, torch.randn(z0.shape, generator=g)
 
 
 # ------------------------------------------------------------------------------------------- 6. sample
@@ -371,7 +425,8 @@ def sample_stage(
 ) -> tuple[str, dict, bool]:
     """(stage id, the metrics of the selected sample and its controls, whether the stage was skipped)."""
     sc, dcfg = ctx.generator.sample, ctx.generator.diffusion
-    key = {"stage": "sample", "diffusion": diffusion_id, "sample": ctx.plain["sample"], "seed": ctx.seed}
+    sampling = {k: ctx.plain["diffusion"].get(k) for k in SAMPLING_KEYS}
+    key = {"stage": "sample", "diffusion": diffusion_id, "sample": ctx.plain["sample"], **sampling, "seed": ctx.seed}
 
     def compute(rid: str) -> StageOutput:
         t0 = time.perf_counter()

@@ -36,7 +36,7 @@ from gnnzoo.utils.errors import ConfigError
 from gnnzoo.utils.logging import close_loggers, console, instantiate_loggers
 from gnnzoo.zoo.store import Zoo
 
-STAGE_SETTINGS = ("collect", "autoencoder", "diffusion", "condition", "sample")
+STAGE_SETTINGS = ("collect", "autoencoder", "diffusion", "condition", "sample", "stop")
 
 
 def _context(cfg: DictConfig, zoo: Zoo, entries: list, loggers: list) -> GenerationContext:
@@ -54,7 +54,8 @@ def _context(cfg: DictConfig, zoo: Zoo, entries: list, loggers: list) -> Generat
         f"[bold]best of {len(entries)}[/]: {best.run_id} (val {best.record['best_val']:.4f}); "
         f"generating {codec.dim} parameters ({', '.join(names)})"
     )
-    plain = {k: OmegaConf.to_container(cfg.generator[k], resolve=True) for k in STAGE_SETTINGS}
+    settings = OmegaConf.to_container(cfg.generator, resolve=True)
+    plain = {k: settings.get(k) for k in STAGE_SETTINGS}
     return GenerationContext(
         cfg=cfg,
         zoo=zoo,
