@@ -74,7 +74,7 @@ def _compose_generate(overrides: list[str]):
 
 def gen_job(args: tuple) -> dict:
     """One generate.py run, cached under its cell, seed, variant, extra overrides and n."""
-    cell, seed, variant, extra, n, work, data_dir, smoke = args
+    cell, seed, variant, extra, n, work, data_dir, smoke, threads = args
     settings = {
         "kind": "generate",
         "cell": cell,
@@ -85,14 +85,16 @@ def gen_job(args: tuple) -> dict:
         "smoke": smoke,
         "grid": grid_of(cell, smoke),
         "common": COMMON,
-        "threads": THREADS,
+        "threads": threads,
         "stage_overrides": SMOKE if smoke else [],
     }
-    fn = lambda: _generate(cell, seed, variant, list(extra), n, Path(work), data_dir, smoke)  # noqa: E731
+    fn = lambda: _generate(cell, seed, variant, list(extra), n, Path(work), data_dir, smoke, threads)  # noqa: E731
     return JobCache(work, __file__).run(settings, fn)["result"]
 
 
-def _generate(cell: str, seed: int, variant: str, extra: list, n: int, work: Path, data_dir: str, smoke: bool):
+def _generate(
+    cell: str, seed: int, variant: str, extra: list, n: int, work: Path, data_dir: str, smoke: bool, threads: int
+):
     from gnnzoo.generate.task import run as run_generate
     from gnnzoo.zoo import Zoo
 
@@ -103,7 +105,7 @@ def _generate(cell: str, seed: int, variant: str, extra: list, n: int, work: Pat
         f"dataset={ds}",
         f"backbone={bb}",
         *COMMON,
-        f"threads={THREADS}",
+        f"threads={threads}",
         f"paths.zoo_dir={zoo}",
         f"paths.data_dir={data_dir}",
         f"paths.cache_dir={work / 'cache'}",
@@ -245,9 +247,9 @@ def cell_summary(cell: str, g: dict, jobs: list[dict], seeds_info: dict | None) 
 
 
 def _items(cells, seeds, n, work, data_dir, smoke, ablate, all_layers):
-    todo = [(c, s, "gnn_diff", (), n, str(work), data_dir, smoke) for c in cells for s in seeds]
-    todo += [(c, s, "nocond", (), n, str(work), data_dir, smoke) for c in ablate for s in seeds]
-    todo += [(c, s, "all", (), n, str(work), data_dir, smoke) for c in all_layers for s in seeds]
+    todo = [(c, s, "gnn_diff", (), n, str(work), data_dir, smoke, THREADS) for c in cells for s in seeds]
+    todo += [(c, s, "nocond", (), n, str(work), data_dir, smoke, THREADS) for c in ablate for s in seeds]
+    todo += [(c, s, "all", (), n, str(work), data_dir, smoke, THREADS) for c in all_layers for s in seeds]
     return todo
 
 
@@ -273,6 +275,7 @@ def main() -> None:
     ap.add_argument("--smoke", action="store_true", help="tiny grids and stages, results to generate_smoke.*")
     ap.add_argument("--dev", action="store_true", help="the declared development experiment (generate_dev.*)")
     ap.add_argument("--out", default="generate")
+    ap.add_argument("--dev-threads", type=int, default=THREADS, help="torch threads of the dev experiment's jobs")
     ap.add_argument("--data-dir", default=os.environ.get("GNNZOO_DATA_DIR", str(ROOT.parent / "shared" / "data")))
     a = ap.parse_args()
     work, t0 = Path(a.work), time.perf_counter()
@@ -281,12 +284,12 @@ def main() -> None:
     grids = {c: build_grid(c, work, a.data_dir, a.smoke) for c in cells}
     if a.dev:
         todo = [
-            (c, s, "gnn_diff", tuple(ov), a.n, str(work), a.data_dir, a.smoke)
+            (c, s, "gnn_diff", tuple(ov), a.n, str(work), a.data_dir, a.smoke, a.dev_threads)
             for c in cells
             for s in DEV_SEEDS
             for ov in DEV_SAMPLERS.values()
         ]
-        jobs = run_jobs(gen_job, todo, 1, THREADS, _label)
+        jobs = run_jobs(gen_job, todo, 1, a.dev_threads, _label)
         dev_report(cells, jobs, DEV_SAMPLERS, DEV_RULE, a.n, time.perf_counter() - t0)
         return
     pick = lambda xs: [c for c in xs.split(",") if c in cells] if xs else []  # noqa: E731

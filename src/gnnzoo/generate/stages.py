@@ -145,8 +145,9 @@ def fit(
 
 
 def holdout(ctx: GenerationContext, n: int) -> tuple[slice, slice] | None:
-    """(train, validation) slices of the ``n`` collected checkpoints when ``generator.stop`` is on: the last
-    ``stop.holdout`` restarts (whole trajectories) validate; None when stopping is off or there are too few."""
+    """(train, validation) slices of the ``n`` collected checkpoints (their latents) for the denoiser when
+    ``generator.stop`` is on: the last ``stop.holdout`` restarts (whole trajectories) validate; None when stopping
+    is off or there are too few."""
     stop, c = ctx.generator.get("stop"), ctx.generator.collect
     if not stop:
         return None
@@ -217,10 +218,10 @@ def autoencoder_stage(
             noise_latent=acfg.noise_latent,
         )
         x = norm(params)
-        split = holdout(ctx, x.size(0))
-        tr = split[0] if split else slice(None)
-        val = None if split is None else ((x[split[1]],) if emb is None else (x[split[1]], emb[split[1]]))
-        fitted = fit(ctx, module, x[tr], int(acfg.steps), ctx.seed, None if emb is None else emb[tr], val)
+        # the autoencoder compresses this set (a held-out restart is not predictable from the others: its error rose
+        # from the first check), so it stops when its noise-free reconstruction of the set plateaus
+        val = ((x,) if emb is None else (x, emb)) if ctx.generator.get("stop") else None
+        fitted = fit(ctx, module, x, int(acfg.steps), ctx.seed, emb, val)
         ae.eval()
         with torch.no_grad():
             recon = norm.inverse(ae.decode(ae.encode(norm(params) if emb is None else emb)))
