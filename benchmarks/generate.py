@@ -291,7 +291,7 @@ def main() -> None:
             (c, s, "gnn_diff", tuple(ov), a.n, str(work), a.data_dir, a.smoke, a.dev_threads)
             for c in cells
             for s in DEV_SEEDS
-            for ov in DEV_SAMPLERS.values()
+            for ov in DEV_ARMS.values()
         ]
         jobs = run_jobs(gen_job, todo, 1, a.dev_threads, _label)
         dev_report(cells, jobs, DEV_ARMS, DEV_RULE, a.n, time.perf_counter() - t0)

@@ -166,7 +166,7 @@ def test_generate_runs_end_to_end_and_its_samples_load(pipeline):
     assert (tmp / "out" / "generate.png").is_file()
 
 
-def test_generate_resumes_finished_stages(pipeline, monkeypatch):
+def test_generate_resumes_finished_stages(pipeline, monkeypatch, tmp_path):
     tmp, cfg, value = pipeline
     import gnnzoo.generate.search as gsearch
     import gnnzoo.generate.stages as gs
@@ -184,7 +184,9 @@ def test_generate_resumes_finished_stages(pipeline, monkeypatch):
     assert res["skipped"] and res["value"] == pytest.approx(value)
     # another sampler re-samples from the trained stages: the sampler is not part of the diffusion stage's key
     monkeypatch.setattr(gs, "fit", boom)
-    other = make_cfg(SYN + FAST + ["generator.diffusion.sampler=ddpm"], tmp, config_name="generate")
+    shutil.copytree(tmp / "zoo", tmp_path / "zoo")  # a copy: the fixture's zoo keeps one generated entry
+    ov = ["generator.diffusion.sampler=ddpm", f"paths.zoo_dir={tmp_path / 'zoo'}"]
+    other = make_cfg(SYN + FAST + ov, tmp_path, config_name="generate")
     res = gt.run(other)
     assert not res["skipped"] and res["stages"]["diffusion"] != "" and 0 <= res["test/acc"] <= 1
 
