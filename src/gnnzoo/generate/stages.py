@@ -199,6 +199,7 @@ def autoencoder_stage(
         "stage": "autoencoder",
         "collect": collect_id,
         "autoencoder": ctx.plain["autoencoder"],
+        "sizes": kwargs,  # the resolved (auto) sizes: a change of the sizing rule is a new stage
         "stop": ctx.plain["stop"],
         "seed": ctx.seed,
     }
@@ -269,6 +270,7 @@ def diffusion_stage(
         "autoencoder": ae_id,
         # the sampler is not part of training (every scheduler adds noise the same way): the sample stage's key
         "diffusion": {k: v for k, v in ctx.plain["diffusion"].items() if k not in SAMPLING_KEYS},
+        "sizes": den_kwargs,
         "stop": ctx.plain["stop"],
         "condition": ctx.plain["condition"],
         "seed": ctx.seed,
