@@ -58,7 +58,15 @@ def report(name: str, summary: dict, grids: dict, jobs: list, n: int, wall: floa
         for key in LABELS:
             if key in r:
                 w = {"light_best": s["light_search_wall_s"], "gnn_diff": s["pipeline_wall_s"]}.get(key)
-                rows.append([cell, LABELS[key].format(n=n), _pm(r[key]), len(r[key]), "" if w is None else f"{w:.0f}"])
+                rows.append(
+                    [
+                        cell,
+                        LABELS[key].format(n=n),
+                        _pm(r[key]),
+                        sum(x == x for x in r[key]),
+                        "" if w is None else f"{w:.0f}",
+                    ]
+                )
         drows += paired_rows(
             (
                 [cell, k.replace("_minus_", " − ").replace("_", " ")],
@@ -211,12 +219,12 @@ def dev_report(cells: list[str], jobs: list, arms_ov: dict, rule: str, n: int, w
         f"Chosen: **{chosen}**.",
         "",
         f"Validation accuracy only; cells {', '.join(cells)}, generation (and search) seeds 100-102; N = {n}. The "
-        "walls are indicative (jobs ran on one thread beside the grids' training). "
+        "jobs ran one at a time at the thread count of the command. "
         f"{wall:.0f} s.",
     ]
     write_results(
         "generate_dev",
         {"summary": {"chosen": chosen, "arms": arms, "rule": rule}, "jobs": jobs},
         "\n".join(lines),
-        command="python benchmarks/generate.py --dev --dev-threads 1",
+        command="python benchmarks/generate.py --dev",
     )
