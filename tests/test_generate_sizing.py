@@ -10,10 +10,10 @@ import torch
 from conftest import make_cfg
 from gnnzoo.generate.autoencoder import ParamAutoencoder
 from gnnzoo.generate.diffusion import Denoiser
+from gnnzoo.generate.fitting import fit, holdout
 from gnnzoo.generate.module import GeneratorModule, PlateauStop
 from gnnzoo.generate.params import Normalizer
 from gnnzoo.generate.sizing import MAX_LATENT_LEN, auto_autoencoder, auto_denoiser, resolve_autoencoder
-from gnnzoo.generate.stages import fit, holdout
 
 
 def _count(m):

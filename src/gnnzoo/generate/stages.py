@@ -27,10 +27,10 @@ from gnnzoo.generate.collect import collect
 from gnnzoo.generate.condition import condition_vector
 from gnnzoo.generate.diffusion import Denoiser, make_scheduler, sample
 from gnnzoo.generate.evaluate import SetEvaluator, nn_ratios, select
-from gnnzoo.generate.module import GeneratorModule, PlateauStop
+from gnnzoo.generate.fitting import diffusion_val, fit, holdout
+from gnnzoo.generate.module import GeneratorModule
 from gnnzoo.generate.params import Normalizer, ParamCodec
 from gnnzoo.generate.sizing import resolve_autoencoder, resolve_denoiser
-from gnnzoo.lit.trainer import build_trainer
 from gnnzoo.utils.plots import log_image, png
 from gnnzoo.zoo.record import build_record, now_iso
 from gnnzoo.zoo.stage import StageOutput, cached_stage
@@ -40,7 +40,6 @@ CHECKPOINTS = "checkpoints.safetensors"
 SAMPLES = "samples.safetensors"
 CONDITION = "condition.safetensors"
 SAMPLING_KEYS = ("sampler", "sample_steps")
-VAL_DRAWS = 16  # (timestep, noise) draws per held-out latent in the denoiser's validation loss
 
 
 @dataclass
@@ -87,75 +86,6 @@ class GenerationContext:
         rec["backbone"] = self.best.record["backbone"]
         rec.update(status="completed", wall_time_s=time.perf_counter() - t0, finished_at=now_iso())
         return StageOutput(rec, weights, files)
-
-
-def fit(
-    ctx: GenerationContext,
-    module: GeneratorModule,
-    data: torch.Tensor,
-    steps: int,
-    seed: int,
-    extra: torch.Tensor | None = None,
-    val: tuple[torch.Tensor, ...] | None = None,
-) -> dict:
-    """Train ``module`` on batches drawn with replacement from ``data`` (and ``extra``) for ``steps`` steps, or,
-    given ``val`` (the stage's validation batch) and ``generator.stop``, until its validation loss plateaus
-    (:class:`PlateauStop`). ``{"loss": mean training loss of the last tenth of the steps run, "steps": steps run,
-    "val_loss": last validation loss or None, "val_history": [(step, loss)]}``."""
-    from torch.utils.data import DataLoader, RandomSampler, TensorDataset
-
-    batch_size = ctx.batch_size or data.size(0)
-    ds = TensorDataset(data) if extra is None else TensorDataset(data, extra)
-    sampler = RandomSampler(
-        ds, replacement=True, num_samples=steps * batch_size, generator=torch.Generator().manual_seed(int(seed))
-    )
-    stop = ctx.generator.get("stop")
-    callbacks, val_kw, val_loader = [], {"limit_val_batches": 0}, None
-    if val is not None and stop:
-        every = min(int(stop.every), steps)
-        callbacks.append(PlateauStop(f"gen/{module.stage}_val_loss", int(stop.patience), float(stop.min_delta)))
-        val_kw = {"val_check_interval": every, "check_val_every_n_epoch": None}
-        val_loader = DataLoader(TensorDataset(*val), batch_size=val[0].size(0))
-    trainer = build_trainer(
-        ctx.cfg,
-        callbacks=callbacks,
-        loggers=ctx.loggers,
-        max_epochs=1,
-        max_steps=steps,
-        log_every_n_steps=50,
-        enable_checkpointing=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        default_root_dir=None,
-        **val_kw,
-    )
-    trainer.fit(
-        module, train_dataloaders=DataLoader(ds, batch_size=batch_size, sampler=sampler), val_dataloaders=val_loader
-    )
-    module.cpu()
-    run = len(module.losses)
-    tail = module.losses[-max(1, run // 10) :]
-    history = callbacks[0].history if callbacks else []
-    return {
-        "loss": sum(tail) / len(tail),
-        "steps": run,
-        "val_loss": history[-1][1] if history else None,
-        "val_history": history,
-    }
-
-
-def holdout(ctx: GenerationContext, n: int) -> tuple[slice, slice] | None:
-    """(train, validation) slices of the ``n`` collected checkpoints (their latents) for the denoiser when
-    ``generator.stop`` is on: the last ``stop.holdout`` restarts (whole trajectories) validate; None when stopping
-    is off or there are too few."""
-    stop, c = ctx.generator.get("stop"), ctx.generator.collect
-    if not stop:
-        return None
-    per = -(-int(c.k) // int(c.restarts))
-    held = int(stop.holdout) * per
-    if int(stop.holdout) < 1 or held >= n:
-        return None
-    return slice(0, n - held), slice(n - held, n)
 
 
 # ------------------------------------------------------------------------------------------- 3. collect
@@ -305,7 +235,7 @@ def diffusion_stage(
         )
         split = holdout(ctx, latents.size(0))
         tr = split[0] if split else slice(None)
-        fitted = fit(ctx, module, latents[tr], int(dcfg.steps), ctx.seed + 1, val=_diffusion_val(ctx, latents, split))
+        fitted = fit(ctx, module, latents[tr], int(dcfg.steps), ctx.seed + 1, val=diffusion_val(ctx, latents, split))
         info = {
             "stage": "diffusion",
             "kwargs": den_kwargs,
@@ -323,17 +253,6 @@ def diffusion_stage(
     ctx.walls["diffusion_s"] = float(st.entry.record["wall_time_s"])
     cond = st.entry.file(CONDITION)["cond"] if cond_dim else None
     return st.run_id, denoiser, scheduler, cond
-
-
-def _diffusion_val(ctx: GenerationContext, latents: torch.Tensor, split) -> tuple | None:
-    """The held-out latents, each at ``VAL_DRAWS`` fixed (timestep, noise) draws: a deterministic validation
-    loss for the denoiser (None without a split)."""
-    if split is None:
-        return None
-    z0 = latents[split[1]].repeat_interleave(VAL_DRAWS, 0)
-    g = torch.Generator().manual_seed(ctx.seed + 2)
-    t = torch.randint(0, int(ctx.generator.diffusion.timesteps), (z0.size(0),), generator=g)
-    return z0, t, torch.randn(z0.shape, generator=g)
 
 
 # ------------------------------------------------------------------------------------------- 6. sample
