@@ -58,6 +58,9 @@ def report(name: str, summary: dict, grids: dict, jobs: list, n: int, wall: floa
         for key in LABELS:
             if key in r:
                 w = {"light_best": s["light_search_wall_s"], "gnn_diff": s["pipeline_wall_s"]}.get(key)
+                if key in ("all", "nocond"):  # the same light search, this variant's stages
+                    vj = [j for j in jobs if j["cell"] == cell and j["variant"] == key]
+                    w = s["light_search_wall_s"] + statistics.fmean(sum(j["walls"].values()) for j in vj)
                 rows.append(
                     [
                         cell,
@@ -108,7 +111,16 @@ def report(name: str, summary: dict, grids: dict, jobs: list, n: int, wall: floa
         s.update(_legacy(s, n))
     won = sum(s["targets"]["beats_light_best"] for s in summary.values())
     fast = sum(s["targets"]["wall_met"] for s in summary.values())
-    kw = {c: s["kwargs"] for c, s in summary.items()}
+    size_rows = [
+        [
+            c,
+            s["kwargs"]["autoencoder"]["dim"],
+            s["kwargs"]["autoencoder"]["fold"],
+            s["kwargs"]["autoencoder"]["dec_channels"],
+            s["kwargs"]["diffusion"]["channels"],
+        ]
+        for c, s in summary.items()
+    ]
     lines = [
         f"Test accuracy % (mean ± std over generation seeds; the light search is drawn anew per seed). N = {n}.",
         "",
@@ -161,7 +173,9 @@ def report(name: str, summary: dict, grids: dict, jobs: list, n: int, wall: floa
         "",
         *verdict,
         "",
-        f"Model sizes (auto): {kw}",
+        "Model sizes (`auto`, first seed; the best light config's hidden width sets the number generated):",
+        "",
+        md_table(["cell", "numbers generated", "fold", "decoder widths", "denoiser widths"], size_rows),
         "",
         f"This invocation: {wall:.0f} s (cached jobs are reused).",
     ]
