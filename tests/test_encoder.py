@@ -23,7 +23,7 @@ GRAPH_BACKBONES = ["mlp", "gcn", "sage", "gin", "gat", "appnp"]
 def _state(name: str, seed: int = 0, **kw) -> dict:
     torch.manual_seed(seed)
     extra = {"train_eps": True} if name == "gin" else {"heads": 2} if name == "gat" else {}
-    m = BACKBONES[name](12, 8, 3, num_layers=kw.pop("num_layers", 3), **extra, **kw)
+    m = BACKBONES[name](kw.pop("in_channels", 12), 8, 3, num_layers=kw.pop("num_layers", 3), **extra, **kw)
     # trained-looking parameters: nonzero biases (GCN starts at 0) and epsilon
     return {
         k: torch.randn(v.shape) * 0.3 if (k.endswith("bias") or k.endswith("eps")) else v
@@ -282,6 +282,20 @@ def test_task_encoder_trains_records_and_embeds(encoder, tmp_path):
         basis, why = reference_basis(zoo, feat, 2, "gcn")
         assert basis is not None and basis.k == 2 and basis.mean.shape == (enc.model.embed_dim,), why
         assert basis.n_reference == sum(1 + len(zoo[r].record["snapshots"]) for r in zoo.df(kind="run").run_id)
+        # a dataset the encoder never saw (24 features): it cannot read it alone; given the dataset's config (the
+        # sweeper passes its search's), the basis of that dataset is computed and its checkpoints are read in it
+        from omegaconf import OmegaConf
+
+        unseen = _state("gcn", in_channels=24)
+        with pytest.raises(ValueError, match="matches 0 of this encoder's input bases"):
+            feat(unseen, "gcn")
+        ds_b = make_cfg(SYN + ["dataset.name=synthetic_b", "dataset.loader.num_features=24"], tmp_path).dataset
+        feat_b = make_featurizer(rid, zoo.root, {"synthetic_b": OmegaConf.to_container(ds_b, resolve=True)}, cfg.paths)
+        enc.add_basis(
+            input_bases({"synthetic_b": OmegaConf.to_container(ds_b, resolve=True)}, cfg.paths, 32)["synthetic_b"]
+        )
+        assert feat_b(unseen, "gcn") == pytest.approx(enc.embed(unseen, "gcn")[0].tolist(), abs=1e-6)
+        assert feat_b(st, "gcn") == pytest.approx(emb[0].tolist(), abs=1e-6)  # the datasets it saw: unchanged
     again = run_task(cfg)  # relaunched: skipped
     assert again == pytest.approx(value) and len(zoo.df(kind="encoder")) == 1
 

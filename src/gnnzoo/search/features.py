@@ -27,10 +27,23 @@ def stat_features(max_layers: int = 4) -> Featurizer:
     return f
 
 
-def encoder_features(zoo_dir: str | Path, run_id: str) -> Featurizer:
+def encoder_features(
+    zoo_dir: str | Path, run_id: str, datasets: dict[str, dict] | None = None, paths=None
+) -> Featurizer:
+    """A trained encoder's embedding. ``datasets`` (name -> dataset config, with ``paths`` for its data and cache):
+    datasets whose checkpoints the encoder must read although it was not trained on them (the search's own, for an
+    encoder trained on other datasets); their input bases are computed (or read from the cache) once, here."""
     from gnnzoo.weightspace.encoder import TrainedEncoder
 
     enc = TrainedEncoder.from_zoo(zoo_dir, run_id)
+    unseen = {name: cfg for name, cfg in (datasets or {}).items() if name not in enc.bases}
+    if unseen and enc.bases:  # (an encoder without bases reads weight statistics: any dataset)
+        from gnnzoo.weightspace.dataset import input_bases
+
+        if paths is None:
+            raise ValueError(f"encoder {run_id} has no input basis for {', '.join(unseen)}: pass paths= to compute it")
+        for basis in input_bases(unseen, paths, next(iter(enc.bases.values())).k).values():
+            enc.add_basis(basis)
 
     def f(state: dict[str, Tensor], backbone: str) -> list:
         with torch.no_grad():
@@ -39,13 +52,16 @@ def encoder_features(zoo_dir: str | Path, run_id: str) -> Featurizer:
     return f
 
 
-def make_featurizer(weights: str | None, zoo_dir: str | Path) -> Featurizer | None:
-    """``None`` / ``"none"``: no weights; ``"stat"``; else a trained encoder's run id in ``zoo_dir``."""
+def make_featurizer(
+    weights: str | None, zoo_dir: str | Path, datasets: dict[str, dict] | None = None, paths=None
+) -> Featurizer | None:
+    """``None`` / ``"none"``: no weights; ``"stat"``; else a trained encoder's run id in ``zoo_dir`` (``datasets``
+    and ``paths``: see :func:`encoder_features`)."""
     if weights in (None, "none", "null"):
         return None
     if weights == "stat":
         return stat_features()
-    return encoder_features(zoo_dir, str(weights))
+    return encoder_features(zoo_dir, str(weights), datasets, paths)
 
 
 def reference_basis(

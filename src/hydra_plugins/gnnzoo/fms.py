@@ -141,7 +141,9 @@ class FMSSweeper(Sweeper):
             )
         zoo = Zoo(str(self.config.paths.zoo_dir))
         zoo.check_writable()
-        featurizer = make_featurizer(weights, zoo.root)
+        # an encoder trained on other datasets reads this search's checkpoints in this dataset's input basis
+        dataset = OmegaConf.to_container(self.config.dataset, resolve=True)
+        featurizer = make_featurizer(weights, zoo.root, {str(dataset["name"]): dataset}, self.config.paths)
         base = fixed + list(self.opts.get("extra") or [])
         search_id = hash_id(
             {"space": params, "settings": settings.__dict__, "weights": weights, "overrides": sorted(base)}
