@@ -32,6 +32,9 @@ forecasts under the guard (``gnnzoo.search.loop.Settings.guard``): every step fi
 the weights on the same observations and forecasts with the weights only once their one-step forecasts of the
 observed outcomes have had the lower squared error. ``fms_raw`` is the surrogate before issue 32 (all ~140 raw
 features, no guard). Each guarded search also logs the per-iteration τ of both surrogates on the same observations.
+``fms_learned`` is ``fms`` with learned features: the embedding of an ng_gnn encoder trained on the tables of the
+*other* datasets of the same backbone (benchmarks/fms_learned.py; GCN cells, as the three datasets' tables exist
+for GCN only), so the searched dataset is one the encoder never saw.
 
 Development round (declared before it ran; seeds 100-102, cora/gcn and citeseer/gcn; never the benchmark's seeds):
   1. k: ``fms_k4``, ``fms_k8``, ``fms_k16`` at budget 1000; the default k is the one with the highest mean over the
@@ -53,6 +56,7 @@ Seeds 0..S-1 for every method (the Search's ``seed``, the Optuna samplers' ``see
 a cached job).
 
     python benchmarks/fms.py [--cells cora/gcn,citeseer/gcn,pubmed/gcn] [--seeds 10] [--budget 2000] [--stored-tables]
+    python benchmarks/fms.py --stored-tables --methods fms_learned   # the learned-feature searches (encoders first)
 """
 
 from __future__ import annotations
@@ -77,6 +81,7 @@ from _common import (
     run_jobs,
     write_results,
 )  # noqa: E402
+from fms_learned import learned_features, learned_settings, with_features  # noqa: E402
 from fms_tables import (  # noqa: E402
     GRID,
     SMOKE_GRID,
@@ -107,7 +112,8 @@ def search_settings(method: str) -> dict:
     """The loop's settings of a search method ``<surrogate>[_<modifier>...]``: surrogate ``fms`` (weights in 4
     principal directions of the reference table's checkpoints, under the guard), ``dyhpo`` (no weights) or
     ``random``; modifiers ``k<N>`` (N directions), ``raw`` (every raw stat feature, no guard: the surrogate before
-    issue 32), ``unguarded`` (no guard), ``global`` (expected improvement over the best value at any budget)."""
+    issue 32), ``unguarded`` (no guard), ``global`` (expected improvement over the best value at any budget),
+    ``learned`` (the features are a trained encoder's embedding, see ``fms_learned.py``; the loop is unchanged)."""
     base, *mods = method.split("_")
     if base not in ("fms", "dyhpo", "random"):
         raise SystemExit(f"unknown search method {method!r}")
@@ -119,6 +125,8 @@ def search_settings(method: str) -> dict:
             out["guard"] = False
         elif m.startswith("k") and m[1:].isdigit() and base == "fms":
             out["weights_k"] = int(m[1:])
+        elif m == "learned" and base == "fms":
+            pass  # the features change (job_settings' "learned"), not the loop
         elif m == "global" and base != "random":
             out["incumbent"] = "global"
         else:
@@ -271,7 +279,18 @@ def job_settings(cell: str, method: str, seed: int, budget: int, epochs: int, sm
         out["search"] = search_settings(method)
     if method.startswith("fms"):
         out["reference"] = table_settings(REFERENCE[cell], epochs, smoke)
+    if "learned" in method.split("_")[1:]:
+        out["learned"] = learned_settings(cell, REFERENCE[cell], epochs, smoke)
     return out
+
+
+def learned_for(settings: dict, work: Path, data_dir: str, stored: bool) -> dict:
+    """The learned features of a cell (``learned_settings``); the tables it trains on and reads are built first."""
+    tables = {}
+    for t in settings["train_tables"] + settings["read_tables"]:
+        if t["cell"] not in tables:
+            tables[t["cell"]] = build_table(t["cell"], work, data_dir, t["epochs"], t["grid"] == SMOKE_GRID, stored)
+    return learned_features(settings, tables, work, data_dir)
 
 
 def job(args: tuple) -> dict:
@@ -292,6 +311,11 @@ def job(args: tuple) -> dict:
         if "reference" in settings:
             ref = settings["reference"]
             reference = build_table(ref["cell"], Path(work), "", ref["epochs"], ref["grid"] == SMOKE_GRID, stored)
+        learned = None
+        if "learned" in settings:  # precomputed by main() (the encoder trains once per cell, not per job)
+            learned = learned_for(settings["learned"], Path(work), "", stored)
+            table = with_features(table, learned["feats"][settings["cell"]])
+            reference = with_features(reference, learned["feats"][settings["reference"]["cell"]])
         t0 = time.perf_counter()
         if settings["method"].split("_")[0] in ("fms", "dyhpo", "random"):
             trace, extra = run_search(table, settings["method"], settings["seed"], settings["budget"], space, reference)
@@ -368,19 +392,20 @@ def _seed_values(jobs: list[dict], cell: str, method: str, fn) -> list[float]:
     return [fn(j) for j in js]
 
 
-def _target_rows(cell, methods, summary, jobs, best, budget, out: dict) -> list[list[str]]:
+def _target_rows(cell, methods, summary, jobs, best, budget, out: dict, head: str = "fms") -> list[list[str]]:
     """Issue 32's targets for one cell (``out`` gets the verdicts): fms τ >= dyhpo τ (paired interval not below 0);
     fms regret <= dyhpo and <= random at 25% and 50% (mean paired difference <= 0, so its interval is not above 0);
-    fms the lowest mean regret at 100%."""
+    fms the lowest mean regret at 100% of all methods. ``head``: the fms variant judged; the learned-feature
+    variants are judged in rows of their own and left out of the others' ranking."""
     rows = []
 
     def tau(j):
         return j.get("tau_mean") if j.get("tau_mean") is not None else float("nan")
 
     if "dyhpo" in methods:
-        d = paired(_seed_values(jobs, cell, "fms", tau), _seed_values(jobs, cell, "dyhpo", tau))
+        d = paired(_seed_values(jobs, cell, head, tau), _seed_values(jobs, cell, "dyhpo", tau))
         out["tau_not_below_dyhpo"] = ok = d["mean"] + d["ci95"] >= 0
-        rows.append([cell, "τ: fms − dyhpo, interval not below 0", f"{d['mean']:+.3f} ± {d['ci95']:.3f}", _met(ok)])
+        rows.append([cell, f"τ: {head} − dyhpo, interval not below 0", f"{d['mean']:+.3f} ± {d['ci95']:.3f}", _met(ok)])
     for other in ("dyhpo", "random"):
         if other not in methods:
             continue
@@ -389,21 +414,27 @@ def _target_rows(cell, methods, summary, jobs, best, budget, out: dict) -> list[
             def reg(j, q=q):
                 return regret_at(j["trace"], best, q * budget)
 
-            d = paired(_seed_values(jobs, cell, "fms", reg), _seed_values(jobs, cell, other, reg))
+            d = paired(_seed_values(jobs, cell, head, reg), _seed_values(jobs, cell, other, reg))
             ok = d["mean"] <= 0
             out[f"regret_{int(q * 100)}_le_{other}"] = ok
             rows.append(
-                [cell, f"regret @{int(q * 100)}%: fms − {other} ≤ 0", f"{d['mean']:+.2f} ± {d['ci95']:.2f}", _met(ok)]
+                [
+                    cell,
+                    f"regret @{int(q * 100)}%: {head} − {other} ≤ 0",
+                    f"{d['mean']:+.2f} ± {d['ci95']:.2f}",
+                    _met(ok),
+                ]
             )
     k = "regret_100"
-    ranked = sorted(methods, key=lambda m: (summary[cell][m][k] != summary[cell][m][k], summary[cell][m][k]))
-    out["lowest_at_100"] = ranked[0] == "fms"
+    rivals = [m for m in methods if m == head or "learned" not in m.split("_")]
+    ranked = sorted(rivals, key=lambda m: (summary[cell][m][k] != summary[cell][m][k], summary[cell][m][k]))
+    out["lowest_at_100"] = ranked[0] == head
     rows.append(
         [
             cell,
-            "lowest mean regret @100%",
-            f"{ranked[0]} {summary[cell][ranked[0]][k]:.2f} (fms {summary[cell]['fms'][k]:.2f})",
-            _met(ranked[0] == "fms"),
+            f"{head}: lowest mean regret @100%",
+            f"{ranked[0]} {summary[cell][ranked[0]][k]:.2f} ({head} {summary[cell][head][k]:.2f})",
+            _met(ranked[0] == head),
         ]
     )
     return rows
@@ -413,7 +444,46 @@ def _met(ok: bool) -> str:
     return "met" if ok else "missed"
 
 
-def report(name, cells, methods, tables, jobs, budget, seeds, not_run, wall, command) -> None:
+def learned_table(learned: dict) -> str:
+    """The encoders behind the learned features: what each learned from, how well it ranks, what it cost."""
+    rows = [
+        [
+            c,
+            ", ".join(i["trained_on"]),
+            i["encoder_run_id"],
+            f"{i['encoder_val_tau']:.3f}",
+            f"{i['encoder_test_tau']:.3f}",
+            f"{i['encoder_epochs_run']} (best {i['encoder_best_epoch']})",
+            i["embed_dim"],
+            f"{i['encoder_train_wall_s']:.0f}",
+            f"{i['embed_wall_s']:.0f}",
+        ]
+        for c, i in learned.items()
+    ]
+    return (
+        "Learned features (`fms_learned`; benchmarks/fms_learned.py): per searched cell an ng_gnn encoder trained on "
+        "the other datasets' tables (same backbone), its embedding of every snapshot in place of the stat features "
+        "(then the same k = 4 directions of the reference table and the same guard as `fms`). τ here is the "
+        "encoder's own Kendall τ of predicted vs true validation accuracy on held-out trajectories of its training "
+        "tables.\n\n"
+        + md_table(
+            [
+                "searched cell",
+                "encoder trained on",
+                "encoder run id",
+                "val τ",
+                "test τ",
+                "epochs run",
+                "embedding dims",
+                "train s",
+                "embed s",
+            ],
+            rows,
+        )
+    )
+
+
+def report(name, cells, methods, tables, jobs, budget, seeds, not_run, wall, command, learned=None) -> None:
     oracles = {c: oracle(tables[c]) for c in cells}
     table_epochs = tables[cells[0]]["epochs"]
     summary, rows, diff_rows, runs = {}, [], [], []
@@ -500,6 +570,16 @@ def report(name, cells, methods, tables, jobs, budget, seeds, not_run, wall, com
                 diff_rows.append(
                     ([cell, f"{head} − {other}", "τ (per-iteration mean)"], paired(per[head]["tau"], per[other]["tau"]))
                 )
+        for v in [m for m in methods if "learned" in m.split("_") and m != head]:  # learned features vs the rest
+            for other in [o for o in ("dyhpo", "random") if o in methods]:
+                for q in FRACTIONS:
+                    diff_rows.append(
+                        ([cell, f"{v} − {other}", f"regret @{int(q * 100)}%"], paired(per[v][q], per[other][q]))
+                    )
+                if summary[cell][other]["tau_mean"] is not None:
+                    diff_rows.append(
+                        ([cell, f"{v} − {other}", "τ (per-iteration mean)"], paired(per[v]["tau"], per[other]["tau"]))
+                    )
         for m in methods:  # the guard's two surrogates, fitted on the same observations every step
             pair = zip(per[m].get("tau_weights_mean", []), per[m].get("tau_plain_mean", []))
             if any(a == a and b == b for a, b in pair):  # guarded searches only (both surrogates fitted)
@@ -523,6 +603,10 @@ def report(name, cells, methods, tables, jobs, budget, seeds, not_run, wall, com
                 "met" if 2 * lowest >= len(cells) else "missed",
             ]
         )
+    for v in [m for m in methods if "learned" in m.split("_")]:
+        for cell in cells:
+            targets.setdefault(cell, {})[v] = {}
+            target_rows += _target_rows(cell, methods, summary, jobs, oracles[cell], budget, targets[cell][v], v)
     plot_path = RESULTS / f"{name}.png"
     RESULTS.mkdir(parents=True, exist_ok=True)
     plot(cells, methods, jobs, oracles, budget, plot_path)
@@ -545,6 +629,7 @@ def report(name, cells, methods, tables, jobs, budget, seeds, not_run, wall, com
             md_table(
                 ["cell", "configs", "epochs", "best test acc in the table %", "table train s", "features s"], table_rows
             ),
+            *([learned_table(learned)] if learned else []),
             md_table(
                 [
                     "cell",
@@ -593,6 +678,7 @@ def report(name, cells, methods, tables, jobs, budget, seeds, not_run, wall, com
                 "optuna_startup_trials": N_INITIAL,
             },
             "oracle_test_acc": oracles,
+            "learned_features": learned or {},
             "targets": targets,
             "not_run": not_run,
             "runs": runs,
@@ -657,6 +743,14 @@ def main() -> None:
         print(f"  {tables[c]['configs']} configs, {tables[c]['train_wall_s']:.0f} s", flush=True)
     if args.tables_only:
         return
+    learned = {}  # the encoders of the learned-feature variants: trained once per cell, before any search
+    for c in cells:
+        if any("learned" in m.split("_") for m in methods):
+            print(f"learned features {c} ...", flush=True)
+            info = learned_for(
+                learned_settings(c, REFERENCE[c], args.epochs, args.smoke), work, args.data_dir, args.stored_tables
+            )
+            learned[c] = {k: v for k, v in info.items() if k != "feats"}
     todo = [
         (
             {**job_settings(c, m, s, args.budget, args.epochs, args.smoke), "stored_tables": args.stored_tables},
@@ -685,6 +779,7 @@ def main() -> None:
         not_run,
         time.perf_counter() - t0,
         cmd.strip(),
+        learned,
     )
 
 

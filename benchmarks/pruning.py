@@ -18,7 +18,8 @@ UGS L1 strengths are the reference codes' per-dataset/backbone values; FastGLT u
 chosen per cell by a rule declared before looking: on the development seed 100 (not a benchmark seed), FastGLT
 at 93.1% weight sparsity with each threshold; the higher *validation* accuracy of the retrained ticket wins (a
 tie keeps global). Jobs run through the harness (benchmarks/_common.py): worker processes of one torch thread
-each, cached under a hash of the script, the library and every setting of the job.
+each, cached under a hash of the script, the library (less the methods a pruning job never imports:
+``NOT_IN_PRUNING``) and every setting of the job.
 
     python benchmarks/pruning.py [--seeds 3] [--datasets cora,citeseer] [--backbones gcn,gin,gat] [--jobs 2]
     python benchmarks/pruning.py --datasets cora --backbones gcn@512 --methods one_shot,fastglt \
@@ -239,11 +240,22 @@ def _select_threshold(st: dict, work: Path, data_dir: str) -> dict:
     return {"dataset": ds, "backbone": bb, "val_acc": val, "chosen": best}
 
 
+# library code a pruning job never runs (tasks are reached through cfg.task._target_, so these are never
+# imported by one): work on them does not invalidate the cached jobs
+NOT_IN_PRUNING = (
+    "src/gnnzoo/search",
+    "src/gnnzoo/generate",
+    "src/gnnzoo/weightspace",
+    "src/gnnzoo/soups",
+    "src/hydra_plugins/gnnzoo/fms.py",
+)
+
+
 def job(args: tuple) -> dict:
     """One cached job (a cell's FastGLT threshold selection, or all searches of one cell and seed)."""
     settings, work, data_dir = args
     runner = _select_threshold if settings["kind"] == "fastglt_threshold" else _run_cell_seed
-    payload = JobCache(work, __file__).run(settings, lambda: runner(settings, Path(work), data_dir))
+    payload = JobCache(work, __file__, NOT_IN_PRUNING).run(settings, lambda: runner(settings, Path(work), data_dir))
     return {
         **payload["result"],
         "job_wall_s": payload["job_wall_s"],
