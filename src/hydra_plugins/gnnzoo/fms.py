@@ -110,7 +110,6 @@ class FMSSweeper(Sweeper):
         return Settings(max_epochs=int(max_epochs), **{k: self.opts[k] for k in names if k in self.opts})
 
     def sweep(self, arguments: List[str]) -> Any:
-        from gnnzoo.search.features import make_featurizer
         from gnnzoo.search.loop import Search
         from gnnzoo.search.results import SEARCHES, plot, save_state, summary
         from gnnzoo.search.space import SearchSpace, split_arguments, to_overrides
@@ -141,9 +140,7 @@ class FMSSweeper(Sweeper):
             )
         zoo = Zoo(str(self.config.paths.zoo_dir))
         zoo.check_writable()
-        # an encoder trained on other datasets reads this search's checkpoints in this dataset's input basis
-        dataset = OmegaConf.to_container(self.config.dataset, resolve=True)
-        featurizer = make_featurizer(weights, zoo.root, {str(dataset["name"]): dataset}, self.config.paths)
+        featurizer = self._featurizer(weights, zoo)
         base = fixed + list(self.opts.get("extra") or [])
         search_id = hash_id(
             {"space": params, "settings": settings.__dict__, "weights": weights, "overrides": sorted(base)}
@@ -191,6 +188,14 @@ class FMSSweeper(Sweeper):
             sweep_dir / "optimization_results.yaml",
         )
         return res
+
+    def _featurizer(self, weights, zoo):
+        """The weight features' reader; an encoder trained on other datasets reads this search's checkpoints in this
+        dataset's input basis (computed from its data)."""
+        from gnnzoo.search.features import make_featurizer
+
+        dataset = OmegaConf.to_container(self.config.dataset, resolve=True)
+        return make_featurizer(weights, zoo.root, {str(dataset["name"]): dataset}, self.config.paths)
 
     def _weight_basis(self, state: dict, settings, zoo, featurizer):
         """The search's weight basis: fitted once on the zoo's checkpoints outside this search and kept in the
