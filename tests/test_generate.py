@@ -327,6 +327,17 @@ def test_the_latent_can_come_from_a_trained_neural_graph_encoder(tmp_path):
     assert ae.record["generator"]["kwargs"]["embed_dim"] == 64 and "ae.embed_proj.1.weight" in ae.state_dict()
     [gid] = zoo.df(kind="generated").run_id
     assert 0 < value <= 1 and torch.isfinite(zoo[gid].file(SAMPLES)["params"]).all()
+    # a neural-graph encoder trained on this dataset's zoo reads a generation on another one (24 features, never
+    # seen): the generator computes that dataset's input basis from its data, as the FMS sweeper does
+    run_task(make_cfg(SYN + ["encoder=ng_gnn", "encoder.epochs=2"], tmp_path))
+    [ng] = [r for r in Zoo(tmp_path / "zoo").df(kind="encoder").run_id if r != eid]
+    other = ["dataset.name=synthetic_b", "dataset.loader.num_features=24"]
+    value = run_task(
+        make_cfg(SYN + FAST + other + [f"generator.autoencoder.encoder={ng}"], tmp_path, config_name="generate")
+    )
+    zoo = Zoo(tmp_path / "zoo")
+    [gid_b] = [r for r in zoo.df(kind="generated").run_id if r != gid]
+    assert 0 < value <= 1 and zoo[gid_b].record["dataset"] == "synthetic_b"
 
 
 @pytest.mark.slow

@@ -41,7 +41,7 @@ def check_generator(cfg: DictConfig) -> None:
 
     target_names(instantiate(cfg.backbone), g.collect.target)  # a target that does not exist fails here
     if g.autoencoder.get("encoder"):
-        neural_graph_encoder(Zoo(cfg.paths.zoo_dir), g.autoencoder.encoder)
+        neural_graph_encoder(Zoo(cfg.paths.zoo_dir), cfg)
 
 
 def _auto_or(node: DictConfig, key: str, where: str, lo: int, listed: bool = False) -> None:
@@ -77,10 +77,12 @@ def _check_grid(cfg: DictConfig) -> None:
             raise ConfigError(f"generator.search.grid.{key}: expected a non-empty list of values")
 
 
-def neural_graph_encoder(zoo: Zoo, run_id: str):
-    """The trained neural-graph encoder ``generator.autoencoder.encoder`` names (a zoo entry of kind encoder)."""
+def neural_graph_encoder(zoo: Zoo, cfg: DictConfig):
+    """The trained neural-graph encoder ``generator.autoencoder.encoder`` names (a zoo entry of kind encoder), able
+    to read this run's dataset (its input basis is computed from the data when the encoder was trained on others)."""
     from gnnzoo.weightspace.encoder import TrainedEncoder
 
+    run_id = cfg.generator.autoencoder.encoder
     entry = zoo.get(str(run_id))
     if entry is None or entry.status != "completed" or entry.record.get("kind") != "encoder":
         what = "no entry" if entry is None else f"a {entry.record.get('kind')!r} entry ({entry.status})"
@@ -88,4 +90,5 @@ def neural_graph_encoder(zoo: Zoo, run_id: str):
             f"generator.autoencoder.encoder={run_id}: {zoo.root} has {what} there; train one with "
             "`python train.py encoder=ng_gnn` on this zoo and pass its run id"
         )
-    return TrainedEncoder.from_zoo(zoo, str(run_id))
+    dataset = OmegaConf.to_container(cfg.dataset, resolve=True)
+    return TrainedEncoder.from_zoo(zoo, str(run_id), {str(dataset["name"]): dataset}, cfg.paths)

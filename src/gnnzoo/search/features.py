@@ -35,15 +35,7 @@ def encoder_features(
     encoder trained on other datasets); their input bases are computed (or read from the cache) once, here."""
     from gnnzoo.weightspace.encoder import TrainedEncoder
 
-    enc = TrainedEncoder.from_zoo(zoo_dir, run_id)
-    unseen = {name: cfg for name, cfg in (datasets or {}).items() if name not in enc.bases}
-    if unseen and enc.bases:  # (an encoder without bases reads weight statistics: any dataset)
-        from gnnzoo.weightspace.dataset import input_bases
-
-        if paths is None:
-            raise ValueError(f"encoder {run_id} has no input basis for {', '.join(unseen)}: pass paths= to compute it")
-        for basis in input_bases(unseen, paths, next(iter(enc.bases.values())).k).values():
-            enc.add_basis(basis)
+    enc = TrainedEncoder.from_zoo(zoo_dir, run_id, datasets, paths)
 
     def f(state: dict[str, Tensor], backbone: str) -> list:
         with torch.no_grad():

@@ -57,8 +57,25 @@ class TrainedEncoder:
         self.bases = dict(bases or {})
 
     @classmethod
-    def from_zoo(cls, zoo: Zoo | str | Path, run_id: str) -> "TrainedEncoder":
-        zoo = zoo if isinstance(zoo, Zoo) else Zoo(zoo)
+    def from_zoo(
+        cls, zoo: Zoo | str | Path, run_id: str, datasets: dict[str, dict] | None = None, paths=None
+    ) -> "TrainedEncoder":
+        """The encoder ``run_id`` of ``zoo``. ``datasets`` (name -> dataset config; ``paths`` for its data and
+        cache): datasets whose checkpoints it must read although it was not trained on them (a search's or a
+        generator's own dataset); their input bases are computed from the data (or read from the cache) here."""
+        enc = cls._load(zoo if isinstance(zoo, Zoo) else Zoo(zoo), run_id)
+        unseen = {name: cfg for name, cfg in (datasets or {}).items() if name not in enc.bases}
+        if unseen and enc.bases:  # (an encoder without bases reads weight statistics: any dataset)
+            from gnnzoo.weightspace.dataset import input_bases
+
+            if paths is None:
+                raise ValueError(f"encoder {run_id} has no input basis for {', '.join(unseen)}: pass paths= to read it")
+            for basis in input_bases(unseen, paths, next(iter(enc.bases.values())).k).values():
+                enc.add_basis(basis)
+        return enc
+
+    @classmethod
+    def _load(cls, zoo: Zoo, run_id: str) -> "TrainedEncoder":
         entry = zoo[run_id]
         rec = entry.record
         if rec.get("kind") != "encoder":
