@@ -109,29 +109,36 @@ def ci95(xs: Sequence[float]) -> float:
     return float(t.ppf(0.975, len(xs) - 1) * statistics.stdev(xs) / len(xs) ** 0.5)
 
 
+def train_py(args: Sequence[str], threads: int = 2) -> float:
+    """``python train.py *args`` from the repository root with ``threads`` OpenMP threads; its wall time. A failed
+    run stops the benchmark with the command and its stderr."""
+    cmd = [sys.executable, str(ROOT / "train.py"), *args]
+    t0 = time.perf_counter()
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=env)
+    if p.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd[1:])}\n{p.stderr[-3000:]}")
+    return time.perf_counter() - t0
+
+
 def train_multirun(
     overrides: Sequence[str], zoo: Path, work: Path, data_dir: str, tag: str, max_models: int = 180
 ) -> float:
     """``train.py -m hydra/launcher=batched`` with ``overrides`` into ``zoo`` (cache and sweep folders under
     ``work``); its wall time. A failed sweep stops the benchmark with the sweep's stderr."""
-    cmd = [
-        sys.executable,
-        str(ROOT / "train.py"),
-        "-m",
-        "hydra/launcher=batched",
-        f"hydra.launcher.max_models={max_models}",
-        "hydra.launcher.progress=false",
-        *overrides,
-        f"paths.zoo_dir={zoo}",
-        f"paths.data_dir={data_dir}",
-        f"paths.cache_dir={work / 'cache'}",
-        f"hydra.sweep.dir={work / 'sweeps' / tag}",
-    ]
-    t0 = time.perf_counter()
-    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
-    if p.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd[1:])}\n{p.stderr[-3000:]}")
-    return time.perf_counter() - t0
+    return train_py(
+        [
+            "-m",
+            "hydra/launcher=batched",
+            f"hydra.launcher.max_models={max_models}",
+            "hydra.launcher.progress=false",
+            *overrides,
+            f"paths.zoo_dir={zoo}",
+            f"paths.data_dir={data_dir}",
+            f"paths.cache_dir={work / 'cache'}",
+            f"hydra.sweep.dir={work / 'sweeps' / tag}",
+        ]
+    )
 
 
 # ------------------------------------------------------------------------------------------------ cached jobs

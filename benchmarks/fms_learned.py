@@ -17,13 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-from _common import ROOT, JobCache, compose
+from _common import JobCache, compose, train_py
 from fms_tables import NOT_IN_TABLE, table_settings
 
 ENCODER = [
@@ -70,7 +67,6 @@ def _compute(settings: dict, tables: dict, work: Path, data_dir: str) -> dict:
     import torch
     from omegaconf import OmegaConf
 
-    from gnnzoo.weightspace.dataset import input_bases
     from gnnzoo.weightspace.encoder import TrainedEncoder
     from gnnzoo.zoo import Zoo
 
@@ -92,8 +88,6 @@ def _compute(settings: dict, tables: dict, work: Path, data_dir: str) -> dict:
     split = settings["train_split"]
     per_trajectory = max(1, round(settings["graphs_per_epoch"] / (split["fractions"][0] * trajectories)))
     cmd = [
-        sys.executable,
-        str(ROOT / "train.py"),
         *settings["encoder"],
         f"encoder.zoo.backbones=[{bb}]",
         f"encoder.split.by={split['by']}",
@@ -106,20 +100,14 @@ def _compute(settings: dict, tables: dict, work: Path, data_dir: str) -> dict:
         f"hydra.run.dir={root / 'run'}",
     ]
     print(f"  encoder for {cell} on {', '.join(train)} ({trajectories} trajectories) ...", flush=True)
-    t0 = time.perf_counter()
-    p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "2"})
-    if p.returncode != 0:
-        raise SystemExit(f"{' '.join(cmd[1:])}\n{p.stderr[-3000:]}")
-    train_wall = time.perf_counter() - t0
+    train_wall = train_py(cmd)
     zoo = Zoo(zoo_dir)
     (rid,) = zoo.df(kind="encoder", status="completed").run_id.tolist()
     rec = zoo[rid].record
-    enc = TrainedEncoder.from_zoo(zoo, rid)
+    # the searched dataset, never trained on: its input basis from its data (as the sweeper does)
     ds = cell.split("/")[0]
-    if ds not in enc.bases:  # the searched dataset, never trained on: its basis from its data (as the sweeper)
-        cfg = compose([f"dataset={ds}", f"paths.data_dir={data_dir}", f"paths.cache_dir={work / 'cache'}"])
-        dcfg = {ds: OmegaConf.to_container(cfg.dataset, resolve=True)}
-        enc.add_basis(input_bases(dcfg, cfg.paths, next(iter(enc.bases.values())).k)[ds])
+    cfg = compose([f"dataset={ds}", f"paths.data_dir={data_dir}", f"paths.cache_dir={work / 'cache'}"])
+    enc = TrainedEncoder.from_zoo(zoo, rid, {ds: OmegaConf.to_container(cfg.dataset, resolve=True)}, cfg.paths)
     t0 = time.perf_counter()
     feats = {}
     for c in dict.fromkeys([cell, settings["reference"]]):

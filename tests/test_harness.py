@@ -110,3 +110,8 @@ def test_pruning_max_sparsity_is_the_last_level_before_the_first_failure_at_comm
     assert cell["max_weight_sparsity"]["one_shot"] == pytest.approx(pruning.W_LEVEL[4])  # not W_LEVEL[8]
     assert cell["search_wall_s"]["one_shot"] == pytest.approx(12.0)  # 10 + 2, no dense run added again
     assert curves["cora/gcn"]["imp_ugs/weight"] == []  # round 3 is not a common level
+
+
+def test_a_failing_train_py_stops_the_benchmark_with_its_command_and_error():
+    with pytest.raises(SystemExit, match=r"(?s)backbone=no_such_backbone.*no_such_backbone"):
+        _common.train_py(["backbone=no_such_backbone", "logger=none"])

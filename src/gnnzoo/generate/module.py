@@ -91,7 +91,7 @@ class GeneratorModule(pl.LightningModule):
         else:
             z0, t, eps = batch
             cond = self.cond if self.cond.numel() else None
-            den = self.sampling_denoiser() if self.ema is not None else self.denoiser
+            den = self.sampling_denoiser()  # (the EMA copy when there is one: the denoiser that samples)
             loss = F.mse_loss(den(self.scheduler.add_noise(z0, eps, t), t, cond), eps)
         self.log(f"gen/{self.stage}_val_loss", loss, on_step=False, on_epoch=True, batch_size=batch[0].size(0))
         return loss
