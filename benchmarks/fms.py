@@ -311,7 +311,6 @@ def job(args: tuple) -> dict:
         if "reference" in settings:
             ref = settings["reference"]
             reference = build_table(ref["cell"], Path(work), "", ref["epochs"], ref["grid"] == SMOKE_GRID, stored)
-        learned = None
         if "learned" in settings:  # precomputed by main() (the encoder trains once per cell, not per job)
             learned = learned_for(settings["learned"], Path(work), "", stored)
             table = with_features(table, learned["feats"][settings["cell"]])
@@ -483,6 +482,14 @@ def learned_table(learned: dict) -> str:
     )
 
 
+def _paired_rows(cell: str, a: str, b: str, per: dict, tau: bool) -> list[tuple[list[str], dict]]:
+    """Paired (by seed) differences ``a − b`` of one cell: regret at each budget fraction, and τ when ``tau``."""
+    rows = [([cell, f"{a} − {b}", f"regret @{int(q * 100)}%"], paired(per[a][q], per[b][q])) for q in FRACTIONS]
+    if tau:
+        rows.append(([cell, f"{a} − {b}", "τ (per-iteration mean)"], paired(per[a]["tau"], per[b]["tau"])))
+    return rows
+
+
 def report(name, cells, methods, tables, jobs, budget, seeds, not_run, wall, command, learned=None) -> None:
     oracles = {c: oracle(tables[c]) for c in cells}
     table_epochs = tables[cells[0]]["epochs"]
@@ -562,24 +569,10 @@ def report(name, cells, methods, tables, jobs, budget, seeds, not_run, wall, com
             ]
         head = "fms" if "fms" in methods else next((m for m in methods if m.startswith("fms")), None)
         for other in [m for m in methods if m != head] if head else []:
-            for q in FRACTIONS:
-                diff_rows.append(
-                    ([cell, f"{head} − {other}", f"regret @{int(q * 100)}%"], paired(per[head][q], per[other][q]))
-                )
-            if summary[cell][other]["tau_mean"] is not None:
-                diff_rows.append(
-                    ([cell, f"{head} − {other}", "τ (per-iteration mean)"], paired(per[head]["tau"], per[other]["tau"]))
-                )
+            diff_rows += _paired_rows(cell, head, other, per, summary[cell][other]["tau_mean"] is not None)
         for v in [m for m in methods if "learned" in m.split("_") and m != head]:  # learned features vs the rest
             for other in [o for o in ("dyhpo", "random") if o in methods]:
-                for q in FRACTIONS:
-                    diff_rows.append(
-                        ([cell, f"{v} − {other}", f"regret @{int(q * 100)}%"], paired(per[v][q], per[other][q]))
-                    )
-                if summary[cell][other]["tau_mean"] is not None:
-                    diff_rows.append(
-                        ([cell, f"{v} − {other}", "τ (per-iteration mean)"], paired(per[v]["tau"], per[other]["tau"]))
-                    )
+                diff_rows += _paired_rows(cell, v, other, per, summary[cell][other]["tau_mean"] is not None)
         for m in methods:  # the guard's two surrogates, fitted on the same observations every step
             pair = zip(per[m].get("tau_weights_mean", []), per[m].get("tau_plain_mean", []))
             if any(a == a and b == b for a, b in pair):  # guarded searches only (both surrogates fitted)
