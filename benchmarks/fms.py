@@ -81,7 +81,7 @@ from _common import (
     run_jobs,
     write_results,
 )  # noqa: E402
-from fms_learned import learned_features, learned_settings, with_features  # noqa: E402
+from fms_learned import learned_features, learned_settings, stored_learned_features, with_features  # noqa: E402
 from fms_tables import (  # noqa: E402
     GRID,
     SMOKE_GRID,
@@ -740,9 +740,11 @@ def main() -> None:
     for c in cells:
         if any("learned" in m.split("_") for m in methods):
             print(f"learned features {c} ...", flush=True)
-            info = learned_for(
-                learned_settings(c, REFERENCE[c], args.epochs, args.smoke), work, args.data_dir, args.stored_tables
-            )
+            ls = learned_settings(c, REFERENCE[c], args.epochs, args.smoke)
+            if args.from_cache:  # trains nothing: the encoder as cached under these settings, by any code version
+                info = stored_learned_features(ls, work)
+            else:
+                info = learned_for(ls, work, args.data_dir, args.stored_tables)
             learned[c] = {k: v for k, v in info.items() if k != "feats"}
     todo = [
         (

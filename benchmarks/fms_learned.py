@@ -63,6 +63,15 @@ def learned_features(settings: dict, tables: dict, work: Path, data_dir: str) ->
     return cache.run(settings, lambda: _compute(settings, tables, work, data_dir))["result"]
 
 
+def stored_learned_features(settings: dict, work: Path) -> dict:
+    """The learned features cached under exactly ``settings`` by any version of the code (``--from-cache``), with
+    that version's digest as ``code``; stops if there are none."""
+    payload = JobCache(work, __file__, NOT_IN_TABLE).stored(settings)
+    if payload is None:
+        raise SystemExit(f"--from-cache: no cached learned features for {settings['cell']}; run without --from-cache")
+    return {**payload["result"], "code": payload["code"]}
+
+
 def _compute(settings: dict, tables: dict, work: Path, data_dir: str) -> dict:
     import torch
     from omegaconf import OmegaConf

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -115,3 +116,20 @@ def test_pruning_max_sparsity_is_the_last_level_before_the_first_failure_at_comm
 def test_a_failing_train_py_stops_the_benchmark_with_its_command_and_error():
     with pytest.raises(SystemExit, match=r"(?s)backbone=no_such_backbone.*no_such_backbone"):
         _common.train_py(["backbone=no_such_backbone", "logger=none"])
+
+
+def test_from_cache_reads_learned_features_of_any_code_version_and_trains_nothing(tmp_path):
+    import fms_learned
+
+    settings = {"kind": "learned_features", "cell": "cora/gcn", "encoder": ["encoder=ng_gnn"]}
+    with pytest.raises(SystemExit, match="no cached learned features for cora/gcn"):
+        fms_learned.stored_learned_features(settings, tmp_path)
+    old = tmp_path / "old" / "fms_learned.py"  # an earlier version of the script cached the encoder
+    old.parent.mkdir()
+    old.write_text(Path(fms_learned.__file__).read_text() + "\n# an earlier version\n")
+    _common.JobCache(tmp_path, old, fms_learned.NOT_IN_TABLE).run(settings, lambda: {"embed_dim": 128})
+    out = fms_learned.stored_learned_features(settings, tmp_path)
+    current = _common.code_digest(str(Path(fms_learned.__file__).resolve()), fms_learned.NOT_IN_TABLE)
+    assert out["embed_dim"] == 128 and out["code"]["script"] != current["script"]
+    with pytest.raises(SystemExit, match="no cached learned features"):  # other settings: not reused
+        fms_learned.stored_learned_features({**settings, "cell": "citeseer/gcn"}, tmp_path)
