@@ -290,10 +290,9 @@ def test_task_encoder_trains_records_and_embeds(encoder, tmp_path):
         with pytest.raises(ValueError, match="matches 0 of this encoder's input bases"):
             feat(unseen, "gcn")
         ds_b = make_cfg(SYN + ["dataset.name=synthetic_b", "dataset.loader.num_features=24"], tmp_path).dataset
-        feat_b = make_featurizer(rid, zoo.root, {"synthetic_b": OmegaConf.to_container(ds_b, resolve=True)}, cfg.paths)
-        enc.add_basis(
-            input_bases({"synthetic_b": OmegaConf.to_container(ds_b, resolve=True)}, cfg.paths, 32)["synthetic_b"]
-        )
+        unseen_cfg = {"synthetic_b": OmegaConf.to_container(ds_b, resolve=True)}
+        feat_b = make_featurizer(rid, zoo.root, unseen_cfg, cfg.paths)
+        enc.add_basis(input_bases(unseen_cfg, cfg.paths, 32)["synthetic_b"])
         assert feat_b(unseen, "gcn") == pytest.approx(enc.embed(unseen, "gcn")[0].tolist(), abs=1e-6)
         assert feat_b(st, "gcn") == pytest.approx(emb[0].tolist(), abs=1e-6)  # the datasets it saw: unchanged
     again = run_task(cfg)  # relaunched: skipped

@@ -16,6 +16,7 @@ from gnnzoo.generate.search import grid_points
 from gnnzoo.generate.stages import SAMPLES
 from gnnzoo.tasks.run import run_task
 from gnnzoo.utils.errors import ConfigError
+from gnnzoo.weightspace.encoder import TrainedEncoder
 from gnnzoo.zoo import Zoo
 
 SYN = ["dataset=synthetic", "dataset.loader.num_nodes=300", "logger=none", "trainer.max_epochs=15"]
@@ -338,6 +339,12 @@ def test_the_latent_can_come_from_a_trained_neural_graph_encoder(tmp_path):
     zoo = Zoo(tmp_path / "zoo")
     [gid_b] = [r for r in zoo.df(kind="generated").run_id if r != gid]
     assert 0 < value <= 1 and zoo[gid_b].record["dataset"] == "synthetic_b"
+    ae_b = [  # the autoencoder of this generation reads the ng_gnn encoder's embedding
+        e.record["generator"]["kwargs"]["embed_dim"]
+        for e in zoo.entries()
+        if e.record["kind"] == "generator" and e.record["generator"]["stage"] == "autoencoder" and e.run_id != ae.run_id
+    ]
+    assert ae_b == [TrainedEncoder.from_zoo(zoo, ng).model.embed_dim]
 
 
 @pytest.mark.slow

@@ -124,7 +124,7 @@ def autoencoder_stage(
     if acfg.get("encoder"):  # the latent is read from the neural-graph encoder's embedding of each checkpoint
         enc = neural_graph_encoder(ctx.zoo, ctx.cfg)
         states = [ctx.codec.full_state(ctx.base, v) for v in params]
-        emb = enc.embed(states, ctx.best.record["backbone"], str(ctx.cfg.dataset.name) if enc.bases else None)
+        emb = enc.embed(states, ctx.best.record["backbone"], str(ctx.cfg.dataset.name))
     kwargs = _ae_kwargs(acfg, ctx.codec.dim, None if emb is None else int(emb.size(1)))
     key = {
         "stage": "autoencoder",
