@@ -240,8 +240,10 @@ def _select_threshold(st: dict, work: Path, data_dir: str) -> dict:
     return {"dataset": ds, "backbone": bb, "val_acc": val, "chosen": best}
 
 
-# library code a pruning job never runs (tasks are reached through cfg.task._target_, so these are never
-# imported by one): work on them does not invalidate the cached jobs
+# library code a pruning job never runs (tasks are reached through cfg.task._target_): work on it does not
+# invalidate the cached jobs. Composing a config imports the FMS sweeper plugin (Hydra's plugin discovery) and the
+# search settings it takes its defaults from, and nothing else of these; tests/test_harness.py checks a job loads
+# nothing more
 NOT_IN_PRUNING = (
     "src/gnnzoo/search",
     "src/gnnzoo/generate",

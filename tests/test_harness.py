@@ -133,3 +133,40 @@ def test_from_cache_reads_learned_features_of_any_code_version_and_trains_nothin
     assert out["embed_dim"] == 128 and out["code"]["script"] != current["script"]
     with pytest.raises(SystemExit, match="no cached learned features"):  # other settings: not reused
         fms_learned.stored_learned_features({**settings, "cell": "citeseer/gcn"}, tmp_path)
+
+
+def test_a_pruning_job_runs_none_of_the_code_its_cache_key_leaves_out(tmp_path):
+    # the pruning benchmark keys its jobs by the library less NOT_IN_PRUNING. Composing any config imports the FMS
+    # sweeper plugin (Hydra's plugin discovery) and the search settings it declares its defaults from; beyond that,
+    # a job (every method, weights and graph, the zoo read back) must load nothing from the code left out
+    import subprocess
+
+    script = f"""
+import sys
+sys.path.insert(0, {str(ROOT / "benchmarks")!r})
+from pathlib import Path
+import pruning
+
+def left_out():
+    files = {{getattr(m, "__file__", None) or "" for m in list(sys.modules.values())}}
+    return sorted(f for f in files for x in pruning.NOT_IN_PRUNING if "/" + x.replace("src/", "", 1) in f)
+
+zoo = {str(tmp_path / "zoo")!r}
+base = ["dataset=synthetic", "dataset.loader.num_nodes=200", "trainer.max_epochs=3", "logger=none",
+        "paths.zoo_dir=" + zoo, "paths.output_dir={tmp_path}/out", "paths.cache_dir={tmp_path}/cache"]
+pruning.compose(base)
+print("DISCOVERY", left_out())
+quick = {{"one_shot": [], "imp_ugs": ["pruning.rounds=2", "pruning.rate_weight=0.5", "pruning.rate_graph=0.1"],
+         "fastglt": ["pruning.pretrain_epochs=2", "pruning.denoise_epochs=3", "pruning.delta=1"]}}
+for method, extra in quick.items():
+    rows = pruning._search(base, Path(zoo), method, "weight",
+                           extra + ["pruning.weight_sparsity=0.5", "pruning.graph_sparsity=0.1"])
+    assert rows, method
+print("JOB", left_out())
+"""
+    p = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr[-3000:]
+    lines = dict(line.split(" ", 1) for line in p.stdout.splitlines() if line.startswith(("DISCOVERY ", "JOB ")))
+    assert lines["JOB"] == lines["DISCOVERY"], p.stdout[-2000:]
+    for folder in ("generate", "weightspace", "soups"):  # never even imported
+        assert f"/gnnzoo/{folder}/" not in lines["JOB"]
