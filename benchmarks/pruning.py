@@ -18,7 +18,7 @@ UGS L1 strengths are the reference codes' per-dataset/backbone values; FastGLT u
 chosen per cell by a rule declared before looking: on the development seed 100 (not a benchmark seed), FastGLT
 at 93.1% weight sparsity with each threshold; the higher *validation* accuracy of the retrained ticket wins (a
 tie keeps global). Jobs run through the harness (benchmarks/_common.py): worker processes of one torch thread
-each, cached under a hash of the script, the library (less the methods a pruning job never imports:
+each, cached under a hash of the script, the library (less the methods a pruning job never runs:
 ``NOT_IN_PRUNING``) and every setting of the job.
 
     python benchmarks/pruning.py [--seeds 3] [--datasets cora,citeseer] [--backbones gcn,gin,gat] [--jobs 2]
